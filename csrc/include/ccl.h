@@ -1,0 +1,190 @@
+/*
+ * ccl.h - the one public header of pyccl's C core.
+ *
+ * Anything not declared here is internal and unsupported.  The header is
+ * plain C99 (a test compiles it with -std=c99 -pedantic).
+ *
+ * Conventions
+ *  - Every fallible call returns an int: CCL_OK (0) or a ccl_result code.
+ *    Outputs go through pointers.  Details of the last failure are kept as a
+ *    string on the object that failed (ccl_comm_error, ccl_op_error,
+ *    ccl_master_error) or written into a caller buffer where no object
+ *    exists yet (ccl_comm_create).
+ *  - A communicator is a long-lived handle; an op (ccl_op) is one request.
+ *    An op returned by a *_async call must be released with ccl_op_free
+ *    after it has completed (ccl_op_wait returned something other than
+ *    CCL_ERR_TIMEOUT, or ccl_op_test reported done).
+ *  - Every blocking call has a deadline.  Nothing spins without bound.
+ *  - Collectives must be issued in the same order on every rank (ops are
+ *    matched by (epoch, tag), the tag being the op's sequence number).
+ */
+#ifndef CCL_H
+#define CCL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CCL_VERSION_MAJOR 0
+#define CCL_VERSION_MINOR 1
+#define CCL_VERSION_PATCH 0
+/* The wire protocol version; both ends of every connection must match. */
+#define CCL_PROTOCOL_VERSION 1
+
+/* Result codes.  Values are part of the ABI: never renumber, only append. */
+typedef enum ccl_result {
+    CCL_OK = 0,
+    CCL_ERR_INVALID_ARG = 1,      /* a bad argument from the caller */
+    CCL_ERR_NOMEM = 2,            /* an allocation failed */
+    CCL_ERR_IO = 3,               /* a socket call failed */
+    CCL_ERR_TIMEOUT = 4,          /* a deadline passed */
+    CCL_ERR_PEER_LOST = 5,        /* a peer closed, crashed or stalled */
+    CCL_ERR_PROTOCOL = 6,         /* a peer sent bytes that break the protocol */
+    CCL_ERR_VERSION = 7,          /* the other end speaks another version */
+    CCL_ERR_MISMATCH = 8,         /* ranks disagree about an op (size, type, kind) */
+    CCL_ERR_ABORTED = 9,          /* the op was aborted (by a peer or by close) */
+    CCL_ERR_MASTER_UNREACHABLE = 10, /* the master could not be reached */
+    CCL_ERR_TOO_FEW_PEERS = 11,   /* not enough peers to run the op */
+    CCL_ERR_CLOSED = 12,          /* the communicator was closed */
+    CCL_ERR_INVALID_USAGE = 13,   /* a call not allowed in the current state */
+    CCL_ERR_AUTH = 14,            /* authentication failed */
+    CCL_ERR_REJECTED = 15,        /* the master refused the request */
+    CCL_ERR_INTERNAL = 16         /* a bug in pyccl; please report it */
+} ccl_result;
+
+/* A static, human-readable name for a result code ("peer lost", ...). */
+const char *ccl_strerror(int rc);
+/* The library version as "major.minor.patch". */
+const char *ccl_version(void);
+
+/* Element types.  Values travel on the wire: never renumber. */
+typedef enum ccl_dtype {
+    CCL_F32 = 0, CCL_F64 = 1, CCL_F16 = 2, CCL_BF16 = 3,
+    CCL_I8 = 4, CCL_I16 = 5, CCL_I32 = 6, CCL_I64 = 7,
+    CCL_U8 = 8, CCL_U16 = 9, CCL_U32 = 10, CCL_U64 = 11
+} ccl_dtype;
+#define CCL_DTYPE_COUNT 12
+/* Size of one element in bytes, or 0 for an unknown dtype. */
+size_t ccl_dtype_size(int dtype);
+
+/* Reduction operators.  Values travel on the wire: never renumber. */
+typedef enum ccl_redop {
+    CCL_SUM = 0, CCL_AVG = 1, CCL_MIN = 2, CCL_MAX = 3, CCL_PROD = 4
+} ccl_redop;
+#define CCL_REDOP_COUNT 5
+
+/* All-reduce algorithms.  AUTO picks by size and world size. */
+typedef enum ccl_algo {
+    CCL_ALGO_AUTO = 0, CCL_ALGO_RING = 1, CCL_ALGO_STAR = 2
+} ccl_algo;
+
+/* ------------------------------------------------------------------ */
+/* Master: the coordinator peers register with.  It moves no tensor data. */
+
+typedef struct ccl_master ccl_master;
+
+typedef struct ccl_master_config {
+    const char *host;   /* address to bind, default "127.0.0.1" */
+    int port;           /* 0 picks a free port (see ccl_master_port) */
+} ccl_master_config;
+
+void ccl_master_config_init(ccl_master_config *cfg);
+/* Binds, listens and starts the master's thread. */
+int ccl_master_create(const ccl_master_config *cfg, ccl_master **out,
+                      char *err, size_t errlen);
+int ccl_master_port(const ccl_master *m);
+/* Number of groups formed so far (one per epoch). */
+uint32_t ccl_master_epoch(ccl_master *m);
+/* Stops the thread, closes every connection and frees the master. */
+void ccl_master_destroy(ccl_master *m);
+
+/* ------------------------------------------------------------------ */
+/* Communicator: one peer's membership in a group. */
+
+typedef struct ccl_comm ccl_comm;
+
+typedef struct ccl_comm_config {
+    const char *master_host;  /* required */
+    int master_port;          /* required */
+    int world_size;           /* number of peers that form the first group (>= 1) */
+    int rank;                 /* wanted rank, or -1 for "any" (assigned in join order) */
+    int conns_per_peer;       /* TCP connections per peer pair (1..64), default 1 */
+    const char *listen_host;  /* address peers connect to, default "127.0.0.1" */
+    int connect_timeout_ms;   /* deadline for registration and the mesh, default 60000 */
+    int op_timeout_ms;        /* an op that gets no bytes for this long fails, default 60000 */
+    int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
+    uint64_t star_max_bytes;  /* AUTO uses star up to this size, default 65536 */
+    uint32_t chunk_bytes;     /* pipelining unit of the ring, default 1 MiB */
+} ccl_comm_config;
+
+void ccl_comm_config_init(ccl_comm_config *cfg);
+/* Registers with the master, waits until the group is complete, connects
+ * the mesh and starts the progress thread.  On failure *out is NULL and err
+ * holds the reason. */
+int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out,
+                    char *err, size_t errlen);
+int ccl_comm_rank(const ccl_comm *c);
+int ccl_comm_size(const ccl_comm *c);
+uint32_t ccl_comm_epoch(const ccl_comm *c);
+/* Detail of the communicator's last failure ("" if none).  Valid until the
+ * next call on the communicator. */
+const char *ccl_comm_error(ccl_comm *c);
+/* Traffic counters (payload and header bytes, all connections). */
+void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
+/* Fails every pending op with CCL_ERR_CLOSED, closes every socket, joins
+ * the progress thread and frees the communicator.  Ops still held by the
+ * caller stay valid for ccl_op_wait/ccl_op_free. */
+void ccl_comm_destroy(ccl_comm *c);
+
+/* ------------------------------------------------------------------ */
+/* Ops.  Buffers must stay valid and untouched until the op completes.
+ * send == recv means in place.  count is in elements. */
+
+typedef struct ccl_op ccl_op;
+
+/* recv[i] = op over ranks of send[i], for i < count. */
+int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
+                        uint64_t count, int dtype, int redop, int algo,
+                        ccl_op **out);
+/* Every rank's buf ends equal to root's buf. */
+int ccl_broadcast_async(ccl_comm *c, void *buf, uint64_t count, int dtype,
+                        int root, ccl_op **out);
+/* recv holds size*count elements: rank r's send lands at r*count. */
+int ccl_allgather_async(ccl_comm *c, const void *send, void *recv,
+                        uint64_t count, int dtype, ccl_op **out);
+/* send holds size*count elements; recv (count elements) gets block r of
+ * the reduction on rank r. */
+int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
+                             uint64_t count, int dtype, int redop,
+                             ccl_op **out);
+int ccl_barrier_async(ccl_comm *c, ccl_op **out);
+
+/* Waits up to timeout_ms (-1: until the op ends, which its own deadline
+ * bounds).  Returns the op's result, or CCL_ERR_TIMEOUT if it is still
+ * running (then it stays valid and pending). */
+int ccl_op_wait(ccl_op *op, int timeout_ms);
+/* *done = 1 and returns the result if finished; else *done = 0, CCL_OK. */
+int ccl_op_test(ccl_op *op, int *done);
+/* Detail string of a failed op ("" on success). */
+const char *ccl_op_error(ccl_op *op);
+/* Releases the op.  A pending op is detached: it still completes inside
+ * the communicator, so its buffers must stay valid until then. */
+void ccl_op_free(ccl_op *op);
+
+/* Blocking forms: the async call, then wait and free. */
+int ccl_allreduce(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                  int dtype, int redop, int algo);
+int ccl_broadcast(ccl_comm *c, void *buf, uint64_t count, int dtype, int root);
+int ccl_allgather(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                  int dtype);
+int ccl_reduce_scatter(ccl_comm *c, const void *send, void *recv,
+                       uint64_t count, int dtype, int redop);
+int ccl_barrier(ccl_comm *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CCL_H */

@@ -1,0 +1,147 @@
+/*
+ * wire.h - the wire codec: pure functions over bytes, no I/O.
+ *
+ * Every multi-byte field is little-endian and written through the put/get
+ * helpers, never by casting structs.  Decoders treat their input as hostile:
+ * they check every length against a cap before the caller allocates, reject
+ * unknown types and nonzero reserved bytes, and never read past the end.
+ * docs/protocol.md describes every byte.
+ *
+ * A connection starts with both ends sending a HELLO (48 bytes) at once and
+ * reading the other's.  After that every message is a frame: a 40-byte
+ * header followed by `length` payload bytes.
+ */
+#ifndef CCL_WIRE_H
+#define CCL_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- little-endian helpers ---- */
+void ccl__put_u16(uint8_t *p, uint16_t v);
+void ccl__put_u32(uint8_t *p, uint32_t v);
+void ccl__put_u64(uint8_t *p, uint64_t v);
+uint16_t ccl__get_u16(const uint8_t *p);
+uint32_t ccl__get_u32(const uint8_t *p);
+uint64_t ccl__get_u64(const uint8_t *p);
+
+/* ---- HELLO ---- */
+#define CCL_HELLO_LEN 48
+#define CCL_MAGIC "PYCCL\0\r\n" /* 8 bytes */
+
+enum ccl__role {
+    CCL_ROLE_PEER_TO_MASTER = 1, /* a communicator's control link */
+    CCL_ROLE_PEER_TO_PEER = 2,   /* one connection of a peer pool */
+    CCL_ROLE_MASTER = 3          /* the master's answer on a control link */
+};
+
+typedef struct ccl__hello {
+    uint16_t version;    /* CCL_PROTOCOL_VERSION */
+    uint8_t role;        /* enum ccl__role */
+    uint8_t flags;       /* 0; reserved */
+    uint32_t epoch;      /* group epoch the connection belongs to (0 on control links) */
+    uint32_t rank;       /* sender's rank in that epoch (0xffffffff if none) */
+    uint32_t conn_index; /* index in the peer pool, 0..K-1 */
+    uint8_t uuid[16];    /* sender's identity, random per communicator */
+} ccl__hello;
+
+void ccl__hello_encode(uint8_t out[CCL_HELLO_LEN], const ccl__hello *h);
+/* Returns 0; CCL_ERR_PROTOCOL for a bad magic, unknown role or nonzero
+ * reserved bytes; CCL_ERR_VERSION if the version differs from ours (h->version
+ * is still filled so the caller can name it). */
+int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h);
+
+/* ---- frame header ---- */
+#define CCL_HDR_LEN 40
+
+enum ccl__frame_type {
+    CCL_FT_DATA = 1,      /* collective payload: tag, step, offset, total, length */
+    CCL_FT_ABORT = 2,     /* fail op `tag` of `epoch`; payload: error msg */
+    CCL_FT_HEARTBEAT = 3, /* liveness only; no payload */
+    CCL_FT_BYE = 4,       /* graceful close of the sender; no payload */
+    CCL_FT_REGISTER = 16, /* peer -> master; payload: register msg */
+    CCL_FT_GROUP = 17,    /* master -> peer; payload: group msg */
+    CCL_FT_REJECT = 18    /* master -> peer; payload: error msg */
+};
+
+/* Caps checked by the decoder before anyone allocates. */
+#define CCL_MAX_DATA_PAYLOAD (16u << 20)  /* one DATA frame carries <= 16 MiB */
+#define CCL_MAX_CTRL_PAYLOAD (1u << 20)   /* GROUP etc. */
+#define CCL_MAX_ERRMSG 256
+#define CCL_MAX_HOST 64
+#define CCL_MAX_WORLD 4096
+
+typedef struct ccl__hdr {
+    uint8_t type;     /* enum ccl__frame_type */
+    uint8_t coll;     /* DATA/ABORT: collective kind (enum ccl__coll) */
+    uint8_t dtype;    /* DATA: ccl_dtype of the op */
+    uint8_t redop;    /* DATA: ccl_redop of the op */
+    uint32_t epoch;
+    uint64_t tag;     /* op sequence number within the epoch */
+    uint64_t offset;  /* DATA: byte offset of the payload in the op's buffer */
+    uint64_t total;   /* DATA: the sender's op size in bytes, to catch mismatches */
+    uint32_t length;  /* payload bytes that follow the header */
+    uint16_t step;    /* DATA: algorithm step the payload belongs to */
+    uint16_t flags;   /* 0; reserved */
+} ccl__hdr;
+
+enum ccl__coll {
+    CCL_COLL_ALLREDUCE_RING = 1,
+    CCL_COLL_ALLREDUCE_STAR = 2,
+    CCL_COLL_BROADCAST = 3,
+    CCL_COLL_ALLGATHER = 4,
+    CCL_COLL_REDUCE_SCATTER = 5,
+    CCL_COLL_BARRIER = 6
+};
+
+void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h);
+/* Returns 0 or CCL_ERR_PROTOCOL (unknown type, unknown coll/dtype/redop on
+ * DATA, length above the type's cap, payload on a type that has none,
+ * nonzero flags, offset + length overflowing or beyond total). */
+int ccl__hdr_decode(const uint8_t in[CCL_HDR_LEN], ccl__hdr *h);
+
+/* ---- control payloads ---- */
+
+typedef struct ccl__register_msg {
+    uint32_t world_size;      /* size of the first group the peer expects */
+    int32_t rank;             /* wanted rank or -1 */
+    uint16_t listen_port;
+    uint16_t conns_per_peer;  /* K wanted; the master's GROUP decides */
+    uint8_t uuid[16];
+    char host[CCL_MAX_HOST + 1]; /* NUL-terminated, 1..64 printable ASCII chars */
+} ccl__register_msg;
+
+/* Encodes into out (capacity cap); returns bytes written or 0 if too small. */
+size_t ccl__register_encode(uint8_t *out, size_t cap, const ccl__register_msg *m);
+int ccl__register_decode(const uint8_t *in, size_t len, ccl__register_msg *m);
+
+typedef struct ccl__member {
+    uint16_t port;
+    uint8_t uuid[16];
+    char host[CCL_MAX_HOST + 1];
+} ccl__member;
+
+typedef struct ccl__group_msg {
+    uint32_t epoch;
+    uint32_t world_size;      /* 1..CCL_MAX_WORLD */
+    uint32_t your_rank;       /* < world_size */
+    uint16_t conns_per_peer;  /* 1..64 */
+    ccl__member *members;     /* world_size entries, rank order */
+} ccl__group_msg;
+
+size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);
+/* Two steps so the caller allocates only a checked count: peek returns
+ * world_size (validated against CCL_MAX_WORLD and len) or a negative
+ * CCL_ERR_PROTOCOL; decode fills m, whose members array the caller
+ * allocated with that many entries. */
+int ccl__group_peek(const uint8_t *in, size_t len, uint32_t *world_size);
+int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m);
+
+/* ABORT and REJECT payload: u32 code (a ccl_result), u16 n, n bytes text. */
+size_t ccl__errmsg_encode(uint8_t *out, size_t cap, int code, const char *msg);
+/* msg receives at most CCL_MAX_ERRMSG chars plus NUL; non-printable bytes
+ * are replaced by '?'. */
+int ccl__errmsg_decode(const uint8_t *in, size_t len, int *code,
+                       char msg[CCL_MAX_ERRMSG + 1]);
+
+#endif
