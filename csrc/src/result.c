@@ -1,0 +1,42 @@
+/* result.c - names of result codes, dtype sizes, the version string. */
+#include "ccl.h"
+
+const char *ccl_strerror(int rc)
+{
+    switch (rc) {
+    case CCL_OK: return "ok";
+    case CCL_ERR_INVALID_ARG: return "invalid argument";
+    case CCL_ERR_NOMEM: return "out of memory";
+    case CCL_ERR_IO: return "i/o error";
+    case CCL_ERR_TIMEOUT: return "timed out";
+    case CCL_ERR_PEER_LOST: return "peer lost";
+    case CCL_ERR_PROTOCOL: return "protocol error";
+    case CCL_ERR_VERSION: return "protocol version mismatch";
+    case CCL_ERR_MISMATCH: return "ranks disagree about the op";
+    case CCL_ERR_ABORTED: return "aborted";
+    case CCL_ERR_MASTER_UNREACHABLE: return "master unreachable";
+    case CCL_ERR_TOO_FEW_PEERS: return "too few peers";
+    case CCL_ERR_CLOSED: return "communicator closed";
+    case CCL_ERR_INVALID_USAGE: return "invalid usage";
+    case CCL_ERR_AUTH: return "authentication failed";
+    case CCL_ERR_REJECTED: return "rejected by the master";
+    case CCL_ERR_INTERNAL: return "internal error";
+    default: return "unknown error";
+    }
+}
+
+const char *ccl_version(void)
+{
+    return "0.1.0";
+}
+
+size_t ccl_dtype_size(int dtype)
+{
+    switch (dtype) {
+    case CCL_F32: case CCL_I32: case CCL_U32: return 4;
+    case CCL_F64: case CCL_I64: case CCL_U64: return 8;
+    case CCL_F16: case CCL_BF16: case CCL_I16: case CCL_U16: return 2;
+    case CCL_I8: case CCL_U8: return 1;
+    default: return 0;
+    }
+}
