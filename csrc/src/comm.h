@@ -1,0 +1,206 @@
+/*
+ * comm.h - internal structures of a communicator and its ops.
+ *
+ * Threads and locks
+ *  - `mu` guards every socket, queue and op-progress field.  Whoever holds
+ *    it "drives": the progress thread, or a caller waiting on an op (which
+ *    then runs the event loop itself, so a blocking op costs no thread
+ *    hand-off).  epoll_wait is called with `mu` held only by a driving
+ *    caller; the progress thread waits without it.
+ *  - `post_mu` guards the queue of newly posted ops, so posting never waits
+ *    for a driver.  A poster that cannot take `mu` signals `wakefd`.
+ *  - `done_mu`/`done_cv` carry op completion to waiters that do not drive.
+ *  - An op's `done` flag is written once, with release order, after its
+ *    result; readers load it with acquire order.
+ */
+#ifndef CCL_COMM_H
+#define CCL_COMM_H
+
+#include "ccl.h"
+#include "wire.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+typedef struct ccl__sendreq ccl__sendreq;
+typedef struct ccl__conn ccl__conn;
+typedef struct ccl__peer ccl__peer;
+typedef struct ccl__algo ccl__algo;
+
+/* One frame waiting to be written: header bytes plus a payload that points
+ * into the op's buffers (or into `owned` for control frames). */
+struct ccl__sendreq {
+    ccl__sendreq *next;
+    ccl_op *op; /* NULL for control frames */
+    uint8_t hdr[CCL_HDR_LEN];
+    const uint8_t *data;
+    uint32_t len;
+    uint8_t *owned;
+};
+
+enum ccl__rx_state { RX_HDR, RX_PAYLOAD };
+enum ccl__rx_mode { RXM_LAND, RXM_REDUCE, RXM_DISCARD, RXM_KEEP };
+
+struct ccl__conn {
+    int fd;
+    int peer;  /* rank */
+    int index; /* position in the pool */
+    /* send side */
+    ccl__sendreq *cur;
+    size_t cur_off; /* bytes of hdr + payload already written */
+    int out_armed;  /* EPOLLOUT registered */
+    /* receive side */
+    int rstate;
+    uint8_t hbuf[CCL_HDR_LEN];
+    size_t hpos;
+    ccl__hdr h;
+    ccl_op *rop;
+    int rmode;
+    uint8_t *rdst;       /* where payload bytes go */
+    size_t rdone;        /* payload bytes received */
+    size_t rreduced;     /* payload bytes already reduced (RXM_REDUCE) */
+    uint8_t *reduce_dst; /* RXM_REDUCE: destination of the reduction */
+    uint8_t *staging;
+    size_t staging_cap;
+    uint8_t *keep; /* RXM_KEEP: heap copy of an early frame */
+    int parked;    /* reading paused: too much early data buffered */
+};
+
+struct ccl__peer {
+    char host[CCL_MAX_HOST + 1];
+    uint16_t port;
+    uint8_t uuid[16];
+    ccl__conn *conns;
+    int nconns;
+    ccl__sendreq *qhead, *qtail; /* frames not yet taken by a connection */
+};
+
+/* A frame that arrived before its op was posted here. */
+typedef struct ccl__early {
+    struct ccl__early *next;
+    int peer;
+    ccl__hdr h;
+    uint8_t *data;
+} ccl__early;
+
+/* A tag aborted by a peer before it was posted here. */
+typedef struct ccl__aborted {
+    struct ccl__aborted *next;
+    uint64_t tag;
+    int code;
+    char msg[CCL_MAX_ERRMSG + 1];
+} ccl__aborted;
+
+/* An algorithm: a table of functions driven by the progress engine. */
+struct ccl__algo {
+    uint8_t coll; /* enum ccl__coll, travels in every frame */
+    /* Sets counters and queues the first frames. */
+    int (*start)(ccl_comm *c, ccl_op *op);
+    /* Validates a DATA header for this op and says where its payload goes:
+     * sets *mode (RXM_LAND or RXM_REDUCE) and *dst.  Nonzero: protocol
+     * violation, with op->err filled. */
+    int (*on_header)(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h,
+                     int *mode, uint8_t **dst);
+    /* The payload of h has fully arrived (and been reduced, if REDUCE). */
+    int (*on_data)(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h);
+};
+
+struct ccl_op {
+    ccl_comm *comm;
+    int refs; /* atomic: the caller's and the engine's */
+    ccl_op *next;
+    const ccl__algo *algo;
+    int dtype, redop, root;
+    size_t esize;
+    uint64_t tag;
+    uint32_t epoch;
+    const uint8_t *send; /* the caller's input */
+    uint8_t *buf;        /* the buffer the algorithm works in */
+    uint8_t *out;        /* the caller's output */
+    uint64_t count;      /* elements in the op's full buffer */
+    uint64_t nbytes;     /* bytes of the full buffer: checked in every frame */
+    uint8_t *scratch;    /* owned working memory, freed with the op */
+    uint64_t recv_left;  /* payload bytes still to receive */
+    uint64_t send_left;  /* payload bytes still to write to sockets */
+    uint32_t frames_left; /* star/broadcast: frames still expected */
+    uint64_t *peer_rx;   /* star hub: bytes received per peer */
+    uint64_t last_progress_ms;
+    int active; /* in the engine's active list */
+    int done;   /* atomic */
+    int result;
+    char err[256];
+};
+
+struct ccl_comm {
+    ccl_comm_config cfg;
+    char listen_host[CCL_MAX_HOST + 1];
+    int rank, size;
+    uint32_t epoch;
+    uint8_t uuid[16];
+    int master_fd;
+    int listen_fd;
+    int listen_port;
+    int poller;
+    int wakefd;
+    ccl__peer *peers; /* size entries; peers[rank] has no connections */
+    int spin_us;
+
+    pthread_mutex_t mu;
+    pthread_t thread;
+    int thread_started;
+    int driving;    /* a caller runs the loop: the thread stays off it */
+    int stop;       /* ask the thread to exit */
+    pthread_cond_t idle_cv; /* the thread waits here while a caller drives */
+
+    pthread_mutex_t post_mu;
+    ccl_op *post_head, *post_tail;
+    uint64_t next_tag;   /* under post_mu: tag of the next posted op */
+    int closed;          /* under post_mu: no more posts */
+
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;
+    int waiters;         /* under done_mu: callers inside ccl_op_wait */
+
+    /* under mu */
+    ccl_op *active;
+    ccl_op *reap; /* finished ops whose engine reference is still held */
+    uint64_t activated_upto; /* every tag below this has been activated */
+    ccl__early *early_head, *early_tail;
+    uint64_t early_bytes;
+    ccl__aborted *aborted;
+    ccl__sendreq *free_reqs;
+    uint64_t next_deadline_check_ms;
+    uint64_t tx_bytes, rx_bytes;
+    int broken;            /* a connection failed: ops fail with this code */
+    char broken_msg[400];
+    char errbuf[512];
+};
+
+/* progress.c */
+void ccl__loop_once(ccl_comm *c, int timeout_ms);
+void ccl__drain_posts(ccl_comm *c);
+void ccl__reap(ccl_comm *c);
+void *ccl__progress_main(void *arg);
+int ccl__enqueue_data(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
+                      uint64_t offset, const uint8_t *data, uint32_t len);
+void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
+                  const char *fmt, ...);
+void ccl__op_check_done(ccl_comm *c, ccl_op *op);
+void ccl__fail_all(ccl_comm *c, int code, const char *why);
+
+/* op.c */
+void ccl__op_release(ccl_op *op);
+int ccl__op_post(ccl_comm *c, ccl_op *op, ccl_op **out);
+
+/* Chunking helpers shared by the algorithms. */
+uint32_t ccl__unit_bytes(const ccl_comm *c, size_t esize);
+
+/* Algorithms. */
+extern const ccl__algo ccl__ring_allreduce_algo;
+extern const ccl__algo ccl__ring_allgather_algo;
+extern const ccl__algo ccl__ring_reduce_scatter_algo;
+extern const ccl__algo ccl__star_allreduce_algo;
+extern const ccl__algo ccl__broadcast_algo;
+extern const ccl__algo ccl__barrier_algo;
+
+#endif

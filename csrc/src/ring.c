@@ -1,0 +1,211 @@
+/*
+ * ring.c - the pipelined ring: all-reduce = reduce-scatter + all-gather,
+ * and each half on its own as reduce-scatter and all-gather.
+ *
+ * The buffer of N*... elements is cut into N segments (segment k starts at
+ * k*base + min(k, rem) elements, base = count / N, rem = count % N, and
+ * the first rem segments hold one element more).  Rank r talks to
+ * right = r+1 and hears from left = r-1 (mod N).
+ *
+ * Reduce-scatter, steps s = 0..N-2 (wire step s): send segment r-s-1,
+ * receive segment r-s-2 from left and reduce it into the buffer.  After
+ * the last step rank r holds segment r fully reduced.
+ * All-gather, steps s = 0..N-2 (wire step N-1+s): send segment r-s,
+ * receive segment r-s-1 from left, landing in place.
+ *
+ * Pipelining: a segment travels as units of at most chunk_bytes.  The
+ * first sender of a segment picks the unit boundaries; every later hop
+ * forwards exactly the (offset, length) it received, as soon as that unit
+ * has arrived (and been reduced).  So each unit moves along the ring on
+ * its own, sending, receiving and reducing overlap, and no rank needs to
+ * agree on chunk sizes.
+ *
+ * Why in-place landing is safe: a unit of segment k arrives at rank r in
+ * the all-gather only after it went all the way round, which needed rank
+ * r's own reduce-scatter send of that unit to have been written to the
+ * socket already (the frame's bytes are in the kernel, not read from our
+ * buffer any more).
+ *
+ * Every rank gets the owner's bytes verbatim in the all-gather, so results
+ * are bit-identical on every rank; AVG divides once, at the owner.
+ */
+#include "comm.h"
+#include "reduce.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int mod(int a, int n)
+{
+    a %= n;
+    return a < 0 ? a + n : a;
+}
+
+/* Byte range of segment k. */
+static void seg_range(const ccl_op *op, int n, int k, uint64_t *off,
+                      uint64_t *len)
+{
+    uint64_t base = op->count / (uint64_t)n, rem = op->count % (uint64_t)n;
+    uint64_t uk = (uint64_t)k;
+    uint64_t start = uk * base + (uk < rem ? uk : rem);
+    *off = start * op->esize;
+    *len = (base + (uk < rem ? 1 : 0)) * op->esize;
+}
+
+/* Queues a byte range to the right neighbour in units. */
+static int send_range(ccl_comm *c, ccl_op *op, uint16_t step, uint64_t off,
+                      uint64_t len)
+{
+    uint32_t unit = ccl__unit_bytes(c, op->esize);
+    int right = mod(c->rank + 1, c->size);
+    while (len > 0) {
+        uint32_t l = len < unit ? (uint32_t)len : unit;
+        if (ccl__enqueue_data(c, op, right, step, off, op->buf + off, l))
+            return -1;
+        off += l;
+        len -= l;
+    }
+    return 0;
+}
+
+enum { DO_RS = 1, DO_AG = 2 };
+
+static int phases(const ccl_op *op)
+{
+    if (op->algo == &ccl__ring_allreduce_algo)
+        return DO_RS | DO_AG;
+    if (op->algo == &ccl__ring_reduce_scatter_algo)
+        return DO_RS;
+    return DO_AG;
+}
+
+/* The caller's block r of a reduce-scatter is segment r of the scratch. */
+static void rs_deliver(ccl_comm *c, ccl_op *op, uint64_t off, uint64_t len)
+{
+    uint64_t soff, slen;
+    seg_range(op, c->size, c->rank, &soff, &slen);
+    memcpy(op->out + (off - soff), op->buf + off, len);
+}
+
+static int ring_start(ccl_comm *c, ccl_op *op)
+{
+    int n = c->size, r = c->rank, ph = phases(op);
+    uint64_t off, len;
+    if (ph == (DO_RS | DO_AG)) {
+        op->buf = op->out;
+        if (op->send != op->out)
+            memcpy(op->buf, op->send, op->nbytes);
+    } else if (ph == DO_RS) {
+        /* Reduce-scatter works in scratch so the caller's input stays
+         * intact. */
+        op->scratch = malloc(op->nbytes ? op->nbytes : 1);
+        if (!op->scratch) {
+            ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for scratch");
+            return -1;
+        }
+        memcpy(op->scratch, op->send, op->nbytes);
+        op->buf = op->scratch;
+    } else {
+        op->buf = op->out;
+        seg_range(op, n, r, &off, &len);
+        if (op->send != op->buf + off)
+            memmove(op->buf + off, op->send, len);
+    }
+    if (n == 1) {
+        if (ph & DO_RS) {
+            ccl__reduce_finish(op->buf, op->count, op->dtype, op->redop, 1);
+            if (ph == DO_RS)
+                rs_deliver(c, op, 0, op->nbytes);
+        }
+        return 0;
+    }
+    op->recv_left = 0;
+    for (int k = 0; k < n; k++) {
+        seg_range(op, n, k, &off, &len);
+        if ((ph & DO_RS) && k != mod(r - 1, n))
+            op->recv_left += len;
+        if ((ph & DO_AG) && k != r)
+            op->recv_left += len;
+    }
+    if (ph & DO_RS) {
+        seg_range(op, n, mod(r - 1, n), &off, &len);
+        return send_range(c, op, 0, off, len);
+    }
+    seg_range(op, n, r, &off, &len);
+    return send_range(c, op, (uint16_t)(n - 1), off, len);
+}
+
+static int ring_on_header(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h,
+                          int *mode, uint8_t **dst)
+{
+    int n = c->size, r = c->rank, ph = phases(op);
+    int s, k;
+    if (peer != mod(r - 1, n)) {
+        snprintf(op->err, sizeof op->err, "ring frame from rank %d, not from the "
+                 "left neighbour %d", peer, mod(r - 1, n));
+        return -1;
+    }
+    if (h->step < n - 1) {
+        s = h->step;
+        k = mod(r - s - 2, n);
+        *mode = RXM_REDUCE;
+        if (!(ph & DO_RS))
+            goto bad_step;
+    } else if (h->step <= 2 * n - 3) {
+        s = h->step - (n - 1);
+        k = mod(r - s - 1, n);
+        *mode = RXM_LAND;
+        if (!(ph & DO_AG))
+            goto bad_step;
+    } else {
+        goto bad_step;
+    }
+    uint64_t off, len;
+    seg_range(op, n, k, &off, &len);
+    if (h->offset < off || h->offset + h->length > off + len ||
+        h->length % op->esize || h->length == 0) {
+        snprintf(op->err, sizeof op->err, "ring frame at bytes [%llu, +%u) is "
+                 "outside segment %d of step %u", (unsigned long long)h->offset,
+                 h->length, k, h->step);
+        return -1;
+    }
+    *dst = op->buf + h->offset;
+    return 0;
+bad_step:
+    snprintf(op->err, sizeof op->err, "ring frame with step %u not valid here",
+             h->step);
+    return -1;
+}
+
+static int ring_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
+{
+    int n = c->size, ph = phases(op);
+    int last_rs = n - 2, last_ag = 2 * n - 3;
+    if (h->step < n - 1) {
+        if (h->step < last_rs)
+            return ccl__enqueue_data(c, op, mod(c->rank + 1, n), h->step + 1,
+                                     h->offset, op->buf + h->offset, h->length);
+        /* The unit of our own segment is complete: finish it (AVG) once,
+         * here, so every rank later receives these exact bytes. */
+        ccl__reduce_finish(op->buf + h->offset, h->length / op->esize,
+                           op->dtype, op->redop, n);
+        if (ph & DO_AG)
+            return ccl__enqueue_data(c, op, mod(c->rank + 1, n),
+                                     (uint16_t)(n - 1), h->offset,
+                                     op->buf + h->offset, h->length);
+        rs_deliver(c, op, h->offset, h->length);
+        return 0;
+    }
+    if (h->step < last_ag)
+        return ccl__enqueue_data(c, op, mod(c->rank + 1, n), h->step + 1,
+                                 h->offset, op->buf + h->offset, h->length);
+    return 0;
+}
+
+const ccl__algo ccl__ring_allreduce_algo = {
+    CCL_COLL_ALLREDUCE_RING, ring_start, ring_on_header, ring_on_data};
+const ccl__algo ccl__ring_reduce_scatter_algo = {
+    CCL_COLL_REDUCE_SCATTER, ring_start, ring_on_header, ring_on_data};
+const ccl__algo ccl__ring_allgather_algo = {
+    CCL_COLL_ALLGATHER, ring_start, ring_on_header, ring_on_data};

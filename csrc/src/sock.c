@@ -1,0 +1,436 @@
+/*
+ * sock.c - every syscall of the library lives here (see sock.h).
+ *
+ * errno is read right after the call that set it; EINTR is retried;
+ * partial reads and writes are looped by the blocking helpers.
+ */
+#include "sock.h"
+#include "ccl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#define ERRF(...) do { if (err && errlen) snprintf(err, errlen, __VA_ARGS__); } while (0)
+
+uint64_t ccl__now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t ccl__now_ms(void)
+{
+    return ccl__now_us() / 1000u;
+}
+
+static int remaining_ms(uint64_t deadline_ms)
+{
+    uint64_t now = ccl__now_ms();
+    if (now >= deadline_ms)
+        return 0;
+    uint64_t left = deadline_ms - now;
+    return left > 1000000 ? 1000000 : (int)left;
+}
+
+/* Resolves host:port to the first IPv4/IPv6 stream address. */
+static int resolve(const char *host, int port, int passive,
+                   struct sockaddr_storage *ss, socklen_t *sslen,
+                   char *err, size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char pbuf[16];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = passive ? AI_PASSIVE : 0;
+    snprintf(pbuf, sizeof pbuf, "%d", port);
+    int rc = getaddrinfo(host, pbuf, &hints, &res);
+    if (rc != 0 || !res) {
+        ERRF("resolve %s: %s", host, gai_strerror(rc));
+        return CCL_ERR_INVALID_ARG;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sslen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return CCL_OK;
+}
+
+int ccl__sock_listen(const char *host, int port, int backlog, int *fd,
+                     int *bound_port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = resolve(host, port, 1, &ss, &sslen, err, errlen);
+    if (rc)
+        return rc;
+    int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        ERRF("socket: %s", strerror(errno));
+        return CCL_ERR_IO;
+    }
+    int one = 1;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(s, (struct sockaddr *)&ss, sslen) != 0) {
+        ERRF("bind %s:%d: %s", host, port, strerror(errno));
+        close(s);
+        return CCL_ERR_IO;
+    }
+    if (listen(s, backlog) != 0) {
+        ERRF("listen %s:%d: %s", host, port, strerror(errno));
+        close(s);
+        return CCL_ERR_IO;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(s, (struct sockaddr *)&bound, &blen);
+    if (bound.ss_family == AF_INET)
+        *bound_port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    else
+        *bound_port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+    ccl__sock_set_nonblock(s);
+    *fd = s;
+    return CCL_OK;
+}
+
+int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
+                      int *fd, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = resolve(host, port, 0, &ss, &sslen, err, errlen);
+    if (rc)
+        return rc;
+    int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0) {
+        ERRF("socket: %s", strerror(errno));
+        return CCL_ERR_IO;
+    }
+    ccl__sock_set_nodelay(s);
+    if (connect(s, (struct sockaddr *)&ss, sslen) != 0) {
+        if (errno != EINPROGRESS) {
+            ERRF("connect %s:%d: %s", host, port, strerror(errno));
+            close(s);
+            return CCL_ERR_IO;
+        }
+        struct pollfd p = {s, POLLOUT, 0};
+        int n;
+        do {
+            n = poll(&p, 1, remaining_ms(deadline_ms));
+        } while (n < 0 && errno == EINTR);
+        if (n == 0) {
+            ERRF("connect %s:%d: timed out", host, port);
+            close(s);
+            return CCL_ERR_TIMEOUT;
+        }
+        int soerr = 0;
+        socklen_t l = sizeof soerr;
+        getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &l);
+        if (n < 0 || soerr != 0) {
+            ERRF("connect %s:%d: %s", host, port, strerror(n < 0 ? errno : soerr));
+            close(s);
+            return CCL_ERR_IO;
+        }
+    }
+    *fd = s;
+    return CCL_OK;
+}
+
+static void describe_peer(int fd, char *peer, size_t peerlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (!peer || !peerlen)
+        return;
+    if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0) {
+        if (ss.ss_family == AF_INET) {
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        } else if (ss.ss_family == AF_INET6) {
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        }
+    }
+    snprintf(peer, peerlen, "%s:%d", ip, port);
+}
+
+int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen)
+{
+    int s;
+    do {
+        s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    } while (s < 0 && errno == EINTR);
+    if (s < 0) {
+        *fd = -1;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+            return CCL_OK;
+        return CCL_ERR_IO;
+    }
+    ccl__sock_set_nodelay(s);
+    describe_peer(s, peer, peerlen);
+    *fd = s;
+    return CCL_OK;
+}
+
+int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
+                     size_t peerlen, char *err, size_t errlen)
+{
+    for (;;) {
+        int rc = ccl__sock_accept_now(lfd, fd, peer, peerlen);
+        if (rc) {
+            ERRF("accept: %s", strerror(errno));
+            return rc;
+        }
+        if (*fd >= 0)
+            return CCL_OK;
+        int ms = remaining_ms(deadline_ms);
+        if (ms == 0) {
+            ERRF("accept: timed out waiting for peers to connect");
+            return CCL_ERR_TIMEOUT;
+        }
+        struct pollfd p = {lfd, POLLIN, 0};
+        if (poll(&p, 1, ms) < 0 && errno != EINTR) {
+            ERRF("poll: %s", strerror(errno));
+            return CCL_ERR_IO;
+        }
+    }
+}
+
+int ccl__sock_send_all(int fd, const void *buf, size_t len,
+                       uint64_t deadline_ms, char *err, size_t errlen)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int ms = remaining_ms(deadline_ms);
+            if (ms == 0) {
+                ERRF("send: timed out");
+                return CCL_ERR_TIMEOUT;
+            }
+            struct pollfd pf = {fd, POLLOUT, 0};
+            poll(&pf, 1, ms);
+            continue;
+        }
+        ERRF("send: %s", n < 0 ? strerror(errno) : "connection closed");
+        return CCL_ERR_PEER_LOST;
+    }
+    return CCL_OK;
+}
+
+int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
+                       char *err, size_t errlen)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = recv(fd, p, len, 0);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            ERRF("recv: connection closed by the other end");
+            return CCL_ERR_PEER_LOST;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            int ms = remaining_ms(deadline_ms);
+            if (ms == 0) {
+                ERRF("recv: timed out");
+                return CCL_ERR_TIMEOUT;
+            }
+            struct pollfd pf = {fd, POLLIN, 0};
+            poll(&pf, 1, ms);
+            continue;
+        }
+        ERRF("recv: %s", strerror(errno));
+        return CCL_ERR_PEER_LOST;
+    }
+    return CCL_OK;
+}
+
+int ccl__sock_set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL, 0);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return CCL_ERR_IO;
+    return CCL_OK;
+}
+
+int ccl__sock_set_nodelay(int fd)
+{
+    int one = 1;
+    /* Small control frames must never wait for Nagle's algorithm and the
+     * peer's delayed ACK; we coalesce writes ourselves with writev. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0)
+        return CCL_ERR_IO;
+    return CCL_OK;
+}
+
+long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
+{
+    for (;;) {
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n > 0)
+            return (long)n;
+        if (n == 0) {
+            ERRF("connection closed by the peer");
+            return -CCL_ERR_PEER_LOST;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        ERRF("recv: %s", strerror(errno));
+        return -CCL_ERR_PEER_LOST;
+    }
+}
+
+long ccl__sock_writev_some(int fd, struct iovec *iov, int iovcnt, char *err,
+                           size_t errlen)
+{
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = iov;
+    mh.msg_iovlen = (size_t)iovcnt;
+    for (;;) {
+        ssize_t n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+        if (n >= 0)
+            return (long)n;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        ERRF("send: %s", strerror(errno));
+        return -CCL_ERR_PEER_LOST;
+    }
+}
+
+void ccl__sock_close(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+int ccl__poller_create(int *pfd)
+{
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    if (fd < 0)
+        return CCL_ERR_IO;
+    *pfd = fd;
+    return CCL_OK;
+}
+
+int ccl__poller_set(int pfd, int fd, void *ptr, unsigned events, int add)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.data.ptr = ptr;
+    if (events & CCL_EV_IN)
+        ev.events |= EPOLLIN;
+    if (events & CCL_EV_OUT)
+        ev.events |= EPOLLOUT;
+    if (epoll_ctl(pfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
+        return CCL_ERR_IO;
+    return CCL_OK;
+}
+
+int ccl__poller_del(int pfd, int fd)
+{
+    struct epoll_event ev;
+    return epoll_ctl(pfd, EPOLL_CTL_DEL, fd, &ev) == 0 ? CCL_OK : CCL_ERR_IO;
+}
+
+int ccl__poller_wait(int pfd, ccl__event *evs, int max, int timeout_ms)
+{
+    struct epoll_event ee[64];
+    if (max > 64)
+        max = 64;
+    int n = epoll_wait(pfd, ee, max, timeout_ms);
+    if (n < 0)
+        return 0; /* EINTR: the caller's loop re-checks its deadlines. */
+    for (int i = 0; i < n; i++) {
+        evs[i].ptr = ee[i].data.ptr;
+        evs[i].events = 0;
+        if (ee[i].events & EPOLLIN)
+            evs[i].events |= CCL_EV_IN;
+        if (ee[i].events & EPOLLOUT)
+            evs[i].events |= CCL_EV_OUT;
+        if (ee[i].events & (EPOLLERR | EPOLLHUP))
+            evs[i].events |= CCL_EV_ERR | CCL_EV_IN;
+    }
+    return n;
+}
+
+int ccl__wakefd_create(int *fd)
+{
+    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e < 0)
+        return CCL_ERR_IO;
+    *fd = e;
+    return CCL_OK;
+}
+
+void ccl__wakefd_signal(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(fd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+}
+
+void ccl__wakefd_drain(int fd)
+{
+    uint64_t v;
+    ssize_t n;
+    do {
+        n = read(fd, &v, sizeof v);
+    } while (n < 0 && errno == EINTR);
+}
+
+int ccl__random_bytes(void *buf, size_t len)
+{
+    char *p = buf;
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return CCL_ERR_IO;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return CCL_OK;
+}
+
+int ccl__ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}

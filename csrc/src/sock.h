@@ -1,0 +1,66 @@
+/*
+ * sock.h - the socket layer: the only place that makes syscalls.
+ *
+ * Blocking helpers (connect, accept, send_all, recv_all) take an absolute
+ * deadline on the monotonic clock and never wait past it.  Nonblocking
+ * helpers (read_some, writev_some) report "would block" as 0 bytes.
+ * Errors return a ccl_result and write a detail naming the syscall.
+ */
+#ifndef CCL_SOCK_H
+#define CCL_SOCK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Milliseconds and microseconds on the monotonic clock. */
+uint64_t ccl__now_ms(void);
+uint64_t ccl__now_us(void);
+
+int ccl__sock_listen(const char *host, int port, int backlog, int *fd,
+                     int *bound_port, char *err, size_t errlen);
+int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
+                      int *fd, char *err, size_t errlen);
+/* Accepts one connection; CCL_ERR_TIMEOUT past the deadline. */
+int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
+                     size_t peerlen, char *err, size_t errlen);
+/* Accepts without waiting: *fd = -1 when nothing is pending. */
+int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen);
+int ccl__sock_send_all(int fd, const void *buf, size_t len,
+                       uint64_t deadline_ms, char *err, size_t errlen);
+int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
+                       char *err, size_t errlen);
+int ccl__sock_set_nonblock(int fd);
+int ccl__sock_set_nodelay(int fd);
+/* Nonblocking I/O.  Returns bytes moved (0 = would block) or a negative
+ * ccl_result; EOF on read is CCL_ERR_PEER_LOST. */
+long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen);
+long ccl__sock_writev_some(int fd, struct iovec *iov, int iovcnt, char *err,
+                           size_t errlen);
+void ccl__sock_close(int fd);
+
+/* The poller: epoll on Linux.  Events are reported with the pointer given
+ * at registration. */
+#define CCL_EV_IN 1u
+#define CCL_EV_OUT 2u
+#define CCL_EV_ERR 4u
+typedef struct ccl__event {
+    void *ptr;
+    unsigned events;
+} ccl__event;
+int ccl__poller_create(int *pfd);
+int ccl__poller_set(int pfd, int fd, void *ptr, unsigned events, int add);
+int ccl__poller_del(int pfd, int fd);
+/* Waits up to timeout_ms (0 = poll); returns the number of events. */
+int ccl__poller_wait(int pfd, ccl__event *evs, int max, int timeout_ms);
+
+/* A wake-up fd (eventfd) that another thread signals. */
+int ccl__wakefd_create(int *fd);
+void ccl__wakefd_signal(int fd);
+void ccl__wakefd_drain(int fd);
+
+/* Fresh random bytes (getrandom). */
+int ccl__random_bytes(void *buf, size_t len);
+int ccl__ncpus(void);
+
+#endif
