@@ -1,0 +1,598 @@
+/*
+ * wire.c - the wire codec declared in wire.h.
+ *
+ * Everything here is a pure function over byte arrays.  Encoders write
+ * fields one at a time through the little-endian helpers, so the layout on
+ * the wire never depends on the host's byte order, struct padding or
+ * alignment.  Decoders read through a bounds-checked cursor, so no input,
+ * however malformed, can make them read past the end of the buffer they
+ * were given; every rule they enforce is listed in docs/protocol.md.
+ */
+#include "wire.h"
+
+#include <string.h>
+
+#include "ccl.h"
+
+/* ccl.h documents conns_per_peer as 1..64; the wire enforces the same
+ * range so a peer cannot make the other end open an unbounded pool. */
+#define WIRE_MAX_CONNS 64
+
+/* Fixed parts of the control payloads, in bytes (see docs/protocol.md). */
+#define REGISTER_FIXED_LEN 29 /* u32 + u32 + u16 + u16 + 16 + u8 */
+#define GROUP_FIXED_LEN 14    /* u32 epoch, u32 world_size, u32 rank, u16 K */
+#define MEMBER_FIXED_LEN 19   /* u16 port, 16 uuid, u8 host_len */
+#define MEMBER_MIN_LEN (MEMBER_FIXED_LEN + 1) /* a host has >= 1 byte */
+#define ERRMSG_FIXED_LEN 6    /* u32 code, u16 n */
+#define HELLO_RESERVED_OFF 40
+
+/* ------------------------------------------------------------------ */
+/* Little-endian helpers.  Shifts on unsigned values are defined for every
+ * byte order, which is the whole point of not casting structs. */
+
+void ccl__put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v & 0xff);
+    p[1] = (uint8_t)(v >> 8);
+}
+
+void ccl__put_u32(uint8_t *p, uint32_t v)
+{
+    ccl__put_u16(p, (uint16_t)(v & 0xffffu));
+    ccl__put_u16(p + 2, (uint16_t)(v >> 16));
+}
+
+void ccl__put_u64(uint8_t *p, uint64_t v)
+{
+    ccl__put_u32(p, (uint32_t)(v & 0xffffffffu));
+    ccl__put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+uint16_t ccl__get_u16(const uint8_t *p)
+{
+    return (uint16_t)((uint16_t)p[0] | (uint16_t)((uint16_t)p[1] << 8));
+}
+
+uint32_t ccl__get_u32(const uint8_t *p)
+{
+    return (uint32_t)ccl__get_u16(p) | ((uint32_t)ccl__get_u16(p + 2) << 16);
+}
+
+uint64_t ccl__get_u64(const uint8_t *p)
+{
+    return (uint64_t)ccl__get_u32(p) | ((uint64_t)ccl__get_u32(p + 4) << 32);
+}
+
+/* Converting an out-of-range unsigned value to a signed type is
+ * implementation-defined in C99, so the two's complement reading of a u32
+ * is spelled out arithmetically. */
+static int32_t i32_from_u32(uint32_t v)
+{
+    if (v <= (uint32_t)INT32_MAX)
+        return (int32_t)v;
+    return (int32_t)(v - 2147483648u) - INT32_MAX - 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Bounds-checked reader.  A read that would run past the end marks the
+ * cursor bad and yields zeros; callers check `bad` once they are done, so
+ * a parse cannot forget a length check and still read out of bounds. */
+
+typedef struct wire_rd {
+    const uint8_t *p;
+    size_t len;
+    size_t pos; /* always <= len */
+    int bad;
+} wire_rd;
+
+static void rd_init(wire_rd *r, const uint8_t *p, size_t len)
+{
+    r->p = p;
+    r->len = p ? len : 0;
+    r->pos = 0;
+    r->bad = 0;
+}
+
+/* Returns a pointer to the next n bytes and advances, or NULL (and marks
+ * the cursor bad) if fewer than n bytes remain. */
+static const uint8_t *rd_take(wire_rd *r, size_t n)
+{
+    const uint8_t *at;
+
+    if (r->bad || r->len - r->pos < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    at = r->p + r->pos;
+    r->pos += n;
+    return at;
+}
+
+static uint8_t rd_u8(wire_rd *r)
+{
+    const uint8_t *at = rd_take(r, 1);
+    return at ? at[0] : 0;
+}
+
+static uint16_t rd_u16(wire_rd *r)
+{
+    const uint8_t *at = rd_take(r, 2);
+    return at ? ccl__get_u16(at) : 0;
+}
+
+static uint32_t rd_u32(wire_rd *r)
+{
+    const uint8_t *at = rd_take(r, 4);
+    return at ? ccl__get_u32(at) : 0;
+}
+
+static void rd_bytes(wire_rd *r, void *dst, size_t n)
+{
+    const uint8_t *at = rd_take(r, n);
+    if (at)
+        memcpy(dst, at, n);
+    else
+        memset(dst, 0, n);
+}
+
+/* True once every byte has been consumed and nothing was read past the
+ * end: control payloads must not carry trailing bytes. */
+static int rd_done(const wire_rd *r)
+{
+    return !r->bad && r->pos == r->len;
+}
+
+/* Writer cursor.  Encoders compute their exact size and check it against
+ * the capacity before writing, so the writer itself needs no checks. */
+
+typedef struct wire_wr {
+    uint8_t *p;
+    size_t pos;
+} wire_wr;
+
+static void wr_u8(wire_wr *w, uint8_t v)
+{
+    w->p[w->pos++] = v;
+}
+
+static void wr_u16(wire_wr *w, uint16_t v)
+{
+    ccl__put_u16(w->p + w->pos, v);
+    w->pos += 2;
+}
+
+static void wr_u32(wire_wr *w, uint32_t v)
+{
+    ccl__put_u32(w->p + w->pos, v);
+    w->pos += 4;
+}
+
+static void wr_bytes(wire_wr *w, const void *src, size_t n)
+{
+    memcpy(w->p + w->pos, src, n);
+    w->pos += n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared validation rules. */
+
+/* Host names travel as printable ASCII without spaces (0x21..0x7e): that
+ * keeps them safe to print in error messages and to pass to the resolver. */
+static int host_char_ok(uint8_t c)
+{
+    return c >= 0x21 && c <= 0x7e;
+}
+
+static int host_bytes_ok(const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    if (n < 1 || n > CCL_MAX_HOST)
+        return 0;
+    for (i = 0; i < n; i++)
+        if (!host_char_ok(p[i]))
+            return 0;
+    return 1;
+}
+
+/* Length of a NUL-terminated host held in a CCL_MAX_HOST + 1 array, or 0
+ * if it is empty, unterminated within the array, or has a bad byte.  The
+ * scan never looks past the array, even if the caller forgot the NUL. */
+static size_t host_str_len(const char host[CCL_MAX_HOST + 1])
+{
+    size_t n = 0;
+
+    while (n <= CCL_MAX_HOST && host[n] != '\0')
+        n++;
+    if (n > CCL_MAX_HOST)
+        return 0;
+    return host_bytes_ok((const uint8_t *)host, n) ? n : 0;
+}
+
+/* Reads host_len then the host bytes into a NUL-terminated buffer.
+ * Returns 1 if the host is valid. */
+static int rd_host(wire_rd *r, char host[CCL_MAX_HOST + 1])
+{
+    size_t n = rd_u8(r);
+    const uint8_t *at = rd_take(r, n);
+
+    if (!at || !host_bytes_ok(at, n))
+        return 0;
+    memcpy(host, at, n);
+    host[n] = '\0';
+    return 1;
+}
+
+static int conns_ok(uint32_t k)
+{
+    return k >= 1 && k <= WIRE_MAX_CONNS;
+}
+
+static int role_ok(uint8_t role)
+{
+    return role == CCL_ROLE_PEER_TO_MASTER || role == CCL_ROLE_PEER_TO_PEER ||
+           role == CCL_ROLE_MASTER;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (p[i] != 0)
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* HELLO */
+
+void ccl__hello_encode(uint8_t out[CCL_HELLO_LEN], const ccl__hello *h)
+{
+    memset(out, 0, CCL_HELLO_LEN);
+    memcpy(out, CCL_MAGIC, 8);
+    ccl__put_u16(out + 8, h->version);
+    out[10] = h->role;
+    out[11] = h->flags;
+    ccl__put_u32(out + 12, h->epoch);
+    ccl__put_u32(out + 16, h->rank);
+    ccl__put_u32(out + 20, h->conn_index);
+    memcpy(out + 24, h->uuid, 16);
+    /* [40..48) stays zero: reserved for a later version. */
+}
+
+int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h)
+{
+    memset(h, 0, sizeof *h);
+    /* The magic comes first so that a stranger talking to our port (an
+     * HTTP client, a port scanner) gets a protocol error, not a version
+     * error that would suggest it is an old pyccl. */
+    if (memcmp(in, CCL_MAGIC, 8) != 0)
+        return CCL_ERR_PROTOCOL;
+    h->version = ccl__get_u16(in + 8);
+    /* Nothing after the version is interpreted when versions differ,
+     * because another version may lay those bytes out differently. */
+    if (h->version != CCL_PROTOCOL_VERSION)
+        return CCL_ERR_VERSION;
+    h->role = in[10];
+    h->flags = in[11];
+    h->epoch = ccl__get_u32(in + 12);
+    h->rank = ccl__get_u32(in + 16);
+    h->conn_index = ccl__get_u32(in + 20);
+    memcpy(h->uuid, in + 24, 16);
+    if (!role_ok(h->role))
+        return CCL_ERR_PROTOCOL;
+    if (h->flags != 0 || !all_zero(in + HELLO_RESERVED_OFF,
+                                   CCL_HELLO_LEN - HELLO_RESERVED_OFF))
+        return CCL_ERR_PROTOCOL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Frame header */
+
+void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h)
+{
+    out[0] = h->type;
+    out[1] = h->coll;
+    out[2] = h->dtype;
+    out[3] = h->redop;
+    ccl__put_u32(out + 4, h->epoch);
+    ccl__put_u64(out + 8, h->tag);
+    ccl__put_u64(out + 16, h->offset);
+    ccl__put_u64(out + 24, h->total);
+    ccl__put_u32(out + 32, h->length);
+    ccl__put_u16(out + 36, h->step);
+    ccl__put_u16(out + 38, h->flags);
+}
+
+/* DATA carries the op's identity so the receiver can catch ranks that
+ * disagree; anything outside the known enums cannot belong to a valid op,
+ * and the range check guarantees offset + length fits the op's buffer
+ * without any addition that could overflow. */
+static int data_hdr_ok(const ccl__hdr *h)
+{
+    if (h->coll < CCL_COLL_ALLREDUCE_RING || h->coll > CCL_COLL_BARRIER)
+        return 0;
+    if (h->dtype >= CCL_DTYPE_COUNT || h->redop >= CCL_REDOP_COUNT)
+        return 0;
+    if (h->length > CCL_MAX_DATA_PAYLOAD)
+        return 0;
+    return h->offset <= h->total && h->length <= h->total - h->offset;
+}
+
+/* The largest payload each type may announce, checked before the reader
+ * allocates or waits for that many bytes.  Returns 0 for an unknown type
+ * (which also has no valid length) through the `known` flag. */
+static uint32_t type_max_len(uint8_t type, int *known)
+{
+    *known = 1;
+    switch (type) {
+    case CCL_FT_DATA: return CCL_MAX_DATA_PAYLOAD;
+    case CCL_FT_ABORT:
+    case CCL_FT_REJECT: return ERRMSG_FIXED_LEN + CCL_MAX_ERRMSG;
+    case CCL_FT_HEARTBEAT:
+    case CCL_FT_BYE: return 0;
+    case CCL_FT_REGISTER: return 32 + CCL_MAX_HOST;
+    case CCL_FT_GROUP: return CCL_MAX_CTRL_PAYLOAD;
+    default: *known = 0; return 0;
+    }
+}
+
+int ccl__hdr_decode(const uint8_t in[CCL_HDR_LEN], ccl__hdr *h)
+{
+    int known;
+    uint32_t cap;
+
+    /* Every field is filled before validation so that a caller can name
+     * the offending value in its error message. */
+    h->type = in[0];
+    h->coll = in[1];
+    h->dtype = in[2];
+    h->redop = in[3];
+    h->epoch = ccl__get_u32(in + 4);
+    h->tag = ccl__get_u64(in + 8);
+    h->offset = ccl__get_u64(in + 16);
+    h->total = ccl__get_u64(in + 24);
+    h->length = ccl__get_u32(in + 32);
+    h->step = ccl__get_u16(in + 36);
+    h->flags = ccl__get_u16(in + 38);
+
+    cap = type_max_len(h->type, &known);
+    if (!known || h->flags != 0 || h->length > cap)
+        return CCL_ERR_PROTOCOL;
+    if (h->type == CCL_FT_DATA && !data_hdr_ok(h))
+        return CCL_ERR_PROTOCOL;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* REGISTER */
+
+/* A register message is valid if the decoder would accept its encoding;
+ * the encoder applies the same rules so we never send what a correct peer
+ * must reject. */
+static int register_fields_ok(uint32_t world_size, int32_t rank,
+                              uint16_t port, uint16_t conns)
+{
+    if (world_size == 0 || world_size > CCL_MAX_WORLD)
+        return 0;
+    if (rank < -1 || (rank >= 0 && (uint32_t)rank >= world_size))
+        return 0;
+    return port != 0 && conns_ok(conns);
+}
+
+size_t ccl__register_encode(uint8_t *out, size_t cap, const ccl__register_msg *m)
+{
+    size_t host_len = host_str_len(m->host);
+    size_t need = REGISTER_FIXED_LEN + host_len;
+    wire_wr w;
+
+    if (host_len == 0 ||
+        !register_fields_ok(m->world_size, m->rank, m->listen_port,
+                            m->conns_per_peer))
+        return 0;
+    if (!out || cap < need)
+        return 0;
+    w.p = out;
+    w.pos = 0;
+    wr_u32(&w, m->world_size);
+    /* Converting a negative int32 to uint32 is defined (modulo 2^32),
+     * which yields the two's complement bytes on every platform. */
+    wr_u32(&w, (uint32_t)m->rank);
+    wr_u16(&w, m->listen_port);
+    wr_u16(&w, m->conns_per_peer);
+    wr_bytes(&w, m->uuid, 16);
+    wr_u8(&w, (uint8_t)host_len);
+    wr_bytes(&w, m->host, host_len);
+    return w.pos;
+}
+
+int ccl__register_decode(const uint8_t *in, size_t len, ccl__register_msg *m)
+{
+    ccl__register_msg tmp;
+    wire_rd r;
+
+    /* Parse into a local copy so *m is untouched unless all rules hold. */
+    memset(&tmp, 0, sizeof tmp);
+    rd_init(&r, in, len);
+    tmp.world_size = rd_u32(&r);
+    tmp.rank = i32_from_u32(rd_u32(&r));
+    tmp.listen_port = rd_u16(&r);
+    tmp.conns_per_peer = rd_u16(&r);
+    rd_bytes(&r, tmp.uuid, 16);
+    if (!rd_host(&r, tmp.host) || !rd_done(&r))
+        return CCL_ERR_PROTOCOL;
+    if (!register_fields_ok(tmp.world_size, tmp.rank, tmp.listen_port,
+                            tmp.conns_per_peer))
+        return CCL_ERR_PROTOCOL;
+    *m = tmp;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* GROUP */
+
+static int group_fields_ok(uint32_t world_size, uint32_t your_rank,
+                           uint32_t conns)
+{
+    return world_size >= 1 && world_size <= CCL_MAX_WORLD &&
+           your_rank < world_size && conns_ok(conns);
+}
+
+/* Exact encoded size of m, or 0 if any field breaks a decoder rule. */
+static size_t group_size(const ccl__group_msg *m)
+{
+    size_t need = GROUP_FIXED_LEN;
+    uint32_t i;
+
+    if (!group_fields_ok(m->world_size, m->your_rank, m->conns_per_peer) ||
+        !m->members)
+        return 0;
+    for (i = 0; i < m->world_size; i++) {
+        size_t host_len = host_str_len(m->members[i].host);
+        if (host_len == 0 || m->members[i].port == 0)
+            return 0;
+        need += MEMBER_FIXED_LEN + host_len;
+    }
+    /* Unreachable with today's caps (4096 * 83 + 14 bytes), but it keeps
+     * the encoder honest should the caps ever change. */
+    return need <= CCL_MAX_CTRL_PAYLOAD ? need : 0;
+}
+
+size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m)
+{
+    size_t need = group_size(m);
+    wire_wr w;
+    uint32_t i;
+
+    if (need == 0 || !out || cap < need)
+        return 0;
+    w.p = out;
+    w.pos = 0;
+    wr_u32(&w, m->epoch);
+    wr_u32(&w, m->world_size);
+    wr_u32(&w, m->your_rank);
+    wr_u16(&w, m->conns_per_peer);
+    for (i = 0; i < m->world_size; i++) {
+        const ccl__member *mb = &m->members[i];
+        size_t host_len = host_str_len(mb->host);
+        wr_u16(&w, mb->port);
+        wr_bytes(&w, mb->uuid, 16);
+        wr_u8(&w, (uint8_t)host_len);
+        wr_bytes(&w, mb->host, host_len);
+    }
+    return w.pos;
+}
+
+int ccl__group_peek(const uint8_t *in, size_t len, uint32_t *world_size)
+{
+    uint32_t ws;
+
+    if (!in || len < GROUP_FIXED_LEN)
+        return CCL_ERR_PROTOCOL;
+    ws = ccl__get_u32(in + 4);
+    if (ws < 1 || ws > CCL_MAX_WORLD)
+        return CCL_ERR_PROTOCOL;
+    /* Every member takes at least MEMBER_MIN_LEN bytes, so a count the
+     * payload cannot possibly hold is refused before the caller allocates
+     * for it.  ws <= 4096 keeps the product far from overflowing. */
+    if ((len - GROUP_FIXED_LEN) / MEMBER_MIN_LEN < ws)
+        return CCL_ERR_PROTOCOL;
+    *world_size = ws;
+    return 0;
+}
+
+static int rd_member(wire_rd *r, ccl__member *mb)
+{
+    mb->port = rd_u16(r);
+    rd_bytes(r, mb->uuid, 16);
+    if (!rd_host(r, mb->host))
+        return 0;
+    return mb->port != 0;
+}
+
+int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m)
+{
+    uint32_t ws, epoch, your_rank, conns, i;
+    wire_rd r;
+
+    /* The peek repeats the allocation-size checks, so decode is safe even
+     * if the caller skipped it; the members array must still hold the
+     * peeked number of entries. */
+    if (ccl__group_peek(in, len, &ws) != 0)
+        return CCL_ERR_PROTOCOL;
+    if (!m->members)
+        return CCL_ERR_INVALID_ARG;
+    rd_init(&r, in, len);
+    epoch = rd_u32(&r);
+    (void)rd_u32(&r); /* world_size, already read by the peek */
+    your_rank = rd_u32(&r);
+    conns = rd_u16(&r);
+    if (!group_fields_ok(ws, your_rank, conns))
+        return CCL_ERR_PROTOCOL;
+    for (i = 0; i < ws; i++)
+        if (!rd_member(&r, &m->members[i]))
+            return CCL_ERR_PROTOCOL;
+    if (!rd_done(&r))
+        return CCL_ERR_PROTOCOL;
+    m->epoch = epoch;
+    m->world_size = ws;
+    m->your_rank = your_rank;
+    m->conns_per_peer = (uint16_t)conns;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Error message (ABORT, REJECT) */
+
+size_t ccl__errmsg_encode(uint8_t *out, size_t cap, int code, const char *msg)
+{
+    size_t n = 0;
+    wire_wr w;
+
+    /* Long texts are cut rather than refused: an abort must always be
+     * sendable, and the code carries the meaning anyway. */
+    if (msg)
+        while (n < CCL_MAX_ERRMSG && msg[n] != '\0')
+            n++;
+    if (!out || cap < ERRMSG_FIXED_LEN + n)
+        return 0;
+    w.p = out;
+    w.pos = 0;
+    /* int -> uint32_t is defined modulo 2^32. */
+    wr_u32(&w, (uint32_t)code);
+    wr_u16(&w, (uint16_t)n);
+    wr_bytes(&w, msg ? msg : "", n);
+    return w.pos;
+}
+
+/* The text ends up in logs and exception messages, so only printable
+ * ASCII (space included) survives; anything else becomes '?'. */
+static char msg_char(uint8_t c)
+{
+    return (c >= 0x20 && c <= 0x7e) ? (char)c : '?';
+}
+
+int ccl__errmsg_decode(const uint8_t *in, size_t len, int *code,
+                       char msg[CCL_MAX_ERRMSG + 1])
+{
+    wire_rd r;
+    uint32_t raw;
+    size_t n, i;
+    const uint8_t *text;
+
+    rd_init(&r, in, len);
+    raw = rd_u32(&r);
+    n = rd_u16(&r);
+    if (r.bad || n > CCL_MAX_ERRMSG)
+        return CCL_ERR_PROTOCOL;
+    text = rd_take(&r, n);
+    if (!text || !rd_done(&r))
+        return CCL_ERR_PROTOCOL;
+    for (i = 0; i < n; i++)
+        msg[i] = msg_char(text[i]);
+    msg[n] = '\0';
+    *code = (int)i32_from_u32(raw);
+    return 0;
+}
