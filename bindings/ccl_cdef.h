@@ -1,0 +1,124 @@
+/*
+ * ccl_cdef.h - the declarations of csrc/include/ccl.h that Python uses,
+ * kept by hand for cffi (API mode).
+ *
+ * cffi parses this file, not ccl.h, so it must stay a subset of ccl.h.
+ * Every constant is written as `...` so its value comes from the real
+ * header when the extension is compiled; a renumbered or missing constant
+ * is a compile error, never a silent mismatch.  Struct configs end with
+ * `...;` so cffi takes their layout from the compiler too.
+ */
+
+#define CCL_VERSION_MAJOR ...
+#define CCL_VERSION_MINOR ...
+#define CCL_VERSION_PATCH ...
+#define CCL_PROTOCOL_VERSION ...
+
+typedef enum ccl_result {
+    CCL_OK,
+    CCL_ERR_INVALID_ARG,
+    CCL_ERR_NOMEM,
+    CCL_ERR_IO,
+    CCL_ERR_TIMEOUT,
+    CCL_ERR_PEER_LOST,
+    CCL_ERR_PROTOCOL,
+    CCL_ERR_VERSION,
+    CCL_ERR_MISMATCH,
+    CCL_ERR_ABORTED,
+    CCL_ERR_MASTER_UNREACHABLE,
+    CCL_ERR_TOO_FEW_PEERS,
+    CCL_ERR_CLOSED,
+    CCL_ERR_INVALID_USAGE,
+    CCL_ERR_AUTH,
+    CCL_ERR_REJECTED,
+    CCL_ERR_INTERNAL,
+    ...
+} ccl_result;
+
+const char *ccl_strerror(int rc);
+const char *ccl_version(void);
+
+typedef enum ccl_dtype {
+    CCL_F32, CCL_F64, CCL_F16, CCL_BF16,
+    CCL_I8, CCL_I16, CCL_I32, CCL_I64,
+    CCL_U8, CCL_U16, CCL_U32, CCL_U64,
+    ...
+} ccl_dtype;
+#define CCL_DTYPE_COUNT ...
+size_t ccl_dtype_size(int dtype);
+
+typedef enum ccl_redop {
+    CCL_SUM, CCL_AVG, CCL_MIN, CCL_MAX, CCL_PROD,
+    ...
+} ccl_redop;
+#define CCL_REDOP_COUNT ...
+
+typedef enum ccl_algo {
+    CCL_ALGO_AUTO, CCL_ALGO_RING, CCL_ALGO_STAR,
+    ...
+} ccl_algo;
+
+/* Master */
+typedef struct ccl_master ccl_master;
+
+typedef struct ccl_master_config {
+    const char *host;
+    int port;
+    ...;
+} ccl_master_config;
+
+void ccl_master_config_init(ccl_master_config *cfg);
+int ccl_master_create(const ccl_master_config *cfg, ccl_master **out,
+                      char *err, size_t errlen);
+int ccl_master_port(const ccl_master *m);
+uint32_t ccl_master_epoch(ccl_master *m);
+void ccl_master_destroy(ccl_master *m);
+
+/* Communicator */
+typedef struct ccl_comm ccl_comm;
+
+typedef struct ccl_comm_config {
+    const char *master_host;
+    int master_port;
+    int world_size;
+    int rank;
+    int conns_per_peer;
+    const char *listen_host;
+    int connect_timeout_ms;
+    int op_timeout_ms;
+    int spin_us;
+    uint64_t star_max_bytes;
+    uint32_t chunk_bytes;
+    ...;
+} ccl_comm_config;
+
+void ccl_comm_config_init(ccl_comm_config *cfg);
+int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out,
+                    char *err, size_t errlen);
+int ccl_comm_rank(const ccl_comm *c);
+int ccl_comm_size(const ccl_comm *c);
+uint32_t ccl_comm_epoch(const ccl_comm *c);
+const char *ccl_comm_error(ccl_comm *c);
+void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
+void ccl_comm_destroy(ccl_comm *c);
+
+/* Ops.  Python uses only the async forms plus wait/test/free, so one path
+ * serves blocking and async calls and every op's error detail is its own. */
+typedef struct ccl_op ccl_op;
+
+int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
+                        uint64_t count, int dtype, int redop, int algo,
+                        ccl_op **out);
+int ccl_broadcast_async(ccl_comm *c, void *buf, uint64_t count, int dtype,
+                        int root, ccl_op **out);
+int ccl_allgather_async(ccl_comm *c, const void *send, void *recv,
+                        uint64_t count, int dtype, ccl_op **out);
+int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
+                             uint64_t count, int dtype, int redop,
+                             ccl_op **out);
+int ccl_barrier_async(ccl_comm *c, ccl_op **out);
+
+int ccl_op_wait(ccl_op *op, int timeout_ms);
+int ccl_op_test(ccl_op *op, int *done);
+const char *ccl_op_error(ccl_op *op);
+void ccl_op_free(ccl_op *op);
