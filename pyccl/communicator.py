@@ -1,0 +1,386 @@
+"""Communicator: one process's membership in a group, and its collectives.
+
+Every op checks its arguments in Python first (types, layouts, sizes), so a
+bad call raises :class:`~pyccl.InvalidArgument` before anything reaches the
+C core and the ranks' op sequences stay aligned.  Then it posts the op to
+the core, whose progress thread runs it; a blocking call waits on the
+resulting :class:`~pyccl.Work`.  The GIL is released during every C call.
+
+Collectives must be issued in the same order on every rank.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Optional, Tuple, Union
+
+from pyccl._lib import ffi, lib
+from pyccl.buffers import Buffer, as_buffer, empty_like_shape
+from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
+                          parse_op)
+from pyccl.errors import Closed, InvalidArgument, check
+from pyccl.master import Master
+from pyccl.work import Work
+
+_ERRLEN = 1024
+_INT_MAX = 2**31 - 1
+
+MasterLike = Union[str, Tuple[str, int], Master]
+
+
+def parse_master(master: MasterLike) -> Tuple[str, int]:
+    """``(host, port)`` of a master given as ``"host:port"``,
+    ``"[v6addr]:port"``, a ``(host, port)`` tuple or a :class:`Master`."""
+    if isinstance(master, Master):
+        host = master.host
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return host, master.port
+    if isinstance(master, str):
+        host, sep, port = master.strip().rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        if not sep or not host or not port.isdigit():
+            raise InvalidArgument("master address %r is not 'host:port'"
+                                  % (master,))
+        master = (host, int(port))
+    if (isinstance(master, tuple) and len(master) == 2
+            and isinstance(master[0], str) and master[0]
+            and isinstance(master[1], int) and 0 < master[1] <= 65535):
+        return master[0], master[1]
+    raise InvalidArgument("master must be 'host:port', (host, port) or a "
+                          "pyccl.Master, not %r" % (master,))
+
+
+def _ms(seconds: float, name: str) -> int:
+    """Seconds (Python) to whole milliseconds (C), at least 1."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+            or not seconds > 0 or seconds * 1000 > _INT_MAX:
+        raise InvalidArgument("%s must be a positive number of seconds, "
+                              "not %r" % (name, seconds))
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _int_arg(value: Any, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not low <= value <= high:
+        raise InvalidArgument("%s must be an int in %d..%d, not %r"
+                              % (name, low, high, value))
+    return value
+
+
+class Communicator:
+    """A member of a group formed by a :class:`Master`.
+
+    The constructor registers with the master and blocks until all
+    ``world_size`` members have arrived and connected to each other (at most
+    ``connect_timeout`` seconds).
+
+    Args:
+        master: the master, as ``"host:port"``, ``(host, port)`` or a
+            :class:`Master` object.
+        world_size: number of members of the group (>= 1).
+        rank: this member's rank (0..world_size-1), or None to get one in
+            the order of arrival.
+        conns_per_peer: TCP connections to each peer (1..64); more help on
+            long, fat links.
+        listen_host: address the other members connect to.
+        connect_timeout: seconds allowed to reach the master and form the
+            group.
+        op_timeout: an op that makes no progress for this many seconds
+            fails on every rank.
+        spin_us: busy-poll microseconds before blocking: -1 lets the core
+            decide, 0 never spins.
+        star_max_bytes: ``algorithm="auto"`` uses the star all-reduce up to
+            this size.
+        chunk_bytes: pipelining unit of the ring all-reduce.
+
+    Raises:
+        MasterUnreachable, Timeout, Rejected, ...: the group could not be
+            formed (see :mod:`pyccl.errors`).
+    """
+
+    def __init__(self, master: MasterLike, world_size: int,
+                 rank: Optional[int] = None, *, conns_per_peer: int = 1,
+                 listen_host: str = "127.0.0.1",
+                 connect_timeout: float = 60.0, op_timeout: float = 60.0,
+                 spin_us: int = -1, star_max_bytes: int = 65536,
+                 chunk_bytes: int = 1 << 20) -> None:
+        host, port = parse_master(master)
+        world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
+        rank = -1 if rank is None else _int_arg(rank, "rank", 0,
+                                                world_size - 1)
+        if not isinstance(listen_host, str) or not listen_host:
+            raise InvalidArgument("listen_host must be a non-empty string")
+        self._lock = threading.Lock()
+        self._pending: set[Work] = set()
+        self._c = None
+
+        cfg = ffi.new("ccl_comm_config *")
+        lib.ccl_comm_config_init(cfg)
+        # The strings must outlive ccl_comm_create; these locals do.
+        host_c = ffi.new("char[]", host.encode())
+        listen_c = ffi.new("char[]", listen_host.encode())
+        cfg.master_host = host_c
+        cfg.master_port = port
+        cfg.world_size = world_size
+        cfg.rank = rank
+        cfg.conns_per_peer = _int_arg(conns_per_peer, "conns_per_peer", 1, 64)
+        cfg.listen_host = listen_c
+        cfg.connect_timeout_ms = _ms(connect_timeout, "connect_timeout")
+        cfg.op_timeout_ms = _ms(op_timeout, "op_timeout")
+        cfg.spin_us = _int_arg(spin_us, "spin_us", -1, _INT_MAX)
+        cfg.star_max_bytes = _int_arg(star_max_bytes, "star_max_bytes", 0,
+                                      2**64 - 1)
+        cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
+
+        out = ffi.new("ccl_comm **")
+        err = ffi.new("char[]", _ERRLEN)
+        rc = lib.ccl_comm_create(cfg, out, err, _ERRLEN)
+        check(rc, ffi.string(err).decode("utf-8", "replace"))
+        self._c = ffi.gc(out[0], lib.ccl_comm_destroy)
+        self._rank = int(lib.ccl_comm_rank(self._c))
+        self._size = int(lib.ccl_comm_size(self._c))
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        """This member's rank, 0..world_size-1."""
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        """Number of members of the group."""
+        return self._size
+
+    size = world_size
+
+    @property
+    def epoch(self) -> int:
+        """The epoch of the group this communicator belongs to."""
+        return int(lib.ccl_comm_epoch(self._handle()))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._c is None
+
+    def stats(self) -> dict:
+        """Traffic counters: ``{"tx_bytes": ..., "rx_bytes": ...}``
+        (payload and headers, every connection)."""
+        tx = ffi.new("uint64_t *")
+        rx = ffi.new("uint64_t *")
+        lib.ccl_comm_stats(self._handle(), tx, rx)
+        return {"tx_bytes": int(tx[0]), "rx_bytes": int(rx[0])}
+
+    def _handle(self) -> Any:
+        c = self._c
+        if c is None:
+            raise Closed("the communicator is closed")
+        return c
+
+    def _detail(self) -> str:
+        c = self._c
+        if c is None:
+            return ""
+        return ffi.string(lib.ccl_comm_error(c)).decode("utf-8", "replace")
+
+    # -- pending ops ------------------------------------------------------
+
+    def _forget(self, work: Work) -> None:
+        with self._lock:
+            self._pending.discard(work)
+
+    def _sweep(self) -> None:
+        with self._lock:
+            pending = list(self._pending)
+        for work in pending:
+            work._sweep()
+
+    def _post(self, name: str, start: Any, result: Any, keep: tuple,
+              async_op: bool) -> Any:
+        """Posts one op (``start(c, out)`` calls the ``ccl_*_async``
+        function), then waits for it unless ``async_op``."""
+        c = self._handle()
+        if self._pending:
+            self._sweep()
+        out = ffi.new("ccl_op **")
+        check(start(c, out), self._detail() or "%s could not start" % name)
+        work = Work(self, out[0], result, keep, name)
+        with self._lock:
+            self._pending.add(work)
+        return work if async_op else work.wait()
+
+    # -- collectives ------------------------------------------------------
+
+    def all_reduce(self, tensor: Any, op: Union[ReduceOp, str] = "sum", *,
+                   out: Any = None, algorithm: str = "auto",
+                   dtype: Optional[DtypeLike] = None,
+                   async_op: bool = False) -> Any:
+        """Reduces ``tensor`` element-wise over all ranks.
+
+        Args:
+            tensor: numpy array or CPU torch tensor, contiguous.
+            op: ``"sum"``, ``"avg"``, ``"min"``, ``"max"``, ``"prod"`` or a
+                :class:`ReduceOp`.
+            out: where the result goes (same size and element type); None
+                reduces in place.
+            algorithm: ``"auto"``, ``"ring"`` or ``"star"``.
+            dtype: read the elements as this type instead (same width).
+            async_op: return a :class:`Work` instead of waiting.
+
+        Returns:
+            ``out`` (or ``tensor`` when in place), or a Work.
+        """
+        redop = parse_op(op)
+        algo = parse_algorithm(algorithm)
+        send = as_buffer(tensor, writable=out is None, dtype=dtype)
+        recv = send
+        if out is not None:
+            recv = as_buffer(out, writable=True, dtype=dtype, what="out")
+            _check_sizes(recv, send, 1, "out", "tensor's count")
+            _no_overlap(send, recv)
+        return self._post(
+            "all_reduce",
+            lambda c, o: lib.ccl_allreduce_async(
+                c, send.ptr, recv.ptr, send.count, send.dtype, int(redop),
+                algo, o),
+            recv.obj, (send, recv), async_op)
+
+    def broadcast(self, tensor: Any, root: int = 0, *,
+                  dtype: Optional[DtypeLike] = None,
+                  async_op: bool = False) -> Any:
+        """Copies ``root``'s ``tensor`` into ``tensor`` on every rank.
+
+        Returns ``tensor``, or a :class:`Work` when ``async_op``."""
+        root = _int_arg(root, "root", 0, self._size - 1)
+        buf = as_buffer(tensor, writable=True, dtype=dtype)
+        return self._post(
+            "broadcast",
+            lambda c, o: lib.ccl_broadcast_async(c, buf.ptr, buf.count,
+                                                 buf.dtype, root, o),
+            buf.obj, (buf,), async_op)
+
+    def all_gather(self, tensor: Any, out: Any = None, *,
+                   dtype: Optional[DtypeLike] = None,
+                   async_op: bool = False) -> Any:
+        """Gathers every rank's ``tensor`` into ``out``, in rank order.
+
+        Args:
+            tensor: this rank's contribution (n elements).
+            out: world_size * n elements of the same type; None allocates
+                one of shape ``(world_size,) + tensor.shape``.
+
+        Returns ``out``, or a :class:`Work` when ``async_op``."""
+        send = as_buffer(tensor, writable=False, dtype=dtype)
+        if out is None:
+            out = empty_like_shape(tensor, (self._size,) + tuple(tensor.shape))
+        recv = as_buffer(out, writable=True, dtype=dtype, what="out")
+        _check_sizes(recv, send, self._size, "out", "world_size * tensor")
+        _no_overlap(send, recv)
+        return self._post(
+            "all_gather",
+            lambda c, o: lib.ccl_allgather_async(c, send.ptr, recv.ptr,
+                                                 send.count, send.dtype, o),
+            recv.obj, (send, recv), async_op)
+
+    def reduce_scatter(self, tensor: Any, out: Any = None,
+                       op: Union[ReduceOp, str] = "sum", *,
+                       dtype: Optional[DtypeLike] = None,
+                       async_op: bool = False) -> Any:
+        """Reduces ``tensor`` over all ranks; rank r receives block r.
+
+        Args:
+            tensor: world_size * n elements.
+            out: n elements of the same type; None allocates one, of shape
+                ``tensor.shape[1:]`` when ``tensor.shape[0] == world_size``,
+                else ``(n,)``.
+            op: the reduction (see :meth:`all_reduce`).
+
+        Returns ``out``, or a :class:`Work` when ``async_op``."""
+        redop = parse_op(op)
+        send = as_buffer(tensor, writable=False, dtype=dtype)
+        if send.count % self._size:
+            raise InvalidArgument(
+                "tensor has %d elements, not a multiple of world_size %d"
+                % (send.count, self._size))
+        n = send.count // self._size
+        if out is None:
+            shape = tuple(tensor.shape)
+            out = empty_like_shape(
+                tensor, shape[1:] if shape[:1] == (self._size,) else (n,))
+        recv = as_buffer(out, writable=True, dtype=dtype, what="out")
+        _check_sizes(send, recv, self._size, "tensor", "world_size * out")
+        _no_overlap(send, recv)
+        return self._post(
+            "reduce_scatter",
+            lambda c, o: lib.ccl_reduce_scatter_async(
+                c, send.ptr, recv.ptr, n, send.dtype, int(redop), o),
+            recv.obj, (send, recv), async_op)
+
+    def barrier(self, *, async_op: bool = False) -> Optional[Work]:
+        """Returns once every rank has entered the barrier (or a
+        :class:`Work` when ``async_op``)."""
+        return self._post("barrier", lambda c, o: lib.ccl_barrier_async(c, o),
+                          None, (), async_op)
+
+    # -- lifetime ---------------------------------------------------------
+
+    def close(self) -> None:
+        """Leaves the group.  Idempotent and does not wait: ops still
+        running fail with :class:`~pyccl.Closed`."""
+        with self._lock:
+            c, self._c = self._c, None
+            pending = list(self._pending)
+        if c is None:
+            return
+        ffi.gc(c, None)  # detach the safety net: destroy exactly once
+        lib.ccl_comm_destroy(c)
+        # Every op has ended now; free them and release their buffers.
+        for work in pending:
+            work._finish_after_close()
+
+    def __enter__(self) -> "Communicator":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # Runs before the attributes are torn down, so pending ops' buffers
+        # are still alive while the core is stopped.
+        try:
+            self.close()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return "<pyccl.Communicator rank %d of %d, %s>" % (
+            getattr(self, "_rank", -1), getattr(self, "_size", 0), state)
+
+
+def _check_sizes(big: Buffer, small: Buffer, n: int, big_name: str,
+                 want: str) -> None:
+    """``big`` must hold n times ``small``'s elements, of the same type."""
+    if big.dtype != small.dtype:
+        raise InvalidArgument("%s has element type %s, expected %s"
+                              % (big_name, dtype_name(big.dtype),
+                                 dtype_name(small.dtype)))
+    if big.count != small.count * n:
+        raise InvalidArgument("%s has %d elements, expected %s = %d"
+                              % (big_name, big.count, want,
+                                 small.count * n))
+
+
+def _no_overlap(a: Buffer, b: Buffer) -> None:
+    if a.address == b.address and a.nbytes == b.nbytes:
+        return  # exactly in place, which the core supports
+    if a.overlaps(b):
+        raise InvalidArgument("tensor and out overlap in memory")
+
+
+__all__ = ["Communicator", "parse_master"]

@@ -1,0 +1,104 @@
+"""The Master: the coordinator that peers register with.
+
+It forms groups, fixes the ring order and numbers each group with an epoch.
+It moves no tensor data, so one master serves a whole job.  A master runs
+its own thread inside the C core; this object only owns it.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pyccl._lib import ffi, lib
+from pyccl.errors import Closed, InvalidArgument, check
+
+_ERRLEN = 512
+
+
+class Master:
+    """A running master, bound and listening once the constructor returns.
+
+    Args:
+        host: address to bind (``"0.0.0.0"`` to accept peers from other
+            hosts).
+        port: TCP port; 0 picks a free one (read it back from ``.port``).
+
+    Use it as a context manager, or call :meth:`close`; a master that is
+    garbage collected is closed too.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not isinstance(host, str) or not host:
+            raise InvalidArgument("host must be a non-empty string, not %r"
+                                  % (host,))
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise InvalidArgument("port must be an int in 0..65535, not %r"
+                                  % (port,))
+        self._host = host
+        self._lock = threading.Lock()
+        cfg = ffi.new("ccl_master_config *")
+        lib.ccl_master_config_init(cfg)
+        host_c = ffi.new("char[]", host.encode())
+        cfg.host = host_c
+        cfg.port = port
+        out = ffi.new("ccl_master **")
+        err = ffi.new("char[]", _ERRLEN)
+        rc = lib.ccl_master_create(cfg, out, err, _ERRLEN)
+        check(rc, ffi.string(err).decode("utf-8", "replace"))
+        self._ptr = ffi.gc(out[0], lib.ccl_master_destroy)
+        self._port = int(lib.ccl_master_port(self._ptr))
+
+    def _handle(self) -> Any:
+        ptr = self._ptr
+        if ptr is None:
+            raise Closed("the master is closed")
+        return ptr
+
+    @property
+    def host(self) -> str:
+        """The address the master is bound to."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The TCP port the master listens on."""
+        return self._port
+
+    @property
+    def address(self) -> str:
+        """``"host:port"``, as a Communicator takes it."""
+        host = self._host
+        if ":" in host:  # IPv6 literal
+            host = "[%s]" % host
+        return "%s:%d" % (host, self._port)
+
+    @property
+    def epoch(self) -> int:
+        """Number of groups formed so far (one per epoch)."""
+        return int(lib.ccl_master_epoch(self._handle()))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        return self._ptr is None
+
+    def close(self) -> None:
+        """Stops the master's thread and closes its connections.  Idempotent."""
+        with self._lock:
+            ptr, self._ptr = self._ptr, None
+        if ptr is not None:
+            ffi.gc(ptr, None)  # detach the safety net: destroy exactly once
+            lib.ccl_master_destroy(ptr)
+
+    def __enter__(self) -> "Master":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "listening"
+        return "<pyccl.Master %s %s>" % (self.address, state)
+
+
+__all__ = ["Master"]
