@@ -507,6 +507,7 @@ void ccl_comm_destroy(ccl_comm *c)
     }
     ccl__fail_all(c, CCL_ERR_CLOSED, "communicator closed");
     ccl__reap(c);
+    ccl__say_bye(c);
     pthread_mutex_unlock(&c->mu);
     if (c->thread_started)
         pthread_join(c->thread, NULL);

@@ -126,6 +126,7 @@ struct ccl_op {
     uint64_t *peer_rx;   /* star hub: bytes received per peer */
     uint64_t last_progress_ms;
     int active; /* in the engine's active list */
+    int hold;   /* >0 while an algorithm callback runs: no completion */
     int done;   /* atomic */
     int result;
     char err[256];
@@ -187,6 +188,7 @@ void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
                   const char *fmt, ...);
 void ccl__op_check_done(ccl_comm *c, ccl_op *op);
 void ccl__fail_all(ccl_comm *c, int code, const char *why);
+void ccl__say_bye(ccl_comm *c);
 
 /* op.c */
 void ccl__op_release(ccl_op *op);

@@ -155,6 +155,8 @@ static void peer_kick(ccl_comm *c, int peer)
 int ccl__enqueue_data(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
                       uint64_t offset, const uint8_t *data, uint32_t len)
 {
+    if (!op->active)
+        return CCL_ERR_ABORTED; /* failed inside the caller's callback */
     ccl__sendreq *r = req_alloc(c);
     if (!r) {
         ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory queueing a frame");
@@ -257,7 +259,7 @@ void ccl__reap(ccl_comm *c)
 
 void ccl__op_check_done(ccl_comm *c, ccl_op *op)
 {
-    if (op->active && op->recv_left == 0 && op->send_left == 0 &&
+    if (op->active && op->hold == 0 && op->recv_left == 0 && op->send_left == 0 &&
         op->frames_left == 0)
         op_finish(c, op, CCL_OK);
 }
@@ -377,6 +379,44 @@ static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
     ccl__fail_all(c, code, msg);
 }
 
+/* A peer closed its communicator and said so on this connection: nothing
+ * more comes on it.  Ops it took part in already have all its bytes
+ * (they were ahead of the BYE in every stream), so only ops it never
+ * reached (tag >= the BYE's tag) fail, once all its connections said BYE,
+ * and so does every later op: the group is smaller now. */
+static void conn_bye(ccl_comm *c, ccl__conn *k)
+{
+    ccl__peer *p = &c->peers[k->peer];
+    ccl__poller_del(c->poller, k->fd);
+    ccl__sock_close(k->fd);
+    k->fd = -1;
+    k->rstate = RX_HDR;
+    if (k->cur) {
+        ccl__sendreq *r = k->cur;
+        k->cur = NULL;
+        r->op = NULL;
+        req_free(c, r);
+    }
+    for (int i = 0; i < p->nconns; i++)
+        if (p->conns[i].fd >= 0)
+            return;
+    char msg[200];
+    snprintf(msg, sizeof msg, "peer %d (%s:%u) left the group", k->peer, p->host,
+             p->port);
+    if (!c->broken) {
+        c->broken = CCL_ERR_PEER_LOST;
+        snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
+    }
+    uint64_t from = k->h.tag;
+    ccl_op *op = c->active;
+    while (op) {
+        ccl_op *next = op->next;
+        if (op->tag >= from)
+            ccl__op_fail(c, op, CCL_ERR_PEER_LOST, 0, "%s", msg);
+        op = next;
+    }
+}
+
 /* ---- receiving ---- */
 
 static void early_push(ccl_comm *c, ccl__early *e)
@@ -419,6 +459,18 @@ static int ensure_staging(ccl__conn *k, size_t len)
     return 0;
 }
 
+/* Runs an algorithm callback.  The op cannot complete while the callback
+ * is still queueing frames (a first frame written at once must not end the
+ * op before the rest are queued), so completion is checked afterwards. */
+static void call_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
+{
+    op->hold++;
+    int rc = op->algo->on_data(c, op, peer, h);
+    op->hold--;
+    if (rc == 0)
+        ccl__op_check_done(c, op);
+}
+
 /* Delivers a complete DATA payload that was kept before its op existed. */
 static void deliver_early(ccl_comm *c, ccl_op *op, ccl__early *e)
 {
@@ -440,8 +492,7 @@ static void deliver_early(ccl_comm *c, ccl_op *op, ccl__early *e)
     }
     op->recv_left -= e->h.length;
     op->last_progress_ms = ccl__now_ms();
-    if (op->algo->on_data(c, op, e->peer, &e->h) == 0)
-        ccl__op_check_done(c, op);
+    call_on_data(c, op, e->peer, &e->h);
 }
 
 static void unpark_all(ccl_comm *c);
@@ -480,7 +531,10 @@ void ccl__drain_posts(ccl_comm *c)
             free(a);
             continue;
         }
-        if (op->algo->start(c, op) != 0)
+        op->hold++;
+        int rc = op->algo->start(c, op);
+        op->hold--;
+        if (rc != 0)
             continue; /* start failed the op itself */
         ccl__early **ep = &c->early_head, *prev = NULL;
         while (*ep) {
@@ -534,7 +588,7 @@ static void rx_dispatch(ccl_comm *c, ccl__conn *k)
     case CCL_FT_HEARTBEAT:
         return;
     case CCL_FT_BYE:
-        conn_broken(c, k, CCL_ERR_PEER_LOST, "peer left the group");
+        conn_bye(c, k);
         return;
     default:
         protocol_error(c, k, "unexpected frame type on a peer connection");
@@ -657,8 +711,7 @@ static void rx_complete(ccl_comm *c, ccl__conn *k)
         return;
     op->recv_left -= h->length;
     op->last_progress_ms = ccl__now_ms();
-    if (op->algo->on_data(c, op, k->peer, h) == 0)
-        ccl__op_check_done(c, op);
+    call_on_data(c, op, k->peer, h);
 }
 
 /* Reads what is available on a connection, within a budget so that one
@@ -750,6 +803,28 @@ static void unpark_all(ccl_comm *c)
                 rx_complete(c, k);
             if (k->fd >= 0)
                 conn_read(c, k);
+        }
+    }
+}
+
+void ccl__say_bye(ccl_comm *c)
+{
+    uint8_t buf[CCL_HDR_LEN];
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = CCL_FT_BYE;
+    h.epoch = c->epoch;
+    h.tag = c->activated_upto;
+    ccl__hdr_encode(buf, &h);
+    for (int p = 0; p < c->size; p++) {
+        ccl__peer *pe = &c->peers[p];
+        for (int i = 0; i < pe->nconns; i++) {
+            ccl__conn *k = &pe->conns[i];
+            /* A frame cut in the middle cannot be followed by BYE: the peer
+             * then sees the connection end, which is the truth. */
+            if (k->fd < 0 || k->cur)
+                continue;
+            ccl__sock_send_all(k->fd, buf, sizeof buf, ccl__now_ms() + 200, NULL, 0);
         }
     }
 }

@@ -63,9 +63,11 @@ static int star_start(ccl_comm *c, ccl_op *op)
             }
         }
         op->frames_left = (uint32_t)(n - 1);
+        op->recv_left = op->nbytes * (uint64_t)(n - 1);
         return 0;
     }
     op->frames_left = 1;
+    op->recv_left = op->nbytes;
     return send_all(c, op, HUB, 0, op->nbytes ? op->send : NULL);
 }
 

@@ -1,0 +1,513 @@
+/*
+ * reduce.c - reduction kernels, f16/bf16 conversions and a 64-bit hash.
+ *
+ * ccl__reduce is the inner loop of a ring all-reduce: it runs once per
+ * received chunk (1 MiB by default), so it has to run at memory speed.
+ * Every dtype and op therefore gets its own loop, picked once per call
+ * from a table, and the loops are written so that gcc -O2 and clang -O2
+ * vectorise them without help from -O3 or target flags.
+ *
+ * Assumptions, all true on every platform pyccl builds for:
+ *  - Floating point is IEEE 754 binary32/binary64 and runs in the default
+ *    round-to-nearest-even mode.
+ *  - int is at least 32 bits wide (POSIX requires it).
+ *  - The fixed-width signed types are two's complement; C99 (7.18.1.1)
+ *    guarantees that for intN_t, so a signed sum or product has the same
+ *    bits as the unsigned one of the same width.
+ */
+#include "reduce.h"
+#include "ccl.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* Bit casts.  memcpy is the one well-defined way to reinterpret bits in
+ * C99 without breaking strict aliasing; compilers turn it into a plain
+ * register move. */
+
+static inline uint32_t f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static inline float bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* Returns a when c is 1 and b when c is 0.  The conversions below pick
+ * between several candidate results with this mask select rather than
+ * with branches: gcc will not if-convert branches that guard float
+ * arithmetic (it may trap under -ftrapping-math), and a loop with control
+ * flow in it is not vectorised. */
+static inline uint32_t select_u32(uint32_t c, uint32_t a, uint32_t b)
+{
+    uint32_t mask = 0u - c;
+    return (a & mask) | (b & ~mask);
+}
+
+/* ------------------------------------------------------------------ */
+/* IEEE half precision (1 sign, 5 exponent, 10 mantissa bits). */
+
+static inline float f16_to_f32_inline(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t em = h & 0x7fffu; /* exponent and mantissa */
+
+    /* A normal half becomes a normal float by moving the fields into
+     * place and rebiasing the exponent from 15 to 127. */
+    uint32_t normal = (em << 13) + ((127u - 15u) << 23);
+    /* A subnormal half (or zero) is em * 2^-24.  em has at most 10 bits,
+     * so the conversion and the product are exact, and the result is a
+     * normal float: no subnormal float is ever produced or consumed, which
+     * keeps this exact even when flush-to-zero is switched on. */
+    uint32_t subnormal = f32_bits((float)(int32_t)em * 0x1p-24f);
+    /* Infinity and NaN keep their mantissa (the NaN payload), so the
+     * quiet bit of a half NaN lands on the quiet bit of the float. */
+    uint32_t special = (em << 13) | 0x7f800000u;
+
+    uint32_t r = select_u32(em >= 0x0400u, normal, subnormal);
+    r = select_u32(em >= 0x7c00u, special, r);
+    return bits_f32(sign | r);
+}
+
+static inline uint16_t f32_to_f16_inline(float f)
+{
+    uint32_t x = f32_bits(f);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    uint32_t a = x & 0x7fffffffu; /* |f| as bits, ordered like the values */
+
+    /* Results in the normal half range (|f| >= 2^-14): rebias the
+     * exponent, then round the 13 mantissa bits that are dropped to
+     * nearest even by adding 0xfff plus the lowest kept bit.  A carry out
+     * of the mantissa correctly bumps the exponent. */
+    uint32_t rebiased = a - ((127u - 15u) << 23);
+    uint32_t normal =
+        (rebiased + 0xfffu + ((rebiased >> 13) & 1u)) >> 13;
+    /* Results below 2^-14 are multiples of 2^-24.  Adding 0.5 moves |f|
+     * into [0.5, 1), where the float spacing is exactly 2^-24, so the
+     * hardware addition rounds |f| to the nearest multiple of 2^-24, ties
+     * to even, and the low mantissa bits of the sum are the half's bits.
+     * Rounding up to 2^-14 gives 0x400, the smallest normal half, which is
+     * the right answer.  (The exact sum needs at most 63 significant bits,
+     * so even x87 extended precision rounds it only once.) */
+    uint32_t subnormal = f32_bits(bits_f32(a) + 0.5f) - 0x3f000000u;
+    /* A NaN stays a NaN: keep the top of the payload and set the quiet
+     * bit, which also stops a payload that lives only in the low bits from
+     * turning the NaN into an infinity. */
+    uint32_t nan = 0x7e00u | ((a >> 13) & 0x3ffu);
+
+    uint32_t r = select_u32(a >= 0x38800000u, normal, subnormal);
+    /* 0x477ff000 is 65520, halfway between the largest half (65504) and
+     * 65536; ties go to the even neighbour, which is infinity. */
+    r = select_u32(a >= 0x477ff000u, 0x7c00u, r);
+    r = select_u32(a > 0x7f800000u, nan, r);
+    return (uint16_t)(sign | r);
+}
+
+/* ------------------------------------------------------------------ */
+/* bfloat16: the top half of a float. */
+
+static inline float bf16_to_f32_inline(uint16_t h)
+{
+    return bits_f32((uint32_t)h << 16);
+}
+
+static inline uint16_t f32_to_bf16_inline(float f)
+{
+    uint32_t x = f32_bits(f);
+    /* Round the 16 dropped bits to nearest even.  This works on the bits
+     * of any finite float, subnormals included, and a carry out of the
+     * largest finite value gives infinity, as it should.  It cannot carry
+     * out of 32 bits because NaNs are handled apart. */
+    uint32_t rounded = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+    /* Rounding a NaN's bits could carry into the exponent and give an
+     * infinity, so a NaN is truncated and made quiet instead. */
+    uint32_t nan = (x >> 16) | 0x0040u;
+    return (uint16_t)select_u32((x & 0x7fffffffu) > 0x7f800000u, nan,
+                                rounded);
+}
+
+float ccl__f16_to_f32(uint16_t h) { return f16_to_f32_inline(h); }
+uint16_t ccl__f32_to_f16(float f) { return f32_to_f16_inline(f); }
+float ccl__bf16_to_f32(uint16_t h) { return bf16_to_f32_inline(h); }
+uint16_t ccl__f32_to_bf16(float f) { return f32_to_bf16_inline(f); }
+
+/* ------------------------------------------------------------------ */
+/* How two elements combine.  Each macro gets the element type T and two
+ * values of that type and yields a T. */
+
+/* Unsigned sums.  uint8_t and uint16_t operands are promoted to int, where
+ * the sum cannot overflow; the conversion back to T wraps. */
+#define COMBINE_ADD(T, a, b) ((T)((a) + (b)))
+/* Unsigned products.  Multiplying by 1u first makes the arithmetic
+ * unsigned: uint16_t operands alone would be promoted to int, where
+ * 65535 * 65535 overflows, which is undefined behaviour. */
+#define COMBINE_UMUL(T, a, b) ((T)(1u * (a) * (b)))
+#define COMBINE_FMUL(T, a, b) ((T)((a) * (b)))
+#define COMBINE_MIN(T, a, b) ((a) < (b) ? (a) : (b))
+#define COMBINE_MAX(T, a, b) ((a) > (b) ? (a) : (b))
+
+/* Float min and max follow a < b ? a : b (so min(-0, +0) is +0, the
+ * second operand), except that a NaN in either operand gives a NaN: a NaN
+ * means the data is broken, and a reduction must not hide that by
+ * depending on which rank's value came first.  When only b is NaN the
+ * comparison fails and picks b; the second select catches a NaN in a.
+ * Two plain selects rather than one with || keep the loop free of control
+ * flow, which gcc needs to vectorise the double version. */
+#define COMBINE_FMIN(T, a, b) min_##T(a, b)
+#define COMBINE_FMAX(T, a, b) max_##T(a, b)
+
+static inline float min_float(float a, float b)
+{
+    float r = a < b ? a : b;
+    return a != a ? a : r;
+}
+
+static inline float max_float(float a, float b)
+{
+    float r = a > b ? a : b;
+    return a != a ? a : r;
+}
+
+static inline double min_double(double a, double b)
+{
+    double r = a < b ? a : b;
+    return a != a ? a : r;
+}
+
+static inline double max_double(double a, double b)
+{
+    double r = a > b ? a : b;
+    return a != a ? a : r;
+}
+
+/* f16 and bf16 combine in float and round once back to 16 bits.  float
+ * has at least 2p + 2 bits of precision for both formats (p = 11 and 8),
+ * so rounding to float first and then to 16 bits gives the same result as
+ * rounding the exact sum or product once: each op is correctly rounded. */
+static inline float add_f32(float a, float b) { return a + b; }
+static inline float mul_f32(float a, float b) { return a * b; }
+
+#define COMBINE_H(FN, a, b)                                                \
+    f32_to_f16_inline(FN(f16_to_f32_inline(a), f16_to_f32_inline(b)))
+#define COMBINE_B(FN, a, b)                                                \
+    f32_to_bf16_inline(FN(bf16_to_f32_inline(a), bf16_to_f32_inline(b)))
+#define COMBINE_H_ADD(T, a, b) COMBINE_H(add_f32, a, b)
+#define COMBINE_H_MUL(T, a, b) COMBINE_H(mul_f32, a, b)
+#define COMBINE_H_MIN(T, a, b) COMBINE_H(min_float, a, b)
+#define COMBINE_H_MAX(T, a, b) COMBINE_H(max_float, a, b)
+#define COMBINE_B_ADD(T, a, b) COMBINE_B(add_f32, a, b)
+#define COMBINE_B_MUL(T, a, b) COMBINE_B(mul_f32, a, b)
+#define COMBINE_B_MIN(T, a, b) COMBINE_B(min_float, a, b)
+#define COMBINE_B_MAX(T, a, b) COMBINE_B(max_float, a, b)
+
+/* ------------------------------------------------------------------ */
+/* Loop skeleton.
+ *
+ * Elements are loaded and stored with memcpy, so buffers need no
+ * alignment at all (a chunk of a byte buffer may start anywhere), and the
+ * compilers still emit plain, possibly unaligned, vector loads.
+ *
+ * The main loop runs over blocks of a fixed number of elements.  gcc -O2
+ * vectorises only loops whose vector code replaces the scalar loop
+ * entirely (its "very cheap" cost model), which an inner loop with a
+ * constant trip count satisfies and a loop over an unknown n does not.
+ * The few leftover elements run one at a time.
+ *
+ * dst and src are restrict: they must not overlap, which is what lets the
+ * compiler load and store whole vectors. */
+#define BLOCK 64
+
+#define ELEMENT(T, COMBINE, d, s, k)                                       \
+    do {                                                                   \
+        T a_, b_, r_;                                                      \
+        memcpy(&a_, (d) + (k) * sizeof(T), sizeof(T));                     \
+        memcpy(&b_, (s) + (k) * sizeof(T), sizeof(T));                     \
+        r_ = COMBINE(T, a_, b_);                                           \
+        memcpy((d) + (k) * sizeof(T), &r_, sizeof(T));                     \
+    } while (0)
+
+#define DEFINE_REDUCE(name, T, COMBINE)                                    \
+    static void name(unsigned char *restrict d,                            \
+                     const unsigned char *restrict s, size_t n)            \
+    {                                                                      \
+        size_t i = 0;                                                      \
+        for (; n - i >= BLOCK; i += BLOCK)                                 \
+            for (size_t j = 0; j < BLOCK; j++)                             \
+                ELEMENT(T, COMBINE, d, s, i + j);                          \
+        for (; i < n; i++)                                                 \
+            ELEMENT(T, COMBINE, d, s, i);                                  \
+    }
+
+/* Signed integers have no sum or product loops of their own: under two's
+ * complement the wrapped signed result has exactly the bits of the
+ * unsigned one, and unsigned overflow is defined where signed overflow is
+ * not.  They only need their own min and max. */
+DEFINE_REDUCE(sum_f32, float, COMBINE_ADD)
+DEFINE_REDUCE(prod_f32, float, COMBINE_FMUL)
+DEFINE_REDUCE(min_f32, float, COMBINE_FMIN)
+DEFINE_REDUCE(max_f32, float, COMBINE_FMAX)
+
+DEFINE_REDUCE(sum_f64, double, COMBINE_ADD)
+DEFINE_REDUCE(prod_f64, double, COMBINE_FMUL)
+DEFINE_REDUCE(min_f64, double, COMBINE_FMIN)
+DEFINE_REDUCE(max_f64, double, COMBINE_FMAX)
+
+DEFINE_REDUCE(sum_f16, uint16_t, COMBINE_H_ADD)
+DEFINE_REDUCE(prod_f16, uint16_t, COMBINE_H_MUL)
+DEFINE_REDUCE(min_f16, uint16_t, COMBINE_H_MIN)
+DEFINE_REDUCE(max_f16, uint16_t, COMBINE_H_MAX)
+
+DEFINE_REDUCE(sum_bf16, uint16_t, COMBINE_B_ADD)
+DEFINE_REDUCE(prod_bf16, uint16_t, COMBINE_B_MUL)
+DEFINE_REDUCE(min_bf16, uint16_t, COMBINE_B_MIN)
+DEFINE_REDUCE(max_bf16, uint16_t, COMBINE_B_MAX)
+
+DEFINE_REDUCE(sum_u8, uint8_t, COMBINE_ADD)
+DEFINE_REDUCE(prod_u8, uint8_t, COMBINE_UMUL)
+DEFINE_REDUCE(min_u8, uint8_t, COMBINE_MIN)
+DEFINE_REDUCE(max_u8, uint8_t, COMBINE_MAX)
+DEFINE_REDUCE(min_i8, int8_t, COMBINE_MIN)
+DEFINE_REDUCE(max_i8, int8_t, COMBINE_MAX)
+
+DEFINE_REDUCE(sum_u16, uint16_t, COMBINE_ADD)
+DEFINE_REDUCE(prod_u16, uint16_t, COMBINE_UMUL)
+DEFINE_REDUCE(min_u16, uint16_t, COMBINE_MIN)
+DEFINE_REDUCE(max_u16, uint16_t, COMBINE_MAX)
+DEFINE_REDUCE(min_i16, int16_t, COMBINE_MIN)
+DEFINE_REDUCE(max_i16, int16_t, COMBINE_MAX)
+
+DEFINE_REDUCE(sum_u32, uint32_t, COMBINE_ADD)
+DEFINE_REDUCE(prod_u32, uint32_t, COMBINE_UMUL)
+DEFINE_REDUCE(min_u32, uint32_t, COMBINE_MIN)
+DEFINE_REDUCE(max_u32, uint32_t, COMBINE_MAX)
+DEFINE_REDUCE(min_i32, int32_t, COMBINE_MIN)
+DEFINE_REDUCE(max_i32, int32_t, COMBINE_MAX)
+
+DEFINE_REDUCE(sum_u64, uint64_t, COMBINE_ADD)
+DEFINE_REDUCE(prod_u64, uint64_t, COMBINE_UMUL)
+DEFINE_REDUCE(min_u64, uint64_t, COMBINE_MIN)
+DEFINE_REDUCE(max_u64, uint64_t, COMBINE_MAX)
+DEFINE_REDUCE(min_i64, int64_t, COMBINE_MIN)
+DEFINE_REDUCE(max_i64, int64_t, COMBINE_MAX)
+
+typedef void (*reduce_fn)(unsigned char *restrict d,
+                          const unsigned char *restrict s, size_t n);
+
+/* AVG combines exactly like SUM; its division waits for the last step. */
+#define ROW(sum, prod, min, max)                                           \
+    { [CCL_SUM] = sum, [CCL_AVG] = sum, [CCL_MIN] = min, [CCL_MAX] = max,  \
+      [CCL_PROD] = prod }
+
+static const reduce_fn reduce_table[CCL_DTYPE_COUNT][CCL_REDOP_COUNT] = {
+    [CCL_F32] = ROW(sum_f32, prod_f32, min_f32, max_f32),
+    [CCL_F64] = ROW(sum_f64, prod_f64, min_f64, max_f64),
+    [CCL_F16] = ROW(sum_f16, prod_f16, min_f16, max_f16),
+    [CCL_BF16] = ROW(sum_bf16, prod_bf16, min_bf16, max_bf16),
+    [CCL_I8] = ROW(sum_u8, prod_u8, min_i8, max_i8),
+    [CCL_I16] = ROW(sum_u16, prod_u16, min_i16, max_i16),
+    [CCL_I32] = ROW(sum_u32, prod_u32, min_i32, max_i32),
+    [CCL_I64] = ROW(sum_u64, prod_u64, min_i64, max_i64),
+    [CCL_U8] = ROW(sum_u8, prod_u8, min_u8, max_u8),
+    [CCL_U16] = ROW(sum_u16, prod_u16, min_u16, max_u16),
+    [CCL_U32] = ROW(sum_u32, prod_u32, min_u32, max_u32),
+    [CCL_U64] = ROW(sum_u64, prod_u64, min_u64, max_u64),
+};
+
+int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
+{
+    if (dtype < 0 || dtype >= CCL_DTYPE_COUNT || redop < 0 ||
+        redop >= CCL_REDOP_COUNT)
+        return -1;
+    reduce_table[dtype][redop]((unsigned char *)dst,
+                               (const unsigned char *)src, n);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* AVG's final division.
+ *
+ * Each dtype divides by nranks converted to a type D that holds any
+ * positive int and, combined with T, gives the right arithmetic: true
+ * division for floats (not a multiplication by 1/nranks, which rounds
+ * twice), C's truncating division for integers.  For a signed T the
+ * dividend is the wrapped sum read as signed, so -7 / 2 is -3. */
+
+#define DIVIDE(T, x, div) ((T)((x) / (div)))
+#define DIVIDE_H(T, x, div) f32_to_f16_inline(f16_to_f32_inline(x) / (div))
+#define DIVIDE_B(T, x, div) f32_to_bf16_inline(bf16_to_f32_inline(x) / (div))
+
+#define FINISH_ELEMENT(T, DIV, b, k, div)                                  \
+    do {                                                                   \
+        T x_;                                                              \
+        memcpy(&x_, (b) + (k) * sizeof(T), sizeof(T));                     \
+        x_ = DIV(T, x_, div);                                              \
+        memcpy((b) + (k) * sizeof(T), &x_, sizeof(T));                     \
+    } while (0)
+
+#define DEFINE_FINISH(name, T, D, DIV)                                     \
+    static void name(unsigned char *restrict b, size_t n, int nranks)      \
+    {                                                                      \
+        const D div = (D)nranks;                                           \
+        size_t i = 0;                                                      \
+        for (; n - i >= BLOCK; i += BLOCK)                                 \
+            for (size_t j = 0; j < BLOCK; j++)                             \
+                FINISH_ELEMENT(T, DIV, b, i + j, div);                     \
+        for (; i < n; i++)                                                 \
+            FINISH_ELEMENT(T, DIV, b, i, div);                             \
+    }
+
+/* int8..int32 and uint8/uint16 are promoted to int, where the quotient
+ * always fits; uint32 needs unsigned division, the 64-bit types 64-bit
+ * division. */
+DEFINE_FINISH(avg_f32, float, float, DIVIDE)
+DEFINE_FINISH(avg_f64, double, double, DIVIDE)
+DEFINE_FINISH(avg_f16, uint16_t, float, DIVIDE_H)
+DEFINE_FINISH(avg_bf16, uint16_t, float, DIVIDE_B)
+DEFINE_FINISH(avg_i8, int8_t, int, DIVIDE)
+DEFINE_FINISH(avg_i16, int16_t, int, DIVIDE)
+DEFINE_FINISH(avg_i32, int32_t, int, DIVIDE)
+DEFINE_FINISH(avg_i64, int64_t, int64_t, DIVIDE)
+DEFINE_FINISH(avg_u8, uint8_t, int, DIVIDE)
+DEFINE_FINISH(avg_u16, uint16_t, int, DIVIDE)
+DEFINE_FINISH(avg_u32, uint32_t, uint32_t, DIVIDE)
+DEFINE_FINISH(avg_u64, uint64_t, uint64_t, DIVIDE)
+
+typedef void (*finish_fn)(unsigned char *restrict b, size_t n, int nranks);
+
+static const finish_fn avg_table[CCL_DTYPE_COUNT] = {
+    [CCL_F32] = avg_f32, [CCL_F64] = avg_f64, [CCL_F16] = avg_f16,
+    [CCL_BF16] = avg_bf16, [CCL_I8] = avg_i8, [CCL_I16] = avg_i16,
+    [CCL_I32] = avg_i32, [CCL_I64] = avg_i64, [CCL_U8] = avg_u8,
+    [CCL_U16] = avg_u16, [CCL_U32] = avg_u32, [CCL_U64] = avg_u64,
+};
+
+int ccl__reduce_finish(void *buf, size_t n, int dtype, int redop, int nranks)
+{
+    if (dtype < 0 || dtype >= CCL_DTYPE_COUNT || redop < 0 ||
+        redop >= CCL_REDOP_COUNT)
+        return -1;
+    if (redop != CCL_AVG)
+        return 0;
+    /* An average over no ranks has no meaning, and dividing by zero or a
+     * negative count would be undefined or wrong. */
+    if (nranks < 1)
+        return -1;
+    /* Dividing by one changes no value, so skip the pass over memory. */
+    if (nranks == 1)
+        return 0;
+    avg_table[dtype]((unsigned char *)buf, n, nranks);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* ccl__hash64.
+ *
+ * Structure: four independent 64-bit lanes each absorb one 8-byte word
+ * per 32-byte stripe, so the four multiply chains overlap in the CPU and
+ * the loop is limited by throughput, not by the latency of one chain.
+ * Each absorb step, acc = rotl(acc + w * K2, 31) * K1, is a bijection of
+ * acc for a fixed w and of w for a fixed acc (K1 and K2 are odd), so a
+ * change in any one word always changes its lane.  The lanes are folded
+ * together, the tail of fewer than 32 bytes is absorbed word by word, the
+ * length is mixed in (so that inputs that differ only by trailing zero
+ * bytes differ), and a final xorshift-multiply avalanche spreads every
+ * input bit over all output bits.  Every later step is also a bijection
+ * of the state, so changing a single word of input can never leave the
+ * result unchanged.
+ *
+ * Words are read little-endian from single bytes; compilers fuse the byte
+ * loads into one load on little-endian hosts, and the result does not
+ * depend on host byte order or on the alignment of the input. */
+
+#define K1 UINT64_C(0x9E3779B97F4A7C15) /* 2^64 / golden ratio */
+#define K2 UINT64_C(0xBF58476D1CE4E5B9) /* odd constants with well-mixed */
+#define K3 UINT64_C(0x94D049BB133111EB) /* bits, as used by splitmix64 */
+#define K4 UINT64_C(0xD6E8FEB86659FD93)
+
+static inline uint64_t rotl64(uint64_t x, unsigned r)
+{
+    /* Callers pass constants in 1..63, so neither shift is by 64. */
+    return (x << r) | (x >> (64u - r));
+}
+
+static inline uint64_t read_u64le(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+           (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 |
+           (uint64_t)p[5] << 40 | (uint64_t)p[6] << 48 |
+           (uint64_t)p[7] << 56;
+}
+
+static inline uint64_t absorb(uint64_t acc, uint64_t w)
+{
+    return rotl64(acc + w * K2, 31) * K1;
+}
+
+/* Folds one lane, or one tail word, into the running hash. */
+static inline uint64_t fold(uint64_t h, uint64_t v)
+{
+    return rotl64(h ^ absorb(0, v), 27) * K1 + K4;
+}
+
+uint64_t ccl__hash64(const void *data, size_t len, uint64_t seed)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t left = len;
+    uint64_t h;
+
+    if (left >= 32) {
+        /* Distinct starting values, so that swapping two words between
+         * lanes changes the result. */
+        uint64_t v0 = seed + K3;
+        uint64_t v1 = seed + 2 * K3;
+        uint64_t v2 = seed + 3 * K3;
+        uint64_t v3 = seed + 4 * K3;
+        do {
+            v0 = absorb(v0, read_u64le(p));
+            v1 = absorb(v1, read_u64le(p + 8));
+            v2 = absorb(v2, read_u64le(p + 16));
+            v3 = absorb(v3, read_u64le(p + 24));
+            p += 32;
+            left -= 32;
+        } while (left >= 32);
+        /* Each lane goes through its own multiply rounds; a chain of
+         * folds keeps the merge a bijection of every single lane. */
+        h = fold(K4, v0);
+        h = fold(h, v1);
+        h = fold(h, v2);
+        h = fold(h, v3);
+    } else {
+        h = seed + K4;
+    }
+
+    h += (uint64_t)len * K3;
+
+    while (left >= 8) {
+        h = fold(h, read_u64le(p));
+        p += 8;
+        left -= 8;
+    }
+    if (left > 0) {
+        /* The last 1..7 bytes as one zero-extended little-endian word;
+         * the length mixed in above tells it apart from real zeros. */
+        uint64_t w = 0;
+        for (size_t i = 0; i < left; i++)
+            w |= (uint64_t)p[i] << (8 * i);
+        h = fold(h ^ K2, w);
+    }
+
+    /* Avalanche: each xorshift moves high bits down, each multiply moves
+     * low bits up, until every output bit depends on every input bit. */
+    h ^= h >> 32;
+    h *= K2;
+    h ^= h >> 29;
+    h *= K3;
+    h ^= h >> 32;
+    return h;
+}
