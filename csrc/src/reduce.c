@@ -18,6 +18,7 @@
 #include "reduce.h"
 #include "ccl.h"
 
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ */
@@ -44,42 +45,50 @@ static inline float bits_f32(uint32_t u)
  * with branches: gcc will not if-convert branches that guard float
  * arithmetic (it may trap under -ftrapping-math), and a loop with control
  * flow in it is not vectorised. */
-static inline uint32_t select_u32(uint32_t c, uint32_t a, uint32_t b)
+static inline uint32_t select_u32(int c, uint32_t a, uint32_t b)
 {
-    uint32_t mask = 0u - c;
+    uint32_t mask = 0u - (uint32_t)c;
     return (a & mask) | (b & ~mask);
 }
+
+/* The conversions take and return 16-bit patterns in a uint32_t, and
+ * compare magnitudes as int32_t (they always fit): SSE2 has no unsigned
+ * 32-bit compare, and any uint16_t in the chain makes the vectoriser
+ * shuffle between 16- and 32-bit lanes, which costs more than the
+ * arithmetic itself. */
 
 /* ------------------------------------------------------------------ */
 /* IEEE half precision (1 sign, 5 exponent, 10 mantissa bits). */
 
-static inline float f16_to_f32_inline(uint16_t h)
+static inline float f16_to_f32_inline(uint32_t h)
 {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t em = h & 0x7fffu; /* exponent and mantissa */
+    uint32_t sign = (h & 0x8000u) << 16;
+    int32_t em = (int32_t)(h & 0x7fffu); /* exponent and mantissa */
 
     /* A normal half becomes a normal float by moving the fields into
      * place and rebiasing the exponent from 15 to 127. */
-    uint32_t normal = (em << 13) + ((127u - 15u) << 23);
+    uint32_t normal = ((uint32_t)em << 13) + ((127u - 15u) << 23);
     /* A subnormal half (or zero) is em * 2^-24.  em has at most 10 bits,
      * so the conversion and the product are exact, and the result is a
      * normal float: no subnormal float is ever produced or consumed, which
-     * keeps this exact even when flush-to-zero is switched on. */
-    uint32_t subnormal = f32_bits((float)(int32_t)em * 0x1p-24f);
+     * keeps this exact (and fast) even when flush-to-zero is switched
+     * on. */
+    uint32_t subnormal = f32_bits((float)em * 0x1p-24f);
     /* Infinity and NaN keep their mantissa (the NaN payload), so the
      * quiet bit of a half NaN lands on the quiet bit of the float. */
-    uint32_t special = (em << 13) | 0x7f800000u;
+    uint32_t special = ((uint32_t)em << 13) | 0x7f800000u;
 
-    uint32_t r = select_u32(em >= 0x0400u, normal, subnormal);
-    r = select_u32(em >= 0x7c00u, special, r);
+    uint32_t r = select_u32(em >= 0x0400, normal, subnormal);
+    r = select_u32(em >= 0x7c00, special, r);
     return bits_f32(sign | r);
 }
 
-static inline uint16_t f32_to_f16_inline(float f)
+static inline uint32_t f32_to_f16_inline(float f)
 {
     uint32_t x = f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000u;
     uint32_t a = x & 0x7fffffffu; /* |f| as bits, ordered like the values */
+    int32_t ia = (int32_t)a;
 
     /* Results in the normal half range (|f| >= 2^-14): rebias the
      * exponent, then round the 13 mantissa bits that are dropped to
@@ -101,23 +110,23 @@ static inline uint16_t f32_to_f16_inline(float f)
      * turning the NaN into an infinity. */
     uint32_t nan = 0x7e00u | ((a >> 13) & 0x3ffu);
 
-    uint32_t r = select_u32(a >= 0x38800000u, normal, subnormal);
+    uint32_t r = select_u32(ia >= 0x38800000, normal, subnormal);
     /* 0x477ff000 is 65520, halfway between the largest half (65504) and
      * 65536; ties go to the even neighbour, which is infinity. */
-    r = select_u32(a >= 0x477ff000u, 0x7c00u, r);
-    r = select_u32(a > 0x7f800000u, nan, r);
-    return (uint16_t)(sign | r);
+    r = select_u32(ia >= 0x477ff000, 0x7c00u, r);
+    r = select_u32(ia > 0x7f800000, nan, r);
+    return sign | r;
 }
 
 /* ------------------------------------------------------------------ */
 /* bfloat16: the top half of a float. */
 
-static inline float bf16_to_f32_inline(uint16_t h)
+static inline float bf16_to_f32_inline(uint32_t h)
 {
-    return bits_f32((uint32_t)h << 16);
+    return bits_f32(h << 16);
 }
 
-static inline uint16_t f32_to_bf16_inline(float f)
+static inline uint32_t f32_to_bf16_inline(float f)
 {
     uint32_t x = f32_bits(f);
     /* Round the 16 dropped bits to nearest even.  This works on the bits
@@ -128,14 +137,13 @@ static inline uint16_t f32_to_bf16_inline(float f)
     /* Rounding a NaN's bits could carry into the exponent and give an
      * infinity, so a NaN is truncated and made quiet instead. */
     uint32_t nan = (x >> 16) | 0x0040u;
-    return (uint16_t)select_u32((x & 0x7fffffffu) > 0x7f800000u, nan,
-                                rounded);
+    return select_u32((int32_t)(x & 0x7fffffffu) > 0x7f800000, nan, rounded);
 }
 
 float ccl__f16_to_f32(uint16_t h) { return f16_to_f32_inline(h); }
-uint16_t ccl__f32_to_f16(float f) { return f32_to_f16_inline(f); }
+uint16_t ccl__f32_to_f16(float f) { return (uint16_t)f32_to_f16_inline(f); }
 float ccl__bf16_to_f32(uint16_t h) { return bf16_to_f32_inline(h); }
-uint16_t ccl__f32_to_bf16(float f) { return f32_to_bf16_inline(f); }
+uint16_t ccl__f32_to_bf16(float f) { return (uint16_t)f32_to_bf16_inline(f); }
 
 /* ------------------------------------------------------------------ */
 /* How two elements combine.  Each macro gets the element type T and two
@@ -165,46 +173,34 @@ uint16_t ccl__f32_to_bf16(float f) { return f32_to_bf16_inline(f); }
 static inline float min_float(float a, float b)
 {
     float r = a < b ? a : b;
-    return a != a ? a : r;
+    return isnan(a) ? a : r;
 }
 
 static inline float max_float(float a, float b)
 {
     float r = a > b ? a : b;
-    return a != a ? a : r;
+    return isnan(a) ? a : r;
 }
 
 static inline double min_double(double a, double b)
 {
     double r = a < b ? a : b;
-    return a != a ? a : r;
+    return isnan(a) ? a : r;
 }
 
 static inline double max_double(double a, double b)
 {
     double r = a > b ? a : b;
-    return a != a ? a : r;
+    return isnan(a) ? a : r;
 }
 
 /* f16 and bf16 combine in float and round once back to 16 bits.  float
  * has at least 2p + 2 bits of precision for both formats (p = 11 and 8),
  * so rounding to float first and then to 16 bits gives the same result as
- * rounding the exact sum or product once: each op is correctly rounded. */
+ * rounding the exact result once: sums, products and AVG's division are
+ * all correctly rounded. */
 static inline float add_f32(float a, float b) { return a + b; }
 static inline float mul_f32(float a, float b) { return a * b; }
-
-#define COMBINE_H(FN, a, b)                                                \
-    f32_to_f16_inline(FN(f16_to_f32_inline(a), f16_to_f32_inline(b)))
-#define COMBINE_B(FN, a, b)                                                \
-    f32_to_bf16_inline(FN(bf16_to_f32_inline(a), bf16_to_f32_inline(b)))
-#define COMBINE_H_ADD(T, a, b) COMBINE_H(add_f32, a, b)
-#define COMBINE_H_MUL(T, a, b) COMBINE_H(mul_f32, a, b)
-#define COMBINE_H_MIN(T, a, b) COMBINE_H(min_float, a, b)
-#define COMBINE_H_MAX(T, a, b) COMBINE_H(max_float, a, b)
-#define COMBINE_B_ADD(T, a, b) COMBINE_B(add_f32, a, b)
-#define COMBINE_B_MUL(T, a, b) COMBINE_B(mul_f32, a, b)
-#define COMBINE_B_MIN(T, a, b) COMBINE_B(min_float, a, b)
-#define COMBINE_B_MAX(T, a, b) COMBINE_B(max_float, a, b)
 
 /* ------------------------------------------------------------------ */
 /* Loop skeleton.
@@ -244,10 +240,42 @@ static inline float mul_f32(float a, float b) { return a * b; }
             ELEMENT(T, COMBINE, d, s, i);                                  \
     }
 
-/* Signed integers have no sum or product loops of their own: under two's
- * complement the wrapped signed result has exactly the bits of the
- * unsigned one, and unsigned overflow is defined where signed overflow is
- * not.  They only need their own min and max. */
+/* f16 and bf16 go two elements at a time, as the two halves of a
+ * uint32_t, so that every vector operation works on 32-bit lanes (the
+ * width of the float arithmetic) and none has to repack 16-bit lanes.
+ * Both halves get the same treatment and go back where they came from,
+ * so this is right on either byte order.  An odd last element goes on
+ * its own. */
+#define PAIR_ELEMENT(FN, TO32, FROM32, d, s, k)                            \
+    do {                                                                   \
+        uint32_t a_, b_, lo_, hi_;                                         \
+        memcpy(&a_, (d) + (k) * 4, 4);                                     \
+        memcpy(&b_, (s) + (k) * 4, 4);                                     \
+        lo_ = FROM32(FN(TO32(a_ & 0xffffu), TO32(b_ & 0xffffu)));          \
+        hi_ = FROM32(FN(TO32(a_ >> 16), TO32(b_ >> 16)));                  \
+        a_ = lo_ | hi_ << 16;                                              \
+        memcpy((d) + (k) * 4, &a_, 4);                                     \
+    } while (0)
+
+#define DEFINE_REDUCE_16(name, FN, TO32, FROM32)                           \
+    static void name(unsigned char *restrict d,                            \
+                     const unsigned char *restrict s, size_t n)            \
+    {                                                                      \
+        size_t pairs = n / 2, i = 0;                                       \
+        for (; pairs - i >= BLOCK; i += BLOCK)                             \
+            for (size_t j = 0; j < BLOCK; j++)                             \
+                PAIR_ELEMENT(FN, TO32, FROM32, d, s, i + j);               \
+        for (; i < pairs; i++)                                             \
+            PAIR_ELEMENT(FN, TO32, FROM32, d, s, i);                       \
+        if (n % 2) {                                                       \
+            uint16_t a_, b_;                                               \
+            memcpy(&a_, d + (n - 1) * 2, 2);                               \
+            memcpy(&b_, s + (n - 1) * 2, 2);                               \
+            a_ = (uint16_t)FROM32(FN(TO32(a_), TO32(b_)));                 \
+            memcpy(d + (n - 1) * 2, &a_, 2);                               \
+        }                                                                  \
+    }
+
 DEFINE_REDUCE(sum_f32, float, COMBINE_ADD)
 DEFINE_REDUCE(prod_f32, float, COMBINE_FMUL)
 DEFINE_REDUCE(min_f32, float, COMBINE_FMIN)
@@ -258,16 +286,20 @@ DEFINE_REDUCE(prod_f64, double, COMBINE_FMUL)
 DEFINE_REDUCE(min_f64, double, COMBINE_FMIN)
 DEFINE_REDUCE(max_f64, double, COMBINE_FMAX)
 
-DEFINE_REDUCE(sum_f16, uint16_t, COMBINE_H_ADD)
-DEFINE_REDUCE(prod_f16, uint16_t, COMBINE_H_MUL)
-DEFINE_REDUCE(min_f16, uint16_t, COMBINE_H_MIN)
-DEFINE_REDUCE(max_f16, uint16_t, COMBINE_H_MAX)
+DEFINE_REDUCE_16(sum_f16, add_f32, f16_to_f32_inline, f32_to_f16_inline)
+DEFINE_REDUCE_16(prod_f16, mul_f32, f16_to_f32_inline, f32_to_f16_inline)
+DEFINE_REDUCE_16(min_f16, min_float, f16_to_f32_inline, f32_to_f16_inline)
+DEFINE_REDUCE_16(max_f16, max_float, f16_to_f32_inline, f32_to_f16_inline)
 
-DEFINE_REDUCE(sum_bf16, uint16_t, COMBINE_B_ADD)
-DEFINE_REDUCE(prod_bf16, uint16_t, COMBINE_B_MUL)
-DEFINE_REDUCE(min_bf16, uint16_t, COMBINE_B_MIN)
-DEFINE_REDUCE(max_bf16, uint16_t, COMBINE_B_MAX)
+DEFINE_REDUCE_16(sum_bf16, add_f32, bf16_to_f32_inline, f32_to_bf16_inline)
+DEFINE_REDUCE_16(prod_bf16, mul_f32, bf16_to_f32_inline, f32_to_bf16_inline)
+DEFINE_REDUCE_16(min_bf16, min_float, bf16_to_f32_inline, f32_to_bf16_inline)
+DEFINE_REDUCE_16(max_bf16, max_float, bf16_to_f32_inline, f32_to_bf16_inline)
 
+/* Signed integers have no sum or product loops of their own: under two's
+ * complement the wrapped signed result has exactly the bits of the
+ * unsigned one, and unsigned overflow is defined where signed overflow is
+ * not.  They only need their own min and max. */
 DEFINE_REDUCE(sum_u8, uint8_t, COMBINE_ADD)
 DEFINE_REDUCE(prod_u8, uint8_t, COMBINE_UMUL)
 DEFINE_REDUCE(min_u8, uint8_t, COMBINE_MIN)
@@ -319,6 +351,7 @@ static const reduce_fn reduce_table[CCL_DTYPE_COUNT][CCL_REDOP_COUNT] = {
     [CCL_U64] = ROW(sum_u64, prod_u64, min_u64, max_u64),
 };
 
+/* dst and src must not overlap: the kernels take them as restrict. */
 int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
 {
     if (dtype < 0 || dtype >= CCL_DTYPE_COUNT || redop < 0 ||
@@ -339,8 +372,10 @@ int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
  * dividend is the wrapped sum read as signed, so -7 / 2 is -3. */
 
 #define DIVIDE(T, x, div) ((T)((x) / (div)))
-#define DIVIDE_H(T, x, div) f32_to_f16_inline(f16_to_f32_inline(x) / (div))
-#define DIVIDE_B(T, x, div) f32_to_bf16_inline(bf16_to_f32_inline(x) / (div))
+#define DIVIDE_H(T, x, div)                                                \
+    ((T)f32_to_f16_inline(f16_to_f32_inline(x) / (div)))
+#define DIVIDE_B(T, x, div)                                                \
+    ((T)f32_to_bf16_inline(bf16_to_f32_inline(x) / (div)))
 
 #define FINISH_ELEMENT(T, DIV, b, k, div)                                  \
     do {                                                                   \
@@ -351,7 +386,7 @@ int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
     } while (0)
 
 #define DEFINE_FINISH(name, T, D, DIV)                                     \
-    static void name(unsigned char *restrict b, size_t n, int nranks)      \
+    static void name(unsigned char *b, size_t n, int nranks)               \
     {                                                                      \
         const D div = (D)nranks;                                           \
         size_t i = 0;                                                      \
@@ -378,7 +413,7 @@ DEFINE_FINISH(avg_u16, uint16_t, int, DIVIDE)
 DEFINE_FINISH(avg_u32, uint32_t, uint32_t, DIVIDE)
 DEFINE_FINISH(avg_u64, uint64_t, uint64_t, DIVIDE)
 
-typedef void (*finish_fn)(unsigned char *restrict b, size_t n, int nranks);
+typedef void (*finish_fn)(unsigned char *b, size_t n, int nranks);
 
 static const finish_fn avg_table[CCL_DTYPE_COUNT] = {
     [CCL_F32] = avg_f32, [CCL_F64] = avg_f64, [CCL_F16] = avg_f16,
@@ -462,8 +497,8 @@ uint64_t ccl__hash64(const void *data, size_t len, uint64_t seed)
     uint64_t h;
 
     if (left >= 32) {
-        /* Distinct starting values, so that swapping two words between
-         * lanes changes the result. */
+        /* Distinct starting values, so that no two lanes compute the
+         * same function of their words. */
         uint64_t v0 = seed + K3;
         uint64_t v1 = seed + 2 * K3;
         uint64_t v2 = seed + 3 * K3;
