@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import signal
 import sys
 import threading
@@ -95,7 +96,7 @@ def _run_master(host: str, port: int) -> int:
 
 def _run_bench(argv: List[str]) -> int:
     try:
-        from pyccl import bench
+        bench = importlib.import_module("pyccl.bench")
     except ModuleNotFoundError as exc:
         if exc.name != "pyccl.bench":
             raise

@@ -296,8 +296,9 @@ class Communicator:
         Args:
             tensor: world_size * n elements.
             out: n elements of the same type; None allocates one, of shape
-                ``tensor.shape[1:]`` when ``tensor.shape[0] == world_size``,
-                else ``(n,)``.
+                ``tensor.shape[1:]`` when ``tensor`` has two or more
+                dimensions and ``tensor.shape[0] == world_size``, else
+                ``(n,)``.
             op: the reduction (see :meth:`all_reduce`).
 
         Returns ``out``, or a :class:`Work` when ``async_op``."""
@@ -310,8 +311,8 @@ class Communicator:
         n = send.count // self._size
         if out is None:
             shape = tuple(tensor.shape)
-            out = empty_like_shape(
-                tensor, shape[1:] if shape[:1] == (self._size,) else (n,))
+            blocks = len(shape) >= 2 and shape[0] == self._size
+            out = empty_like_shape(tensor, shape[1:] if blocks else (n,))
         recv = as_buffer(out, writable=True, dtype=dtype, what="out")
         _check_sizes(send, recv, self._size, "tensor", "world_size * out")
         _no_overlap(send, recv)

@@ -86,10 +86,11 @@ def _worker(address: str, world_size: int, rank: int, sizes: List[int],
 
 def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
         iters: int = 5, algorithm: str = "auto", timeout: float = 600.0,
-        out: TextIO = sys.stdout) -> int:
-    """Runs the demo and prints its table; returns 0 if every check passed,
-    1 otherwise."""
+        out: Optional[TextIO] = None) -> int:
+    """Runs the demo and prints its table (to ``out``, default stdout);
+    returns 0 if every check passed, 1 otherwise."""
     from pyccl import Master
+    out = sys.stdout if out is None else out
     if peers < 1 or iters < 1:
         raise ValueError("peers and iters must be >= 1")
     for size in sizes:
