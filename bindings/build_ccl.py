@@ -64,6 +64,10 @@ def build_in_tree(verbose=False):
     tmpdir = os.path.join(ROOT, "build", "cffi")
     built = ffibuilder.compile(tmpdir=tmpdir, verbose=verbose)
     dest = os.path.join(ROOT, "pyccl", os.path.basename(built))
+    # An older build under another suffix (an editable install makes
+    # _ccl.abi3.so) could be imported instead of this one: remove it.
+    for old in glob(os.path.join(ROOT, "pyccl", "_ccl*.so")):
+        os.remove(old)
     shutil.copyfile(built, dest)
     return dest
 
