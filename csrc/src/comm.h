@@ -88,7 +88,7 @@ typedef struct ccl__aborted {
     struct ccl__aborted *next;
     uint64_t tag;
     int code;
-    char msg[CCL_MAX_ERRMSG + 1];
+    char msg[CCL_MAX_ERRMSG + 32];
 } ccl__aborted;
 
 /* An algorithm: a table of functions driven by the progress engine. */

@@ -702,6 +702,16 @@ static void rx_complete(ccl_comm *c, ccl__conn *k)
         e->h = *h;
         e->data = k->keep;
         k->keep = NULL;
+        if (h->tag < c->activated_upto) {
+            /* Its op was posted while the payload was still arriving. */
+            c->early_bytes -= h->length;
+            ccl_op *op = active_find(c, h->tag);
+            if (op)
+                deliver_early(c, op, e);
+            free(e->data);
+            free(e);
+            return;
+        }
         early_push(c, e);
         return;
     }
@@ -885,15 +895,15 @@ void *ccl__progress_main(void *arg)
     ccl__event evs[64];
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->driving && !c->stop)
+        while (c->driving && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             pthread_cond_wait(&c->idle_cv, &c->mu);
-        if (c->stop)
+        if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             break;
         int timeout = c->active ? 50 : 1000;
         pthread_mutex_unlock(&c->mu);
         int n = ccl__poller_wait(c->poller, evs, 64, timeout);
         pthread_mutex_lock(&c->mu);
-        if (c->stop)
+        if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             break;
         if (!c->driving)
             process_events(c, evs, n);
