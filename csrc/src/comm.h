@@ -64,6 +64,7 @@ struct ccl__conn {
     size_t staging_cap;
     uint8_t *keep; /* RXM_KEEP: heap copy of an early frame */
     int parked;    /* reading paused: too much early data buffered */
+    int over_cap;  /* the next early frame may exceed the cap (see progress.c) */
 };
 
 struct ccl__peer {

@@ -27,7 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EARLY_CAP_BYTES (256ull << 20)
+/* Early frames (for ops not posted here yet) are kept up to this many
+ * bytes; past it a connection stops reading, so TCP holds the sender.  The
+ * cap is soft: if ops that are posted make no progress while a connection
+ * is parked (their frames may sit behind the parked one in the same
+ * stream), the connection reads on after PARK_STUCK_MS. */
+#define EARLY_CAP_BYTES (64ull << 20)
+#define PARK_STUCK_MS 100
 #define DISCARD_CHUNK 65536
 #define READ_BUDGET (4u << 20)
 
@@ -604,7 +610,7 @@ static void rx_dispatch(ccl_comm *c, ccl__conn *k)
     if (h->tag >= c->activated_upto) {
         /* Early: the peer is ahead of us.  Keep the payload, or stop
          * reading this connection if too much is kept already. */
-        if (c->early_bytes + h->length > EARLY_CAP_BYTES) {
+        if (c->early_bytes + h->length > EARLY_CAP_BYTES && !k->over_cap) {
             k->parked = 1;
             k->rstate = RX_HDR;
             k->hpos = CCL_HDR_LEN; /* header stays in k->h */
@@ -617,6 +623,7 @@ static void rx_dispatch(ccl_comm *c, ccl__conn *k)
             return;
         }
         c->early_bytes += h->length;
+        k->over_cap = 0;
         k->keep = buf;
         k->rdst = buf;
         k->rmode = RXM_KEEP;
@@ -795,26 +802,29 @@ static void conn_read(ccl_comm *c, ccl__conn *k)
     }
 }
 
+/* Lets a parked connection read again, starting with its saved header. */
+static void conn_unpark(ccl_comm *c, ccl__conn *k)
+{
+    k->parked = 0;
+    conn_update_events(c, k);
+    rx_dispatch(c, k);
+    if (k->parked)
+        return;
+    k->hpos = 0;
+    if (k->fd >= 0 && k->rstate == RX_PAYLOAD && k->h.length == 0)
+        rx_complete(c, k);
+    if (k->fd >= 0)
+        conn_read(c, k);
+}
+
 static void unpark_all(ccl_comm *c)
 {
-    for (int p = 0; p < c->size; p++) {
-        ccl__peer *pe = &c->peers[p];
-        for (int i = 0; i < pe->nconns; i++) {
-            ccl__conn *k = &pe->conns[i];
-            if (k->fd < 0 || !k->parked)
-                continue;
-            k->parked = 0;
-            conn_update_events(c, k);
-            rx_dispatch(c, k); /* the saved header, now maybe for an op */
-            if (k->parked)
-                continue;
-            k->hpos = 0;
-            if (k->fd >= 0 && k->rstate == RX_PAYLOAD && k->h.length == 0)
-                rx_complete(c, k);
-            if (k->fd >= 0)
-                conn_read(c, k);
+    for (int p = 0; p < c->size; p++)
+        for (int i = 0; i < c->peers[p].nconns; i++) {
+            ccl__conn *k = &c->peers[p].conns[i];
+            if (k->fd >= 0 && k->parked)
+                conn_unpark(c, k);
         }
-    }
 }
 
 void ccl__say_bye(ccl_comm *c)
@@ -841,12 +851,33 @@ void ccl__say_bye(ccl_comm *c)
 
 /* ---- the loop ---- */
 
+static void unpark_stuck(ccl_comm *c, uint64_t now)
+{
+    uint64_t last = 0;
+    if (!c->active)
+        return;
+    for (ccl_op *op = c->active; op; op = op->next)
+        if (op->last_progress_ms > last)
+            last = op->last_progress_ms;
+    if (now - last < PARK_STUCK_MS)
+        return;
+    for (int p = 0; p < c->size; p++)
+        for (int i = 0; i < c->peers[p].nconns; i++) {
+            ccl__conn *k = &c->peers[p].conns[i];
+            if (k->fd >= 0 && k->parked) {
+                k->over_cap = 1;
+                conn_unpark(c, k);
+            }
+        }
+}
+
 static void check_deadlines(ccl_comm *c)
 {
     uint64_t now = ccl__now_ms();
     if (now < c->next_deadline_check_ms)
         return;
     c->next_deadline_check_ms = now + 50;
+    unpark_stuck(c, now);
     uint64_t limit = (uint64_t)c->cfg.op_timeout_ms;
     ccl_op *op = c->active;
     while (op) {
