@@ -118,6 +118,9 @@ typedef struct ccl_comm_config {
     int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
     uint64_t star_max_bytes;  /* AUTO uses star up to this size, default 65536 */
     uint32_t chunk_bytes;     /* pipelining unit of the ring, default 1 MiB */
+    int peer_timeout_ms;      /* a peer silent this long is lost (stopped, hung or
+                                 cut off); heartbeats go out every quarter of
+                                 it.  Default 30000 */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);

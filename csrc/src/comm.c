@@ -31,6 +31,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->spin_us = -1;
     cfg->star_max_bytes = 65536;
     cfg->chunk_bytes = 1u << 20;
+    cfg->peer_timeout_ms = 30000;
 }
 
 uint32_t ccl__unit_bytes(const ccl_comm *c, size_t esize)
@@ -320,6 +321,9 @@ static int start_engine(ccl_comm *c)
                 return CCL_ERR_IO;
         }
     }
+    uint64_t now = ccl__now_ms();
+    for (int p = 0; p < c->size; p++)
+        c->peers[p].last_rx_ms = c->peers[p].last_tx_ms = now;
     if (pthread_create(&c->thread, NULL, ccl__progress_main, c) != 0)
         return CCL_ERR_NOMEM;
     c->thread_started = 1;
@@ -398,9 +402,11 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
         cfg->rank < -1 || cfg->rank >= cfg->world_size ||
         cfg->conns_per_peer < 1 || cfg->conns_per_peer > 64 ||
         cfg->connect_timeout_ms <= 0 || cfg->op_timeout_ms <= 0 ||
+        cfg->peer_timeout_ms < 100 ||
         cfg->chunk_bytes == 0) {
         ERRF("invalid configuration (master address, world_size 1..%d, rank "
-             "-1..world_size-1, conns_per_peer 1..64, positive timeouts)",
+             "-1..world_size-1, conns_per_peer 1..64, positive timeouts, "
+             "peer_timeout_ms >= 100)",
              CCL_MAX_WORLD);
         return CCL_ERR_INVALID_ARG;
     }

@@ -74,6 +74,8 @@ struct ccl__peer {
     ccl__conn *conns;
     int nconns;
     ccl__sendreq *qhead, *qtail; /* frames not yet taken by a connection */
+    uint64_t last_rx_ms; /* any byte from this peer */
+    uint64_t last_tx_ms; /* any frame queued to this peer */
 };
 
 /* A frame that arrived before its op was posted here. */
@@ -182,6 +184,7 @@ struct ccl_comm {
 void ccl__loop_once(ccl_comm *c, int timeout_ms);
 void ccl__drain_posts(ccl_comm *c);
 void ccl__reap(ccl_comm *c);
+int ccl__timer_ms(ccl_comm *c);
 void *ccl__progress_main(void *arg);
 int ccl__enqueue_data(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
                       uint64_t offset, const uint8_t *data, uint32_t len);

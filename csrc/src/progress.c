@@ -68,6 +68,7 @@ static void req_free(ccl_comm *c, ccl__sendreq *r)
 static void peer_push(ccl__peer *p, ccl__sendreq *r)
 {
     r->next = NULL;
+    p->last_tx_ms = ccl__now_ms();
     if (p->qtail)
         p->qtail->next = r;
     else
@@ -748,6 +749,7 @@ static void conn_read(ccl_comm *c, ccl__conn *k)
             if (n == 0)
                 return;
             c->rx_bytes += (uint64_t)n;
+            c->peers[k->peer].last_rx_ms = ccl__now_ms();
             k->hpos += (size_t)n;
             if (k->hpos < CCL_HDR_LEN)
                 continue;
@@ -784,6 +786,7 @@ static void conn_read(ccl_comm *c, ccl__conn *k)
         if (n == 0)
             return;
         c->rx_bytes += (uint64_t)n;
+        c->peers[k->peer].last_rx_ms = ccl__now_ms();
         budget -= (size_t)n;
         k->rdone += (size_t)n;
         if (k->rmode == RXM_REDUCE && k->rop) {
@@ -871,12 +874,59 @@ static void unpark_stuck(ccl_comm *c, uint64_t now)
         }
 }
 
+/* Heartbeats keep an idle but healthy peer from looking dead; silence
+ * longer than peer_timeout_ms means the peer is stopped, hung or cut off
+ * (a stopped process keeps its sockets open, so only a deadline catches
+ * it). */
+static void check_peers(ccl_comm *c, uint64_t now)
+{
+    uint64_t hb = (uint64_t)c->cfg.peer_timeout_ms / 4;
+    for (int p = 0; p < c->size; p++) {
+        ccl__peer *pe = &c->peers[p];
+        int open = 0;
+        for (int i = 0; i < pe->nconns; i++)
+            open |= pe->conns[i].fd >= 0;
+        if (!open)
+            continue;
+        if (now - pe->last_rx_ms > (uint64_t)c->cfg.peer_timeout_ms) {
+            char why[160];
+            snprintf(why, sizeof why, "silent for %llu ms (stopped, hung or cut off)",
+                     (unsigned long long)(now - pe->last_rx_ms));
+            for (int i = 0; i < pe->nconns; i++)
+                conn_broken(c, &pe->conns[i], CCL_ERR_PEER_LOST, why);
+            continue;
+        }
+        if (now - pe->last_tx_ms >= hb && !pe->qhead) {
+            ccl__sendreq *r = req_alloc(c);
+            if (!r)
+                continue;
+            ccl__hdr h;
+            memset(&h, 0, sizeof h);
+            h.type = CCL_FT_HEARTBEAT;
+            h.epoch = c->epoch;
+            ccl__hdr_encode(r->hdr, &h);
+            peer_push(pe, r);
+            peer_kick(c, p);
+        }
+    }
+}
+
+/* The longest the loop may sleep before timers need it. */
+int ccl__timer_ms(ccl_comm *c)
+{
+    int hb = c->cfg.peer_timeout_ms / 8;
+    if (c->active && hb > 50)
+        hb = 50;
+    return hb > 1000 ? 1000 : hb;
+}
+
 static void check_deadlines(ccl_comm *c)
 {
     uint64_t now = ccl__now_ms();
     if (now < c->next_deadline_check_ms)
         return;
-    c->next_deadline_check_ms = now + 50;
+    c->next_deadline_check_ms = now + (uint64_t)(c->active ? 50 : ccl__timer_ms(c));
+    check_peers(c, now);
     unpark_stuck(c, now);
     uint64_t limit = (uint64_t)c->cfg.op_timeout_ms;
     ccl_op *op = c->active;
@@ -914,8 +964,8 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
 void ccl__loop_once(ccl_comm *c, int timeout_ms)
 {
     ccl__event evs[64];
-    if (c->active && timeout_ms > 50)
-        timeout_ms = 50; /* deadline checks */
+    if (timeout_ms > ccl__timer_ms(c))
+        timeout_ms = ccl__timer_ms(c);
     int n = ccl__poller_wait(c->poller, evs, 64, timeout_ms);
     process_events(c, evs, n);
 }
@@ -930,7 +980,7 @@ void *ccl__progress_main(void *arg)
             pthread_cond_wait(&c->idle_cv, &c->mu);
         if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             break;
-        int timeout = c->active ? 50 : 1000;
+        int timeout = ccl__timer_ms(c);
         pthread_mutex_unlock(&c->mu);
         int n = ccl__poller_wait(c->poller, evs, 64, timeout);
         pthread_mutex_lock(&c->mu);
