@@ -261,7 +261,10 @@ static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
                 continue;
             }
         }
-        /* Not one of ours: drop it and keep waiting for the real peers. */
+        /* Not one of ours: say so once, drop it, keep waiting for the real
+         * peers. */
+        fprintf(stderr, "pyccl rank %d: dropped connection from %s: %s\n", c->rank,
+                addr, rc ? herr : "not a member of this group");
         ccl__sock_close(fd);
     }
     return CCL_OK;

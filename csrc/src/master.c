@@ -211,8 +211,15 @@ static void on_readable(ccl_master *m, mconn *k)
             ccl__hello h;
             int rc = ccl__hello_decode(k->in, &h);
             if (rc != 0 || h.role != CCL_ROLE_PEER_TO_MASTER) {
-                /* The peer already has our HELLO and will name the version
-                 * mismatch itself; a stranger just gets closed. */
+                /* The peer already has our HELLO and names the mismatch on
+                 * its side; we say it here once and close. */
+                if (rc == CCL_ERR_VERSION)
+                    fprintf(stderr, "pyccl master: closed connection from %s: it "
+                            "speaks protocol version %u, we speak %u\n", k->addr,
+                            h.version, CCL_PROTOCOL_VERSION);
+                else
+                    fprintf(stderr, "pyccl master: closed connection from %s: "
+                            "not a pyccl peer (bad hello)\n", k->addr);
                 mconn_close(m, k);
                 return;
             }
