@@ -335,6 +335,9 @@ static uint32_t type_max_len(uint8_t type, int *known)
     case CCL_FT_BYE: return 0;
     case CCL_FT_REGISTER: return 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return CCL_MAX_CTRL_PAYLOAD;
+    case CCL_FT_REFORM: return 12 + 4 * CCL_MAX_WORLD;
+    case CCL_FT_NOCHANGE:
+    case CCL_FT_PENDING: return 0;
     default: *known = 0; return 0;
     }
 }
@@ -594,5 +597,43 @@ int ccl__errmsg_decode(const uint8_t *in, size_t len, int *code,
         msg[i] = msg_char(text[i]);
     msg[n] = '\0';
     *code = (int)i32_from_u32(raw);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* REFORM */
+
+size_t ccl__reform_encode(uint8_t *out, size_t cap, const ccl__reform_msg *m)
+{
+    if (m->nlost > CCL_MAX_WORLD)
+        return 0;
+    size_t need = 12 + 4 * (size_t)m->nlost;
+    if (cap < need)
+        return 0;
+    ccl__put_u32(out, m->epoch);
+    ccl__put_u32(out + 4, m->wait_ms);
+    ccl__put_u32(out + 8, m->nlost);
+    for (uint32_t i = 0; i < m->nlost; i++)
+        ccl__put_u32(out + 12 + 4 * i, m->lost[i]);
+    return need;
+}
+
+int ccl__reform_decode(const uint8_t *in, size_t len, ccl__reform_msg *m)
+{
+    if (len < 12)
+        return CCL_ERR_PROTOCOL;
+    uint32_t n = ccl__get_u32(in + 8);
+    if (n > CCL_MAX_WORLD || len != 12 + 4 * (size_t)n)
+        return CCL_ERR_PROTOCOL;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t r = ccl__get_u32(in + 12 + 4 * i);
+        /* Sorted and distinct keeps the master's bookkeeping linear. */
+        if (r >= CCL_MAX_WORLD || (i > 0 && r <= m->lost[i - 1]))
+            return CCL_ERR_PROTOCOL;
+        m->lost[i] = r;
+    }
+    m->epoch = ccl__get_u32(in);
+    m->wait_ms = ccl__get_u32(in + 4);
+    m->nlost = n;
     return 0;
 }

@@ -61,7 +61,10 @@ enum ccl__frame_type {
     CCL_FT_BYE = 4,       /* graceful close of the sender; no payload */
     CCL_FT_REGISTER = 16, /* peer -> master; payload: register msg */
     CCL_FT_GROUP = 17,    /* master -> peer; payload: group msg */
-    CCL_FT_REJECT = 18    /* master -> peer; payload: error msg */
+    CCL_FT_REJECT = 18,   /* master -> peer; payload: error msg */
+    CCL_FT_REFORM = 19,   /* peer -> master at update_topology; payload: reform msg */
+    CCL_FT_NOCHANGE = 20, /* master -> peer: the group stays as it is; no payload */
+    CCL_FT_PENDING = 21   /* master -> peer: `tag` = number of waiting joiners */
 };
 
 /* Caps checked by the decoder before anyone allocates. */
@@ -131,11 +134,23 @@ typedef struct ccl__group_msg {
 
 size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);
 /* Two steps so the caller allocates only a checked count: peek returns
- * world_size (validated against CCL_MAX_WORLD and len) or a negative
+ * 0 and sets *world_size (validated against CCL_MAX_WORLD and len), or
  * CCL_ERR_PROTOCOL; decode fills m, whose members array the caller
  * allocated with that many entries. */
 int ccl__group_peek(const uint8_t *in, size_t len, uint32_t *world_size);
 int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m);
+
+/* REFORM payload: u32 epoch, u32 wait_ms, u32 n, n x u32 rank (sorted,
+ * distinct, each < CCL_MAX_WORLD): the ranks of `epoch` this peer lost. */
+typedef struct ccl__reform_msg {
+    uint32_t epoch;
+    uint32_t wait_ms;  /* how long the master may wait for the others */
+    uint32_t nlost;
+    uint32_t lost[CCL_MAX_WORLD];
+} ccl__reform_msg;
+
+size_t ccl__reform_encode(uint8_t *out, size_t cap, const ccl__reform_msg *m);
+int ccl__reform_decode(const uint8_t *in, size_t len, ccl__reform_msg *m);
 
 /* ABORT and REJECT payload: u32 code (a ccl_result), u16 n, n bytes text. */
 size_t ccl__errmsg_encode(uint8_t *out, size_t cap, int code, const char *msg);

@@ -309,6 +309,9 @@ static void test_hdr_round_trip(void)
             {CCL_FT_BYE, 0},
             {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
             {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
+            {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
+            {CCL_FT_NOCHANGE, 0},
+            {CCL_FT_PENDING, 0},
         };
         size_t i;
         for (i = 0; i < ARRAY_LEN(ctl); i++) {
@@ -346,7 +349,8 @@ static int type_known(int t)
 {
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
            t == CCL_FT_BYE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
-           t == CCL_FT_REJECT;
+           t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
+           t == CCL_FT_PENDING;
 }
 
 static void test_hdr_rejects_type_and_flags(void)
@@ -455,6 +459,9 @@ static void test_hdr_rejects_lengths(void)
         {CCL_FT_BYE, 0},
         {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
         {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
+        {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
+        {CCL_FT_NOCHANGE, 0},
+        {CCL_FT_PENDING, 0},
     };
     ccl__hdr h, d;
     size_t i;
@@ -1264,6 +1271,9 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_BYE: return h->length == 0;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
+    case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
+    case CCL_FT_NOCHANGE:
+    case CCL_FT_PENDING: return h->length == 0;
     default: return 0;
     }
 }
@@ -1551,9 +1561,36 @@ static void test_random_noise(void)
     PASS(st.violations == 0);
 }
 
+static void test_reform(void)
+{
+    static ccl__reform_msg m, d;
+    uint8_t buf[12 + 4 * 8];
+    m.epoch = 7;
+    m.wait_ms = 5000;
+    m.nlost = 3;
+    m.lost[0] = 1;
+    m.lost[1] = 4;
+    m.lost[2] = 9;
+    size_t n = ccl__reform_encode(buf, sizeof buf, &m);
+    PASS(n == 24);
+    PASS(ccl__reform_decode(buf, n, &d) == 0);
+    PASS(d.epoch == 7 && d.wait_ms == 5000 && d.nlost == 3 && d.lost[2] == 9);
+    PASS(buf[0] == 7 && buf[1] == 0 && buf[8] == 3 && buf[12] == 1);
+    for (size_t len = 0; len < n; len++)
+        PASS(ccl__reform_decode(buf, len, &d) == CCL_ERR_PROTOCOL);
+    PASS(ccl__reform_decode(buf, n + 1, &d) == CCL_ERR_PROTOCOL);
+    buf[16] = 1; /* not sorted: 1, 1, 9 */
+    PASS(ccl__reform_decode(buf, n, &d) == CCL_ERR_PROTOCOL);
+    buf[16] = 4;
+    ccl__put_u32(buf + 8, UINT32_MAX); /* count overflow */
+    PASS(ccl__reform_decode(buf, n, &d) == CCL_ERR_PROTOCOL);
+    PASS(ccl__reform_encode(buf, 10, &m) == 0);
+}
+
 int main(void)
 {
     test_le_helpers();
+    test_reform();
     test_hello_round_trip();
     test_hello_bytes();
     test_hello_rejects();
