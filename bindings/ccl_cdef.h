@@ -89,6 +89,7 @@ typedef struct ccl_comm_config {
     int spin_us;
     uint64_t star_max_bytes;
     uint32_t chunk_bytes;
+    int peer_timeout_ms;
     ...;
 } ccl_comm_config;
 

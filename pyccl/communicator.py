@@ -96,6 +96,9 @@ class Communicator:
         star_max_bytes: ``algorithm="auto"`` uses the star all-reduce up to
             this size.
         chunk_bytes: pipelining unit of the ring all-reduce.
+        peer_timeout: a peer silent for this many seconds (stopped, hung
+            or cut off) is lost: every op that needs it fails.  Heartbeats
+            go out every quarter of it.
 
     Raises:
         MasterUnreachable, Timeout, Rejected, ...: the group could not be
@@ -107,7 +110,8 @@ class Communicator:
                  listen_host: str = "127.0.0.1",
                  connect_timeout: float = 60.0, op_timeout: float = 60.0,
                  spin_us: int = -1, star_max_bytes: int = 65536,
-                 chunk_bytes: int = 1 << 20) -> None:
+                 chunk_bytes: int = 1 << 20,
+                 peer_timeout: float = 30.0) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
         rank = -1 if rank is None else _int_arg(rank, "rank", 0,
@@ -135,6 +139,7 @@ class Communicator:
         cfg.star_max_bytes = _int_arg(star_max_bytes, "star_max_bytes", 0,
                                       2**64 - 1)
         cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
+        cfg.peer_timeout_ms = _ms(peer_timeout, "peer_timeout")
 
         out = ffi.new("ccl_comm **")
         err = ffi.new("char[]", _ERRLEN)
