@@ -68,3 +68,13 @@ def test_errors_cross_processes_with_their_class():
     assert issubclass(pyccl.Aborted, RuntimeError)
     assert issubclass(pyccl.Timeout, TimeoutError)
     assert issubclass(pyccl.PeerLost, ConnectionError)
+
+
+def test_stopped_peer_detected_by_peer_timeout():
+    """op_timeout is long; only the heartbeat deadline (peer_timeout) can
+    fail rank 0's op in time."""
+    results = run_group(2, workers.stopped_peer, op_timeout=60.0,
+                        peer_timeout=2.0, timeout=120)
+    outcome = results[0]
+    assert outcome[0] in ("PeerLost", "Timeout", "Aborted"), outcome
+    assert outcome[1] < 2.0 + SLACK, outcome

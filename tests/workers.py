@@ -580,3 +580,20 @@ def late_receiver(comm: pyccl.Communicator) -> Any:
         if not np.all(x == root):
             return "op %d: wrong data" % k
     return "ok"
+
+
+def stopped_peer(comm: pyccl.Communicator) -> Any:
+    """Rank 0 freezes rank 1 (SIGSTOP: its sockets stay open, only
+    deadlines can notice) and all-reduces; returns rank 0's outcome, then
+    lets rank 1 go on."""
+    import os
+    import signal
+    pids = comm.all_gather(np.array([os.getpid()], dtype=np.int64))
+    x = np.ones(1000, dtype=np.float32)
+    if comm.rank == 0:
+        os.kill(int(pids[1][0]), signal.SIGSTOP)
+        try:
+            return _outcome(lambda: comm.all_reduce(x))
+        finally:
+            os.kill(int(pids[1][0]), signal.SIGCONT)
+    return _outcome(lambda: comm.all_reduce(x))
