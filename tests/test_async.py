@@ -31,3 +31,8 @@ def test_wait_timeout_keeps_op_pending():
     assert is_timeout_error
     assert not done
     assert value0 == value1 == 3.0
+
+
+def test_blocking_op_releases_the_gil():
+    ticks, _ = run_group(2, workers.gil_released)
+    assert ticks >= 20, ticks  # about 100 in the second rank 1 sleeps

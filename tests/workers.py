@@ -584,8 +584,9 @@ def late_receiver(comm: pyccl.Communicator) -> Any:
 
 def stopped_peer(comm: pyccl.Communicator) -> Any:
     """Rank 0 freezes rank 1 (SIGSTOP: its sockets stay open, only
-    deadlines can notice) and all-reduces; returns rank 0's outcome, then
-    lets rank 1 go on."""
+    deadlines can notice) before rank 1 posts its all-reduce, then
+    all-reduces; returns rank 0's outcome, then lets rank 1 go on (its own
+    outcome does not matter)."""
     import os
     import signal
     pids = comm.all_gather(np.array([os.getpid()], dtype=np.int64))
@@ -596,4 +597,32 @@ def stopped_peer(comm: pyccl.Communicator) -> Any:
             return _outcome(lambda: comm.all_reduce(x))
         finally:
             os.kill(int(pids[1][0]), signal.SIGCONT)
+    time.sleep(1.0)  # stopped in here
     return _outcome(lambda: comm.all_reduce(x))
+
+
+def gil_released(comm: pyccl.Communicator) -> Any:
+    """While rank 0 blocks in an all-reduce that rank 1 joins a second
+    late, another Python thread of rank 0 keeps running."""
+    import threading
+    x = np.ones(100, dtype=np.float32)
+    if comm.rank == 1:
+        time.sleep(1.0)
+        comm.all_reduce(x)
+        return None
+    ticks = [0]
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            ticks[0] += 1
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    try:
+        comm.all_reduce(x)
+    finally:
+        stop.set()
+        thread.join()
+    return ticks[0]
