@@ -2,7 +2,7 @@
 
     pyccl master [--host 127.0.0.1] [--port 29400]
     pyccl demo [--peers 4] [--sizes 4,4K,1M,16M] [--iters 5] [--algorithm auto]
-    pyccl bench ...        (pyccl.bench.main(argv), when installed)
+    pyccl bench ...        (pyccl.bench.main(argv) -> int, when installed)
 """
 from __future__ import annotations
 
@@ -103,7 +103,12 @@ def _run_bench(argv: List[str]) -> int:
         print("pyccl bench: not available in this installation "
               "(the module pyccl.bench is missing)", file=sys.stderr)
         return 2
-    return int(bench.main(argv) or 0)
+    main_fn = getattr(bench, "main", None)
+    if main_fn is None:
+        print("pyccl bench: pyccl.bench has no main(argv) entry point",
+              file=sys.stderr)
+        return 2
+    return int(main_fn(argv) or 0)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
