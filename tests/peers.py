@@ -12,8 +12,12 @@ Worker functions must be picklable: module-level functions in
 """
 from __future__ import annotations
 
+import faulthandler
 import multiprocessing
+import os
 import queue as queue_mod
+import signal
+import tempfile
 import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
@@ -30,7 +34,9 @@ class GroupError(AssertionError):
 
 
 def _entry(address: str, n: int, rank: int, comm_kwargs: dict,
-           fn: Callable, args: tuple, results: Any) -> None:
+           fn: Callable, args: tuple, results: Any, stack_file: str) -> None:
+    dump = open(stack_file, "w")
+    faulthandler.register(signal.SIGUSR1, file=dump, all_threads=True)
     try:
         comm = pyccl.Communicator(address, world_size=n, rank=rank,
                                   **comm_kwargs)
@@ -65,9 +71,11 @@ def run_group(n: int, fn: Callable, *args: Any, timeout: float = 120.0,
         master = pyccl.Master()
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
+    stacks = tempfile.TemporaryDirectory(prefix="pyccl-group-")
+    stack_files = [os.path.join(stacks.name, "rank%d" % r) for r in range(n)]
     procs = [ctx.Process(target=_entry, name="rank%d" % r, daemon=True,
                          args=(master.address, n, r, comm_kwargs, fn, args,
-                               results))
+                               results, stack_files[r]))
              for r in range(n)]
     values: Dict[int, Any] = {}
     errors: Dict[int, str] = {}
@@ -104,6 +112,15 @@ def run_group(n: int, fn: Callable, *args: Any, timeout: float = 120.0,
             if errors and grace_end is None:
                 grace_end = time.monotonic() + _GRACE_S
     finally:
+        stuck = [r for r, p in enumerate(procs) if p.is_alive()
+                 and r not in values and r not in errors]
+        if stuck and (problem or errors):
+            for r in stuck:
+                _signal(procs[r], signal.SIGUSR1)
+            time.sleep(0.5)
+            for r in stuck:
+                errors[r] = "no report; its stacks at SIGUSR1:\n" + _read(
+                    stack_files[r])
         for p in procs:
             if p.is_alive():
                 p.kill()
@@ -111,6 +128,7 @@ def run_group(n: int, fn: Callable, *args: Any, timeout: float = 120.0,
             p.join(10)
         results.close()
         results.join_thread()
+        stacks.cleanup()
         if own_master:
             master.close()
     if problem or errors:
@@ -123,6 +141,21 @@ def run_group(n: int, fn: Callable, *args: Any, timeout: float = 120.0,
                 lines.append("--- rank %d: no report (killed)" % r)
         raise GroupError("\n".join(lines))
     return [values[r] for r in range(n)]
+
+
+def _signal(proc: Any, signum: int) -> None:
+    try:
+        os.kill(proc.pid, signum)
+    except OSError:
+        pass
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read() or "(nothing)"
+    except OSError as exc:
+        return "(unreadable: %s)" % exc
 
 
 def _drain(results: Any, values: dict, errors: dict, wait_s: float) -> None:
