@@ -45,7 +45,7 @@ typedef enum ccl_result {
     CCL_ERR_PROTOCOL = 6,         /* a peer sent bytes that break the protocol */
     CCL_ERR_VERSION = 7,          /* the other end speaks another version */
     CCL_ERR_MISMATCH = 8,         /* ranks disagree about an op (size, type, kind) */
-    CCL_ERR_ABORTED = 9,          /* the op was aborted (by a peer or by close) */
+    CCL_ERR_ABORTED = 9,          /* a peer aborted the op (it failed there) */
     CCL_ERR_MASTER_UNREACHABLE = 10, /* the master could not be reached */
     CCL_ERR_TOO_FEW_PEERS = 11,   /* not enough peers to run the op */
     CCL_ERR_CLOSED = 12,          /* the communicator was closed */
@@ -114,7 +114,7 @@ typedef struct ccl_comm_config {
     int conns_per_peer;       /* TCP connections per peer pair (1..64), default 1 */
     const char *listen_host;  /* address peers connect to, default "127.0.0.1" */
     int connect_timeout_ms;   /* deadline for registration and the mesh, default 60000 */
-    int op_timeout_ms;        /* an op that gets no bytes for this long fails, default 60000 */
+    int op_timeout_ms;        /* an op that completes no frame for this long fails, default 60000 */
     int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
     uint64_t star_max_bytes;  /* AUTO uses star up to this size, default 65536 */
     uint32_t chunk_bytes;     /* pipelining unit of the ring, default 1 MiB */
@@ -135,6 +135,17 @@ uint32_t ccl_comm_epoch(const ccl_comm *c);
 /* Detail of the communicator's last failure ("" if none).  Valid until the
  * next call on the communicator. */
 const char *ccl_comm_error(ccl_comm *c);
+/* The safe point for membership changes.  Every member calls it (with no
+ * op pending); the master then admits waiting joiners and drops lost
+ * peers, and all members continue in the next epoch with new ranks (the
+ * survivors keep their order).  When nothing changed it costs one round
+ * trip to the master and keeps the mesh.  CCL_ERR_INVALID_USAGE if ops are
+ * pending; CCL_ERR_REJECTED if this peer was removed from the group. */
+int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+/* Joiners waiting for the next update_topology, as the master last said.
+ * Costs no network round trip. */
+int ccl_comm_peers_pending(ccl_comm *c);
+
 /* Traffic counters (payload and header bytes, all connections). */
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
 /* Fails every pending op with CCL_ERR_CLOSED, closes every socket, joins

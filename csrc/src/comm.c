@@ -191,7 +191,7 @@ static int join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
     return CCL_OK;
 }
 
-static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
+int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     char e[300], who[160];
     for (int p = 0; p < c->rank; p++) {
@@ -222,7 +222,7 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
     return CCL_OK;
 }
 
-static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
+int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     int expected = 0;
     for (int p = c->rank + 1; p < c->size; p++)
@@ -270,7 +270,7 @@ static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     return CCL_OK;
 }
 
-static int build_peers(ccl_comm *c, const ccl__group_msg *g)
+int ccl__build_peers(ccl_comm *c, const ccl__group_msg *g)
 {
     c->rank = (int)g->your_rank;
     c->size = (int)g->world_size;
@@ -308,14 +308,13 @@ static int build_peers(ccl_comm *c, const ccl__group_msg *g)
     return CCL_OK;
 }
 
-static int start_engine(ccl_comm *c)
+/* Puts the mesh's connections into the event loop. */
+int ccl__engine_add_conns(ccl_comm *c)
 {
-    if (ccl__poller_create(&c->poller) || ccl__wakefd_create(&c->wakefd))
-        return CCL_ERR_IO;
-    if (ccl__poller_set(c->poller, c->wakefd, NULL, CCL_EV_IN, 1))
-        return CCL_ERR_IO;
+    uint64_t now = ccl__now_ms();
     for (int p = 0; p < c->size; p++) {
         ccl__peer *pe = &c->peers[p];
+        pe->last_rx_ms = pe->last_tx_ms = now;
         for (int i = 0; i < pe->nconns; i++) {
             ccl__conn *k = &pe->conns[i];
             ccl__sock_set_nonblock(k->fd);
@@ -324,40 +323,64 @@ static int start_engine(ccl_comm *c)
                 return CCL_ERR_IO;
         }
     }
-    uint64_t now = ccl__now_ms();
-    for (int p = 0; p < c->size; p++)
-        c->peers[p].last_rx_ms = c->peers[p].last_tx_ms = now;
+    return CCL_OK;
+}
+
+static int start_engine(ccl_comm *c)
+{
+    if (ccl__poller_create(&c->poller) || ccl__wakefd_create(&c->wakefd))
+        return CCL_ERR_IO;
+    if (ccl__poller_set(c->poller, c->wakefd, NULL, CCL_EV_IN, 1))
+        return CCL_ERR_IO;
+    /* The master's link joins the loop too: it tells us about joiners. */
+    ccl__sock_set_nonblock(c->master_fd);
+    if (ccl__poller_set(c->poller, c->master_fd, &c->master_fd, CCL_EV_IN, 1))
+        return CCL_ERR_IO;
+    int rc = ccl__engine_add_conns(c);
+    if (rc)
+        return rc;
     if (pthread_create(&c->thread, NULL, ccl__progress_main, c) != 0)
         return CCL_ERR_NOMEM;
     c->thread_started = 1;
     return CCL_OK;
 }
 
+/* Closes the mesh and forgets every peer (sockets, queues, staging). */
+void ccl__peers_free(ccl_comm *c)
+{
+    if (!c->peers)
+        return;
+    c->mesh_gen++;
+    for (int p = 0; p < c->size; p++) {
+        ccl__peer *pe = &c->peers[p];
+        for (int i = 0; i < pe->nconns; i++) {
+            ccl__conn *k = &pe->conns[i];
+            if (k->fd >= 0 && c->poller >= 0)
+                ccl__poller_del(c->poller, k->fd);
+            ccl__sock_close(k->fd);
+            free(k->staging);
+            free(k->keep);
+            if (k->cur) {
+                free(k->cur->owned);
+                free(k->cur);
+            }
+        }
+        while (pe->qhead) {
+            ccl__sendreq *r = pe->qhead;
+            pe->qhead = r->next;
+            free(r->owned);
+            free(r);
+        }
+        free(pe->conns);
+    }
+    free(c->peers);
+    c->peers = NULL;
+}
+
 static void comm_free(ccl_comm *c)
 {
-    if (c->peers) {
-        for (int p = 0; p < c->size; p++) {
-            ccl__peer *pe = &c->peers[p];
-            for (int i = 0; i < pe->nconns; i++) {
-                ccl__conn *k = &pe->conns[i];
-                ccl__sock_close(k->fd);
-                free(k->staging);
-                free(k->keep);
-                if (k->cur) {
-                    free(k->cur->owned);
-                    free(k->cur);
-                }
-            }
-            while (pe->qhead) {
-                ccl__sendreq *r = pe->qhead;
-                pe->qhead = r->next;
-                free(r->owned);
-                free(r);
-            }
-            free(pe->conns);
-        }
-        free(c->peers);
-    }
+    ccl__peers_free(c);
+    free(c->ctl_payload);
     while (c->free_reqs) {
         ccl__sendreq *r = c->free_reqs;
         c->free_reqs = r->next;
@@ -450,14 +473,14 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     c->cfg.master_host = NULL;
     if (rc)
         goto fail;
-    rc = build_peers(c, &g);
+    rc = ccl__build_peers(c, &g);
     if (rc) {
         ERRF("out of memory");
         goto fail;
     }
-    rc = mesh_connect(c, deadline, err, errlen);
+    rc = ccl__mesh_connect(c, deadline, err, errlen);
     if (!rc)
-        rc = mesh_accept(c, deadline, err, errlen);
+        rc = ccl__mesh_accept(c, deadline, err, errlen);
     if (rc)
         goto fail;
     rc = start_engine(c);
@@ -506,6 +529,14 @@ void ccl_comm_destroy(ccl_comm *c)
     ccl__wakefd_signal(c->wakefd);
     pthread_mutex_lock(&c->mu);
     pthread_cond_broadcast(&c->idle_cv);
+    /* BYE tells the peers the first op we did not finish: they fail that
+     * one and every later one, and keep the ones we completed. */
+    c->bye_tag = c->activated_upto;
+    for (ccl_op *op = c->active; op; op = op->next)
+        if (op->tag < c->bye_tag)
+            c->bye_tag = op->tag;
+    if (posted && posted->tag < c->bye_tag)
+        c->bye_tag = posted->tag;
     /* Ops posted but never started end as closed too. */
     while (posted) {
         ccl_op *op = posted;
@@ -514,7 +545,7 @@ void ccl_comm_destroy(ccl_comm *c)
         c->active = op;
         op->active = 1;
     }
-    ccl__fail_all(c, CCL_ERR_CLOSED, "communicator closed");
+    ccl__fail_all(c, CCL_ERR_CLOSED, 0, "communicator closed");
     ccl__reap(c);
     ccl__say_bye(c);
     pthread_mutex_unlock(&c->mu);

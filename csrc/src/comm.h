@@ -142,11 +142,20 @@ struct ccl_comm {
     uint32_t epoch;
     uint8_t uuid[16];
     int master_fd;
+    /* control link reader (frames from the master after GROUP) */
+    uint8_t ctl_hbuf[CCL_HDR_LEN];
+    size_t ctl_hpos;
+    ccl__hdr ctl_h;
+    uint8_t *ctl_payload;
+    size_t ctl_ppos;
+    int pending;      /* atomic: joiners waiting, as last told by the master */
+    int master_lost;  /* the control link ended */
     int listen_fd;
     int listen_port;
     int poller;
     int wakefd;
     ccl__peer *peers; /* size entries; peers[rank] has no connections */
+    uint64_t mesh_gen; /* under mu: bumped whenever peers are freed */
     int spin_us;
 
     pthread_mutex_t mu;
@@ -176,6 +185,7 @@ struct ccl_comm {
     uint64_t next_deadline_check_ms;
     uint64_t tx_bytes, rx_bytes;
     int broken;            /* a connection failed: ops fail with this code */
+    uint64_t bye_tag;      /* first tag this peer did not finish (for BYE) */
     char broken_msg[400];
     char errbuf[512];
 };
@@ -191,8 +201,18 @@ int ccl__enqueue_data(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
 void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
                   const char *fmt, ...);
 void ccl__op_check_done(ccl_comm *c, ccl_op *op);
-void ccl__fail_all(ccl_comm *c, int code, const char *why);
+void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);
 void ccl__say_bye(ccl_comm *c);
+
+/* comm.c: group membership shared with comm_reform.c */
+int ccl__build_peers(ccl_comm *c, const ccl__group_msg *g);
+int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
+int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
+int ccl__engine_add_conns(ccl_comm *c);
+void ccl__peers_free(ccl_comm *c);
+
+/* comm_reform.c: the master's link after joining */
+void ccl__ctl_readable(ccl_comm *c);
 
 /* op.c */
 void ccl__op_release(ccl_op *op);

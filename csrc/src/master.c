@@ -1,15 +1,26 @@
 /*
- * master.c - the coordinator.  It accepts control connections from peers,
- * checks their HELLO and REGISTER, and when `world_size` compatible peers
- * are waiting, forms a group: it fixes ranks (wanted ranks first, the rest
- * in arrival order), bumps the epoch and sends each peer the GROUP.  It
- * moves no tensor data.  Several groups can form one after another on the
- * same master; each gets its own epoch.
+ * master.c - the coordinator of one run.  It moves no tensor data.
+ *
+ * Forming the first group: peers connect, exchange HELLO, send REGISTER
+ * and wait.  When `world_size` compatible peers are waiting, the master
+ * fixes ranks (wanted ranks first, the rest in arrival order), sets epoch
+ * 1 and sends each its GROUP.  They are now members.
+ *
+ * Membership changes happen only at safe points.  A peer that registers
+ * while a run is going on is a joiner: it waits, and every member is told
+ * how many joiners wait (PENDING).  When members call update_topology they
+ * send REFORM with the ranks they lost; the master waits until every live
+ * member has sent it (or the wait the first one asked for has passed:
+ * members that stay silent are dropped), then answers NOCHANGE when nothing
+ * changed, or forms the next epoch: survivors keep their order, joiners
+ * follow in arrival order.  A member whose control connection ends is
+ * gone.  When the last member is gone the run ends, and the next peers
+ * form a new first group.
  *
  * One thread runs an event loop over nonblocking sockets.  Untrusted input
  * is bounded: a connection must finish HELLO and REGISTER within
- * HANDSHAKE_MS, frames are capped by the codec before anything is
- * allocated, and the number of connections is capped.
+ * HANDSHAKE_MS, frames are capped by the codec before anything is read
+ * into the fixed per-connection buffer, and connections are capped.
  */
 #include "ccl.h"
 #include "sock.h"
@@ -23,20 +34,26 @@
 #define HANDSHAKE_MS 10000
 #define MAX_CONNS 4096
 #define SEND_MS 2000
+#define IN_CAP (12 + 4 * CCL_MAX_WORLD)
 
-enum mstate { M_HELLO, M_HDR, M_PAYLOAD, M_PENDING, M_GROUPED };
+enum mphase { P_HELLO, P_REGISTER, P_WAITING, P_MEMBER };
 
 typedef struct mconn {
     struct mconn *next;
     int fd;
-    int state;
+    int phase;
     char addr[80];
     uint64_t deadline_ms;
-    uint8_t in[CCL_HELLO_LEN + 64 + CCL_MAX_HOST];
+    /* frame reader: a header, then its payload */
+    int in_payload;
     size_t have, need;
     ccl__hdr h;
+    uint8_t in[IN_CAP];
+    /* registration and membership */
     ccl__register_msg reg;
     uint64_t order;
+    uint32_t rank;
+    int reported; /* sent REFORM for the current epoch */
 } mconn;
 
 struct ccl_master {
@@ -47,7 +64,11 @@ struct ccl_master {
     uint64_t arrivals;
     mconn *conns;
     int nconns;
-    char err[256];
+    int members;          /* peers in the current epoch */
+    int reforming;
+    uint64_t reform_deadline_ms;
+    int lost_any;         /* a member was lost since the last epoch */
+    int last_pending_sent;
 };
 
 static int listen_marker;
@@ -58,6 +79,9 @@ void ccl_master_config_init(ccl_master_config *cfg)
     cfg->port = 0;
 }
 
+static void send_frame(ccl_master *m, mconn *k, int type, uint64_t tag,
+                       const uint8_t *payload, size_t len);
+
 static void mconn_close(ccl_master *m, mconn *k)
 {
     mconn **pp = &m->conns;
@@ -65,53 +89,146 @@ static void mconn_close(ccl_master *m, mconn *k)
         pp = &(*pp)->next;
     if (*pp)
         *pp = k->next;
+    if (k->phase == P_MEMBER) {
+        m->members--;
+        m->lost_any = 1;
+    }
     ccl__poller_del(m->poller, k->fd);
     ccl__sock_close(k->fd);
     m->nconns--;
     free(k);
 }
 
-static void reject(ccl_master *m, mconn *k, int code, const char *msg)
+static int conn_listed(ccl_master *m, mconn *k)
 {
-    uint8_t buf[CCL_HDR_LEN + 6 + CCL_MAX_ERRMSG];
-    size_t n = ccl__errmsg_encode(buf + CCL_HDR_LEN, sizeof buf - CCL_HDR_LEN,
-                                  code, msg);
-    ccl__hdr h;
-    memset(&h, 0, sizeof h);
-    h.type = CCL_FT_REJECT;
-    h.length = (uint32_t)n;
-    ccl__hdr_encode(buf, &h);
-    ccl__sock_send_all(k->fd, buf, CCL_HDR_LEN + n, ccl__now_ms() + SEND_MS, NULL, 0);
-    mconn_close(m, k);
+    for (mconn *o = m->conns; o; o = o->next)
+        if (o == k)
+            return 1;
+    return 0;
 }
 
-/* Forms a group out of the pending peers if there are enough of them. */
-static void maybe_form_group(ccl_master *m)
+/* Sends a whole frame; a peer that cannot take a small frame within
+ * SEND_MS is dropped rather than allowed to stall the master. */
+static void send_frame(ccl_master *m, mconn *k, int type, uint64_t tag,
+                       const uint8_t *payload, size_t len)
 {
+    uint8_t hdr[CCL_HDR_LEN];
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = (uint8_t)type;
+    h.epoch = m->epoch;
+    h.tag = tag;
+    h.length = (uint32_t)len;
+    ccl__hdr_encode(hdr, &h);
+    uint64_t dl = ccl__now_ms() + SEND_MS;
+    if (ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0) ||
+        (len && ccl__sock_send_all(k->fd, payload, len, dl, NULL, 0)))
+        mconn_close(m, k);
+}
+
+static void reject(ccl_master *m, mconn *k, int code, const char *msg)
+{
+    uint8_t buf[6 + CCL_MAX_ERRMSG];
+    size_t n = ccl__errmsg_encode(buf, sizeof buf, code, msg);
+    send_frame(m, k, CCL_FT_REJECT, 0, buf, n);
+    if (conn_listed(m, k))
+        mconn_close(m, k);
+}
+
+static int count_phase(ccl_master *m, int phase)
+{
+    int n = 0;
+    for (mconn *k = m->conns; k; k = k->next)
+        n += k->phase == phase;
+    return n;
+}
+
+/* Tells every member how many joiners wait, when that number changed. */
+static void announce_pending(ccl_master *m)
+{
+    if (m->members == 0)
+        return;
+    int n = count_phase(m, P_WAITING);
+    if (n == m->last_pending_sent)
+        return;
+    m->last_pending_sent = n;
+    mconn *k = m->conns;
+    while (k) {
+        mconn *next = k->next;
+        if (k->phase == P_MEMBER)
+            send_frame(m, k, CCL_FT_PENDING, (uint64_t)n, NULL, 0);
+        k = next;
+    }
+}
+
+/* Sends GROUP for a new epoch to the peers in byrank[0..world). */
+static void send_groups(ccl_master *m, mconn **byrank, uint32_t world)
+{
+    ccl__member *mem = calloc(world, sizeof *mem);
+    size_t cap = 16 + (size_t)world * (20 + CCL_MAX_HOST);
+    uint8_t *buf = malloc(cap);
+    if (!mem || !buf) {
+        free(mem);
+        free(buf);
+        return;
+    }
+    __atomic_add_fetch(&m->epoch, 1, __ATOMIC_RELEASE);
+    for (uint32_t r = 0; r < world; r++) {
+        mem[r].port = byrank[r]->reg.listen_port;
+        memcpy(mem[r].uuid, byrank[r]->reg.uuid, 16);
+        memcpy(mem[r].host, byrank[r]->reg.host, sizeof mem[r].host);
+        if (byrank[r]->phase != P_MEMBER)
+            m->members++;
+        byrank[r]->phase = P_MEMBER;
+        byrank[r]->rank = r;
+        byrank[r]->reported = 0;
+    }
+    for (uint32_t r = 0; r < world; r++) {
+        ccl__group_msg g;
+        g.epoch = m->epoch;
+        g.world_size = world;
+        g.your_rank = r;
+        g.conns_per_peer = byrank[0]->reg.conns_per_peer;
+        g.members = mem;
+        size_t len = ccl__group_encode(buf, cap, &g);
+        if (len)
+            send_frame(m, byrank[r], CCL_FT_GROUP, 0, buf, len);
+    }
+    m->lost_any = 0;
+    m->last_pending_sent = 0;
+    free(mem);
+    free(buf);
+}
+
+static void sort_by_order(mconn **v, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && v[j]->order < v[j - 1]->order; j--) {
+            mconn *t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+}
+
+/* The first group of a run: `world_size` waiting peers. */
+static void maybe_form_first(ccl_master *m)
+{
+    if (m->members > 0)
+        return;
     mconn *pend[CCL_MAX_WORLD];
     int n = 0;
     uint32_t world = 0;
     for (mconn *k = m->conns; k; k = k->next)
-        if (k->state == M_PENDING) {
+        if (k->phase == P_WAITING && n < CCL_MAX_WORLD) {
             world = k->reg.world_size;
-            if (n < CCL_MAX_WORLD)
-                pend[n++] = k;
+            pend[n++] = k;
         }
     if (n == 0 || (uint32_t)n < world)
         return;
-    /* Arrival order: the list is newest first. */
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++)
-            if (pend[j]->order < pend[i]->order) {
-                mconn *t = pend[i];
-                pend[i] = pend[j];
-                pend[j] = t;
-            }
+    sort_by_order(pend, n);
     mconn **byrank = calloc(world, sizeof *byrank);
-    ccl__member *mem = calloc(world, sizeof *mem);
-    uint8_t *buf = malloc(CCL_HDR_LEN + 16 + (size_t)world * (20 + CCL_MAX_HOST));
-    if (!byrank || !mem || !buf)
-        goto out;
+    if (!byrank)
+        return;
     for (int i = 0; i < n; i++)
         if (pend[i]->reg.rank >= 0)
             byrank[pend[i]->reg.rank] = pend[i];
@@ -123,91 +240,165 @@ static void maybe_form_group(ccl_master *m)
             next++;
         byrank[next] = pend[i];
     }
-    uint32_t epoch = __atomic_add_fetch(&m->epoch, 1, __ATOMIC_RELEASE);
-    for (uint32_t r = 0; r < world; r++) {
-        mem[r].port = byrank[r]->reg.listen_port;
-        memcpy(mem[r].uuid, byrank[r]->reg.uuid, 16);
-        memcpy(mem[r].host, byrank[r]->reg.host, sizeof mem[r].host);
-    }
-    for (uint32_t r = 0; r < world; r++) {
-        ccl__group_msg g;
-        g.epoch = epoch;
-        g.world_size = world;
-        g.your_rank = r;
-        g.conns_per_peer = byrank[0]->reg.conns_per_peer;
-        g.members = mem;
-        size_t len = ccl__group_encode(buf + CCL_HDR_LEN,
-                                       16 + (size_t)world * (20 + CCL_MAX_HOST), &g);
-        ccl__hdr h;
-        memset(&h, 0, sizeof h);
-        h.type = CCL_FT_GROUP;
-        h.length = (uint32_t)len;
-        ccl__hdr_encode(buf, &h);
-        mconn *k = byrank[r];
-        k->state = M_GROUPED;
-        if (!len || ccl__sock_send_all(k->fd, buf, CCL_HDR_LEN + len,
-                                       ccl__now_ms() + SEND_MS, NULL, 0))
-            mconn_close(m, k);
-    }
-out:
+    send_groups(m, byrank, world);
     free(byrank);
-    free(mem);
-    free(buf);
 }
 
-static void on_register(ccl_master *m, mconn *k, const uint8_t *p, size_t len)
+/* Ends a reform when every live member reported, or at its deadline. */
+static void maybe_finish_reform(ccl_master *m)
 {
-    if (ccl__register_decode(p, len, &k->reg) != 0) {
+    if (!m->reforming)
+        return;
+    int missing = 0;
+    for (mconn *k = m->conns; k; k = k->next)
+        missing += k->phase == P_MEMBER && !k->reported;
+    if (missing && ccl__now_ms() < m->reform_deadline_ms)
+        return;
+    /* Silent members are dropped: they are stopped, hung or cut off. */
+    mconn *k = m->conns;
+    while (k) {
+        mconn *next = k->next;
+        if (k->phase == P_MEMBER && !k->reported)
+            mconn_close(m, k);
+        k = next;
+    }
+    m->reforming = 0;
+    int joiners = count_phase(m, P_WAITING);
+    if (m->members == 0)
+        return;
+    if (!m->lost_any && joiners == 0) {
+        k = m->conns;
+        while (k) {
+            mconn *next = k->next;
+            if (k->phase == P_MEMBER) {
+                k->reported = 0;
+                send_frame(m, k, CCL_FT_NOCHANGE, 0, NULL, 0);
+            }
+            k = next;
+        }
+        return;
+    }
+    int world = m->members + joiners;
+    if (world > CCL_MAX_WORLD)
+        world = CCL_MAX_WORLD;
+    mconn **byrank = calloc((size_t)world, sizeof *byrank);
+    mconn **join = calloc((size_t)joiners + 1, sizeof *join);
+    if (!byrank || !join) {
+        free(byrank);
+        free(join);
+        return;
+    }
+    int n = 0, nj = 0;
+    /* Survivors keep their relative order: old rank order. */
+    for (uint32_t r = 0; r < CCL_MAX_WORLD && n < m->members; r++)
+        for (k = m->conns; k; k = k->next)
+            if (k->phase == P_MEMBER && k->rank == r)
+                byrank[n++] = k;
+    for (k = m->conns; k; k = k->next)
+        if (k->phase == P_WAITING)
+            join[nj++] = k;
+    sort_by_order(join, nj);
+    for (int i = 0; i < nj && n < world; i++)
+        byrank[n++] = join[i];
+    send_groups(m, byrank, (uint32_t)n);
+    free(byrank);
+    free(join);
+}
+
+static void on_reform(ccl_master *m, mconn *k)
+{
+    static ccl__reform_msg msg;
+    if (ccl__reform_decode(k->in, k->h.length, &msg) != 0) {
+        reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
+        return;
+    }
+    if (msg.epoch != m->epoch) {
+        reject(m, k, CCL_ERR_REJECTED, "REFORM for an epoch that is over: this "
+               "peer was removed from the group");
+        return;
+    }
+    k->reported = 1;
+    if (!m->reforming) {
+        m->reforming = 1;
+        uint32_t wait = msg.wait_ms ? msg.wait_ms : 1;
+        m->reform_deadline_ms = ccl__now_ms() + wait;
+    }
+    /* The ranks this member lost are gone for everyone. */
+    for (uint32_t i = 0; i < msg.nlost; i++) {
+        mconn *o = m->conns;
+        while (o) {
+            mconn *next = o->next;
+            if (o != k && o->phase == P_MEMBER && o->rank == msg.lost[i])
+                mconn_close(m, o);
+            o = next;
+        }
+    }
+    maybe_finish_reform(m);
+}
+
+static void on_register(ccl_master *m, mconn *k)
+{
+    if (ccl__register_decode(k->in, k->h.length, &k->reg) != 0) {
         reject(m, k, CCL_ERR_PROTOCOL, "malformed REGISTER");
         return;
     }
-    for (mconn *o = m->conns; o; o = o->next) {
-        if (o == k || o->state != M_PENDING)
-            continue;
-        if (o->reg.world_size != k->reg.world_size) {
-            char msg[160];
-            snprintf(msg, sizeof msg, "world_size %u differs from %u of the peers "
-                     "already waiting", k->reg.world_size, o->reg.world_size);
-            reject(m, k, CCL_ERR_MISMATCH, msg);
-            return;
-        }
-        if (k->reg.rank >= 0 && o->reg.rank == k->reg.rank) {
-            char msg[120];
-            snprintf(msg, sizeof msg, "rank %d is already taken", k->reg.rank);
-            reject(m, k, CCL_ERR_MISMATCH, msg);
-            return;
+    if (m->members == 0) {
+        for (mconn *o = m->conns; o; o = o->next) {
+            if (o == k || o->phase != P_WAITING)
+                continue;
+            if (o->reg.world_size != k->reg.world_size) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "world_size %u differs from %u of the "
+                         "peers already waiting", k->reg.world_size,
+                         o->reg.world_size);
+                reject(m, k, CCL_ERR_MISMATCH, msg);
+                return;
+            }
+            if (k->reg.rank >= 0 && o->reg.rank == k->reg.rank) {
+                char msg[120];
+                snprintf(msg, sizeof msg, "rank %d is already taken", k->reg.rank);
+                reject(m, k, CCL_ERR_MISMATCH, msg);
+                return;
+            }
         }
     }
-    k->state = M_PENDING;
+    k->phase = P_WAITING;
     k->order = m->arrivals++;
-    maybe_form_group(m);
+    if (m->members == 0)
+        maybe_form_first(m);
+    else
+        announce_pending(m); /* a joiner: admitted at the next safe point */
+}
+
+static void on_frame(ccl_master *m, mconn *k)
+{
+    int t = k->h.type;
+    if (t == CCL_FT_REGISTER && k->phase == P_REGISTER)
+        on_register(m, k);
+    else if (t == CCL_FT_REFORM && k->phase == P_MEMBER)
+        on_reform(m, k);
+    else if (t == CCL_FT_HEARTBEAT)
+        ;
+    else
+        reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
 }
 
 /* Reads what arrived on a control connection and advances its state. */
 static void on_readable(ccl_master *m, mconn *k)
 {
-    for (;;) {
-        if (k->state == M_PENDING || k->state == M_GROUPED) {
-            /* Nothing is expected after REGISTER yet: EOF means the peer
-             * left; anything else is ignored. */
-            uint8_t sink[256];
-            long n = ccl__sock_read_some(k->fd, sink, sizeof sink, NULL, 0);
-            if (n < 0)
-                mconn_close(m, k);
-            return;
-        }
+    for (int frames = 0; frames < 64; frames++) {
         long n = ccl__sock_read_some(k->fd, k->in + k->have, k->need - k->have,
                                      NULL, 0);
         if (n < 0) {
             mconn_close(m, k);
             return;
         }
-        if (n == 0)
+        if (n == 0 && k->need > k->have)
             return;
         k->have += (size_t)n;
         if (k->have < k->need)
             continue;
-        if (k->state == M_HELLO) {
+        if (k->phase == P_HELLO) {
             ccl__hello h;
             int rc = ccl__hello_decode(k->in, &h);
             if (rc != 0 || h.role != CCL_ROLE_PEER_TO_MASTER) {
@@ -223,26 +414,27 @@ static void on_readable(ccl_master *m, mconn *k)
                 mconn_close(m, k);
                 return;
             }
-            k->state = M_HDR;
-            k->have = 0;
-            k->need = CCL_HDR_LEN;
-        } else if (k->state == M_HDR) {
-            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.type != CCL_FT_REGISTER ||
-                k->h.length > sizeof k->in) {
-                reject(m, k, CCL_ERR_PROTOCOL, "expected a REGISTER frame");
+            k->phase = P_REGISTER;
+        } else if (!k->in_payload) {
+            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
+                reject(m, k, CCL_ERR_PROTOCOL, "malformed frame on the control link");
                 return;
             }
-            k->state = M_PAYLOAD;
-            k->have = 0;
-            k->need = k->h.length;
-            if (k->need == 0) {
-                reject(m, k, CCL_ERR_PROTOCOL, "empty REGISTER");
-                return;
+            if (k->h.length > 0) {
+                k->in_payload = 1;
+                k->have = 0;
+                k->need = k->h.length;
+                continue;
             }
-        } else if (k->state == M_PAYLOAD) {
-            on_register(m, k, k->in, k->have);
-            return;
+            on_frame(m, k);
+        } else {
+            on_frame(m, k);
         }
+        if (!conn_listed(m, k))
+            return;
+        k->in_payload = 0;
+        k->have = 0;
+        k->need = CCL_HDR_LEN;
     }
 }
 
@@ -264,7 +456,7 @@ static void on_accept(ccl_master *m)
         }
         k->fd = fd;
         snprintf(k->addr, sizeof k->addr, "%s", addr);
-        k->state = M_HELLO;
+        k->phase = P_HELLO;
         k->need = CCL_HELLO_LEN;
         k->deadline_ms = ccl__now_ms() + HANDSHAKE_MS;
         ccl__hello h;
@@ -286,16 +478,20 @@ static void on_accept(ccl_master *m)
     }
 }
 
-static void expire_handshakes(ccl_master *m)
+static void on_timer(ccl_master *m)
 {
     uint64_t now = ccl__now_ms();
     mconn *k = m->conns;
     while (k) {
         mconn *next = k->next;
-        if (k->state < M_PENDING && now > k->deadline_ms)
+        if (k->phase < P_WAITING && now > k->deadline_ms)
             mconn_close(m, k);
         k = next;
     }
+    maybe_finish_reform(m);
+    if (m->members == 0)
+        maybe_form_first(m); /* the run ended: waiting peers start anew */
+    announce_pending(m);
 }
 
 static void *master_main(void *arg)
@@ -303,24 +499,17 @@ static void *master_main(void *arg)
     ccl_master *m = arg;
     ccl__event evs[64];
     while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
-        int n = ccl__poller_wait(m->poller, evs, 64, 500);
+        int n = ccl__poller_wait(m->poller, evs, 64, m->reforming ? 20 : 500);
         for (int i = 0; i < n; i++) {
-            if (evs[i].ptr == NULL) {
+            if (evs[i].ptr == NULL)
                 ccl__wakefd_drain(m->wakefd);
-            } else if (evs[i].ptr == &listen_marker) {
+            else if (evs[i].ptr == &listen_marker)
                 on_accept(m);
-            } else {
-                /* The connection may have been closed by an earlier event
-                 * of this batch (a group send failure): check it is still
-                 * listed. */
-                mconn *k = evs[i].ptr, *o = m->conns;
-                while (o && o != k)
-                    o = o->next;
-                if (o)
-                    on_readable(m, k);
-            }
+            else if (conn_listed(m, evs[i].ptr))
+                /* (an earlier event of this batch may have closed it) */
+                on_readable(m, evs[i].ptr);
         }
-        expire_handshakes(m);
+        on_timer(m);
     }
     return NULL;
 }

@@ -80,6 +80,7 @@ int ccl__op_post(ccl_comm *c, ccl_op *op, ccl_op **out)
         pthread_mutex_unlock(&c->post_mu);
         free(op->scratch);
         free(op);
+        *out = NULL;
         return comm_err(c, CCL_ERR_CLOSED, "communicator closed");
     }
     op->tag = c->next_tag++;

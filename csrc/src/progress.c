@@ -343,20 +343,22 @@ void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
     va_end(ap);
     purge_sends(c, op);
     detach_receives(c, op);
+    /* Finish first: telling the peers may break a connection, which fails
+     * every active op again, and this one must not be among them. */
+    op_finish(c, op, code);
     if (notify_peers) {
         /* Tell every peer so that all of them fail this op too instead of
-         * waiting for their deadline. */
+         * waiting for their deadline.  (op stays allocated until the reap.) */
         for (int p = 0; p < c->size; p++)
             if (p != c->rank)
                 enqueue_abort(c, p, op->tag, code, op->err);
     }
-    op_finish(c, op, code);
 }
 
-void ccl__fail_all(ccl_comm *c, int code, const char *why)
+void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why)
 {
     while (c->active)
-        ccl__op_fail(c, c->active, code, 0, "%s", why);
+        ccl__op_fail(c, c->active, code, notify_peers, "%s", why);
 }
 
 /* A connection failed: every pending op fails (a collective cannot finish
@@ -383,7 +385,9 @@ static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
         snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
         snprintf(c->errbuf, sizeof c->errbuf, "%s", msg);
     }
-    ccl__fail_all(c, code, msg);
+    /* The other peers learn it from us at once rather than at their own
+     * deadline, so every survivor fails the same ops. */
+    ccl__fail_all(c, code, 1, msg);
 }
 
 /* A peer closed its communicator and said so on this connection: nothing
@@ -505,6 +509,35 @@ static void deliver_early(ccl_comm *c, ccl_op *op, ccl__early *e)
 static void unpark_all(ccl_comm *c);
 static void rx_dispatch(ccl_comm *c, ccl__conn *k);
 
+/* The code an op fails with when a peer aborts it: a lost peer or a
+ * mismatch is the same fact here as there; anything else that failed the
+ * op over there is an abort here. */
+static int abort_code(int theirs)
+{
+    return theirs == CCL_ERR_MISMATCH || theirs == CCL_ERR_PEER_LOST
+               ? theirs : CCL_ERR_ABORTED;
+}
+
+/* Frees the early frames of a tag that will never run here. */
+static void drop_early(ccl_comm *c, uint64_t tag)
+{
+    ccl__early **ep = &c->early_head, *prev = NULL;
+    while (*ep) {
+        ccl__early *e = *ep;
+        if (e->h.tag == tag) {
+            *ep = e->next;
+            if (c->early_tail == e)
+                c->early_tail = prev;
+            c->early_bytes -= e->h.length;
+            free(e->data);
+            free(e);
+        } else {
+            prev = e;
+            ep = &e->next;
+        }
+    }
+}
+
 /* Moves posted ops into the engine: start them, hand them their early
  * frames, and let parked connections read again. */
 void ccl__drain_posts(ccl_comm *c)
@@ -524,6 +557,7 @@ void ccl__drain_posts(ccl_comm *c)
         c->activated_upto = op->tag + 1;
         if (c->broken) {
             ccl__op_fail(c, op, c->broken, 0, "%s", c->broken_msg);
+            drop_early(c, op->tag);
             continue;
         }
         ccl__aborted **ap = &c->aborted;
@@ -532,10 +566,10 @@ void ccl__drain_posts(ccl_comm *c)
         if (*ap) {
             ccl__aborted *a = *ap;
             *ap = a->next;
-            ccl__op_fail(c, op, a->code == CCL_ERR_MISMATCH ? CCL_ERR_MISMATCH
-                                                             : CCL_ERR_ABORTED,
-                         0, "aborted by a peer: %s", a->msg);
+            ccl__op_fail(c, op, abort_code(a->code), 0, "aborted by a peer: %s",
+                         a->msg);
             free(a);
+            drop_early(c, op->tag);
             continue;
         }
         op->hold++;
@@ -672,7 +706,7 @@ static void rx_abort_frame(ccl_comm *c, ccl__conn *k)
     }
     if (k->h.epoch != c->epoch)
         return;
-    int ours = code == CCL_ERR_MISMATCH ? CCL_ERR_MISMATCH : CCL_ERR_ABORTED;
+    int ours = abort_code(code);
     ccl_op *op = active_find(c, k->h.tag);
     if (op) {
         ccl__op_fail(c, op, ours, 0, "aborted by peer %d: %s", k->peer, msg);
@@ -837,7 +871,7 @@ void ccl__say_bye(ccl_comm *c)
     memset(&h, 0, sizeof h);
     h.type = CCL_FT_BYE;
     h.epoch = c->epoch;
-    h.tag = c->activated_upto;
+    h.tag = c->bye_tag;
     ccl__hdr_encode(buf, &h);
     for (int p = 0; p < c->size; p++) {
         ccl__peer *pe = &c->peers[p];
@@ -883,11 +917,15 @@ static void check_peers(ccl_comm *c, uint64_t now)
     uint64_t hb = (uint64_t)c->cfg.peer_timeout_ms / 4;
     for (int p = 0; p < c->size; p++) {
         ccl__peer *pe = &c->peers[p];
-        int open = 0;
-        for (int i = 0; i < pe->nconns; i++)
+        int open = 0, parked = 0;
+        for (int i = 0; i < pe->nconns; i++) {
             open |= pe->conns[i].fd >= 0;
+            parked |= pe->conns[i].fd >= 0 && pe->conns[i].parked;
+        }
         if (!open)
             continue;
+        if (parked) /* we stopped reading it ourselves: it is not silent */
+            pe->last_rx_ms = now;
         if (now - pe->last_rx_ms > (uint64_t)c->cfg.peer_timeout_ms) {
             char why[160];
             snprintf(why, sizeof why, "silent for %llu ms (stopped, hung or cut off)",
@@ -948,6 +986,10 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
             ccl__wakefd_drain(c->wakefd);
             continue;
         }
+        if (evs[i].ptr == &c->master_fd) {
+            ccl__ctl_readable(c);
+            continue;
+        }
         ccl__conn *k = evs[i].ptr;
         if (k->fd < 0)
             continue;
@@ -981,13 +1023,17 @@ void *ccl__progress_main(void *arg)
         if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             break;
         int timeout = ccl__timer_ms(c);
+        uint64_t gen = c->mesh_gen;
         pthread_mutex_unlock(&c->mu);
         int n = ccl__poller_wait(c->poller, evs, 64, timeout);
         pthread_mutex_lock(&c->mu);
         if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
             break;
+        /* Events gathered before a mesh rebuild point at freed
+         * connections: drop them (level-triggered epoll reports live ones
+         * again). */
         if (!c->driving)
-            process_events(c, evs, n);
+            process_events(c, evs, gen == c->mesh_gen ? n : 0);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;

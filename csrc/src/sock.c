@@ -273,6 +273,25 @@ int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
     return CCL_OK;
 }
 
+int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen)
+{
+    for (;;) {
+        int ms = remaining_ms(deadline_ms);
+        if (ms == 0) {
+            ERRF("timed out");
+            return CCL_ERR_TIMEOUT;
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        int n = poll(&p, 1, ms);
+        if (n > 0)
+            return CCL_OK;
+        if (n < 0 && errno != EINTR) {
+            ERRF("poll: %s", strerror(errno));
+            return CCL_ERR_IO;
+        }
+    }
+}
+
 int ccl__sock_set_nonblock(int fd)
 {
     int fl = fcntl(fd, F_GETFL, 0);

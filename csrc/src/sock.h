@@ -30,6 +30,8 @@ int ccl__sock_send_all(int fd, const void *buf, size_t len,
                        uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
                        char *err, size_t errlen);
+/* Waits until fd is readable or the deadline passes (CCL_ERR_TIMEOUT). */
+int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_set_nonblock(int fd);
 int ccl__sock_set_nodelay(int fd);
 /* Nonblocking I/O.  Returns bytes moved (0 = would block) or a negative
