@@ -166,7 +166,8 @@ class Communicator:
     @property
     def epoch(self) -> int:
         """The epoch of the group this communicator belongs to."""
-        return int(lib.ccl_comm_epoch(self._handle()))
+        with self._lock:
+            return int(lib.ccl_comm_epoch(self._handle()))
 
     @property
     def closed(self) -> bool:
@@ -178,7 +179,8 @@ class Communicator:
         (payload and headers, every connection)."""
         tx = ffi.new("uint64_t *")
         rx = ffi.new("uint64_t *")
-        lib.ccl_comm_stats(self._handle(), tx, rx)
+        with self._lock:
+            lib.ccl_comm_stats(self._handle(), tx, rx)
         return {"tx_bytes": int(tx[0]), "rx_bytes": int(rx[0])}
 
     def _handle(self) -> Any:
@@ -209,13 +211,16 @@ class Communicator:
               async_op: bool) -> Any:
         """Posts one op (``start(c, out)`` calls the ``ccl_*_async``
         function), then waits for it unless ``async_op``."""
-        c = self._handle()
         if self._pending:
             self._sweep()
         out = ffi.new("ccl_op **")
-        check(start(c, out), self._detail() or "%s could not start" % name)
-        work = Work(self, out[0], result, keep, name)
+        # Under the lock, so a close() in another thread cannot destroy the
+        # communicator mid-call, and finds the new op among the pending.
         with self._lock:
+            rc = start(self._handle(), out)
+            if rc != lib.CCL_OK:
+                check(rc, self._detail() or "%s could not start" % name)
+            work = Work(self, out[0], result, keep, name)
             self._pending.add(work)
         return work if async_op else work.wait()
 

@@ -75,7 +75,8 @@ class Master:
     @property
     def epoch(self) -> int:
         """Number of groups formed so far (one per epoch)."""
-        return int(lib.ccl_master_epoch(self._handle()))
+        with self._lock:  # close() in another thread waits for this
+            return int(lib.ccl_master_epoch(self._handle()))
 
     @property
     def closed(self) -> bool:
