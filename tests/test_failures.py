@@ -78,3 +78,10 @@ def test_stopped_peer_detected_by_peer_timeout():
     outcome = results[0]
     assert outcome[0] in ("PeerLost", "Timeout", "Aborted"), outcome
     assert outcome[1] < 2.0 + SLACK, outcome
+
+
+def test_close_from_another_thread_wakes_a_blocked_op():
+    outcome, _ = run_group(2, workers.close_from_other_thread,
+                           op_timeout=30.0, timeout=60)
+    assert outcome[0] == "Closed", outcome
+    assert outcome[1] < 3.0, outcome

@@ -626,3 +626,18 @@ def gil_released(comm: pyccl.Communicator) -> Any:
         stop.set()
         thread.join()
     return ticks[0]
+
+
+def close_from_other_thread(comm: pyccl.Communicator) -> Any:
+    """Rank 0 blocks in an all-reduce the others never join; another
+    thread closes the communicator: the blocked call raises Closed soon."""
+    import threading
+    if comm.rank != 0:
+        time.sleep(1.5)
+        return None
+    timer = threading.Timer(0.3, comm.close)
+    timer.start()
+    try:
+        return _outcome(lambda: comm.all_reduce(np.ones(10, np.float32)))
+    finally:
+        timer.join()
