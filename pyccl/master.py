@@ -84,7 +84,7 @@ class Master:
         return self._ptr is None
 
     def close(self) -> None:
-        """Stops the master's thread and closes its connections.  Idempotent."""
+        """Stops the master's thread, closes its connections.  Idempotent."""
         with self._lock:
             ptr, self._ptr = self._ptr, None
         if ptr is not None:

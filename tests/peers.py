@@ -171,4 +171,13 @@ def _drain(results: Any, values: dict, errors: dict, wait_s: float) -> None:
         (values if ok else errors)[rank] = payload
 
 
-__all__ = ["run_group", "GroupError"]
+def assert_no_failures(results: List[List[str]]) -> None:
+    """Fails the test with every rank's failure list, if any is non-empty
+    (for workers that return lists of failures)."""
+    __tracebackhide__ = True
+    bad = ["rank %d:\n  %s" % (rank, "\n  ".join(failures))
+           for rank, failures in enumerate(results) if failures]
+    assert not bad, "\n".join(bad)
+
+
+__all__ = ["run_group", "GroupError", "assert_no_failures"]

@@ -4,33 +4,28 @@ identical results on random data, and large buffers."""
 import pytest
 
 from tests import workers
-from tests.peers import run_group
+from tests.peers import assert_no_failures, run_group
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _no_failures(results):
-    for rank, failures in enumerate(results):
-        assert not failures, "rank %d:\n  %s" % (rank, "\n  ".join(failures))
 
 
 @pytest.mark.parametrize("n", range(1, 9))
 def test_dtype_op_matrix(n):
     """Every dtype x op for ring and star, with counts 0, 1, < n, odd and
     a few thousand."""
-    _no_failures(run_group(n, workers.allreduce_matrix, ["ring", "star"],
+    assert_no_failures(run_group(n, workers.allreduce_matrix, ["ring", "star"],
                            workers.counts_for(n)))
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_pipelined_small_chunks(n):
     """A count much larger than chunk_bytes exercises the ring pipeline."""
-    _no_failures(run_group(n, workers.allreduce_pipelined, 100_003,
+    assert_no_failures(run_group(n, workers.allreduce_pipelined, 100_003,
                            chunk_bytes=4096, star_max_bytes=1 << 16))
 
 
 def test_conns_per_peer():
-    _no_failures(run_group(3, workers.allreduce_pipelined, 50_001,
+    assert_no_failures(run_group(3, workers.allreduce_pipelined, 50_001,
                            conns_per_peer=3, chunk_bytes=8192))
 
 

@@ -3,23 +3,18 @@ Works keep their buffers alive; wait(timeout) leaves the op pending."""
 import pytest
 
 from tests import workers
-from tests.peers import run_group
+from tests.peers import assert_no_failures, run_group
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _no_failures(results):
-    for rank, failures in enumerate(results):
-        assert not failures, "rank %d:\n  %s" % (rank, "\n  ".join(failures))
-
-
 @pytest.mark.parametrize("n", [2, 3])
 def test_many_in_flight_random_wait_order(n):
-    _no_failures(run_group(n, workers.async_many, 24))
+    assert_no_failures(run_group(n, workers.async_many, 24))
 
 
 def test_dropped_works_complete():
-    _no_failures(run_group(2, workers.async_dropped))
+    assert_no_failures(run_group(2, workers.async_dropped))
 
 
 def test_wait_timeout_keeps_op_pending():

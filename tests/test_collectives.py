@@ -3,29 +3,24 @@ processes, and one pass over every collective for each world size 1..8."""
 import pytest
 
 from tests import workers
-from tests.peers import run_group
+from tests.peers import assert_no_failures, run_group
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _no_failures(results):
-    for rank, failures in enumerate(results):
-        assert not failures, "rank %d:\n  %s" % (rank, "\n  ".join(failures))
-
-
 @pytest.mark.parametrize("n", [1, 2, 3, 5])
 def test_broadcast_from_every_root(n):
-    _no_failures(run_group(n, workers.broadcast_all_roots))
+    assert_no_failures(run_group(n, workers.broadcast_all_roots))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_all_gather(n):
-    _no_failures(run_group(n, workers.all_gather_cases))
+    assert_no_failures(run_group(n, workers.all_gather_cases))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_reduce_scatter(n):
-    _no_failures(run_group(n, workers.reduce_scatter_cases))
+    assert_no_failures(run_group(n, workers.reduce_scatter_cases))
 
 
 @pytest.mark.parametrize("n", [2, 4])
@@ -38,7 +33,7 @@ def test_barrier_waits_for_everyone(n):
 @pytest.mark.parametrize("n", [6, 7, 8])
 def test_every_collective_at_world_size(n):
     """Sizes 1-5 are covered above; this adds 6, 7, 8 for every op."""
-    _no_failures(run_group(n, workers.everything_small))
+    assert_no_failures(run_group(n, workers.everything_small))
 
 
 

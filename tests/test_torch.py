@@ -2,14 +2,13 @@
 import pytest
 
 from tests import workers
-from tests.peers import run_group
+from tests.peers import assert_no_failures, run_group
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def test_torch_tensors(torch):
-    for rank, failures in enumerate(run_group(2, workers.torch_cases)):
-        assert not failures, "rank %d:\n  %s" % (rank, "\n  ".join(failures))
+    assert_no_failures(run_group(2, workers.torch_cases))
 
 
 def test_torch_argument_errors_in_process(torch):
