@@ -13,20 +13,20 @@ pytestmark = pytest.mark.timeout(300)
 def test_dtype_op_matrix(n):
     """Every dtype x op for ring and star, with counts 0, 1, < n, odd and
     a few thousand."""
-    assert_no_failures(run_group(n, workers.allreduce_matrix, ["ring", "star"],
-                           workers.counts_for(n)))
+    assert_no_failures(run_group(n, workers.allreduce_matrix,
+                                 ["ring", "star"], workers.counts_for(n)))
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
 def test_pipelined_small_chunks(n):
     """A count much larger than chunk_bytes exercises the ring pipeline."""
     assert_no_failures(run_group(n, workers.allreduce_pipelined, 100_003,
-                           chunk_bytes=4096, star_max_bytes=1 << 16))
+                                 chunk_bytes=4096, star_max_bytes=1 << 16))
 
 
 def test_conns_per_peer():
     assert_no_failures(run_group(3, workers.allreduce_pipelined, 50_001,
-                           conns_per_peer=3, chunk_bytes=8192))
+                                 conns_per_peer=3, chunk_bytes=8192))
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])
