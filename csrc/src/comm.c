@@ -397,6 +397,11 @@ static void comm_free(ccl_comm *c)
         c->aborted = a->next;
         free(a);
     }
+    while (c->early_done) {
+        ccl__early_done *d = c->early_done;
+        c->early_done = d->next;
+        free(d);
+    }
     ccl__sock_close(c->master_fd);
     ccl__sock_close(c->listen_fd);
     ccl__sock_close(c->poller);
@@ -533,8 +538,8 @@ void ccl_comm_destroy(ccl_comm *c)
      * one and every later one, and keep the ones we completed. */
     c->bye_tag = c->activated_upto;
     for (ccl_op *op = c->active; op; op = op->next)
-        if (op->tag < c->bye_tag)
-            c->bye_tag = op->tag;
+        if (!op->committing && op->tag < c->bye_tag)
+            c->bye_tag = op->tag; /* ops complete here may succeed elsewhere */
     if (posted && posted->tag < c->bye_tag)
         c->bye_tag = posted->tag;
     /* Ops posted but never started end as closed too. */

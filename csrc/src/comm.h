@@ -76,6 +76,7 @@ struct ccl__peer {
     ccl__sendreq *qhead, *qtail; /* frames not yet taken by a connection */
     uint64_t last_rx_ms; /* any byte from this peer */
     uint64_t last_tx_ms; /* any frame queued to this peer */
+    int lost;            /* a connection failed or it said BYE: out of this epoch */
 };
 
 /* A frame that arrived before its op was posted here. */
@@ -85,6 +86,13 @@ typedef struct ccl__early {
     ccl__hdr h;
     uint8_t *data;
 } ccl__early;
+
+/* A DONE that arrived before its op was posted here. */
+typedef struct ccl__early_done {
+    struct ccl__early_done *next;
+    uint64_t tag;
+    int peer;
+} ccl__early_done;
 
 /* A tag aborted by a peer before it was posted here. */
 typedef struct ccl__aborted {
@@ -128,6 +136,8 @@ struct ccl_op {
     uint32_t frames_left; /* star/broadcast: frames still expected */
     uint64_t *peer_rx;   /* star hub: bytes received per peer */
     uint64_t last_progress_ms;
+    int committing; /* complete here; waiting for DONE from the others */
+    uint8_t *done_seen; /* per rank: DONE received (or the rank is lost) */
     int active; /* in the engine's active list */
     int hold;   /* >0 while an algorithm callback runs: no completion */
     int done;   /* atomic */
@@ -181,6 +191,7 @@ struct ccl_comm {
     ccl__early *early_head, *early_tail;
     uint64_t early_bytes;
     ccl__aborted *aborted;
+    ccl__early_done *early_done;
     ccl__sendreq *free_reqs;
     uint64_t next_deadline_check_ms;
     uint64_t tx_bytes, rx_bytes;

@@ -133,6 +133,11 @@ static int apply_group(ccl_comm *c, ccl__group_msg *g, uint64_t deadline)
         c->aborted = a->next;
         free(a);
     }
+    while (c->early_done) {
+        ccl__early_done *d = c->early_done;
+        c->early_done = d->next;
+        free(d);
+    }
     pthread_mutex_lock(&c->post_mu);
     c->next_tag = 0; /* tags count from zero in every epoch */
     pthread_mutex_unlock(&c->post_mu);

@@ -264,11 +264,86 @@ void ccl__reap(ccl_comm *c)
     }
 }
 
+/* Queues a frame without payload (DONE) to a peer. */
+static void enqueue_ctl(ccl_comm *c, int peer, int type, uint64_t tag)
+{
+    ccl__sendreq *r = req_alloc(c);
+    if (!r)
+        return; /* the peer then waits for its deadline: degraded, not wrong */
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = (uint8_t)type;
+    h.epoch = c->epoch;
+    h.tag = tag;
+    ccl__hdr_encode(r->hdr, &h);
+    peer_push(&c->peers[peer], r);
+    peer_kick(c, peer);
+}
+
+/* Whether every peer still in the group said DONE for this op. */
+static int commit_ready(ccl_comm *c, ccl_op *op)
+{
+    for (int p = 0; p < c->size; p++)
+        if (p != c->rank && !op->done_seen[p] && !c->peers[p].lost)
+            return 0;
+    return 1;
+}
+
+/* Completion has two stages.  When an op's own bytes are all in and out,
+ * it is complete *here*: it tells every peer DONE and waits for theirs.
+ * It succeeds once every peer still in the group said DONE.  A peer that
+ * cannot complete (it lost data from a dead peer) aborts the op instead,
+ * and since it never said DONE, no survivor can have succeeded: so every
+ * survivor ends the op the same way.  An op that is complete here is never
+ * failed by a lost peer (its result is whole); it only stops waiting for
+ * that peer's DONE. */
 void ccl__op_check_done(ccl_comm *c, ccl_op *op)
 {
-    if (op->active && op->hold == 0 && op->recv_left == 0 && op->send_left == 0 &&
-        op->frames_left == 0)
+    if (!op->active || op->hold)
+        return;
+    if (!op->committing) {
+        if (op->recv_left || op->send_left || op->frames_left)
+            return;
+        op->committing = 1;
+        op->hold++;
+        for (int p = 0; p < c->size; p++)
+            if (p != c->rank && !c->peers[p].lost)
+                enqueue_ctl(c, p, CCL_FT_DONE, op->tag);
+        op->hold--;
+    }
+    if (op->active && commit_ready(c, op))
         op_finish(c, op, CCL_OK);
+}
+
+/* A peer is out of the epoch: running ops fail (and tell the others),
+ * ops complete here stop waiting for its DONE. */
+static void peer_lost(ccl_comm *c, int peer, int code, const char *msg,
+                      uint64_t from_tag, int notify)
+{
+    c->peers[peer].lost = 1;
+    int again = 1;
+    while (again) {
+        again = 0;
+        for (ccl_op *op = c->active; op; op = op->next) {
+            if (op->tag < from_tag)
+                continue;
+            if (!op->committing) {
+                ccl__op_fail(c, op, code, notify, "%s", msg);
+                again = 1; /* the list changed under us */
+                break;
+            }
+        }
+    }
+    again = 1;
+    while (again) {
+        again = 0;
+        for (ccl_op *op = c->active; op; op = op->next)
+            if (op->committing && commit_ready(c, op)) {
+                ccl__op_check_done(c, op);
+                again = 1;
+                break;
+            }
+    }
 }
 
 /* Detaches every frame of a failed op from the send side.  A frame already
@@ -363,23 +438,43 @@ void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why)
 
 /* A connection failed: every pending op fails (a collective cannot finish
  * without the peer), and the communicator stays broken until it is rebuilt. */
-static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
+static void conn_close(ccl_comm *c, ccl__conn *k)
 {
     if (k->fd < 0)
         return;
-    ccl__peer *p = &c->peers[k->peer];
-    char msg[400];
-    snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", k->peer,
-             p->host, p->port, k->index, why);
     ccl__poller_del(c->poller, k->fd);
     ccl__sock_close(k->fd);
     k->fd = -1;
+    k->rop = NULL;
+    k->rmode = RXM_DISCARD;
     if (k->cur) {
         ccl__sendreq *r = k->cur;
         k->cur = NULL;
         r->op = NULL;
         req_free(c, r);
     }
+}
+
+static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
+{
+    if (k->fd < 0)
+        return;
+    int peer = k->peer;
+    ccl__peer *p = &c->peers[peer];
+    char msg[400];
+    snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
+             p->port, k->index, why);
+    /* One broken connection ends the whole pool: the peer's frames are
+     * striped, so what is missing on this stream cannot come on another. */
+    for (int i = 0; i < p->nconns; i++)
+        conn_close(c, &p->conns[i]);
+    while (p->qhead) {
+        ccl__sendreq *r = p->qhead;
+        p->qhead = r->next;
+        r->op = NULL; /* its op fails below */
+        req_free(c, r);
+    }
+    p->qtail = NULL;
     if (!c->broken) {
         c->broken = code;
         snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
@@ -387,7 +482,7 @@ static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
     }
     /* The other peers learn it from us at once rather than at their own
      * deadline, so every survivor fails the same ops. */
-    ccl__fail_all(c, code, 1, msg);
+    peer_lost(c, peer, code, msg, 0, 1);
 }
 
 /* A peer closed its communicator and said so on this connection: nothing
@@ -398,16 +493,9 @@ static void conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
 static void conn_bye(ccl_comm *c, ccl__conn *k)
 {
     ccl__peer *p = &c->peers[k->peer];
-    ccl__poller_del(c->poller, k->fd);
-    ccl__sock_close(k->fd);
-    k->fd = -1;
+    uint64_t from = k->h.tag;
+    conn_close(c, k);
     k->rstate = RX_HDR;
-    if (k->cur) {
-        ccl__sendreq *r = k->cur;
-        k->cur = NULL;
-        r->op = NULL;
-        req_free(c, r);
-    }
     for (int i = 0; i < p->nconns; i++)
         if (p->conns[i].fd >= 0)
             return;
@@ -418,14 +506,8 @@ static void conn_bye(ccl_comm *c, ccl__conn *k)
         c->broken = CCL_ERR_PEER_LOST;
         snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
     }
-    uint64_t from = k->h.tag;
-    ccl_op *op = c->active;
-    while (op) {
-        ccl_op *next = op->next;
-        if (op->tag >= from)
-            ccl__op_fail(c, op, CCL_ERR_PEER_LOST, 0, "%s", msg);
-        op = next;
-    }
+    /* Every survivor got the same BYE, so none needs to be told. */
+    peer_lost(c, k->peer, CCL_ERR_PEER_LOST, msg, from, 0);
 }
 
 /* ---- receiving ---- */
@@ -572,6 +654,21 @@ void ccl__drain_posts(ccl_comm *c)
             drop_early(c, op->tag);
             continue;
         }
+        op->done_seen = calloc((size_t)c->size, 1);
+        if (!op->done_seen) {
+            ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory");
+            continue;
+        }
+        for (ccl__early_done **dp = &c->early_done; *dp;) {
+            ccl__early_done *d = *dp;
+            if (d->tag == op->tag) {
+                op->done_seen[d->peer] = 1;
+                *dp = d->next;
+                free(d);
+            } else {
+                dp = &d->next;
+            }
+        }
         op->hold++;
         int rc = op->algo->start(c, op);
         op->hold--;
@@ -605,6 +702,25 @@ static void protocol_error(ccl_comm *c, ccl__conn *k, const char *what)
     conn_broken(c, k, CCL_ERR_PROTOCOL, what);
 }
 
+static void rx_done(ccl_comm *c, ccl__conn *k)
+{
+    if (k->h.epoch != c->epoch)
+        return;
+    ccl_op *op = active_find(c, k->h.tag);
+    if (op) {
+        op->done_seen[k->peer] = 1;
+        ccl__op_check_done(c, op);
+    } else if (k->h.tag >= c->activated_upto) {
+        ccl__early_done *d = malloc(sizeof *d);
+        if (!d)
+            return;
+        d->tag = k->h.tag;
+        d->peer = k->peer;
+        d->next = c->early_done;
+        c->early_done = d;
+    }
+}
+
 /* Decides where the payload of the header in k->h goes. */
 static void rx_dispatch(ccl_comm *c, ccl__conn *k)
 {
@@ -630,6 +746,9 @@ static void rx_dispatch(ccl_comm *c, ccl__conn *k)
         return;
     case CCL_FT_BYE:
         conn_bye(c, k);
+        return;
+    case CCL_FT_DONE:
+        rx_done(c, k);
         return;
     default:
         protocol_error(c, k, "unexpected frame type on a peer connection");
@@ -970,7 +1089,7 @@ static void check_deadlines(ccl_comm *c)
     ccl_op *op = c->active;
     while (op) {
         ccl_op *next = op->next;
-        if (now - op->last_progress_ms > limit)
+        if (!op->committing && now - op->last_progress_ms > limit)
             ccl__op_fail(c, op, CCL_ERR_TIMEOUT, 1,
                          "op %llu made no progress for %d ms (a peer may be "
                          "stalled, or ranks issued different ops)",

@@ -59,6 +59,7 @@ enum ccl__frame_type {
     CCL_FT_ABORT = 2,     /* fail op `tag` of `epoch`; payload: error msg */
     CCL_FT_HEARTBEAT = 3, /* liveness only; no payload */
     CCL_FT_BYE = 4,       /* graceful close of the sender; no payload */
+    CCL_FT_DONE = 5,      /* the sender completed op `tag` locally; no payload */
     CCL_FT_REGISTER = 16, /* peer -> master; payload: register msg */
     CCL_FT_GROUP = 17,    /* master -> peer; payload: group msg */
     CCL_FT_REJECT = 18,   /* master -> peer; payload: error msg */

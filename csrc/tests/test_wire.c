@@ -307,6 +307,8 @@ static void test_hdr_round_trip(void)
             {CCL_FT_REJECT, 6 + CCL_MAX_ERRMSG},
             {CCL_FT_HEARTBEAT, 0},
             {CCL_FT_BYE, 0},
+        {CCL_FT_DONE, 0},
+            {CCL_FT_DONE, 0},
             {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
             {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
             {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
@@ -348,7 +350,7 @@ static void test_hdr_bytes(void)
 static int type_known(int t)
 {
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
-           t == CCL_FT_BYE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
+           t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
            t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
            t == CCL_FT_PENDING;
 }
@@ -457,6 +459,7 @@ static void test_hdr_rejects_lengths(void)
         {CCL_FT_REJECT, 6 + CCL_MAX_ERRMSG},
         {CCL_FT_HEARTBEAT, 0},
         {CCL_FT_BYE, 0},
+        {CCL_FT_DONE, 0},
         {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
         {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
         {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
@@ -1268,7 +1271,8 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_ABORT:
     case CCL_FT_REJECT: return h->length <= 6 + CCL_MAX_ERRMSG;
     case CCL_FT_HEARTBEAT:
-    case CCL_FT_BYE: return h->length == 0;
+    case CCL_FT_BYE:
+    case CCL_FT_DONE: return h->length == 0;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
