@@ -121,6 +121,9 @@ typedef struct ccl_comm_config {
     int peer_timeout_ms;      /* a peer silent this long is lost (stopped, hung or
                                  cut off); heartbeats go out every quarter of
                                  it.  Default 30000 */
+    int restore_input;        /* 1 (default): an in-place all-reduce that fails
+                                 puts the caller's input back, at the cost of
+                                 one copy of each region it overwrites */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);

@@ -90,4 +90,4 @@ static int bcast_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__broadcast_algo = {
-    CCL_COLL_BROADCAST, bcast_start, bcast_on_header, bcast_on_data};
+    CCL_COLL_BROADCAST, bcast_start, bcast_on_header, bcast_on_data, 0};

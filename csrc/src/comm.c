@@ -32,6 +32,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->star_max_bytes = 65536;
     cfg->chunk_bytes = 1u << 20;
     cfg->peer_timeout_ms = 30000;
+    cfg->restore_input = 1;
 }
 
 uint32_t ccl__unit_bytes(const ccl_comm *c, size_t esize)

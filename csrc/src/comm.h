@@ -114,6 +114,9 @@ struct ccl__algo {
                      int *mode, uint8_t **dst);
     /* The payload of h has fully arrived (and been reduced, if REDUCE). */
     int (*on_data)(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h);
+    /* Whether landing (not only reducing) overwrites input that
+     * restore_input must save first. */
+    int save_on_land;
 };
 
 struct ccl_op {
@@ -131,6 +134,11 @@ struct ccl_op {
     uint64_t count;      /* elements in the op's full buffer */
     uint64_t nbytes;     /* bytes of the full buffer: checked in every frame */
     uint8_t *scratch;    /* owned working memory, freed with the op */
+    /* In-place ops keep the caller's input bytes of every region they
+     * overwrite, to put them back if the op fails (restore_input). */
+    uint8_t *backup;
+    uint64_t (*saved)[2]; /* (offset, length) of each saved region */
+    size_t nsaved, capsaved;
     uint64_t recv_left;  /* payload bytes still to receive */
     uint64_t send_left;  /* payload bytes still to write to sockets */
     uint32_t frames_left; /* star/broadcast: frames still expected */
@@ -212,6 +220,8 @@ int ccl__enqueue_data(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
 void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
                   const char *fmt, ...);
 void ccl__op_check_done(ccl_comm *c, ccl_op *op);
+int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
+int ccl__op_keep_input(ccl_comm *c, ccl_op *op);
 void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);
 void ccl__say_bye(ccl_comm *c);
 

@@ -21,6 +21,8 @@ void ccl__op_release(ccl_op *op)
         free(op->scratch);
         free(op->peer_rx);
         free(op->done_seen);
+        free(op->backup);
+        free(op->saved);
         free(op);
     }
 }

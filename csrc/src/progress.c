@@ -392,6 +392,59 @@ static void purge_sends(ccl_comm *c, ccl_op *op)
     op->send_left = 0;
 }
 
+/* Starts keeping the input of an in-place op (if configured).  Nonzero
+ * when memory for it is missing: the op has failed then. */
+int ccl__op_keep_input(ccl_comm *c, ccl_op *op)
+{
+    if (!c->cfg.restore_input || op->send != op->out || op->nbytes == 0)
+        return 0;
+    op->backup = malloc(op->nbytes);
+    if (!op->backup) {
+        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for the input backup");
+        return -1;
+    }
+    return 0;
+}
+
+/* Saves the caller's bytes of a region the op is about to overwrite. */
+int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
+{
+    if (!op->backup || len == 0)
+        return 0;
+    if (op->nsaved == op->capsaved) {
+        size_t cap = op->capsaved ? op->capsaved * 2 : 16;
+        void *n = realloc(op->saved, cap * sizeof *op->saved);
+        if (!n)
+            return -1;
+        op->saved = n;
+        op->capsaved = cap;
+    }
+    op->saved[op->nsaved][0] = off;
+    op->saved[op->nsaved][1] = len;
+    op->nsaved++;
+    memcpy(op->backup + off, op->buf + off, len);
+    return 0;
+}
+
+/* Saves the input under a frame about to be reduced or landed into the
+ * caller's buffer (landing only where the algorithm asks: a ring lands in
+ * regions it already saved while reducing). */
+static int save_region(ccl_op *op, int mode, uint8_t *dst, uint64_t len)
+{
+    if (!op->backup || (mode == RXM_LAND && !op->algo->save_on_land))
+        return 0;
+    if (dst < op->buf || dst >= op->buf + op->nbytes)
+        return 0; /* not the caller's buffer (a hub's staging slot) */
+    return ccl__op_save(op, (uint64_t)(dst - op->buf), len);
+}
+
+static void restore_input(ccl_op *op)
+{
+    for (size_t i = 0; i < op->nsaved; i++)
+        memcpy(op->buf + op->saved[i][0], op->backup + op->saved[i][0],
+               op->saved[i][1]);
+}
+
 /* Stops landing bytes in a failed op's buffers. */
 static void detach_receives(ccl_comm *c, ccl_op *op)
 {
@@ -418,6 +471,8 @@ void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
     va_end(ap);
     purge_sends(c, op);
     detach_receives(c, op);
+    /* Nothing writes into the buffers any more: give the input back. */
+    restore_input(op);
     /* Finish first: telling the peers may break a connection, which fails
      * every active op again, and this one must not be among them. */
     op_finish(c, op, code);
@@ -575,6 +630,10 @@ static void deliver_early(ccl_comm *c, ccl_op *op, ccl__early *e)
     }
     if (op->algo->on_header(c, op, e->peer, &e->h, &mode, &dst)) {
         ccl__op_fail(c, op, CCL_ERR_PROTOCOL, 1, "%s", op->err);
+        return;
+    }
+    if (save_region(op, mode, dst, e->h.length)) {
+        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
         return;
     }
     if (e->h.length) {
@@ -801,6 +860,12 @@ static void rx_dispatch(ccl_comm *c, ccl__conn *k)
     }
     k->rop = op;
     k->rmode = mode;
+    if (save_region(op, mode, dst, h->length)) {
+        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
+        k->rop = NULL;
+        k->rmode = RXM_DISCARD;
+        return;
+    }
     if (mode == RXM_REDUCE) {
         if (ensure_staging(k, h->length)) {
             ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for staging");

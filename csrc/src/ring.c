@@ -96,6 +96,17 @@ static int ring_start(ccl_comm *c, ccl_op *op)
         op->buf = op->out;
         if (op->send != op->out)
             memcpy(op->buf, op->send, op->nbytes);
+        else if (n > 1) {
+            /* Every segment but r-1 is reduced into (and saved then);
+             * r-1 is only overwritten by the all-gather: save it now. */
+            if (ccl__op_keep_input(c, op))
+                return -1;
+            seg_range(op, n, mod(r - 1, n), &off, &len);
+            if (ccl__op_save(op, off, len)) {
+                ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
+                return -1;
+            }
+        }
     } else if (ph == DO_RS) {
         /* Reduce-scatter works in scratch so the caller's input stays
          * intact. */
@@ -204,8 +215,8 @@ static int ring_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__ring_allreduce_algo = {
-    CCL_COLL_ALLREDUCE_RING, ring_start, ring_on_header, ring_on_data};
+    CCL_COLL_ALLREDUCE_RING, ring_start, ring_on_header, ring_on_data, 0};
 const ccl__algo ccl__ring_reduce_scatter_algo = {
-    CCL_COLL_REDUCE_SCATTER, ring_start, ring_on_header, ring_on_data};
+    CCL_COLL_REDUCE_SCATTER, ring_start, ring_on_header, ring_on_data, 0};
 const ccl__algo ccl__ring_allgather_algo = {
-    CCL_COLL_ALLGATHER, ring_start, ring_on_header, ring_on_data};
+    CCL_COLL_ALLGATHER, ring_start, ring_on_header, ring_on_data, 0};

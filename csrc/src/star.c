@@ -43,6 +43,8 @@ static int star_start(ccl_comm *c, ccl_op *op)
     op->buf = op->out;
     if (c->rank == HUB && op->nbytes && op->send != op->out)
         memcpy(op->buf, op->send, op->nbytes);
+    if (n > 1 && op->algo == &ccl__star_allreduce_algo && ccl__op_keep_input(c, op))
+        return -1;
     if (n == 1) {
         if (op->nbytes)
             ccl__reduce_finish(op->buf, op->count, op->dtype, op->redop, 1);
@@ -106,6 +108,10 @@ static int star_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
     if (c->rank != HUB || op->frames_left > 0)
         return 0;
     /* Every contribution is here: reduce in rank order, then answer. */
+    if (ccl__op_save(op, 0, op->nbytes)) {
+        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
+        return -1;
+    }
     for (int p = 1; p < n && op->nbytes; p++)
         ccl__reduce(op->buf, op->scratch + (size_t)(p - 1) * op->nbytes,
                     op->count, op->dtype, op->redop);
@@ -118,6 +124,6 @@ static int star_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__star_allreduce_algo = {
-    CCL_COLL_ALLREDUCE_STAR, star_start, star_on_header, star_on_data};
+    CCL_COLL_ALLREDUCE_STAR, star_start, star_on_header, star_on_data, 1};
 const ccl__algo ccl__barrier_algo = {
-    CCL_COLL_BARRIER, star_start, star_on_header, star_on_data};
+    CCL_COLL_BARRIER, star_start, star_on_header, star_on_data, 1};

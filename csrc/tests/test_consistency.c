@@ -16,12 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { WORLD = 4, MAXOPS = 400 };
+enum { WORLD = 4, MAXOPS = 5000 };
 
 typedef struct {
     int first_fail[WORLD];   /* index of the first failed op */
     int wrong[WORLD];        /* successful ops with a wrong result */
     int after_ok[WORLD];     /* the op in the smaller group was right */
+    int not_restored[WORLD]; /* the failed op left the input changed */
     char msg[WORLD][200];
 } shared;
 
@@ -54,6 +55,12 @@ static void peer_main(int port, int rank, shared *sh)
         int rc = ccl_allreduce(c, x, x, n, CCL_F32, CCL_SUM,
                                i % 3 ? CCL_ALGO_RING : CCL_ALGO_STAR);
         if (rc) {
+            /* A failed in-place op gives the caller's input back. */
+            for (uint64_t j = 0; j < n; j++)
+                if (x[j] != (float)((j + (uint64_t)i) % 7)) {
+                    sh->not_restored[rank]++;
+                    break;
+                }
             sh->first_fail[rank] = i;
             snprintf(sh->msg[rank], sizeof sh->msg[rank], "%s: %s",
                      ccl_strerror(rc), ccl_comm_error(c));
@@ -103,9 +110,10 @@ static void one_round(unsigned seed)
         agree &= sh->first_fail[r] == ref;
         wrong += sh->wrong[r];
         after &= sh->after_ok[r];
+        wrong += sh->not_restored[r];
     }
     printf("  seed %u victim %d: first failed op %d on every survivor: %s, "
-           "wrong results %d, smaller group ok %d\n", seed, victim, ref,
+           "wrong or unrestored %d, smaller group ok %d\n", seed, victim, ref,
            agree ? "yes" : "NO", wrong, after);
     if (!agree)
         for (int r = 0; r < WORLD; r++)
