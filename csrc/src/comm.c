@@ -403,6 +403,8 @@ static void comm_free(ccl_comm *c)
         c->early_done = d->next;
         free(d);
     }
+    free(c->spare[0]);
+    free(c->spare[1]);
     ccl__sock_close(c->master_fd);
     ccl__sock_close(c->listen_fd);
     ccl__sock_close(c->poller);

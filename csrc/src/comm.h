@@ -133,7 +133,8 @@ struct ccl_op {
     uint8_t *out;        /* the caller's output */
     uint64_t count;      /* elements in the op's full buffer */
     uint64_t nbytes;     /* bytes of the full buffer: checked in every frame */
-    uint8_t *scratch;    /* owned working memory, freed with the op */
+    uint8_t *scratch;    /* owned working memory (ccl__buf_get) */
+    size_t scratch_len;
     /* In-place ops keep the caller's input bytes of every region they
      * overwrite, to put them back if the op fails (restore_input). */
     uint8_t *backup;
@@ -201,6 +202,10 @@ struct ccl_comm {
     ccl__aborted *aborted;
     ccl__early_done *early_done;
     ccl__sendreq *free_reqs;
+    /* Big working buffers (input backups, scratch) kept for the next op:
+     * fresh memory costs a page fault per 4 KiB, more than the copy. */
+    void *spare[2];
+    size_t spare_len[2];
     uint64_t next_deadline_check_ms;
     uint64_t tx_bytes, rx_bytes;
     int broken;            /* a connection failed: ops fail with this code */
@@ -221,6 +226,8 @@ void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
                   const char *fmt, ...);
 void ccl__op_check_done(ccl_comm *c, ccl_op *op);
 int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
+void *ccl__buf_get(ccl_comm *c, size_t len);
+void ccl__buf_put(ccl_comm *c, void *p, size_t len);
 int ccl__op_keep_input(ccl_comm *c, ccl_op *op);
 void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);
 void ccl__say_bye(ccl_comm *c);

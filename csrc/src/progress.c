@@ -243,6 +243,12 @@ static ccl_op *active_find(ccl_comm *c, uint64_t tag)
 static void op_finish(ccl_comm *c, ccl_op *op, int rc)
 {
     active_remove(c, op);
+    /* Nothing reads the working buffers any more (a failure restored the
+     * input already): hand them to the next op. */
+    ccl__buf_put(c, op->backup, op->nbytes);
+    op->backup = NULL;
+    ccl__buf_put(c, op->scratch, op->scratch_len);
+    op->scratch = NULL;
     op->result = rc;
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&c->done_mu);
@@ -392,13 +398,40 @@ static void purge_sends(ccl_comm *c, ccl_op *op)
     op->send_left = 0;
 }
 
+/* A buffer of at least len bytes, from the spares when one fits. */
+void *ccl__buf_get(ccl_comm *c, size_t len)
+{
+    for (int i = 0; i < 2; i++)
+        if (c->spare[i] && c->spare_len[i] >= len) {
+            void *p = c->spare[i];
+            c->spare[i] = NULL;
+            return p;
+        }
+    return malloc(len ? len : 1);
+}
+
+/* Keeps a finished op's buffer as a spare (the larger ones win). */
+void ccl__buf_put(ccl_comm *c, void *p, size_t len)
+{
+    if (!p)
+        return;
+    int slot = c->spare_len[0] <= c->spare_len[1] ? 0 : 1;
+    if (!c->spare[slot] || c->spare_len[slot] < len) {
+        free(c->spare[slot]);
+        c->spare[slot] = p;
+        c->spare_len[slot] = len;
+    } else {
+        free(p);
+    }
+}
+
 /* Starts keeping the input of an in-place op (if configured).  Nonzero
  * when memory for it is missing: the op has failed then. */
 int ccl__op_keep_input(ccl_comm *c, ccl_op *op)
 {
     if (!c->cfg.restore_input || op->send != op->out || op->nbytes == 0)
         return 0;
-    op->backup = malloc(op->nbytes);
+    op->backup = ccl__buf_get(c, op->nbytes);
     if (!op->backup) {
         ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for the input backup");
         return -1;
