@@ -99,23 +99,21 @@ static int send_frame(int fd, int type, const uint8_t *payload, uint32_t len,
     return rc;
 }
 
-/* Registers with the master and waits for the GROUP message. */
-static int join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
-                      char *err, size_t errlen)
+/* Connects to the master and exchanges HELLO. */
+static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     char e[300];
-    int rc = ccl__sock_connect(c->cfg.master_host, c->cfg.master_port, deadline,
+    int rc = ccl__sock_connect(c->master_host, c->master_port, deadline,
                                &c->master_fd, e, sizeof e);
     if (rc) {
-        ERRF("cannot reach the master at %s:%d: %s", c->cfg.master_host,
-             c->cfg.master_port, e);
+        ERRF("cannot reach the master at %s:%d: %s", c->master_host,
+             c->master_port, e);
         return CCL_ERR_MASTER_UNREACHABLE;
     }
     ccl__hello mine, theirs;
     hello_fill(&mine, CCL_ROLE_PEER_TO_MASTER, 0, 0xffffffffu, 0, c->uuid);
-    char who[128];
-    snprintf(who, sizeof who, "the master at %s:%d", c->cfg.master_host,
-             c->cfg.master_port);
+    char who[320];
+    snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
     rc = exchange_hello(c->master_fd, &mine, &theirs, deadline, who, err, errlen);
     if (rc)
         return rc == CCL_ERR_VERSION ? rc : CCL_ERR_MASTER_UNREACHABLE;
@@ -123,14 +121,74 @@ static int join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
         ERRF("%s is not a pyccl master", who);
         return CCL_ERR_PROTOCOL;
     }
+    return CCL_OK;
+}
+
+/* What this peer tells the master about itself. */
+static void fill_register(ccl_comm *c, ccl__register_msg *reg, uint32_t world,
+                          int32_t rank)
+{
+    memset(reg, 0, sizeof *reg);
+    reg->world_size = world;
+    reg->rank = rank;
+    reg->listen_port = (uint16_t)c->listen_port;
+    reg->conns_per_peer = (uint16_t)c->cfg.conns_per_peer;
+    memcpy(reg->uuid, c->uuid, 16);
+    snprintf(reg->host, sizeof reg->host, "%s", c->listen_host);
+}
+
+/* Comes back to a (maybe restarted) master as a member of our epoch,
+ * retrying until the deadline: a restarting master may not listen yet. */
+int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
+{
+    int rc = CCL_ERR_MASTER_UNREACHABLE;
+    while (ccl__now_ms() < deadline) {
+        ccl__sock_close(c->master_fd);
+        c->master_fd = -1;
+        rc = master_connect(c, deadline, err, errlen);
+        if (rc == CCL_OK) {
+            ccl__register_msg reg;
+            fill_register(c, &reg, (uint32_t)c->size, c->rank);
+            uint8_t buf[CCL_HDR_LEN + 4 + 64 + CCL_MAX_HOST];
+            size_t n = ccl__rejoin_encode(buf + CCL_HDR_LEN, sizeof buf - CCL_HDR_LEN,
+                                          c->epoch, &reg);
+            ccl__hdr h;
+            memset(&h, 0, sizeof h);
+            h.type = CCL_FT_REJOIN;
+            h.length = (uint32_t)n;
+            ccl__hdr_encode(buf, &h);
+            rc = n ? ccl__sock_send_all(c->master_fd, buf, CCL_HDR_LEN + n, deadline,
+                                        err, errlen)
+                   : CCL_ERR_INVALID_ARG;
+            if (rc == CCL_OK) {
+                ccl__sock_set_nonblock(c->master_fd);
+                ccl__poller_set(c->poller, c->master_fd, &c->master_fd, CCL_EV_IN, 1);
+                c->master_lost = 0;
+                c->ctl_hpos = 0;
+                return CCL_OK;
+            }
+        }
+        if (rc == CCL_ERR_VERSION || rc == CCL_ERR_PROTOCOL)
+            break;
+        ccl__sleep_ms(100);
+    }
+    ccl__sock_close(c->master_fd);
+    c->master_fd = -1;
+    return rc == CCL_OK ? CCL_ERR_MASTER_UNREACHABLE : rc;
+}
+
+/* Registers with the master and waits for the GROUP message. */
+static int join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
+                      char *err, size_t errlen)
+{
+    char e[300];
+    char who[320];
+    snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
+    int rc = master_connect(c, deadline, err, errlen);
+    if (rc)
+        return rc;
     ccl__register_msg reg;
-    memset(&reg, 0, sizeof reg);
-    reg.world_size = (uint32_t)c->cfg.world_size;
-    reg.rank = c->cfg.rank;
-    reg.listen_port = (uint16_t)c->listen_port;
-    reg.conns_per_peer = (uint16_t)c->cfg.conns_per_peer;
-    memcpy(reg.uuid, c->uuid, 16);
-    snprintf(reg.host, sizeof reg.host, "%s", c->listen_host);
+    fill_register(c, &reg, (uint32_t)c->cfg.world_size, c->cfg.rank);
     uint8_t buf[64 + CCL_MAX_HOST];
     size_t n = ccl__register_encode(buf, sizeof buf, &reg);
     if (!n) {
@@ -458,6 +516,13 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     snprintf(c->listen_host, sizeof c->listen_host, "%s", lh);
     c->cfg.listen_host = c->listen_host;
     c->cfg.master_host = NULL; /* the caller's string is only borrowed */
+    if (strlen(cfg->master_host) >= sizeof c->master_host) {
+        ERRF("master host name too long");
+        free(c);
+        return CCL_ERR_INVALID_ARG;
+    }
+    snprintf(c->master_host, sizeof c->master_host, "%s", cfg->master_host);
+    c->master_port = cfg->master_port;
     c->master_fd = c->listen_fd = c->poller = c->wakefd = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_mutex_init(&c->post_mu, NULL);
@@ -476,9 +541,7 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
                           err, errlen);
     if (rc)
         goto fail;
-    c->cfg.master_host = cfg->master_host;
     rc = join_group(c, deadline, &g, err, errlen);
-    c->cfg.master_host = NULL;
     if (rc)
         goto fail;
     rc = ccl__build_peers(c, &g);

@@ -161,6 +161,8 @@ struct ccl_comm {
     uint32_t epoch;
     uint8_t uuid[16];
     int master_fd;
+    char master_host[256];
+    int master_port;
     /* control link reader (frames from the master after GROUP) */
     uint8_t ctl_hbuf[CCL_HDR_LEN];
     size_t ctl_hpos;
@@ -238,6 +240,7 @@ int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__engine_add_conns(ccl_comm *c);
 void ccl__peers_free(ccl_comm *c);
+int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 
 /* comm_reform.c: the master's link after joining */
 void ccl__ctl_readable(ccl_comm *c);

@@ -169,9 +169,17 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     if (c->active || c->post_head)
         return fail(c, CCL_ERR_INVALID_USAGE, "%s",
                     "update_topology with ops pending: wait for them first");
-    if (c->master_fd < 0 || c->master_lost)
-        return fail(c, CCL_ERR_MASTER_UNREACHABLE, "%s",
-                    "the link to the master is gone");
+    if (c->master_fd < 0 || c->master_lost) {
+        /* The master went away (it may have been restarted): come back to
+         * it as a member; a new master rebuilds its view from us. */
+        char err[300];
+        if (c->master_fd >= 0)
+            master_gone(c);
+        int rc = ccl__master_rejoin(c, deadline, err, sizeof err);
+        if (rc)
+            return fail(c, rc, "the master is gone and could not be reached "
+                        "again: %s", err);
+    }
     /* Report the peers this member lost: every connection closed. */
     static ccl__reform_msg msg;
     memset(&msg, 0, sizeof msg);

@@ -17,6 +17,12 @@
  * gone.  When the last member is gone the run ends, and the next peers
  * form a new first group.
  *
+ * A restarted master knows nothing.  Members notice the lost link, keep
+ * running ops among themselves, and at their next update_topology
+ * reconnect with REJOIN (epoch, rank, world size): the first one makes the
+ * master adopt that epoch, the reform then waits for the others (or its
+ * deadline) and goes on as usual.
+ *
  * One thread runs an event loop over nonblocking sockets.  Untrusted input
  * is bounded: a connection must finish HELLO and REGISTER within
  * HANDSHAKE_MS, frames are capped by the codec before anything is read
@@ -68,6 +74,7 @@ struct ccl_master {
     int reforming;
     uint64_t reform_deadline_ms;
     int lost_any;         /* a member was lost since the last epoch */
+    int expected;         /* rebuilding after a restart: members the run had */
     int last_pending_sent;
 };
 
@@ -252,6 +259,9 @@ static void maybe_finish_reform(ccl_master *m)
     int missing = 0;
     for (mconn *k = m->conns; k; k = k->next)
         missing += k->phase == P_MEMBER && !k->reported;
+    /* After a restart, members that have not come back yet count too. */
+    if (m->expected > m->members)
+        missing += m->expected - m->members;
     if (missing && ccl__now_ms() < m->reform_deadline_ms)
         return;
     /* Silent members are dropped: they are stopped, hung or cut off. */
@@ -263,6 +273,9 @@ static void maybe_finish_reform(ccl_master *m)
         k = next;
     }
     m->reforming = 0;
+    if (m->expected > m->members)
+        m->lost_any = 1; /* some never came back */
+    m->expected = 0;
     int joiners = count_phase(m, P_WAITING);
     if (m->members == 0)
         return;
@@ -342,7 +355,7 @@ static void on_register(ccl_master *m, mconn *k)
         reject(m, k, CCL_ERR_PROTOCOL, "malformed REGISTER");
         return;
     }
-    if (m->members == 0) {
+    if (m->members == 0 && m->expected == 0) {
         for (mconn *o = m->conns; o; o = o->next) {
             if (o == k || o->phase != P_WAITING)
                 continue;
@@ -364,10 +377,43 @@ static void on_register(ccl_master *m, mconn *k)
     }
     k->phase = P_WAITING;
     k->order = m->arrivals++;
-    if (m->members == 0)
+    if (m->members == 0 && m->expected == 0)
         maybe_form_first(m);
     else
         announce_pending(m); /* a joiner: admitted at the next safe point */
+}
+
+/* A member of a running group comes back: this master was restarted (it
+ * knows nothing and rebuilds its view from the members), or the member's
+ * control link broke.  Either way it continues with its rank. */
+static void on_rejoin(ccl_master *m, mconn *k)
+{
+    uint32_t epoch = 0;
+    if (ccl__rejoin_decode(k->in, k->h.length, &epoch, &k->reg) != 0) {
+        reject(m, k, CCL_ERR_PROTOCOL, "malformed REJOIN");
+        return;
+    }
+    if (m->members == 0 && !m->reforming && count_phase(m, P_WAITING) == 0 &&
+        epoch >= m->epoch) {
+        /* A fresh master: adopt the run this member belongs to. */
+        __atomic_store_n(&m->epoch, epoch, __ATOMIC_RELEASE);
+        m->expected = (int)k->reg.world_size;
+    }
+    if (epoch != m->epoch) {
+        reject(m, k, CCL_ERR_REJECTED, "REJOIN for an epoch that is over: this "
+               "peer was removed from the group");
+        return;
+    }
+    for (mconn *o = m->conns; o; o = o->next)
+        if (o != k && o->phase == P_MEMBER && o->rank == (uint32_t)k->reg.rank) {
+            reject(m, k, CCL_ERR_REJECTED, "that rank is held by another member");
+            return;
+        }
+    k->phase = P_MEMBER;
+    k->rank = (uint32_t)k->reg.rank;
+    k->reported = 0;
+    k->order = m->arrivals++;
+    m->members++;
 }
 
 static void on_frame(ccl_master *m, mconn *k)
@@ -375,6 +421,8 @@ static void on_frame(ccl_master *m, mconn *k)
     int t = k->h.type;
     if (t == CCL_FT_REGISTER && k->phase == P_REGISTER)
         on_register(m, k);
+    else if (t == CCL_FT_REJOIN && k->phase == P_REGISTER)
+        on_rejoin(m, k);
     else if (t == CCL_FT_REFORM && k->phase == P_MEMBER)
         on_reform(m, k);
     else if (t == CCL_FT_HEARTBEAT)
@@ -489,7 +537,7 @@ static void on_timer(ccl_master *m)
         k = next;
     }
     maybe_finish_reform(m);
-    if (m->members == 0)
+    if (m->members == 0 && m->expected == 0)
         maybe_form_first(m); /* the run ended: waiting peers start anew */
     announce_pending(m);
 }

@@ -453,3 +453,8 @@ int ccl__ncpus(void)
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
 }
+
+void ccl__sleep_ms(int ms)
+{
+    poll(NULL, 0, ms);
+}

@@ -64,5 +64,6 @@ void ccl__wakefd_drain(int fd);
 /* Fresh random bytes (getrandom). */
 int ccl__random_bytes(void *buf, size_t len);
 int ccl__ncpus(void);
+void ccl__sleep_ms(int ms);
 
 #endif

@@ -337,6 +337,7 @@ static uint32_t type_max_len(uint8_t type, int *known)
     case CCL_FT_REGISTER: return 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return 12 + 4 * CCL_MAX_WORLD;
+    case CCL_FT_REJOIN: return 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return 0;
     default: *known = 0; return 0;
@@ -636,5 +637,33 @@ int ccl__reform_decode(const uint8_t *in, size_t len, ccl__reform_msg *m)
     m->epoch = ccl__get_u32(in);
     m->wait_ms = ccl__get_u32(in + 4);
     m->nlost = n;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* REJOIN */
+
+size_t ccl__rejoin_encode(uint8_t *out, size_t cap, uint32_t epoch,
+                          const ccl__register_msg *m)
+{
+    if (cap < 4 || epoch == 0)
+        return 0;
+    size_t n = ccl__register_encode(out + 4, cap - 4, m);
+    if (!n)
+        return 0;
+    ccl__put_u32(out, epoch);
+    return 4 + n;
+}
+
+int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
+                       ccl__register_msg *m)
+{
+    if (len < 4)
+        return CCL_ERR_PROTOCOL;
+    uint32_t e = ccl__get_u32(in);
+    /* A member has a rank: "any" makes no sense when coming back. */
+    if (e == 0 || ccl__register_decode(in + 4, len - 4, m) != 0 || m->rank < 0)
+        return CCL_ERR_PROTOCOL;
+    *epoch = e;
     return 0;
 }

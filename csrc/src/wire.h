@@ -65,7 +65,9 @@ enum ccl__frame_type {
     CCL_FT_REJECT = 18,   /* master -> peer; payload: error msg */
     CCL_FT_REFORM = 19,   /* peer -> master at update_topology; payload: reform msg */
     CCL_FT_NOCHANGE = 20, /* master -> peer: the group stays as it is; no payload */
-    CCL_FT_PENDING = 21   /* master -> peer: `tag` = number of waiting joiners */
+    CCL_FT_PENDING = 21,  /* master -> peer: `tag` = number of waiting joiners */
+    CCL_FT_REJOIN = 22    /* member -> a (restarted) master: u32 epoch, then a
+                             register msg with the member's rank and world size */
 };
 
 /* Caps checked by the decoder before anyone allocates. */
@@ -140,6 +142,12 @@ size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);
  * allocated with that many entries. */
 int ccl__group_peek(const uint8_t *in, size_t len, uint32_t *world_size);
 int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m);
+
+/* REJOIN payload: u32 epoch (>= 1) followed by a REGISTER payload. */
+size_t ccl__rejoin_encode(uint8_t *out, size_t cap, uint32_t epoch,
+                          const ccl__register_msg *m);
+int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
+                       ccl__register_msg *m);
 
 /* REFORM payload: u32 epoch, u32 wait_ms, u32 n, n x u32 rank (sorted,
  * distinct, each < CCL_MAX_WORLD): the ranks of `epoch` this peer lost. */

@@ -183,10 +183,100 @@ static void test_join(void)
     ccl_master_destroy(m);
 }
 
+/* The master dies and a new one starts at the same port.  Members keep
+ * computing without it, then come back to the new one at update_topology
+ * and carry on in the same epoch; a joiner then gets in through it. */
+static void restart_member(int port, int rank, int go_fd, shared *sh)
+{
+    ccl_comm *c = join(port, 2, rank);
+    if (!c)
+        _exit(1);
+    int ok = sum_ok(c, CCL_ALGO_AUTO);
+    char b;
+    /* The parent kills the master now, then tells us. */
+    ok = ok && read(go_fd, &b, 1) == 1;
+    ok = ok && sum_ok(c, CCL_ALGO_RING) && sum_ok(c, CCL_ALGO_STAR); /* no master */
+    ok = ok && read(go_fd, &b, 1) == 1; /* the new master listens */
+    int rc = ccl_comm_update_topology(c, 10000);
+    snprintf(sh->msg[rank], sizeof sh->msg[rank], "update: %s %s", ccl_strerror(rc),
+             ccl_comm_error(c));
+    ok = ok && rc == CCL_OK && ccl_comm_epoch(c) == 1 && ccl_comm_size(c) == 2;
+    ok = ok && sum_ok(c, CCL_ALGO_RING);
+    /* A joiner arrives through the new master. */
+    int32_t seen = 0;
+    for (int i = 0; i < 200 && seen == 0; i++) {
+        usleep(20000);
+        seen = ccl_comm_peers_pending(c);
+        ccl_allreduce(c, &seen, &seen, 1, CCL_I32, CCL_MIN, CCL_ALGO_AUTO);
+    }
+    rc = ccl_comm_update_topology(c, 10000);
+    ok = ok && rc == CCL_OK && ccl_comm_size(c) == 3 && ccl_comm_epoch(c) == 2;
+    ok = ok && sum_ok(c, CCL_ALGO_RING);
+    sh->status[rank] = ok;
+    ccl_comm_destroy(c);
+    _exit(0);
+}
+
+static void test_master_restart(void)
+{
+    ccl_master *m = NULL;
+    char err[256];
+    /* Children must not inherit the master's listening socket (they would
+     * keep the port busy after the master dies), so pick a free port,
+     * fork, and only then start the master on it. */
+    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
+    int port = ccl_master_port(m);
+    ccl_master_destroy(m);
+    shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    memset(sh, 0, sizeof *sh);
+    int pipes[2][2];
+    pid_t pid[3];
+    for (int r = 0; r < 2; r++) {
+        PASS(pipe(pipes[r]) == 0);
+        if ((pid[r] = fork()) == 0)
+            restart_member(port, r, pipes[r][0], sh);
+    }
+    ccl_master_config mc;
+    ccl_master_config_init(&mc);
+    mc.port = port;
+    m = NULL;
+    PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
+    usleep(500000);
+    ccl_master_destroy(m); /* the master dies */
+    for (int r = 0; r < 2; r++)
+        PASS(write(pipes[r][1], "x", 1) == 1);
+    usleep(200000);
+    /* The joiner is forked before the new master exists, for the same
+     * reason. */
+    if ((pid[2] = fork()) == 0) {
+        usleep(600000);
+        ccl_comm *c = join(port, 2, -1);
+        int ok = c && ccl_comm_size(c) == 3 && sum_ok(c, CCL_ALGO_RING);
+        sh->status[2] = ok;
+        if (c)
+            ccl_comm_destroy(c);
+        _exit(0);
+    }
+    m = NULL;
+    PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
+    for (int r = 0; r < 2; r++)
+        PASS(write(pipes[r][1], "x", 1) == 1);
+    for (int r = 0; r < 3; r++)
+        waitpid(pid[r], NULL, 0);
+    for (int r = 0; r < 3; r++) {
+        printf("  master restart: rank %d ok=%d %s\n", r, sh->status[r], sh->msg[r]);
+        PASS(sh->status[r] == 1);
+    }
+    munmap(sh, sizeof *sh);
+    ccl_master_destroy(m);
+}
+
 int main(void)
 {
     alarm(120); /* nothing here may hang the suite */
     test_survivors();
     test_join();
+    test_master_restart();
     return HARNESS_DONE("test_membership");
 }

@@ -314,6 +314,8 @@ static void test_hdr_round_trip(void)
             {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
             {CCL_FT_NOCHANGE, 0},
             {CCL_FT_PENDING, 0},
+        {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
+            {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
         };
         size_t i;
         for (i = 0; i < ARRAY_LEN(ctl); i++) {
@@ -352,7 +354,7 @@ static int type_known(int t)
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
            t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
            t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
-           t == CCL_FT_PENDING;
+           t == CCL_FT_PENDING || t == CCL_FT_REJOIN;
 }
 
 static void test_hdr_rejects_type_and_flags(void)
@@ -465,6 +467,7 @@ static void test_hdr_rejects_lengths(void)
         {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
         {CCL_FT_NOCHANGE, 0},
         {CCL_FT_PENDING, 0},
+        {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
     };
     ccl__hdr h, d;
     size_t i;
@@ -1276,6 +1279,7 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
+    case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return h->length == 0;
     default: return 0;
@@ -1565,6 +1569,29 @@ static void test_random_noise(void)
     PASS(st.violations == 0);
 }
 
+static void test_rejoin(void)
+{
+    ccl__register_msg m, d;
+    uint8_t buf[128];
+    uint32_t e = 0;
+    memset(&m, 0, sizeof m);
+    m.world_size = 4;
+    m.rank = 2;
+    m.listen_port = 4000;
+    m.conns_per_peer = 2;
+    memcpy(m.host, "10.1.2.3", 9);
+    size_t n = ccl__rejoin_encode(buf, sizeof buf, 9, &m);
+    PASS(n > 4);
+    PASS(ccl__rejoin_decode(buf, n, &e, &d) == 0 && e == 9 && d.rank == 2 &&
+         d.world_size == 4 && strcmp(d.host, "10.1.2.3") == 0);
+    for (size_t len = 0; len < n; len++)
+        PASS(ccl__rejoin_decode(buf, len, &e, &d) == CCL_ERR_PROTOCOL);
+    PASS(ccl__rejoin_encode(buf, sizeof buf, 0, &m) == 0); /* epoch 0 */
+    m.rank = -1;
+    n = ccl__rejoin_encode(buf, sizeof buf, 9, &m);
+    PASS(n > 0 && ccl__rejoin_decode(buf, n, &e, &d) == CCL_ERR_PROTOCOL);
+}
+
 static void test_reform(void)
 {
     static ccl__reform_msg m, d;
@@ -1595,6 +1622,7 @@ int main(void)
 {
     test_le_helpers();
     test_reform();
+    test_rejoin();
     test_hello_round_trip();
     test_hello_bytes();
     test_hello_rejects();
