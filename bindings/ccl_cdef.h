@@ -90,6 +90,7 @@ typedef struct ccl_comm_config {
     uint64_t star_max_bytes;
     uint32_t chunk_bytes;
     int peer_timeout_ms;
+    int restore_input;
     ...;
 } ccl_comm_config;
 
@@ -102,6 +103,8 @@ uint32_t ccl_comm_epoch(const ccl_comm *c);
 const char *ccl_comm_error(ccl_comm *c);
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
 void ccl_comm_destroy(ccl_comm *c);
+int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+int ccl_comm_peers_pending(ccl_comm *c);
 
 /* Ops.  Python uses only the async forms plus wait/test/free, so one path
  * serves blocking and async calls and every op's error detail is its own. */

@@ -99,6 +99,9 @@ class Communicator:
         peer_timeout: a peer silent for this many seconds (stopped, hung
             or cut off) is lost: every op that needs it fails.  Heartbeats
             go out every quarter of it.
+        restore_input: an in-place all-reduce that fails gives the input
+            back (costs one copy of the buffer); False trades that
+            guarantee for speed.
 
     Raises:
         MasterUnreachable, Timeout, Rejected, ...: the group could not be
@@ -111,7 +114,8 @@ class Communicator:
                  connect_timeout: float = 60.0, op_timeout: float = 60.0,
                  spin_us: int = -1, star_max_bytes: int = 65536,
                  chunk_bytes: int = 1 << 20,
-                 peer_timeout: float = 30.0) -> None:
+                 peer_timeout: float = 30.0,
+                 restore_input: bool = True) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
         rank = -1 if rank is None else _int_arg(rank, "rank", 0,
@@ -140,6 +144,7 @@ class Communicator:
                                       2**64 - 1)
         cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
         cfg.peer_timeout_ms = _ms(peer_timeout, "peer_timeout")
+        cfg.restore_input = 1 if restore_input else 0
 
         out = ffi.new("ccl_comm **")
         err = ffi.new("char[]", _ERRLEN)
@@ -182,6 +187,46 @@ class Communicator:
         with self._lock:
             lib.ccl_comm_stats(self._handle(), tx, rx)
         return {"tx_bytes": int(tx[0]), "rx_bytes": int(rx[0])}
+
+    # -- membership -------------------------------------------------------
+
+    def peers_pending(self) -> int:
+        """Joiners waiting at the master for the next :meth:`update_topology`
+        (as the master last announced; no network round trip)."""
+        with self._lock:
+            return int(lib.ccl_comm_peers_pending(self._handle()))
+
+    def update_topology(self, timeout: float = 60.0) -> bool:
+        """The safe point for membership changes.
+
+        Every member calls it at the same point of its loop, with no op
+        pending.  The master drops the peers that were lost and admits the
+        joiners that wait; every member continues in the next epoch, with
+        new ranks (survivors keep their order).  Cheap when nothing changed.
+        If the master was restarted, this reconnects to it.
+
+        Returns:
+            True when the group changed (new epoch, maybe new rank and
+            world size), False when it stayed as it was.
+
+        Raises:
+            InvalidUsage: ops are still pending.
+            MasterUnreachable, Timeout, Rejected: see :mod:`pyccl.errors`.
+        """
+        if self._pending:
+            self._sweep()
+        ms = _ms(timeout, "timeout")
+        # Under the lock: a close() in another thread waits for the safe
+        # point to end instead of freeing the communicator under it.
+        with self._lock:
+            c = self._handle()
+            before = int(lib.ccl_comm_epoch(c))
+            rc = lib.ccl_comm_update_topology(c, ms)
+            if rc != lib.CCL_OK:
+                check(rc, self._detail())
+            self._rank = int(lib.ccl_comm_rank(c))
+            self._size = int(lib.ccl_comm_size(c))
+            return int(lib.ccl_comm_epoch(c)) != before
 
     def _handle(self) -> Any:
         c = self._c

@@ -1,0 +1,122 @@
+"""Worker bodies for the fault-tolerance tests (module level: picklable).
+
+Each worker joins the group, runs a loop of all-reduces whose results are
+exactly known, and reports what happened through a queue: the index of the
+first failed op and its exception class, whether the failed op gave the
+input back, and what the group looked like after update_topology.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import numpy as np
+
+import pyccl
+
+SIZES = [1, 7, 1000, 20000, 300001]
+
+
+def data(i: int, n: int) -> np.ndarray:
+    """Rank-independent input of op i (so the sum is world * data)."""
+    return ((np.arange(n, dtype=np.int64) + i) % 7).astype(np.float32)
+
+
+def run_until_failure(comm: pyccl.Communicator, max_ops: int,
+                      stop_after: int = -1) -> dict:
+    """All-reduces until one fails; checks results and input restore."""
+    world = comm.world_size
+    report: dict = {"first_fail": max_ops, "error": None, "wrong": 0,
+                    "restored": True}
+    for i in range(max_ops):
+        if i == stop_after:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        n = SIZES[i % len(SIZES)]
+        x = data(i, n)
+        try:
+            comm.all_reduce(x, algorithm="star" if i % 3 == 0 else "ring")
+        except pyccl.CclError as e:
+            report.update(first_fail=i, error=type(e).__name__,
+                          restored=bool(np.array_equal(x, data(i, n))))
+            break
+        if not np.array_equal(x, data(i, n) * world):
+            report["wrong"] += 1
+    return report
+
+
+def after_update(comm: pyccl.Communicator, timeout: float = 20.0) -> dict:
+    """update_topology, then one exact all-reduce in the new group."""
+    changed = comm.update_topology(timeout)
+    x = np.ones(1001, dtype=np.float32)
+    comm.all_reduce(x)
+    return {"changed": changed, "size": comm.world_size, "rank": comm.rank,
+            "epoch": comm.epoch, "ok": bool((x == comm.world_size).all())}
+
+
+def member(address: str, world: int, rank: int, q: Any, mode: str,
+           kw: dict) -> None:
+    """One member; `mode` picks the scenario."""
+    try:
+        comm = pyccl.Communicator(address, world_size=world, rank=rank,
+                                  op_timeout=30.0, **kw)
+        out: dict = {"rank": rank}
+        if mode == "loop":
+            out["run"] = run_until_failure(comm, 100000)
+            out["after"] = after_update(comm)
+        elif mode == "stop":
+            out["run"] = run_until_failure(comm, 100000,
+                                           stop_after=50 if rank == world - 1 else -1)
+            t0 = time.monotonic()
+            out["after"] = after_update(comm)
+            out["update_s"] = time.monotonic() - t0
+        elif mode == "close":
+            if rank == world - 1:
+                run_until_failure(comm, 30)
+                comm.close()
+                q.put(out)
+                return
+            out["run"] = run_until_failure(comm, 100000)
+            out["after"] = after_update(comm)
+        elif mode == "join":
+            out["before"] = comm.world_size
+            seen = np.zeros(1, dtype=np.int32)
+            deadline = time.monotonic() + 30
+            while seen[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.02)
+                seen[0] = comm.peers_pending()
+                comm.all_reduce(seen, op="min")  # decide together
+            out["after"] = after_update(comm)
+        elif mode == "restart":
+            # Compute while the test kills the master and starts another.
+            x = np.ones(4, dtype=np.float32)
+            deadline = time.monotonic() + 3.0
+            n_ok = 0
+            while time.monotonic() < deadline:
+                x[:] = 1
+                comm.all_reduce(x)
+                n_ok += int((x == world).all())
+                time.sleep(0.01)
+            out["ops_without_master"] = n_ok
+            out["after"] = after_update(comm)
+        comm.close()
+        q.put(out)
+    except BaseException as e:  # reported, never swallowed
+        q.put({"rank": rank, "exception": repr(e)})
+
+
+def joiner(address: str, q: Any, delay: float) -> None:
+    """Arrives after the group formed and waits to be admitted."""
+    try:
+        time.sleep(delay)
+        comm = pyccl.Communicator(address, world_size=1, connect_timeout=60.0)
+        x = np.ones(1001, dtype=np.float32)
+        comm.all_reduce(x)
+        q.put({"rank": comm.rank, "joiner": True, "size": comm.world_size,
+               "epoch": comm.epoch,
+               "after": {"ok": bool((x == comm.world_size).all()),
+                         "size": comm.world_size}})
+        comm.close()
+    except BaseException as e:
+        q.put({"joiner": True, "exception": repr(e)})

@@ -1,0 +1,152 @@
+"""Fault tolerance with real processes and real signals: SIGKILL and
+SIGSTOP of a peer, a graceful close, a joiner, a master restart.  Every
+survivor must end every op the same way (same first failed op, input given
+back), the next ops work on the new group, and nothing hangs."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+import signal
+import time
+from typing import Any, List
+
+import pytest
+
+import pyccl
+from tests import ft_workers
+
+CTX = multiprocessing.get_context("spawn")
+
+
+def _collect(q: Any, n: int, timeout: float) -> List[dict]:
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n:
+        left = deadline - time.monotonic()
+        assert left > 0, "workers did not report in time: %r" % out
+        out.append(q.get(timeout=left))
+    for r in out:
+        assert "exception" not in r, r
+    return out
+
+
+def _reap(procs: List[Any]) -> None:
+    for p in procs:
+        p.join(timeout=10)
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def _start(master: pyccl.Master, world: int, mode: str, q: Any,
+           **kw: Any) -> List[Any]:
+    procs = [CTX.Process(target=ft_workers.member,
+                         args=(master.address, world, r, q, mode, kw))
+             for r in range(world)]
+    for p in procs:
+        p.start()
+    return procs
+
+
+def _agree(reports: List[dict], world_after: int) -> None:
+    firsts = {r["run"]["first_fail"] for r in reports}
+    assert len(firsts) == 1, "survivors disagree on the failed op: %r" % reports
+    for r in reports:
+        assert r["run"]["wrong"] == 0, r
+        assert r["run"]["restored"], r
+        assert r["after"]["size"] == world_after, r
+        assert r["after"]["ok"], r
+    ranks = sorted(r["after"]["rank"] for r in reports)
+    assert ranks == list(range(world_after))
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sigkill_mid_run_survivors_agree_and_continue(seed: int) -> None:
+    rnd = random.Random(seed)
+    world = 4
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "loop", q, peer_timeout=5.0)
+        victim = rnd.randrange(world)
+        time.sleep(2.0 + rnd.random())  # spawn + some ops, then a random point
+        os.kill(procs[victim].pid, signal.SIGKILL)
+        reports = _collect(q, world - 1, 120)
+        _reap(procs)
+    _agree(reports, world - 1)
+    assert {r["run"]["error"] for r in reports} <= {"PeerLost", "Aborted"}
+
+
+@pytest.mark.timeout(240)
+def test_sigstop_fails_within_deadline_then_group_continues() -> None:
+    world = 3
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "stop", q, peer_timeout=1.0)
+        reports = _collect(q, world - 1, 120)
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGKILL)
+        _reap(procs)
+    _agree(reports, world - 1)
+    for r in reports:
+        assert r["run"]["first_fail"] >= 50
+        assert r["update_s"] < 20
+
+
+@pytest.mark.timeout(240)
+def test_graceful_close_then_smaller_group() -> None:
+    world = 3
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "close", q)
+        reports = [r for r in _collect(q, world, 120) if "run" in r]
+        _reap(procs)
+    _agree(reports, world - 1)
+    for r in reports:
+        assert r["run"]["first_fail"] == 30
+        assert r["run"]["error"] == "PeerLost"
+
+
+@pytest.mark.timeout(240)
+def test_join_mid_run_is_admitted_at_the_safe_point() -> None:
+    world = 2
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "join", q)
+        j = CTX.Process(target=ft_workers.joiner, args=(master.address, q, 1.5))
+        j.start()
+        reports = _collect(q, world + 1, 120)
+        _reap(procs + [j])
+    members = [r for r in reports if not r.get("joiner")]
+    joiners = [r for r in reports if r.get("joiner")]
+    assert len(joiners) == 1 and joiners[0]["rank"] == 2
+    assert joiners[0]["after"]["ok"] and joiners[0]["size"] == 3
+    for r in members:
+        assert r["before"] == 2
+        assert r["after"]["changed"] and r["after"]["size"] == 3
+        assert r["after"]["ok"]
+        assert r["after"]["epoch"] == joiners[0]["epoch"]
+
+
+@pytest.mark.timeout(240)
+def test_master_restart_run_continues() -> None:
+    world = 3
+    master = pyccl.Master()
+    port = master.port
+    q = CTX.Queue()
+    procs = _start(master, world, "restart", q)
+    time.sleep(1.5)  # group formed, ops running
+    master.close()
+    time.sleep(0.3)
+    master = pyccl.Master(port=port)
+    try:
+        reports = _collect(q, world, 120)
+    finally:
+        _reap(procs)
+        master.close()
+    for r in reports:
+        assert r["ops_without_master"] > 0, r
+        assert not r["after"]["changed"], r  # same group, same epoch
+        assert r["after"]["size"] == world and r["after"]["ok"], r
