@@ -46,6 +46,41 @@ def run_until_failure(comm: pyccl.Communicator, max_ops: int,
     return report
 
 
+def async_until_failure(comm: pyccl.Communicator, batch: int = 8) -> dict:
+    """Batches of concurrent async all-reduces until one fails; records
+    every op's outcome so survivors can be compared op by op."""
+    world = comm.world_size
+    outcomes: list = []
+    report: dict = {"first_fail": None, "wrong": 0, "restored": True}
+    for it in range(100000):
+        bufs, works = [], []
+        for k in range(batch):
+            i = it * batch + k
+            x = data(i, SIZES[i % len(SIZES)])
+            bufs.append(x)
+            works.append(comm.all_reduce(x, algorithm="star" if k % 2 else "ring",
+                                         async_op=True))
+        failed = False
+        for k, w in enumerate(works):
+            i = it * batch + k
+            n = SIZES[i % len(SIZES)]
+            try:
+                w.wait()
+                outcomes.append("ok")
+                if not np.array_equal(bufs[k], data(i, n) * world):
+                    report["wrong"] += 1
+            except pyccl.CclError:
+                outcomes.append("fail")
+                failed = True
+                if not np.array_equal(bufs[k], data(i, n)):
+                    report["restored"] = False
+        if failed:
+            break
+    report["outcomes"] = outcomes
+    report["first_fail"] = outcomes.index("fail")
+    return report
+
+
 def after_update(comm: pyccl.Communicator, timeout: float = 20.0) -> dict:
     """update_topology, then one exact all-reduce in the new group."""
     changed = comm.update_topology(timeout)
@@ -64,6 +99,9 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
         out: dict = {"rank": rank}
         if mode == "loop":
             out["run"] = run_until_failure(comm, 100000)
+            out["after"] = after_update(comm)
+        elif mode == "async":
+            out["run"] = async_until_failure(comm)
             out["after"] = after_update(comm)
         elif mode == "stop":
             out["run"] = run_until_failure(comm, 100000,

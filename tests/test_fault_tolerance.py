@@ -150,3 +150,18 @@ def test_master_restart_run_continues() -> None:
         assert r["ops_without_master"] > 0, r
         assert not r["after"]["changed"], r  # same group, same epoch
         assert r["after"]["size"] == world and r["after"]["ok"], r
+
+
+@pytest.mark.timeout(240)
+def test_sigkill_with_concurrent_async_ops_every_op_agrees() -> None:
+    world = 4
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "async", q, peer_timeout=5.0)
+        time.sleep(2.5)
+        os.kill(procs[2].pid, signal.SIGKILL)
+        reports = _collect(q, world - 1, 120)
+        _reap(procs)
+    _agree(reports, world - 1)
+    outcomes = {tuple(r["run"]["outcomes"]) for r in reports}
+    assert len(outcomes) == 1, "survivors disagree op by op: %r" % reports
