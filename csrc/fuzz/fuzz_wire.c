@@ -176,8 +176,32 @@ static void fuzz_errmsg(const uint8_t *data, size_t size)
     }
 }
 
+static void fuzz_reform(const uint8_t *data, size_t size)
+{
+    static ccl__reform_msg m;
+    int rc = ccl__reform_decode(data, size, &m);
+    check(rc == 0 || rc == CCL_ERR_PROTOCOL);
+    if (rc != 0)
+        return;
+    check(m.nlost <= CCL_MAX_WORLD && size == 12 + 4 * (size_t)m.nlost);
+    for (uint32_t i = 1; i < m.nlost; i++)
+        check(m.lost[i] > m.lost[i - 1]);
+}
+
+static void fuzz_rejoin(const uint8_t *data, size_t size)
+{
+    ccl__register_msg m;
+    uint32_t epoch = 0;
+    int rc = ccl__rejoin_decode(data, size, &epoch, &m);
+    check(rc == 0 || rc == CCL_ERR_PROTOCOL);
+    if (rc == 0)
+        check(epoch >= 1 && m.rank >= 0 && (uint32_t)m.rank < m.world_size);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_reform(data, size);
+    fuzz_rejoin(data, size);
     fuzz_hello(data, size);
     fuzz_hdr(data, size);
     fuzz_register(data, size);
