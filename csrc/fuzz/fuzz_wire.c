@@ -78,7 +78,12 @@ static int hdr_ok(const ccl__hdr *h)
     case CCL_FT_ABORT:
     case CCL_FT_REJECT: return h->length <= 6 + CCL_MAX_ERRMSG;
     case CCL_FT_HEARTBEAT:
-    case CCL_FT_BYE: return h->length == 0;
+    case CCL_FT_BYE:
+    case CCL_FT_DONE:
+    case CCL_FT_NOCHANGE:
+    case CCL_FT_PENDING: return h->length == 0;
+    case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
+    case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     default: return 0;
