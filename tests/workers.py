@@ -572,6 +572,7 @@ def late_receiver(comm: pyccl.Communicator) -> Any:
     x = np.full(1000, comm.rank, dtype=np.int32)
     for k in range(20):
         root = 1 + k % (comm.world_size - 1)
+        x[:] = comm.rank  # the root sends its own rank
         try:
             comm.broadcast(x, root)
         except pyccl.CclError as exc:

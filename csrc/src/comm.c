@@ -103,8 +103,16 @@ static int send_frame(int fd, int type, const uint8_t *payload, uint32_t len,
 static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     char e[300];
-    int rc = ccl__sock_connect(c->master_host, c->master_port, deadline,
+    int rc;
+    /* The master may start after its peers (schedulers launch everything
+     * at once): keep knocking until the deadline. */
+    for (;;) {
+        rc = ccl__sock_connect(c->master_host, c->master_port, deadline,
                                &c->master_fd, e, sizeof e);
+        if (rc != CCL_ERR_IO || ccl__now_ms() + 100 >= deadline)
+            break;
+        ccl__sleep_ms(100);
+    }
     if (rc) {
         ERRF("cannot reach the master at %s:%d: %s", c->master_host,
              c->master_port, e);

@@ -186,13 +186,14 @@ static void test_join(void)
 /* The master dies and a new one starts at the same port.  Members keep
  * computing without it, then come back to the new one at update_topology
  * and carry on in the same epoch; a joiner then gets in through it. */
-static void restart_member(int port, int rank, int go_fd, shared *sh)
+static void restart_member(int port, int rank, int go_fd, int ready_fd, shared *sh)
 {
     ccl_comm *c = join(port, 2, rank);
     if (!c)
         _exit(1);
     int ok = sum_ok(c, CCL_ALGO_AUTO);
     char b;
+    ok = ok && write(ready_fd, "r", 1) == 1; /* the group stands */
     /* The parent kills the master now, then tells us. */
     ok = ok && read(go_fd, &b, 1) == 1;
     ok = ok && sum_ok(c, CCL_ALGO_RING) && sum_ok(c, CCL_ALGO_STAR); /* no master */
@@ -230,19 +231,21 @@ static void test_master_restart(void)
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
-    int pipes[2][2];
+    int pipes[2][2], ready[2];
     pid_t pid[3];
+    PASS(pipe(ready) == 0);
     for (int r = 0; r < 2; r++) {
         PASS(pipe(pipes[r]) == 0);
         if ((pid[r] = fork()) == 0)
-            restart_member(port, r, pipes[r][0], sh);
+            restart_member(port, r, pipes[r][0], ready[1], sh);
     }
     ccl_master_config mc;
     ccl_master_config_init(&mc);
     mc.port = port;
     m = NULL;
     PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
-    usleep(500000);
+    char b[2];
+    PASS(read(ready[0], b, 1) == 1 && read(ready[0], b + 1, 1) == 1);
     ccl_master_destroy(m); /* the master dies */
     for (int r = 0; r < 2; r++)
         PASS(write(pipes[r][1], "x", 1) == 1);
