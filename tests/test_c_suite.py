@@ -4,6 +4,7 @@ and UBSan) where the compiler can build and run sanitized programs."""
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 
@@ -13,16 +14,36 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
 
 pytestmark = [
-    pytest.mark.timeout(900),
+    pytest.mark.timeout(700),
     pytest.mark.skipif(shutil.which("make") is None, reason="no make"),
 ]
 
 
 def _make(target, timeout):
-    proc = subprocess.run(["make", "-C", CSRC, target], capture_output=True,
-                          text=True, timeout=timeout)
-    assert proc.returncode == 0, "make %s failed:\n%s\n%s" % (
-        target, proc.stdout[-6000:], proc.stderr[-6000:])
+    """Runs ``make -C csrc target`` in its own process group, output to a
+    file: the C tests fork ranks, and a rank orphaned by a failed test
+    would keep a pipe open (and this test waiting) forever."""
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(["make", "-C", CSRC, target], stdout=log,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            try:  # the whole group: make, the tests, their forked ranks
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+            proc.wait()
+        log.seek(0)
+        output = log.read()
+    assert not timed_out, "make %s ran over %ds:\n%s" % (
+        target, timeout, output[-8000:])
+    assert proc.returncode == 0, "make %s failed (exit %d):\n%s" % (
+        target, proc.returncode, output[-8000:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -44,10 +65,10 @@ def _sanitizers_work():
 
 
 def test_c_tests():
-    _make("test", timeout=800)
+    _make("test", timeout=300)
 
 
 def test_c_tests_under_sanitizers():
     if not _sanitizers_work():
         pytest.skip("the C compiler cannot build ASan/UBSan programs here")
-    _make("sanitize", timeout=800)
+    _make("sanitize", timeout=400)
