@@ -216,7 +216,7 @@ struct ccl_comm {
     char errbuf[512];
 };
 
-/* progress.c */
+/* the engine: progress.c, send.c, recv.c, op_state.c (see engine.h) */
 void ccl__loop_once(ccl_comm *c, int timeout_ms);
 void ccl__drain_posts(ccl_comm *c);
 void ccl__reap(ccl_comm *c);
