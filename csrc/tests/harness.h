@@ -32,3 +32,32 @@ static int harness_checks = 0;
             harness_failures),                                            \
      harness_failures ? 1 : 0)
 #endif
+
+#ifdef CCL_H
+/* Fork-based tests start their ranks before the master: a child forked
+ * while another thread holds a lock (the allocator's, under ASan) would
+ * inherit it locked.  So: pick a free port, fork the ranks (they retry
+ * reaching the master until connect_timeout), then start the master. */
+static inline int harness_free_port(void)
+{
+    ccl_master *m = NULL;
+    char err[256];
+    if (ccl_master_create(NULL, &m, err, sizeof err) != CCL_OK)
+        return -1;
+    int port = ccl_master_port(m);
+    ccl_master_destroy(m);
+    return port;
+}
+
+static inline ccl_master *harness_master_on(int port)
+{
+    ccl_master_config mc;
+    ccl_master *m = NULL;
+    char err[256];
+    ccl_master_config_init(&mc);
+    mc.port = port;
+    if (ccl_master_create(&mc, &m, err, sizeof err) != CCL_OK)
+        fprintf(stderr, "master on port %d: %s\n", port, err);
+    return m;
+}
+#endif

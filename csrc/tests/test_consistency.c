@@ -86,16 +86,16 @@ static void peer_main(int port, int rank, shared *sh)
 static void one_round(unsigned seed)
 {
     srand(seed);
-    ccl_master *m = NULL;
-    char err[256];
-    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
+    int port = harness_free_port();
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
     pid_t pid[WORLD];
     for (int r = 0; r < WORLD; r++)
         if ((pid[r] = fork()) == 0)
-            peer_main(ccl_master_port(m), r, sh);
+            peer_main(port, r, sh);
+    ccl_master *m = harness_master_on(port);
+    PASS(m != NULL);
     int victim = 1 + rand() % (WORLD - 1);
     usleep(150000 + (useconds_t)(rand() % 400000));
     kill(pid[victim], SIGKILL);

@@ -88,16 +88,16 @@ static void survivor_main(int port, int rank, shared *sh)
 
 static void test_survivors(void)
 {
-    ccl_master *m = NULL;
-    char err[256];
-    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
+    int port = harness_free_port();
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
     pid_t pid[3];
     for (int r = 0; r < 3; r++)
         if ((pid[r] = fork()) == 0)
-            survivor_main(ccl_master_port(m), r, sh);
+            survivor_main(port, r, sh);
+    ccl_master *m = harness_master_on(port);
+    PASS(m != NULL);
     for (int r = 0; r < 3; r++)
         waitpid(pid[r], NULL, 0);
     for (int r = 0; r < 2; r++) {
@@ -159,18 +159,18 @@ static void joiner_main(int port, shared *sh)
 
 static void test_join(void)
 {
-    ccl_master *m = NULL;
-    char err[256];
-    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
+    int port = harness_free_port();
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
     pid_t pid[3];
     for (int r = 0; r < 2; r++)
         if ((pid[r] = fork()) == 0)
-            member_main(ccl_master_port(m), r, sh);
+            member_main(port, r, sh);
     if ((pid[2] = fork()) == 0)
-        joiner_main(ccl_master_port(m), sh);
+        joiner_main(port, sh);
+    ccl_master *m = harness_master_on(port);
+    PASS(m != NULL);
     for (int r = 0; r < 3; r++)
         waitpid(pid[r], NULL, 0);
     for (int r = 0; r < 3; r++) {
@@ -220,14 +220,9 @@ static void restart_member(int port, int rank, int go_fd, int ready_fd, shared *
 
 static void test_master_restart(void)
 {
-    ccl_master *m = NULL;
-    char err[256];
-    /* Children must not inherit the master's listening socket (they would
-     * keep the port busy after the master dies), so pick a free port,
-     * fork, and only then start the master on it. */
-    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
-    int port = ccl_master_port(m);
-    ccl_master_destroy(m);
+    /* Children must not inherit the master's listening socket either (it
+     * would keep the port busy after the master dies). */
+    int port = harness_free_port();
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
@@ -239,11 +234,8 @@ static void test_master_restart(void)
         if ((pid[r] = fork()) == 0)
             restart_member(port, r, pipes[r][0], ready[1], sh);
     }
-    ccl_master_config mc;
-    ccl_master_config_init(&mc);
-    mc.port = port;
-    m = NULL;
-    PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
+    ccl_master *m = harness_master_on(port);
+    PASS(m != NULL);
     char b[2];
     PASS(read(ready[0], b, 1) == 1 && read(ready[0], b + 1, 1) == 1);
     ccl_master_destroy(m); /* the master dies */
@@ -261,8 +253,8 @@ static void test_master_restart(void)
             ccl_comm_destroy(c);
         _exit(0);
     }
-    m = NULL;
-    PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
+    m = harness_master_on(port);
+    PASS(m != NULL);
     for (int r = 0; r < 2; r++)
         PASS(write(pipes[r][1], "x", 1) == 1);
     for (int r = 0; r < 3; r++)

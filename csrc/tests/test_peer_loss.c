@@ -68,9 +68,7 @@ static void peer(int port, int rank, int sig, shared_result *res)
 
 static void run(int sig, const char *name)
 {
-    ccl_master *m = NULL;
-    char err[256];
-    PASS_RC(ccl_master_create(NULL, &m, err, sizeof err));
+    int port = harness_free_port();
     shared_result *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE,
                               MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(res, 0, sizeof *res);
@@ -78,8 +76,10 @@ static void run(int sig, const char *name)
     for (int r = 0; r < WORLD; r++) {
         pids[r] = fork();
         if (pids[r] == 0)
-            peer(ccl_master_port(m), r, sig, res);
+            peer(port, r, sig, res);
     }
+    ccl_master *m = harness_master_on(port);
+    PASS(m != NULL);
     for (int r = 0; r < WORLD; r++) {
         if (r == VICTIM)
             continue;
