@@ -35,6 +35,7 @@ typedef enum ccl_result {
     ...
 } ccl_result;
 
+uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed);
 const char *ccl_strerror(int rc);
 const char *ccl_version(void);
 

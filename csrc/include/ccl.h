@@ -60,6 +60,10 @@ const char *ccl_strerror(int rc);
 /* The library version as "major.minor.patch". */
 const char *ccl_version(void);
 
+/* A fast 64-bit hash of bytes, identical on every platform (used to check
+ * that shared state is bit-identical across peers). */
+uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed);
+
 /* Element types.  Values travel on the wire: never renumber. */
 typedef enum ccl_dtype {
     CCL_F32 = 0, CCL_F64 = 1, CCL_F16 = 2, CCL_BF16 = 3,

@@ -1,5 +1,7 @@
-/* result.c - names of result codes, dtype sizes, the version string. */
+/* result.c - names of result codes, dtype sizes, the version string, and
+ * the public face of the hash. */
 #include "ccl.h"
+#include "reduce.h"
 
 const char *ccl_strerror(int rc)
 {
@@ -39,4 +41,9 @@ size_t ccl_dtype_size(int dtype)
     case CCL_I8: case CCL_U8: return 1;
     default: return 0;
     }
+}
+
+uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed)
+{
+    return ccl__hash64(data, len, seed);
 }
