@@ -22,6 +22,7 @@ from pyccl.errors import (Aborted, AuthError, CclError, Closed, CommIOError,
                           ProtocolError, Rejected, Timeout, TooFewPeers,
                           VersionMismatch)
 from pyccl.master import Master
+from pyccl.retry import run_with_retry
 from pyccl.shared_state import SharedState, SyncResult, sync_shared_state
 from pyccl.work import Work
 
@@ -38,7 +39,7 @@ PROTOCOL_VERSION: int = _lib.CCL_PROTOCOL_VERSION
 
 __all__ = [
     "Master", "Communicator", "Work", "ReduceOp", "c_version",
-    "SharedState", "SyncResult", "sync_shared_state",
+    "SharedState", "SyncResult", "sync_shared_state", "run_with_retry",
     "PROTOCOL_VERSION", "__version__",
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",

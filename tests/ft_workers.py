@@ -103,6 +103,28 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
         elif mode == "async":
             out["run"] = async_until_failure(comm)
             out["after"] = after_update(comm)
+        elif mode == "retry":
+            # Sum of ones: world size, whatever the group is by then.
+            results = []
+            for i in range(2000):
+                x = np.ones(10000, dtype=np.float32)
+                pyccl.run_with_retry(comm, lambda: comm.all_reduce(x),
+                                     min_peers=2)
+                results.append(int(x[0]))
+                time.sleep(0.002)
+            out["sums"] = results
+            out["after"] = {"size": comm.world_size}
+        elif mode == "too_few":
+            out["error"] = None
+            try:
+                for i in range(100000):
+                    x = np.ones(1000, dtype=np.float32)
+                    pyccl.run_with_retry(comm, lambda: comm.all_reduce(x),
+                                         min_peers=2)
+                    time.sleep(0.002)
+            except pyccl.CclError as e:
+                out["error"] = type(e).__name__
+                out["is_runtime_error"] = isinstance(e, RuntimeError)
         elif mode == "stop":
             out["run"] = run_until_failure(comm, 100000,
                                            stop_after=50 if rank == world - 1 else -1)

@@ -165,3 +165,36 @@ def test_sigkill_with_concurrent_async_ops_every_op_agrees() -> None:
     _agree(reports, world - 1)
     outcomes = {tuple(r["run"]["outcomes"]) for r in reports}
     assert len(outcomes) == 1, "survivors disagree op by op: %r" % reports
+
+
+@pytest.mark.timeout(240)
+def test_run_with_retry_rides_through_a_kill() -> None:
+    world = 3
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, world, "retry", q, peer_timeout=5.0)
+        time.sleep(2.0)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        reports = _collect(q, world - 1, 120)
+        _reap(procs)
+    sums = {tuple(r["sums"]) for r in reports}
+    assert len(sums) == 1, "survivors disagree: %r" % reports
+    seq = list(sums.pop())
+    assert len(seq) == 2000
+    # Every op succeeded with the world size of its group: 3s, then 2s.
+    assert set(seq) <= {2, 3} and seq == sorted(seq, reverse=True)
+    for r in reports:
+        assert r["after"]["size"] == 2
+
+
+@pytest.mark.timeout(240)
+def test_run_with_retry_raises_too_few_peers() -> None:
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = _start(master, 2, "too_few", q, peer_timeout=5.0)
+        time.sleep(2.0)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        reports = _collect(q, 1, 120)
+        _reap(procs)
+    assert reports[0]["error"] == "TooFewPeers", reports
+    assert reports[0]["is_runtime_error"]
