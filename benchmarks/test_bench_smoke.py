@@ -1,0 +1,55 @@
+"""Smoke tests of ``pyccl bench`` (not in tests/, so run them explicitly):
+
+    python -m pytest benchmarks/test_bench_smoke.py -q
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from pyccl import bench, cli
+
+
+def test_iteration_counts():
+    assert bench.iters_for(4) == 200
+    assert bench.iters_for(16 << 20) == 128
+    assert bench.iters_for(256 << 20) == 8
+    assert bench.iters_for(1 << 30) == 3
+    assert bench.warmup_for(200) == 5 and bench.warmup_for(8) == 1
+
+
+def test_formatting():
+    assert bench.format_time(25e-6) == "25.0 us"
+    assert bench.format_time(0.0123) == "12.30 ms"
+    assert bench.bus_factor(4) == 1.5 and bench.bus_factor(1) == 0.0
+
+
+def test_bad_arguments(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["bench", "--sizes", "6"])
+    assert info.value.code == 2
+    assert "f32" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gloo,extra", [(False, []), (True, []),
+                                        (False, ["--barrier-each-op"])])
+def test_small_run(tmp_path, gloo, extra):
+    if gloo:
+        pytest.importorskip("torch.distributed")
+    path = tmp_path / "out.json"
+    argv = ["bench", "--peers", "2", "--sizes", "4,64K", "--iters", "3",
+            "--json", str(path)] + ([] if gloo else ["--no-gloo"]) + extra
+    proc = subprocess.run([sys.executable, "-m", "pyccl"] + argv,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "N=2 peers" in proc.stdout
+    record = json.loads(path.read_text())
+    assert record["failure"] is None
+    libraries = [r["library"] for r in record["results"]]
+    assert libraries == (["pyccl", "gloo"] if gloo else ["pyccl"])
+    for result in record["results"]:
+        assert [row["size"] for row in result["rows"]] == [4, 64 << 10]
+        assert all(len(ts) == 3 for row in result["rows"]
+                   for ts in row["times_s"])
+        assert result["memory_summary"]["size"] == 64 << 10
