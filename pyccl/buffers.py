@@ -81,7 +81,7 @@ def is_torch_tensor(obj: Any) -> bool:
     return tensor_type is not None and isinstance(obj, tensor_type)
 
 
-def _override(code: int, override: Optional[DtypeLike], natural: str,
+def _override(code: int, override: Optional[DtypeLike], natural: Any,
               what: str) -> int:
     """Applies a ``dtype=`` override: the bytes are reread as another type
     of the same width (e.g. numpy uint16 as bfloat16)."""
@@ -99,7 +99,9 @@ def _override(code: int, override: Optional[DtypeLike], natural: str,
 
 def _numpy_buffer(arr: np.ndarray, writable: bool,
                   override: Optional[DtypeLike], what: str) -> Buffer:
-    code = _override(from_numpy(arr.dtype), override, str(arr.dtype), what)
+    code = from_numpy(arr.dtype)
+    if override is not None:  # (str() of a dtype is slow: only when needed)
+        code = _override(code, override, str(arr.dtype), what)
     if not arr.flags.c_contiguous:
         raise InvalidArgument(
             "%s is not C-contiguous (shape %s, strides %s); pass "

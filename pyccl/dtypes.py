@@ -8,7 +8,7 @@ its bits read as bfloat16.  bool and complex types are refused.
 from __future__ import annotations
 
 import enum
-from typing import Any, Union
+from typing import Dict, Any, Union
 
 import numpy as np
 
@@ -92,9 +92,23 @@ def _refuse(what: str) -> InvalidArgument:
         "int8..64, uint8..64)" % what)
 
 
+# Native dtypes already seen -> C code: the per-op lookup must be cheap
+# (dtype.name builds a string every time).
+_SEEN: Dict[Any, int] = {}
+
+
 def from_numpy(dt: np.dtype) -> int:
     """C element type of a numpy dtype; InvalidArgument for bool, complex,
     structured, object or non-native byte order types."""
+    code = _SEEN.get(dt)
+    if code is not None:
+        return code
+    code = _from_numpy_slow(dt)
+    _SEEN[np.dtype(dt)] = code
+    return code
+
+
+def _from_numpy_slow(dt: Any) -> int:
     dt = np.dtype(dt)
     code = _NUMPY.get(dt.name)
     if code is None:
