@@ -139,11 +139,12 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
                 return
             out["run"] = run_until_failure(comm, 100000)
             out["after"] = after_update(comm)
-        elif mode == "join":
+        elif mode.startswith("join"):
+            want = int(mode[4:] or 1)  # "join", "join2": joiners to wait for
             out["before"] = comm.world_size
             seen = np.zeros(1, dtype=np.int32)
             deadline = time.monotonic() + 30
-            while seen[0] == 0 and time.monotonic() < deadline:
+            while seen[0] < want and time.monotonic() < deadline:
                 time.sleep(0.02)
                 seen[0] = comm.peers_pending()
                 comm.all_reduce(seen, op="min")  # decide together

@@ -110,22 +110,28 @@ def test_graceful_close_then_smaller_group() -> None:
 
 
 @pytest.mark.timeout(240)
-def test_join_mid_run_is_admitted_at_the_safe_point() -> None:
+@pytest.mark.parametrize("n_join", [1, 2])
+def test_join_mid_run_is_admitted_at_the_safe_point(n_join: int) -> None:
     world = 2
     with pyccl.Master() as master:
         q = CTX.Queue()
-        procs = _start(master, world, "join", q)
-        j = CTX.Process(target=ft_workers.joiner, args=(master.address, q, 1.5))
-        j.start()
-        reports = _collect(q, world + 1, 120)
-        _reap(procs + [j])
+        procs = _start(master, world, "join%d" % n_join, q)
+        js = [CTX.Process(target=ft_workers.joiner,
+                          args=(master.address, q, 1.0 + 0.5 * k))
+              for k in range(n_join)]
+        for j in js:
+            j.start()
+        reports = _collect(q, world + n_join, 120)
+        _reap(procs + js)
     members = [r for r in reports if not r.get("joiner")]
     joiners = [r for r in reports if r.get("joiner")]
-    assert len(joiners) == 1 and joiners[0]["rank"] == 2
-    assert joiners[0]["after"]["ok"] and joiners[0]["size"] == 3
+    size = world + n_join
+    assert sorted(j["rank"] for j in joiners) == list(range(world, size))
+    for j in joiners:
+        assert j["after"]["ok"] and j["size"] == size
     for r in members:
         assert r["before"] == 2
-        assert r["after"]["changed"] and r["after"]["size"] == 3
+        assert r["after"]["changed"] and r["after"]["size"] == size
         assert r["after"]["ok"]
         assert r["after"]["epoch"] == joiners[0]["epoch"]
 

@@ -16,14 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { WORLD = 4, MAXOPS = 5000 };
+enum { MAXWORLD = 8, MAXOPS = 5000 };
 
 typedef struct {
-    int first_fail[WORLD];   /* index of the first failed op */
-    int wrong[WORLD];        /* successful ops with a wrong result */
-    int after_ok[WORLD];     /* the op in the smaller group was right */
-    int not_restored[WORLD]; /* the failed op left the input changed */
-    char msg[WORLD][200];
+    int first_fail[MAXWORLD];   /* index of the first failed op */
+    int wrong[MAXWORLD];        /* successful ops with a wrong result */
+    int after_ok[MAXWORLD];     /* the op in the smaller group was right */
+    int not_restored[MAXWORLD]; /* the failed op left the input changed */
+    char msg[MAXWORLD][200];
+    int ready;                  /* ranks whose group has formed */
 } shared;
 
 static uint64_t op_count(int i)
@@ -32,12 +33,12 @@ static uint64_t op_count(int i)
     return sizes[i % 5];
 }
 
-static void peer_main(int port, int rank, shared *sh)
+static void peer_main(int port, int world, int rank, shared *sh)
 {
     ccl_comm_config cfg;
     ccl_comm_config_init(&cfg);
     cfg.master_port = port;
-    cfg.world_size = WORLD;
+    cfg.world_size = world;
     cfg.rank = rank;
     cfg.peer_timeout_ms = 2000;
     cfg.op_timeout_ms = 20000;
@@ -48,6 +49,7 @@ static void peer_main(int port, int rank, shared *sh)
         _exit(1);
     float *x = malloc(300001 * sizeof *x);
     sh->first_fail[rank] = MAXOPS;
+    __atomic_add_fetch(&sh->ready, 1, __ATOMIC_RELEASE);
     for (int i = 0; i < MAXOPS; i++) {
         uint64_t n = op_count(i);
         for (uint64_t j = 0; j < n; j++)
@@ -67,42 +69,44 @@ static void peer_main(int port, int rank, shared *sh)
             break;
         }
         for (uint64_t j = 0; j < n; j++)
-            if (x[j] != (float)((j + (uint64_t)i) % 7) * WORLD) {
+            if (x[j] != (float)((j + (uint64_t)i) % 7) * (float)world) {
                 sh->wrong[rank]++;
                 break;
             }
     }
-    if (ccl_comm_update_topology(c, 10000) == CCL_OK && ccl_comm_size(c) == WORLD - 1) {
+    if (ccl_comm_update_topology(c, 10000) == CCL_OK && ccl_comm_size(c) == world - 1) {
         for (int j = 0; j < 1000; j++)
             x[j] = 1.0f;
         int rc = ccl_allreduce(c, x, x, 1000, CCL_F32, CCL_SUM, CCL_ALGO_RING);
-        sh->after_ok[rank] = rc == CCL_OK && x[999] == (float)(WORLD - 1);
+        sh->after_ok[rank] = rc == CCL_OK && x[999] == (float)(world - 1);
     }
     free(x);
     ccl_comm_destroy(c);
     _exit(0);
 }
 
-static void one_round(unsigned seed)
+static void one_round(unsigned seed, int world)
 {
     srand(seed);
     int port = harness_free_port();
     shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
                       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     memset(sh, 0, sizeof *sh);
-    pid_t pid[WORLD];
-    for (int r = 0; r < WORLD; r++)
+    pid_t pid[MAXWORLD];
+    for (int r = 0; r < world; r++)
         if ((pid[r] = fork()) == 0)
-            peer_main(port, r, sh);
+            peer_main(port, world, r, sh);
     ccl_master *m = harness_master_on(port);
     PASS(m != NULL);
-    int victim = 1 + rand() % (WORLD - 1);
-    usleep(150000 + (useconds_t)(rand() % 400000));
+    int victim = rand() % world;
+    for (int i = 0; i < 3000 && __atomic_load_n(&sh->ready, __ATOMIC_ACQUIRE) < world; i++)
+        usleep(10000);
+    usleep(20000 + (useconds_t)(rand() % 400000));
     kill(pid[victim], SIGKILL);
-    for (int r = 0; r < WORLD; r++)
+    for (int r = 0; r < world; r++)
         waitpid(pid[r], NULL, 0);
     int ref = -1, agree = 1, wrong = 0, after = 1;
-    for (int r = 0; r < WORLD; r++) {
+    for (int r = 0; r < world; r++) {
         if (r == victim)
             continue;
         if (ref < 0)
@@ -112,11 +116,11 @@ static void one_round(unsigned seed)
         after &= sh->after_ok[r];
         wrong += sh->not_restored[r];
     }
-    printf("  seed %u victim %d: first failed op %d on every survivor: %s, "
-           "wrong or unrestored %d, smaller group ok %d\n", seed, victim, ref,
+    printf("  world %d seed %u victim %d: first failed op %d on every survivor: %s, "
+           "wrong or unrestored %d, smaller group ok %d\n", world, seed, victim, ref,
            agree ? "yes" : "NO", wrong, after);
     if (!agree)
-        for (int r = 0; r < WORLD; r++)
+        for (int r = 0; r < world; r++)
             if (r != victim)
                 printf("    rank %d: first fail %d (%s)\n", r, sh->first_fail[r],
                        sh->msg[r]);
@@ -129,9 +133,11 @@ static void one_round(unsigned seed)
 
 int main(int argc, char **argv)
 {
-    int rounds = argc > 1 ? atoi(argv[1]) : 8;
-    alarm(300);
+    /* Worlds of 3..8 ranks in turn; the default of 12 rounds covers each
+     * twice.  `test_consistency 50` is the longer soak. */
+    int rounds = argc > 1 ? atoi(argv[1]) : 12;
+    alarm((unsigned)(60 + 20 * rounds));
     for (int i = 0; i < rounds; i++)
-        one_round((unsigned)time(NULL) * 31u + (unsigned)i);
+        one_round((unsigned)time(NULL) * 31u + (unsigned)i, 3 + i % 6);
     return HARNESS_DONE("test_consistency");
 }
