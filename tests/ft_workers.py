@@ -181,3 +181,40 @@ def joiner(address: str, q: Any, delay: float) -> None:
         comm.close()
     except BaseException as e:
         q.put({"joiner": True, "exception": repr(e)})
+
+
+def cut_member(address: str, world: int, rank: int, q: Any, victim: int,
+               uid: int) -> None:
+    """Loops small all-reduces; the victim runs as another user so that the
+    test can silence its packets with an iptables owner match."""
+    try:
+        if rank == victim:
+            os.setuid(uid)
+        comm = pyccl.Communicator(address, world_size=world, rank=rank,
+                                  peer_timeout=1.0, op_timeout=30.0)
+        q.put({"rank": rank, "ready": True})
+        x = np.ones(16, dtype=np.float32)
+        n_ok = 0
+        while True:
+            try:
+                x[:] = 1
+                comm.all_reduce(x)
+                n_ok += 1
+                time.sleep(0.005)
+            except pyccl.CclError as e:
+                failed_at = time.time()
+                err = type(e).__name__
+                break
+        if rank == victim:
+            q.put({"rank": rank, "victim": True, "error": err})
+            time.sleep(60)  # the test kills it
+            return
+        comm.update_topology(20.0)
+        x[:] = 1
+        comm.all_reduce(x)
+        q.put({"rank": rank, "failed_at": failed_at, "error": err,
+               "ops": n_ok, "size": comm.world_size,
+               "ok": bool((x == comm.world_size).all())})
+        comm.close()
+    except BaseException as e:
+        q.put({"rank": rank, "exception": repr(e)})

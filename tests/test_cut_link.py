@@ -1,0 +1,70 @@
+"""A cut link: the victim keeps running and its sockets stay open, but
+every packet it sends is silently dropped (iptables on loopback, matched by
+the victim's user).  Only deadlines can catch that: the survivors' ops must
+fail within peer_timeout (+1 s), and the survivors continue in a smaller
+group.  Needs root and iptables; skips cleanly otherwise."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+import pyccl
+from tests import ft_workers
+
+CTX = multiprocessing.get_context("spawn")
+UID = 65534  # nobody
+
+
+def _iptables(action: str) -> bool:
+    cmd = ["iptables", action, "OUTPUT", "-o", "lo", "-p", "tcp", "-m", "owner",
+           "--uid-owner", str(UID), "-j", "DROP"]
+    return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def _can_cut() -> bool:
+    if os.geteuid() != 0 or shutil.which("iptables") is None:
+        return False
+    if not _iptables("-A"):
+        return False
+    _iptables("-D")
+    return True
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not _can_cut(), reason="needs root and iptables (owner match)")
+def test_silently_dropped_packets_are_caught_by_deadlines() -> None:
+    world, victim = 3, 2
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = [CTX.Process(target=ft_workers.cut_member,
+                             args=(master.address, world, r, q, victim, UID))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        try:
+            ready = [q.get(timeout=60) for _ in range(world)]
+            assert all(r.get("ready") for r in ready), ready
+            time.sleep(0.5)
+            assert _iptables("-A")
+            t_cut = time.time()
+            reports = []
+            deadline = time.monotonic() + 90
+            while len([r for r in reports if not r.get("victim")]) < world - 1:
+                reports.append(q.get(timeout=max(0.1, deadline - time.monotonic())))
+        finally:
+            while _iptables("-D"):
+                pass
+            for p in procs:
+                p.kill()
+                p.join(timeout=10)
+    survivors = [r for r in reports if not r.get("victim")]
+    for r in survivors:
+        assert "exception" not in r, r
+        assert r["error"] in ("PeerLost", "Aborted"), r
+        assert r["failed_at"] - t_cut < 1.0 + 1.0 + 0.5, r  # peer_timeout + 1 s
+        assert r["size"] == world - 1 and r["ok"], r
