@@ -134,8 +134,11 @@ def sync_shared_state(comm: Any, state: SharedState,
         Mismatch: peers hold different names or sizes.
         ProtocolError: a received tensor does not hash to the winner.
         PeerLost, Aborted, Timeout: a peer failed during the sync; call
-            ``update_topology()`` and sync again (verified bytes only are
-            ever adopted; a half-received tensor is fetched again).
+            ``update_topology()`` and sync again.  A receiver's tensor may
+            then hold part of the new bytes; its hash differs from the
+            winner's, so the next sync fetches it again (from a surviving
+            holder; if no holder of the winning bytes survived, the
+            survivors elect among what they hold).
     """
     if strategy not in STRATEGIES:
         raise InvalidArgument("strategy must be one of %s" % sorted(STRATEGIES))

@@ -357,8 +357,10 @@ int ccl__build_peers(ccl_comm *c, const ccl__group_msg *g)
             continue;
         pe->nconns = g->conns_per_peer;
         pe->conns = calloc((size_t)pe->nconns, sizeof *pe->conns);
-        if (!pe->conns)
+        if (!pe->conns) {
+            pe->nconns = 0; /* keep the table walkable for the teardown */
             return CCL_ERR_NOMEM;
+        }
         for (int i = 0; i < pe->nconns; i++) {
             pe->conns[i].fd = -1;
             pe->conns[i].peer = p;

@@ -138,6 +138,7 @@ struct ccl_op {
     /* In-place ops keep the caller's input bytes of every region they
      * overwrite, to put them back if the op fails (restore_input). */
     uint8_t *backup;
+    size_t backup_len;
     uint64_t (*saved)[2]; /* (offset, length) of each saved region */
     size_t nsaved, capsaved;
     uint64_t recv_left;  /* payload bytes still to receive */
@@ -228,7 +229,7 @@ void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
                   const char *fmt, ...);
 void ccl__op_check_done(ccl_comm *c, ccl_op *op);
 int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
-void *ccl__buf_get(ccl_comm *c, size_t len);
+void *ccl__buf_get(ccl_comm *c, size_t len, size_t *got);
 void ccl__buf_put(ccl_comm *c, void *p, size_t len);
 int ccl__op_keep_input(ccl_comm *c, ccl_op *op);
 void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);

@@ -146,8 +146,11 @@ static int apply_group(ccl_comm *c, ccl__group_msg *g, uint64_t deadline)
     c->broken_msg[0] = 0;
     __atomic_store_n(&c->pending, 0, __ATOMIC_RELEASE);
     int rc = ccl__build_peers(c, g);
-    if (rc)
+    if (rc) {
+        c->broken = rc;
+        snprintf(c->broken_msg, sizeof c->broken_msg, "out of memory");
         return fail(c, rc, "%s", "out of memory");
+    }
     rc = ccl__mesh_connect(c, deadline, err, sizeof err);
     if (!rc)
         rc = ccl__mesh_accept(c, deadline, err, sizeof err);
@@ -181,23 +184,27 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
                         "again: %s", err);
     }
     /* Report the peers this member lost: every connection closed. */
-    static ccl__reform_msg msg;
-    memset(&msg, 0, sizeof msg);
-    msg.epoch = c->epoch;
-    msg.wait_ms = (uint32_t)timeout_ms;
+    ccl__reform_msg *msg = calloc(1, sizeof *msg); /* 16 KiB: not on the stack */
+    if (!msg)
+        return fail(c, CCL_ERR_NOMEM, "%s", "out of memory");
+    msg->epoch = c->epoch;
+    msg->wait_ms = (uint32_t)timeout_ms;
     for (int p = 0; p < c->size; p++) {
         ccl__peer *pe = &c->peers[p];
         int open = 0;
         for (int i = 0; i < pe->nconns; i++)
             open |= pe->conns[i].fd >= 0;
         if (p != c->rank && !open)
-            msg.lost[msg.nlost++] = (uint32_t)p;
+            msg->lost[msg->nlost++] = (uint32_t)p;
     }
-    size_t cap = CCL_HDR_LEN + 12 + 4 * (size_t)msg.nlost;
+    size_t cap = CCL_HDR_LEN + 12 + 4 * (size_t)msg->nlost;
     uint8_t *buf = malloc(cap);
-    if (!buf)
+    if (!buf) {
+        free(msg);
         return fail(c, CCL_ERR_NOMEM, "%s", "out of memory");
-    size_t n = ccl__reform_encode(buf + CCL_HDR_LEN, cap - CCL_HDR_LEN, &msg);
+    }
+    size_t n = ccl__reform_encode(buf + CCL_HDR_LEN, cap - CCL_HDR_LEN, msg);
+    free(msg);
     ccl__hdr h;
     memset(&h, 0, sizeof h);
     h.type = CCL_FT_REFORM;

@@ -217,38 +217,62 @@ static void sort_by_order(mconn **v, int n)
         }
 }
 
-/* The first group of a run: `world_size` waiting peers. */
+/* The first group of a run: `world_size` waiting peers.  Peers that
+ * waited through a run may disagree (they registered while another run
+ * was on, unchecked): the earliest sets the world size, and a later one
+ * that conflicts with it (other world size, a rank already wanted) is
+ * refused rather than allowed to corrupt the group. */
 static void maybe_form_first(ccl_master *m)
 {
     if (m->members > 0)
         return;
     mconn *pend[CCL_MAX_WORLD];
     int n = 0;
-    uint32_t world = 0;
     for (mconn *k = m->conns; k; k = k->next)
-        if (k->phase == P_WAITING && n < CCL_MAX_WORLD) {
-            world = k->reg.world_size;
+        if (k->phase == P_WAITING && n < CCL_MAX_WORLD)
             pend[n++] = k;
-        }
-    if (n == 0 || (uint32_t)n < world)
+    if (n == 0)
         return;
     sort_by_order(pend, n);
-    mconn **byrank = calloc(world, sizeof *byrank);
-    if (!byrank)
+    uint32_t world = pend[0]->reg.world_size;
+    if ((uint32_t)n < world)
         return;
-    for (int i = 0; i < n; i++)
-        if (pend[i]->reg.rank >= 0)
-            byrank[pend[i]->reg.rank] = pend[i];
-    uint32_t next = 0;
-    for (int i = 0; i < n; i++) {
-        if (pend[i]->reg.rank >= 0)
-            continue;
-        while (byrank[next])
-            next++;
-        byrank[next] = pend[i];
+    mconn **byrank = calloc(world, sizeof *byrank);
+    mconn **any = calloc((size_t)n, sizeof *any);
+    if (!byrank || !any) {
+        free(byrank);
+        free(any);
+        return;
     }
-    send_groups(m, byrank, world);
+    uint32_t placed = 0;
+    int nany = 0;
+    for (int i = 0; i < n; i++) {
+        mconn *k = pend[i];
+        if (k->reg.world_size != world) {
+            reject(m, k, CCL_ERR_MISMATCH, "world_size differs from the peers "
+                   "that waited before it");
+        } else if (k->reg.rank >= 0 && byrank[k->reg.rank]) {
+            reject(m, k, CCL_ERR_MISMATCH, "that rank is already wanted by "
+                   "another waiting peer");
+        } else if (k->reg.rank >= 0) {
+            byrank[k->reg.rank] = k;
+            placed++;
+        } else {
+            any[nany++] = k;
+        }
+    }
+    if (placed + (uint32_t)nany >= world) {
+        uint32_t next = 0;
+        for (int i = 0; i < nany && placed < world; i++) {
+            while (byrank[next])
+                next++;
+            byrank[next] = any[i];
+            placed++;
+        }
+        send_groups(m, byrank, world);
+    }
     free(byrank);
+    free(any);
 }
 
 /* Ends a reform when every live member reported, or at its deadline. */
@@ -320,12 +344,16 @@ static void maybe_finish_reform(ccl_master *m)
 
 static void on_reform(ccl_master *m, mconn *k)
 {
-    static ccl__reform_msg msg;
-    if (ccl__reform_decode(k->in, k->h.length, &msg) != 0) {
+    ccl__reform_msg *msg = malloc(sizeof *msg); /* 16 KiB: not on the stack */
+    if (!msg)
+        return; /* the member times out and retries */
+    if (ccl__reform_decode(k->in, k->h.length, msg) != 0) {
+        free(msg);
         reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
         return;
     }
-    if (msg.epoch != m->epoch) {
+    if (msg->epoch != m->epoch) {
+        free(msg);
         reject(m, k, CCL_ERR_REJECTED, "REFORM for an epoch that is over: this "
                "peer was removed from the group");
         return;
@@ -333,19 +361,20 @@ static void on_reform(ccl_master *m, mconn *k)
     k->reported = 1;
     if (!m->reforming) {
         m->reforming = 1;
-        uint32_t wait = msg.wait_ms ? msg.wait_ms : 1;
+        uint32_t wait = msg->wait_ms ? msg->wait_ms : 1;
         m->reform_deadline_ms = ccl__now_ms() + wait;
     }
     /* The ranks this member lost are gone for everyone. */
-    for (uint32_t i = 0; i < msg.nlost; i++) {
+    for (uint32_t i = 0; i < msg->nlost; i++) {
         mconn *o = m->conns;
         while (o) {
             mconn *next = o->next;
-            if (o != k && o->phase == P_MEMBER && o->rank == msg.lost[i])
+            if (o != k && o->phase == P_MEMBER && o->rank == msg->lost[i])
                 mconn_close(m, o);
             o = next;
         }
     }
+    free(msg);
     maybe_finish_reform(m);
 }
 

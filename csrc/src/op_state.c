@@ -40,7 +40,7 @@ static void op_finish(ccl_comm *c, ccl_op *op, int rc)
     active_remove(c, op);
     /* Nothing reads the working buffers any more (a failure restored the
      * input already): hand them to the next op. */
-    ccl__buf_put(c, op->backup, op->nbytes);
+    ccl__buf_put(c, op->backup, op->backup_len);
     op->backup = NULL;
     ccl__buf_put(c, op->scratch, op->scratch_len);
     op->scratch = NULL;
@@ -134,14 +134,16 @@ static void peer_lost(ccl_comm *c, int peer, int code, const char *msg,
 
 
 /* A buffer of at least len bytes, from the spares when one fits. */
-void *ccl__buf_get(ccl_comm *c, size_t len)
+void *ccl__buf_get(ccl_comm *c, size_t len, size_t *got)
 {
     for (int i = 0; i < 2; i++)
         if (c->spare[i] && c->spare_len[i] >= len) {
             void *p = c->spare[i];
             c->spare[i] = NULL;
+            *got = c->spare_len[i];
             return p;
         }
+    *got = len;
     return malloc(len ? len : 1);
 }
 
@@ -166,7 +168,7 @@ int ccl__op_keep_input(ccl_comm *c, ccl_op *op)
 {
     if (!c->cfg.restore_input || op->send != op->out || op->nbytes == 0)
         return 0;
-    op->backup = ccl__buf_get(c, op->nbytes);
+    op->backup = ccl__buf_get(c, op->nbytes, &op->backup_len);
     if (!op->backup) {
         ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for the input backup");
         return -1;

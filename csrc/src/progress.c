@@ -98,7 +98,11 @@ static void check_deadlines(ccl_comm *c)
     ccl_op *op = c->active;
     while (op) {
         ccl_op *next = op->next;
-        if (!op->committing && now - op->last_progress_ms > limit)
+        /* Ops complete here wait for DONE under the same deadline: a peer
+         * that is alive but never posts the op has sent DONE to nobody, so
+         * nobody can have succeeded, and failing stays consistent.  (A
+         * peer that is silent is lost sooner, at peer_timeout.) */
+        if (now - op->last_progress_ms > limit)
             ccl__op_fail(c, op, CCL_ERR_TIMEOUT, 1,
                          "op %llu made no progress for %d ms (a peer may be "
                          "stalled, or ranks issued different ops)",

@@ -114,6 +114,7 @@ static void rx_done(ccl_comm *c, ccl__conn *k)
     ccl_op *op = ccl__active_find(c, k->h.tag);
     if (op) {
         op->done_seen[k->peer] = 1;
+        op->last_progress_ms = ccl__now_ms();
         ccl__op_check_done(c, op);
     } else if (k->h.tag >= c->activated_upto) {
         ccl__early_done *d = malloc(sizeof *d);

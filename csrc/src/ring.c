@@ -110,8 +110,7 @@ static int ring_start(ccl_comm *c, ccl_op *op)
     } else if (ph == DO_RS) {
         /* Reduce-scatter works in scratch so the caller's input stays
          * intact. */
-        op->scratch_len = op->nbytes;
-        op->scratch = ccl__buf_get(c, op->scratch_len);
+        op->scratch = ccl__buf_get(c, op->nbytes, &op->scratch_len);
         if (!op->scratch) {
             ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for scratch");
             return -1;

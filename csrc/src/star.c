@@ -58,8 +58,8 @@ static int star_start(ccl_comm *c, ccl_op *op)
     }
     if (c->rank == HUB) {
         if (op->nbytes) {
-            op->scratch_len = (size_t)op->nbytes * (size_t)(n - 1);
-            op->scratch = ccl__buf_get(c, op->scratch_len);
+            op->scratch = ccl__buf_get(c, (size_t)op->nbytes * (size_t)(n - 1),
+                                       &op->scratch_len);
             if (!op->scratch) {
                 ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for staging");
                 return -1;
