@@ -72,3 +72,36 @@ def test_c_tests_under_sanitizers():
     if not _sanitizers_work():
         pytest.skip("the C compiler cannot build ASan/UBSan programs here")
     _make("sanitize", timeout=400)
+
+
+@functools.lru_cache(maxsize=None)
+def _builds(flags):
+    cc = os.environ.get("CC", "cc") if "fuzzer" not in flags else "clang"
+    if shutil.which(cc) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        exe = os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write("#include <stdint.h>\n#include <stddef.h>\n"
+                    "int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)"
+                    "{ (void)d; (void)n; return 0; }\n"
+                    if "fuzzer" in flags else "int main(void) { return 0; }\n")
+        try:
+            return subprocess.run([cc] + flags.split() + [src, "-o", exe],
+                                  capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+
+def test_c_tests_under_thread_sanitizer():
+    if not _builds("-fsanitize=thread"):
+        pytest.skip("the C compiler cannot build TSan programs here")
+    _make("tsan", timeout=600)
+
+
+def test_wire_decoders_short_fuzz():
+    if not _builds("-fsanitize=fuzzer,address,undefined"):
+        pytest.skip("clang with libFuzzer is not installed")
+    os.environ["FUZZ_SECONDS"] = "20"
+    _make("fuzz", timeout=300)

@@ -139,8 +139,8 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out,
 int ccl_comm_rank(const ccl_comm *c);
 int ccl_comm_size(const ccl_comm *c);
 uint32_t ccl_comm_epoch(const ccl_comm *c);
-/* Detail of the communicator's last failure ("" if none).  Valid until the
- * next call on the communicator. */
+/* Detail of the communicator's last failure ("" if none): a copy owned by
+ * the calling thread, valid until its next ccl_comm_error call. */
 const char *ccl_comm_error(ccl_comm *c);
 /* The safe point for membership changes.  Every member calls it (with no
  * op pending); the master then admits waiting joiners and drops lost

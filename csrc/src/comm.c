@@ -584,7 +584,15 @@ uint32_t ccl_comm_epoch(const ccl_comm *c) { return c ? c->epoch : 0; }
 
 const char *ccl_comm_error(ccl_comm *c)
 {
-    return c ? c->errbuf : "";
+    /* The engine may write the detail from its thread at any time: hand
+     * out a copy that belongs to the calling thread. */
+    static __thread char snap[sizeof ((ccl_comm *)0)->errbuf];
+    if (!c)
+        return "";
+    pthread_mutex_lock(&c->post_mu);
+    memcpy(snap, c->errbuf, sizeof snap);
+    pthread_mutex_unlock(&c->post_mu);
+    return snap;
 }
 
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx, uint64_t *rx)

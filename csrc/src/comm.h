@@ -247,6 +247,9 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 void ccl__ctl_readable(ccl_comm *c);
 
 /* op.c */
+/* Sets the communicator's error detail (under post_mu: callers of
+ * ccl_comm_error and the engine write it from different threads). */
+void ccl__set_error(ccl_comm *c, const char *msg);
 void ccl__op_release(ccl_op *op);
 int ccl__op_post(ccl_comm *c, ccl_op *op, ccl_op **out);
 

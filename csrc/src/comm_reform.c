@@ -89,7 +89,9 @@ int ccl_comm_peers_pending(ccl_comm *c)
 
 static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
 {
-    snprintf(c->errbuf, sizeof c->errbuf, fmt, detail);
+    char msg[sizeof c->errbuf];
+    snprintf(msg, sizeof msg, fmt, detail);
+    ccl__set_error(c, msg);
     return rc;
 }
 
@@ -265,7 +267,7 @@ int ccl_comm_update_topology(ccl_comm *c, int timeout_ms)
     ccl__reap(c);
     int rc = reform_locked(c, timeout_ms);
     if (rc == CCL_OK)
-        c->errbuf[0] = 0;
+        ccl__set_error(c, "");
     c->driving = 0;
     pthread_cond_signal(&c->idle_cv);
     pthread_mutex_unlock(&c->mu);

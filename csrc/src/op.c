@@ -27,14 +27,18 @@ void ccl__op_release(ccl_op *op)
     }
 }
 
+void ccl__set_error(ccl_comm *c, const char *msg)
+{
+    pthread_mutex_lock(&c->post_mu);
+    strncpy(c->errbuf, msg, sizeof c->errbuf - 1);
+    c->errbuf[sizeof c->errbuf - 1] = 0;
+    pthread_mutex_unlock(&c->post_mu);
+}
+
 static int comm_err(ccl_comm *c, int rc, const char *msg)
 {
-    if (c) {
-        pthread_mutex_lock(&c->post_mu);
-        strncpy(c->errbuf, msg, sizeof c->errbuf - 1);
-        c->errbuf[sizeof c->errbuf - 1] = 0;
-        pthread_mutex_unlock(&c->post_mu);
-    }
+    if (c)
+        ccl__set_error(c, msg);
     return rc;
 }
 
@@ -284,11 +288,7 @@ static int wait_free(int rc, ccl_op *op)
         return rc;
     rc = ccl_op_wait(op, -1);
     if (rc) {
-        ccl_comm *c = op->comm;
-        pthread_mutex_lock(&c->post_mu);
-        strncpy(c->errbuf, op->err, sizeof c->errbuf - 1);
-        c->errbuf[sizeof c->errbuf - 1] = 0;
-        pthread_mutex_unlock(&c->post_mu);
+        ccl__set_error(op->comm, op->err);
     }
     ccl_op_free(op);
     return rc;

@@ -303,7 +303,7 @@ void ccl__conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
     if (!c->broken) {
         c->broken = code;
         snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
-        snprintf(c->errbuf, sizeof c->errbuf, "%s", msg);
+        ccl__set_error(c, msg);
     }
     /* The other peers learn it from us at once rather than at their own
      * deadline, so every survivor fails the same ops. */

@@ -23,7 +23,7 @@ typedef struct {
     int wrong[MAXWORLD];        /* successful ops with a wrong result */
     int after_ok[MAXWORLD];     /* the op in the smaller group was right */
     int not_restored[MAXWORLD]; /* the failed op left the input changed */
-    char msg[MAXWORLD][200];
+    char msg[MAXWORLD][600];
     int ready;                  /* ranks whose group has formed */
 } shared;
 
@@ -74,7 +74,13 @@ static void peer_main(int port, int world, int rank, shared *sh)
                 break;
             }
     }
-    if (ccl_comm_update_topology(c, 10000) == CCL_OK && ccl_comm_size(c) == world - 1) {
+    int urc = ccl_comm_update_topology(c, 30000);
+    if (urc != CCL_OK || ccl_comm_size(c) != world - 1) {
+        size_t used = strlen(sh->msg[rank]);
+        snprintf(sh->msg[rank] + used, sizeof sh->msg[rank] - used,
+                 " | update: %s size %d: %s", ccl_strerror(urc), ccl_comm_size(c),
+                 ccl_comm_error(c));
+    } else {
         for (int j = 0; j < 1000; j++)
             x[j] = 1.0f;
         int rc = ccl_allreduce(c, x, x, 1000, CCL_F32, CCL_SUM, CCL_ALGO_RING);
@@ -119,7 +125,7 @@ static void one_round(unsigned seed, int world)
     printf("  world %d seed %u victim %d: first failed op %d on every survivor: %s, "
            "wrong or unrestored %d, smaller group ok %d\n", world, seed, victim, ref,
            agree ? "yes" : "NO", wrong, after);
-    if (!agree)
+    if (!agree || !after)
         for (int r = 0; r < world; r++)
             if (r != victim)
                 printf("    rank %d: first fail %d (%s)\n", r, sh->first_fail[r],
