@@ -151,6 +151,7 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
             out["after"] = after_update(comm)
         elif mode == "restart":
             # Compute while the test kills the master and starts another.
+            q.put({"rank": rank, "ready": True})
             x = np.ones(4, dtype=np.float32)
             deadline = time.monotonic() + 3.0
             n_ok = 0

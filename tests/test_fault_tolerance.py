@@ -143,7 +143,9 @@ def test_master_restart_run_continues() -> None:
     port = master.port
     q = CTX.Queue()
     procs = _start(master, world, "restart", q)
-    time.sleep(1.5)  # group formed, ops running
+    ready = [q.get(timeout=60) for _ in range(world)]  # the group stands
+    assert all(r.get("ready") for r in ready), ready
+    time.sleep(0.3)  # ops running
     master.close()
     time.sleep(0.3)
     master = pyccl.Master(port=port)
