@@ -96,6 +96,7 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
     try:
         comm = pyccl.Communicator(address, world_size=world, rank=rank,
                                   op_timeout=30.0, **kw)
+        q.put({"rank": rank, "ready": True})  # the group stands
         out: dict = {"rank": rank}
         if mode == "loop":
             out["run"] = run_until_failure(comm, 100000)
@@ -151,7 +152,6 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
             out["after"] = after_update(comm)
         elif mode == "restart":
             # Compute while the test kills the master and starts another.
-            q.put({"rank": rank, "ready": True})
             x = np.ones(4, dtype=np.float32)
             deadline = time.monotonic() + 3.0
             n_ok = 0
