@@ -414,6 +414,30 @@ static int start_engine(ccl_comm *c)
     return CCL_OK;
 }
 
+/* Forgets what arrived for ops of this epoch that never ran here: early
+ * frames, aborts and DONEs. */
+void ccl__forget_epoch(ccl_comm *c)
+{
+    while (c->early_head) {
+        ccl__early *e = c->early_head;
+        c->early_head = e->next;
+        free(e->data);
+        free(e);
+    }
+    c->early_tail = NULL;
+    c->early_bytes = 0;
+    while (c->aborted) {
+        ccl__aborted *a = c->aborted;
+        c->aborted = a->next;
+        free(a);
+    }
+    while (c->early_done) {
+        ccl__early_done *d = c->early_done;
+        c->early_done = d->next;
+        free(d);
+    }
+}
+
 /* Closes the mesh and forgets every peer (sockets, queues, staging). */
 void ccl__peers_free(ccl_comm *c)
 {
@@ -455,22 +479,7 @@ static void comm_free(ccl_comm *c)
         c->free_reqs = r->next;
         free(r);
     }
-    while (c->early_head) {
-        ccl__early *e = c->early_head;
-        c->early_head = e->next;
-        free(e->data);
-        free(e);
-    }
-    while (c->aborted) {
-        ccl__aborted *a = c->aborted;
-        c->aborted = a->next;
-        free(a);
-    }
-    while (c->early_done) {
-        ccl__early_done *d = c->early_done;
-        c->early_done = d->next;
-        free(d);
-    }
+    ccl__forget_epoch(c);
     free(c->spare[0]);
     free(c->spare[1]);
     ccl__sock_close(c->master_fd);

@@ -241,6 +241,7 @@ int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__engine_add_conns(ccl_comm *c);
 void ccl__peers_free(ccl_comm *c);
+void ccl__forget_epoch(ccl_comm *c);
 int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 
 /* comm_reform.c: the master's link after joining */

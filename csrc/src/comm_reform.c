@@ -122,24 +122,7 @@ static int apply_group(ccl_comm *c, ccl__group_msg *g, uint64_t deadline)
 {
     char err[400];
     ccl__peers_free(c);
-    while (c->early_head) {
-        ccl__early *e = c->early_head;
-        c->early_head = e->next;
-        free(e->data);
-        free(e);
-    }
-    c->early_tail = NULL;
-    c->early_bytes = 0;
-    while (c->aborted) {
-        ccl__aborted *a = c->aborted;
-        c->aborted = a->next;
-        free(a);
-    }
-    while (c->early_done) {
-        ccl__early_done *d = c->early_done;
-        c->early_done = d->next;
-        free(d);
-    }
+    ccl__forget_epoch(c);
     pthread_mutex_lock(&c->post_mu);
     c->next_tag = 0; /* tags count from zero in every epoch */
     pthread_mutex_unlock(&c->post_mu);
