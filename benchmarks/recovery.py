@@ -85,7 +85,9 @@ def _state_member(address: str, world: int, rank: int, q: Any,
     q.put(("steady", rank, time.perf_counter() - t0, res.sent_bytes,
            res.received_bytes, res.tx_bytes))
     seen = np.zeros(1, dtype=np.int32)
-    while seen[0] == 0:
+    for _ in range(6000):  # bounded (60 s); members decide together
+        if seen[0] > 0:
+            break
         time.sleep(0.01)
         seen[0] = comm.peers_pending()
         comm.all_reduce(seen, op="min")
