@@ -235,7 +235,14 @@ int ccl__op_keep_input(ccl_comm *c, ccl_op *op);
 void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);
 void ccl__say_bye(ccl_comm *c);
 
-/* comm.c: group membership shared with comm_reform.c */
+/* master_link.c, mesh.c, comm.c: joining, the mesh, membership */
+void ccl__hello_fill(ccl__hello *h, int role, uint32_t epoch, uint32_t rank,
+                     uint32_t idx, const uint8_t uuid[16]);
+int ccl__exchange_hello(int fd, const ccl__hello *mine, ccl__hello *theirs,
+                        uint64_t deadline, const char *who, char *err,
+                        size_t errlen);
+int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
+                    char *err, size_t errlen);
 int ccl__build_peers(ccl_comm *c, const ccl__group_msg *g);
 int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
