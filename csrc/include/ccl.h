@@ -100,7 +100,8 @@ void ccl_master_config_init(ccl_master_config *cfg);
 int ccl_master_create(const ccl_master_config *cfg, ccl_master **out,
                       char *err, size_t errlen);
 int ccl_master_port(const ccl_master *m);
-/* Number of groups formed so far (one per epoch). */
+/* The run's current epoch: bumped by every membership change; a restarted
+ * master adopts the epoch its members come back with. */
 uint32_t ccl_master_epoch(ccl_master *m);
 /* Stops the thread, closes every connection and frees the master. */
 void ccl_master_destroy(ccl_master *m);
