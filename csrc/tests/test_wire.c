@@ -272,6 +272,21 @@ static int hdr_check(const ccl__hdr *h, ccl__hdr *out)
     return rc;
 }
 
+/* Every control frame type and the largest payload it may announce. */
+static const struct { uint8_t type; uint32_t cap; } ctl[] = {
+    {CCL_FT_ABORT, 6 + CCL_MAX_ERRMSG},
+    {CCL_FT_REJECT, 6 + CCL_MAX_ERRMSG},
+    {CCL_FT_HEARTBEAT, 0},
+    {CCL_FT_BYE, 0},
+    {CCL_FT_DONE, 0},
+    {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
+    {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
+    {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
+    {CCL_FT_NOCHANGE, 0},
+    {CCL_FT_PENDING, 0},
+    {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
+};
+
 static void test_hdr_round_trip(void)
 {
     ccl__hdr h = sample_data_hdr(), d;
@@ -302,21 +317,6 @@ static void test_hdr_round_trip(void)
 
     /* Every control type at its cap and at zero length. */
     {
-        static const struct { uint8_t type; uint32_t cap; } ctl[] = {
-            {CCL_FT_ABORT, 6 + CCL_MAX_ERRMSG},
-            {CCL_FT_REJECT, 6 + CCL_MAX_ERRMSG},
-            {CCL_FT_HEARTBEAT, 0},
-            {CCL_FT_BYE, 0},
-        {CCL_FT_DONE, 0},
-            {CCL_FT_DONE, 0},
-            {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
-            {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
-            {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
-            {CCL_FT_NOCHANGE, 0},
-            {CCL_FT_PENDING, 0},
-        {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
-            {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
-        };
         size_t i;
         for (i = 0; i < ARRAY_LEN(ctl); i++) {
             ccl__hdr c = ctrl_hdr(ctl[i].type, ctl[i].cap);
@@ -456,19 +456,6 @@ static void test_hdr_rejects_data(void)
 
 static void test_hdr_rejects_lengths(void)
 {
-    static const struct { uint8_t type; uint32_t cap; } ctl[] = {
-        {CCL_FT_ABORT, 6 + CCL_MAX_ERRMSG},
-        {CCL_FT_REJECT, 6 + CCL_MAX_ERRMSG},
-        {CCL_FT_HEARTBEAT, 0},
-        {CCL_FT_BYE, 0},
-        {CCL_FT_DONE, 0},
-        {CCL_FT_REGISTER, 32 + CCL_MAX_HOST},
-        {CCL_FT_GROUP, CCL_MAX_CTRL_PAYLOAD},
-        {CCL_FT_REFORM, 12 + 4 * CCL_MAX_WORLD},
-        {CCL_FT_NOCHANGE, 0},
-        {CCL_FT_PENDING, 0},
-        {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
-    };
     ccl__hdr h, d;
     size_t i;
 
