@@ -32,7 +32,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 1
+#define CCL_PROTOCOL_VERSION 2
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {
@@ -93,6 +93,14 @@ typedef struct ccl_master ccl_master;
 typedef struct ccl_master_config {
     const char *host;   /* address to bind, default "127.0.0.1" */
     int port;           /* 0 picks a free port (see ccl_master_port) */
+    const void *key;    /* pre-shared key (16..1024 bytes), or NULL: every
+                           connection must then prove it holds the same key
+                           (mutual HMAC-SHA256 challenge-response).  Copied. */
+    size_t key_len;
+    int allow_insecure; /* 0 (default): without a key, only loopback peers
+                           are accepted and only a loopback host may be
+                           bound.  1: accept unauthenticated peers from
+                           anywhere (trusted networks only) */
 } ccl_master_config;
 
 void ccl_master_config_init(ccl_master_config *cfg);
@@ -129,6 +137,14 @@ typedef struct ccl_comm_config {
     int restore_input;        /* 1 (default): an in-place all-reduce that fails
                                  puts the caller's input back, at the cost of
                                  one copy of each region it overwrites */
+    const void *key;          /* pre-shared key (16..1024 bytes) or NULL; the
+                                 master and every peer need the same one.
+                                 Copied */
+    size_t key_len;
+    int allow_insecure;       /* as in ccl_master_config */
+    int frame_mac;            /* 1: every frame between peers carries a MAC
+                                 (needs a key; every peer must agree).
+                                 Default 0: TCP's checksum only */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);

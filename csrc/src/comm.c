@@ -4,6 +4,7 @@
  * thread), accessors and teardown.
  */
 #include "comm.h"
+#include "handshake.h"
 #include "sock.h"
 
 #include <stdio.h>
@@ -60,6 +61,7 @@ static int start_engine(ccl_comm *c)
 
 static void comm_free(ccl_comm *c)
 {
+    ccl__key_wipe(&c->key);
     ccl__peers_free(c);
     free(c->ctl_payload);
     while (c->free_reqs) {
@@ -114,17 +116,33 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
         ERRF("listen_host must be 1..%d characters", CCL_MAX_HOST);
         return CCL_ERR_INVALID_ARG;
     }
+    if (cfg->frame_mac && (!cfg->key || !cfg->key_len)) {
+        ERRF("frame_mac needs a key: a MAC without a secret proves nothing");
+        return CCL_ERR_INVALID_ARG;
+    }
+    int rc = ccl__insecure_check(cfg->key && cfg->key_len, cfg->allow_insecure,
+                                 cfg->master_host, lh, err, errlen);
+    if (rc)
+        return rc;
     ccl_comm *c = calloc(1, sizeof *c);
     if (!c) {
         ERRF("out of memory");
         return CCL_ERR_NOMEM;
     }
+    rc = ccl__key_set(&c->key, cfg->key, cfg->key_len, err, errlen);
+    if (rc) {
+        free(c);
+        return rc;
+    }
     c->cfg = *cfg;
+    c->cfg.key = NULL; /* the copy in c->key is the one used */
+    c->cfg.key_len = 0;
     snprintf(c->listen_host, sizeof c->listen_host, "%s", lh);
     c->cfg.listen_host = c->listen_host;
     c->cfg.master_host = NULL; /* the caller's string is only borrowed */
     if (strlen(cfg->master_host) >= sizeof c->master_host) {
         ERRF("master host name too long");
+        ccl__key_wipe(&c->key);
         free(c);
         return CCL_ERR_INVALID_ARG;
     }
@@ -139,7 +157,7 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     uint64_t deadline = ccl__now_ms() + (uint64_t)cfg->connect_timeout_ms;
     ccl__group_msg g;
     memset(&g, 0, sizeof g);
-    int rc = ccl__random_bytes(c->uuid, sizeof c->uuid);
+    rc = ccl__random_bytes(c->uuid, sizeof c->uuid);
     if (rc) {
         ERRF("getrandom failed");
         goto fail;

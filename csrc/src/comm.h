@@ -16,7 +16,9 @@
 #ifndef CCL_COMM_H
 #define CCL_COMM_H
 
+#include "auth.h"
 #include "ccl.h"
+#include "log.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -157,6 +159,8 @@ struct ccl_op {
 
 struct ccl_comm {
     ccl_comm_config cfg;
+    ccl__key key;     /* the pre-shared key (len 0: none); cfg.key is NULL */
+    ccl__log_once refusals; /* strangers turned away during mesh setup */
     char listen_host[CCL_MAX_HOST + 1];
     int rank, size;
     uint32_t epoch;
@@ -236,11 +240,6 @@ void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why);
 void ccl__say_bye(ccl_comm *c);
 
 /* master_link.c, mesh.c, comm.c: joining, the mesh, membership */
-void ccl__hello_fill(ccl__hello *h, int role, uint32_t epoch, uint32_t rank,
-                     uint32_t idx, const uint8_t uuid[16]);
-int ccl__exchange_hello(int fd, const ccl__hello *mine, ccl__hello *theirs,
-                        uint64_t deadline, const char *who, char *err,
-                        size_t errlen);
 int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
                     char *err, size_t errlen);
 int ccl__build_peers(ccl_comm *c, const ccl__group_msg *g);

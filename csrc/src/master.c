@@ -28,7 +28,10 @@
  * HANDSHAKE_MS, frames are capped by the codec before anything is read
  * into the fixed per-connection buffer, and connections are capped.
  */
+#include "auth.h"
 #include "ccl.h"
+#include "handshake.h"
+#include "log.h"
 #include "sock.h"
 #include "wire.h"
 
@@ -42,7 +45,7 @@
 #define SEND_MS 2000
 #define IN_CAP (12 + 4 * CCL_MAX_WORLD)
 
-enum mphase { P_HELLO, P_REGISTER, P_WAITING, P_MEMBER };
+enum mphase { P_HELLO, P_PROOF, P_REGISTER, P_WAITING, P_MEMBER };
 
 typedef struct mconn {
     struct mconn *next;
@@ -50,6 +53,8 @@ typedef struct mconn {
     int phase;
     char addr[80];
     uint64_t deadline_ms;
+    uint8_t hello_mine[CCL_HELLO_LEN];   /* the handshake transcript */
+    uint8_t hello_theirs[CCL_HELLO_LEN];
     /* frame reader: a header, then its payload */
     int in_payload;
     size_t have, need;
@@ -63,6 +68,9 @@ typedef struct mconn {
 } mconn;
 
 struct ccl_master {
+    ccl__key key;         /* len 0: no key, loopback peers only */
+    int allow_insecure;
+    ccl__log_once refusals;
     int lfd, poller, wakefd, port;
     pthread_t thread;
     int stop;
@@ -84,6 +92,9 @@ void ccl_master_config_init(ccl_master_config *cfg)
 {
     cfg->host = "127.0.0.1";
     cfg->port = 0;
+    cfg->key = NULL;
+    cfg->key_len = 0;
+    cfg->allow_insecure = 0;
 }
 
 static void send_frame(ccl_master *m, mconn *k, int type, uint64_t tag,
@@ -460,6 +471,87 @@ static void on_frame(ccl_master *m, mconn *k)
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
 }
 
+static void refuse(ccl_master *m, mconn *k, const char *cause)
+{
+    ccl__log_refusal(&m->refusals, "pyccl master", k->addr, cause);
+    mconn_close(m, k);
+}
+
+/* One step of the handshake, when k->need bytes are in: the HELLO's
+ * version prefix, the rest of the HELLO, then (with a key) the peer's
+ * proof.  Returns 0 if the connection was closed. */
+static int handshake_step(ccl_master *m, mconn *k)
+{
+    char why[400];
+    if (k->phase == P_HELLO && k->need == CCL_HELLO_PREFIX_LEN) {
+        uint16_t version = 0;
+        int rc = ccl__hello_check_prefix(k->in, &version);
+        if (rc == CCL_ERR_VERSION) {
+            /* The peer already has our HELLO and names the mismatch on its
+             * side. */
+            snprintf(why, sizeof why, "it speaks protocol version %u, we speak %u",
+                     version, CCL_PROTOCOL_VERSION);
+            refuse(m, k, why);
+            return 0;
+        }
+        if (rc) {
+            refuse(m, k, "not a pyccl peer (bad hello)");
+            return 0;
+        }
+        k->need = CCL_HELLO_LEN;
+        return 1;
+    }
+    if (k->phase == P_HELLO) {
+        ccl__hello mine, theirs;
+        memcpy(k->hello_theirs, k->in, CCL_HELLO_LEN);
+        if (ccl__hello_decode(k->hello_theirs, &theirs) ||
+            theirs.role != CCL_ROLE_PEER_TO_MASTER) {
+            refuse(m, k, "not a pyccl peer (bad hello)");
+            return 0;
+        }
+        ccl__hello_decode(k->hello_mine, &mine);
+        int rc = ccl__auth_policy(m->key.len > 0, &mine, &theirs,
+                                  ccl__sock_peer_is_loopback(k->fd),
+                                  m->allow_insecure, "the peer", why, sizeof why);
+        if (rc) {
+            refuse(m, k, why);
+            return 0;
+        }
+        k->have = 0;
+        if (m->key.len) {
+            k->phase = P_PROOF;
+            k->need = CCL_PROOF_LEN;
+        } else {
+            k->phase = P_REGISTER;
+            k->need = CCL_HDR_LEN;
+        }
+        return 1;
+    }
+    /* P_PROOF: the peer is the connector, we the acceptor. */
+    uint8_t answer[CCL_PROOF_LEN];
+    int good = ccl__auth_verify(&m->key, CCL_SIDE_CONNECTOR, k->hello_theirs,
+                                k->hello_mine, k->in);
+    if (good)
+        ccl__auth_proof(&m->key, CCL_SIDE_ACCEPTOR, k->hello_theirs, k->hello_mine,
+                        answer);
+    else
+        memset(answer, 0, sizeof answer); /* "your proof was wrong" */
+    int sent = ccl__sock_send_all(k->fd, answer, sizeof answer,
+                                  ccl__now_ms() + SEND_MS, NULL, 0) == 0;
+    if (!good) {
+        refuse(m, k, "authentication failed: wrong key, or a replayed handshake");
+        return 0;
+    }
+    if (!sent) {
+        mconn_close(m, k);
+        return 0;
+    }
+    k->phase = P_REGISTER;
+    k->have = 0;
+    k->need = CCL_HDR_LEN;
+    return 1;
+}
+
 /* Reads what arrived on a control connection and advances its state. */
 static void on_readable(ccl_master *m, mconn *k)
 {
@@ -475,23 +567,10 @@ static void on_readable(ccl_master *m, mconn *k)
         k->have += (size_t)n;
         if (k->have < k->need)
             continue;
-        if (k->phase == P_HELLO) {
-            ccl__hello h;
-            int rc = ccl__hello_decode(k->in, &h);
-            if (rc != 0 || h.role != CCL_ROLE_PEER_TO_MASTER) {
-                /* The peer already has our HELLO and names the mismatch on
-                 * its side; we say it here once and close. */
-                if (rc == CCL_ERR_VERSION)
-                    fprintf(stderr, "pyccl master: closed connection from %s: it "
-                            "speaks protocol version %u, we speak %u\n", k->addr,
-                            h.version, CCL_PROTOCOL_VERSION);
-                else
-                    fprintf(stderr, "pyccl master: closed connection from %s: "
-                            "not a pyccl peer (bad hello)\n", k->addr);
-                mconn_close(m, k);
+        if (k->phase == P_HELLO || k->phase == P_PROOF) {
+            if (!handshake_step(m, k))
                 return;
-            }
-            k->phase = P_REGISTER;
+            continue;
         } else if (!k->in_payload) {
             if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
                 reject(m, k, CCL_ERR_PROTOCOL, "malformed frame on the control link");
@@ -534,16 +613,22 @@ static void on_accept(ccl_master *m)
         k->fd = fd;
         snprintf(k->addr, sizeof k->addr, "%s", addr);
         k->phase = P_HELLO;
-        k->need = CCL_HELLO_LEN;
+        k->need = CCL_HELLO_PREFIX_LEN;
         k->deadline_ms = ccl__now_ms() + HANDSHAKE_MS;
         ccl__hello h;
         memset(&h, 0, sizeof h);
         h.version = CCL_PROTOCOL_VERSION;
         h.role = CCL_ROLE_MASTER;
         h.rank = 0xffffffffu;
-        uint8_t hb[CCL_HELLO_LEN];
-        ccl__hello_encode(hb, &h);
-        if (ccl__sock_send_all(fd, hb, sizeof hb, ccl__now_ms() + SEND_MS, NULL, 0) ||
+        h.flags = m->key.len ? CCL_HELLO_AUTH : 0;
+        if (ccl__random_bytes(h.nonce, sizeof h.nonce)) {
+            ccl__sock_close(fd);
+            free(k);
+            continue;
+        }
+        ccl__hello_encode(k->hello_mine, &h);
+        if (ccl__sock_send_all(fd, k->hello_mine, CCL_HELLO_LEN,
+                               ccl__now_ms() + SEND_MS, NULL, 0) ||
             ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
             ccl__sock_close(fd);
             free(k);
@@ -611,11 +696,23 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
         snprintf(err, errlen, "port out of range");
         return CCL_ERR_INVALID_ARG;
     }
+    const char *host = cfg->host ? cfg->host : "127.0.0.1";
+    int have_key = cfg->key && cfg->key_len;
+    int rc = ccl__insecure_check(have_key, cfg->allow_insecure, host, NULL, err,
+                                 errlen);
+    if (rc)
+        return rc;
     ccl_master *m = calloc(1, sizeof *m);
     if (!m)
         return CCL_ERR_NOMEM;
+    rc = ccl__key_set(&m->key, cfg->key, cfg->key_len, err, errlen);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    m->allow_insecure = cfg->allow_insecure;
     m->lfd = m->poller = m->wakefd = -1;
-    int rc = ccl__sock_listen(cfg->host ? cfg->host : "127.0.0.1", cfg->port,
+    rc = ccl__sock_listen(host, cfg->port,
                               1024, &m->lfd, &m->port, err, errlen);
     if (!rc && (ccl__poller_create(&m->poller) || ccl__wakefd_create(&m->wakefd) ||
                 ccl__poller_set(m->poller, m->lfd, &listen_marker, CCL_EV_IN, 1) ||
@@ -631,6 +728,7 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
         ccl__sock_close(m->lfd);
         ccl__sock_close(m->poller);
         ccl__sock_close(m->wakefd);
+        ccl__key_wipe(&m->key);
         free(m);
         return rc;
     }
@@ -660,5 +758,6 @@ void ccl_master_destroy(ccl_master *m)
     ccl__sock_close(m->lfd);
     ccl__sock_close(m->poller);
     ccl__sock_close(m->wakefd);
+    ccl__key_wipe(&m->key);
     free(m);
 }

@@ -4,6 +4,7 @@
  * coming back to a restarted master (REJOIN).
  */
 #include "comm.h"
+#include "handshake.h"
 #include "sock.h"
 
 #include <stdio.h>
@@ -11,46 +12,6 @@
 #include <string.h>
 
 #define ERRF(...) snprintf(err, errlen, __VA_ARGS__)
-
-void ccl__hello_fill(ccl__hello *h, int role, uint32_t epoch, uint32_t rank,
-                     uint32_t idx, const uint8_t uuid[16])
-{
-    memset(h, 0, sizeof *h);
-    h->version = CCL_PROTOCOL_VERSION;
-    h->role = (uint8_t)role;
-    h->epoch = epoch;
-    h->rank = rank;
-    h->conn_index = idx;
-    memcpy(h->uuid, uuid, 16);
-}
-
-/* Both ends send their HELLO at once, then read the other's. */
-int ccl__exchange_hello(int fd, const ccl__hello *mine, ccl__hello *theirs,
-                        uint64_t deadline, const char *who, char *err,
-                        size_t errlen)
-{
-    uint8_t buf[CCL_HELLO_LEN];
-    char e[200];
-    ccl__hello_encode(buf, mine);
-    int rc = ccl__sock_send_all(fd, buf, sizeof buf, deadline, e, sizeof e);
-    if (!rc)
-        rc = ccl__sock_recv_all(fd, buf, sizeof buf, deadline, e, sizeof e);
-    if (rc) {
-        ERRF("handshake with %s: %s", who, e);
-        return rc;
-    }
-    rc = ccl__hello_decode(buf, theirs);
-    if (rc == CCL_ERR_VERSION) {
-        ERRF("handshake with %s: it speaks protocol version %u, we speak %u",
-             who, theirs->version, CCL_PROTOCOL_VERSION);
-        return rc;
-    }
-    if (rc) {
-        ERRF("handshake with %s: not a pyccl endpoint (bad hello)", who);
-        return rc;
-    }
-    return CCL_OK;
-}
 
 static int send_frame(int fd, int type, const uint8_t *payload, uint32_t len,
                       uint64_t deadline, char *err, size_t errlen)
@@ -86,14 +47,18 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
              c->master_port, e);
         return CCL_ERR_MASTER_UNREACHABLE;
     }
-    ccl__hello mine, theirs;
+    ccl__hello mine;
+    ccl__hs hs;
     ccl__hello_fill(&mine, CCL_ROLE_PEER_TO_MASTER, 0, 0xffffffffu, 0, c->uuid);
     char who[320];
     snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
-    rc = ccl__exchange_hello(c->master_fd, &mine, &theirs, deadline, who, err, errlen);
+    rc = ccl__handshake(c->master_fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
+                        c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
     if (rc)
-        return rc == CCL_ERR_VERSION ? rc : CCL_ERR_MASTER_UNREACHABLE;
-    if (theirs.role != CCL_ROLE_MASTER) {
+        return rc == CCL_ERR_VERSION || rc == CCL_ERR_AUTH || rc == CCL_ERR_MISMATCH
+                   ? rc
+                   : CCL_ERR_MASTER_UNREACHABLE;
+    if (hs.theirs.role != CCL_ROLE_MASTER) {
         ERRF("%s is not a pyccl master", who);
         return CCL_ERR_PROTOCOL;
     }
@@ -144,7 +109,8 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
                 return CCL_OK;
             }
         }
-        if (rc == CCL_ERR_VERSION || rc == CCL_ERR_PROTOCOL)
+        if (rc == CCL_ERR_VERSION || rc == CCL_ERR_PROTOCOL || rc == CCL_ERR_AUTH ||
+            rc == CCL_ERR_MISMATCH)
             break;
         ccl__sleep_ms(100);
     }

@@ -8,6 +8,7 @@
  * and each rank's accept phase depends only on lower ranks.
  */
 #include "comm.h"
+#include "handshake.h"
 #include "sock.h"
 
 #include <stdio.h>
@@ -30,12 +31,15 @@ int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
                 return rc == CCL_ERR_TIMEOUT ? rc : CCL_ERR_PEER_LOST;
             }
             pe->conns[i].fd = fd;
-            ccl__hello mine, theirs;
+            ccl__hello mine;
+            ccl__hs hs;
             ccl__hello_fill(&mine, CCL_ROLE_PEER_TO_PEER, c->epoch, (uint32_t)c->rank,
                        (uint32_t)i, c->uuid);
-            rc = ccl__exchange_hello(fd, &mine, &theirs, deadline, who, err, errlen);
+            rc = ccl__handshake(fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
+                                c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
             if (rc)
                 return rc;
+            const ccl__hello theirs = hs.theirs;
             if (theirs.role != CCL_ROLE_PEER_TO_PEER || theirs.epoch != c->epoch ||
                 theirs.rank != (uint32_t)p || memcmp(theirs.uuid, pe->uuid, 16)) {
                 ERRF("%s answered as someone else (epoch %u rank %u)", who,
@@ -61,17 +65,22 @@ int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
             ERRF("waiting for %d connection(s) from higher ranks: %s", expected, e);
             return rc;
         }
-        ccl__hello mine, theirs;
+        ccl__hello mine;
+        ccl__hs hs;
         ccl__hello_fill(&mine, CCL_ROLE_PEER_TO_PEER, c->epoch, (uint32_t)c->rank, 0,
                    c->uuid);
-        char who[120];
-        snprintf(who, sizeof who, "incoming %s", addr);
+        /* The address is in the log line already; a cause without it lets
+         * the log limiter group repeats. */
+        const char *who = "the connecting end";
         /* A stranger gets a short deadline so it cannot hold the mesh up. */
         uint64_t hs_deadline = ccl__now_ms() + 5000;
         if (hs_deadline > deadline)
             hs_deadline = deadline;
         char herr[400];
-        rc = ccl__exchange_hello(fd, &mine, &theirs, hs_deadline, who, herr, sizeof herr);
+        rc = ccl__handshake(fd, CCL_SIDE_ACCEPTOR, &mine, &c->key,
+                            c->cfg.allow_insecure, hs_deadline, who, &hs, herr,
+                            sizeof herr);
+        const ccl__hello theirs = hs.theirs;
         int ok = rc == 0 && theirs.role == CCL_ROLE_PEER_TO_PEER &&
                  theirs.epoch == c->epoch && theirs.rank > (uint32_t)c->rank &&
                  theirs.rank < (uint32_t)c->size;
@@ -88,8 +97,10 @@ int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         }
         /* Not one of ours: say so once, drop it, keep waiting for the real
          * peers. */
-        fprintf(stderr, "pyccl rank %d: dropped connection from %s: %s\n", c->rank,
-                addr, rc ? herr : "not a member of this group");
+        char me[48];
+        snprintf(me, sizeof me, "pyccl rank %d", c->rank);
+        ccl__log_refusal(&c->refusals, me, addr,
+                         rc ? herr : "not a member of this group");
         ccl__sock_close(fd);
     }
     return CCL_OK;

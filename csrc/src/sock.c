@@ -169,6 +169,46 @@ static void describe_peer(int fd, char *peer, size_t peerlen)
     snprintf(peer, peerlen, "%s:%d", ip, port);
 }
 
+static int addr_is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)ss)->sin_addr.s_addr);
+        return (a >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(a))
+            return 1;
+        /* ::ffff:127.x.y.z, an IPv4 loopback peer on a dual-stack socket. */
+        return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+    }
+    return 0;
+}
+
+int ccl__sock_peer_is_loopback(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    if (getpeername(fd, (struct sockaddr *)&ss, &l) != 0)
+        return 0;
+    return addr_is_loopback(&ss);
+}
+
+int ccl__host_is_loopback(const char *host)
+{
+    /* Only literal addresses and "localhost" count: a name that resolves
+     * to loopback today may not tomorrow. */
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (strcmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6);
+    return 0;
+}
+
 int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen)
 {
     int s;

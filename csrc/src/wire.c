@@ -24,7 +24,8 @@
 #define MEMBER_FIXED_LEN 19   /* u16 port, 16 uuid, u8 host_len */
 #define MEMBER_MIN_LEN (MEMBER_FIXED_LEN + 1) /* a host has >= 1 byte */
 #define ERRMSG_FIXED_LEN 6    /* u32 code, u16 n */
-#define HELLO_RESERVED_OFF 40
+#define HELLO_NONCE_OFF 40
+#define HELLO_RESERVED_OFF 56
 
 /* ------------------------------------------------------------------ */
 /* Little-endian helpers.  Shifts on unsigned values are defined for every
@@ -258,31 +259,41 @@ void ccl__hello_encode(uint8_t out[CCL_HELLO_LEN], const ccl__hello *h)
     ccl__put_u32(out + 16, h->rank);
     ccl__put_u32(out + 20, h->conn_index);
     memcpy(out + 24, h->uuid, 16);
-    /* [40..48) stays zero: reserved for a later version. */
+    memcpy(out + HELLO_NONCE_OFF, h->nonce, CCL_NONCE_LEN);
+    /* [56..64) stays zero: reserved for a later version. */
 }
 
-int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h)
+int ccl__hello_check_prefix(const uint8_t in[CCL_HELLO_PREFIX_LEN],
+                            uint16_t *version)
 {
-    memset(h, 0, sizeof *h);
+    *version = 0;
     /* The magic comes first so that a stranger talking to our port (an
      * HTTP client, a port scanner) gets a protocol error, not a version
      * error that would suggest it is an old pyccl. */
     if (memcmp(in, CCL_MAGIC, 8) != 0)
         return CCL_ERR_PROTOCOL;
-    h->version = ccl__get_u16(in + 8);
+    *version = ccl__get_u16(in + 8);
     /* Nothing after the version is interpreted when versions differ,
      * because another version may lay those bytes out differently. */
-    if (h->version != CCL_PROTOCOL_VERSION)
-        return CCL_ERR_VERSION;
+    return *version == CCL_PROTOCOL_VERSION ? 0 : CCL_ERR_VERSION;
+}
+
+int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h)
+{
+    memset(h, 0, sizeof *h);
+    int rc = ccl__hello_check_prefix(in, &h->version);
+    if (rc)
+        return rc;
     h->role = in[10];
     h->flags = in[11];
     h->epoch = ccl__get_u32(in + 12);
     h->rank = ccl__get_u32(in + 16);
     h->conn_index = ccl__get_u32(in + 20);
     memcpy(h->uuid, in + 24, 16);
+    memcpy(h->nonce, in + HELLO_NONCE_OFF, CCL_NONCE_LEN);
     if (!role_ok(h->role))
         return CCL_ERR_PROTOCOL;
-    if (h->flags != 0 || !all_zero(in + HELLO_RESERVED_OFF,
+    if ((h->flags & ~CCL_HELLO_FLAGS_KNOWN) != 0 || !all_zero(in + HELLO_RESERVED_OFF,
                                    CCL_HELLO_LEN - HELLO_RESERVED_OFF))
         return CCL_ERR_PROTOCOL;
     return 0;

@@ -7,9 +7,10 @@
  * unknown types and nonzero reserved bytes, and never read past the end.
  * docs/protocol.md describes every byte.
  *
- * A connection starts with both ends sending a HELLO (48 bytes) at once and
- * reading the other's.  After that every message is a frame: a 40-byte
- * header followed by `length` payload bytes.
+ * A connection starts with both ends sending a HELLO (64 bytes) at once and
+ * reading the other's; with a key, the HELLOs are followed by the proofs of
+ * auth.h.  After that every message is a frame: a 40-byte header followed
+ * by `length` payload bytes.
  */
 #ifndef CCL_WIRE_H
 #define CCL_WIRE_H
@@ -26,8 +27,18 @@ uint32_t ccl__get_u32(const uint8_t *p);
 uint64_t ccl__get_u64(const uint8_t *p);
 
 /* ---- HELLO ---- */
-#define CCL_HELLO_LEN 48
+#define CCL_HELLO_LEN 64
+/* Magic and version: the part every protocol version keeps, so a reader
+ * reads it first and can name a version mismatch without waiting for
+ * bytes an older peer never sends (version 1 sent 48). */
+#define CCL_HELLO_PREFIX_LEN 10
 #define CCL_MAGIC "PYCCL\0\r\n" /* 8 bytes */
+#define CCL_NONCE_LEN 16
+
+/* HELLO flags. */
+#define CCL_HELLO_AUTH 1u      /* the sender holds a key and will prove it */
+#define CCL_HELLO_FRAME_MAC 2u /* the sender wants a MAC on every frame */
+#define CCL_HELLO_FLAGS_KNOWN (CCL_HELLO_AUTH | CCL_HELLO_FRAME_MAC)
 
 enum ccl__role {
     CCL_ROLE_PEER_TO_MASTER = 1, /* a communicator's control link */
@@ -38,17 +49,22 @@ enum ccl__role {
 typedef struct ccl__hello {
     uint16_t version;    /* CCL_PROTOCOL_VERSION */
     uint8_t role;        /* enum ccl__role */
-    uint8_t flags;       /* 0; reserved */
+    uint8_t flags;       /* CCL_HELLO_* bits */
     uint32_t epoch;      /* group epoch the connection belongs to (0 on control links) */
     uint32_t rank;       /* sender's rank in that epoch (0xffffffff if none) */
     uint32_t conn_index; /* index in the peer pool, 0..K-1 */
     uint8_t uuid[16];    /* sender's identity, random per communicator */
+    uint8_t nonce[CCL_NONCE_LEN]; /* fresh random bytes per connection */
 } ccl__hello;
 
 void ccl__hello_encode(uint8_t out[CCL_HELLO_LEN], const ccl__hello *h);
-/* Returns 0; CCL_ERR_PROTOCOL for a bad magic, unknown role or nonzero
- * reserved bytes; CCL_ERR_VERSION if the version differs from ours (h->version
- * is still filled so the caller can name it). */
+/* Checks the first CCL_HELLO_PREFIX_LEN bytes: 0, CCL_ERR_PROTOCOL for a
+ * bad magic, or CCL_ERR_VERSION (and *version says which). */
+int ccl__hello_check_prefix(const uint8_t in[CCL_HELLO_PREFIX_LEN],
+                            uint16_t *version);
+/* Returns 0; CCL_ERR_PROTOCOL for a bad magic, unknown role, unknown flags
+ * or nonzero reserved bytes; CCL_ERR_VERSION if the version differs from
+ * ours (h->version is still filled so the caller can name it). */
 int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h);
 
 /* ---- frame header ---- */

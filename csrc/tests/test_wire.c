@@ -96,6 +96,8 @@ static ccl__hello sample_hello(void)
     h.rank = 3;
     h.conn_index = 0x0a0b0c0du;
     fill_uuid(h.uuid, 0xa0);
+    fill_uuid(h.nonce, 0x50);
+    h.flags = CCL_HELLO_AUTH;
     return h;
 }
 
@@ -110,10 +112,11 @@ static void test_hello_round_trip(void)
         h.rank = role == CCL_ROLE_MASTER ? 0xffffffffu : role;
         ccl__hello_encode(buf, &h);
         PASS_RC(ccl__hello_decode(buf, &d));
-        PASS(d.version == h.version && d.role == h.role && d.flags == 0);
+        PASS(d.version == h.version && d.role == h.role && d.flags == h.flags);
         PASS(d.epoch == h.epoch && d.rank == h.rank);
         PASS(d.conn_index == h.conn_index);
         PASS(memcmp(d.uuid, h.uuid, 16) == 0);
+        PASS(memcmp(d.nonce, h.nonce, CCL_NONCE_LEN) == 0);
     }
 }
 
@@ -121,20 +124,22 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x01, 0x00,                                 /* version 1 */
+        0x02, 0x00,                                 /* version 2 */
         0x02,                                       /* role PEER_TO_PEER */
-        0x00,                                       /* flags */
+        0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
         0x03, 0x00, 0x00, 0x00,                     /* rank 3 */
         0x0d, 0x0c, 0x0b, 0x0a,                     /* conn_index */
         0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
         0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf, /* uuid */
+        0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57,
+        0x58, 0x59, 0x5a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f, /* nonce */
         0, 0, 0, 0, 0, 0, 0, 0                      /* reserved */
     };
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 1); /* the array above spells version 1 */
+    PASS(CCL_PROTOCOL_VERSION == 2); /* the array above spells version 2 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);
@@ -165,9 +170,19 @@ static void test_hello_rejects(void)
 
     /* Another version: CCL_ERR_VERSION, with the version filled in. */
     memcpy(buf, good, sizeof buf);
-    ccl__put_u16(buf + 8, 2);
+    ccl__put_u16(buf + 8, 1);
     PASS(hello_decode_copy(buf, &d) == CCL_ERR_VERSION);
-    PASS(d.version == 2);
+    PASS(d.version == 1);
+    {
+        /* The prefix alone is enough to tell: a version-1 peer sends only
+         * 48 bytes, and must not be waited for. */
+        uint16_t v = 0;
+        PASS(ccl__hello_check_prefix(buf, &v) == CCL_ERR_VERSION && v == 1);
+        PASS(ccl__hello_check_prefix(good, &v) == 0 && v == CCL_PROTOCOL_VERSION);
+        buf[0] = 'Q';
+        PASS(ccl__hello_check_prefix(buf, &v) == CCL_ERR_PROTOCOL);
+        buf[0] = 'P';
+    }
     ccl__put_u16(buf + 8, 0);
     PASS(hello_decode_copy(buf, &d) == CCL_ERR_VERSION);
     PASS(d.version == 0);
@@ -196,26 +211,28 @@ static void test_hello_rejects(void)
         }
     }
 
-    /* Flags must be zero. */
-    memcpy(buf, good, sizeof buf);
-    buf[11] = 0x01;
-    PASS(hello_decode_copy(buf, &d) == CCL_ERR_PROTOCOL);
-    buf[11] = 0x80;
-    PASS(hello_decode_copy(buf, &d) == CCL_ERR_PROTOCOL);
+    /* Only known flags. */
+    for (i = 0; i < 8; i++) {
+        memcpy(buf, good, sizeof buf);
+        buf[11] = (uint8_t)(1u << i);
+        PASS(hello_decode_copy(buf, &d) ==
+             ((1u << i) & CCL_HELLO_FLAGS_KNOWN ? 0 : CCL_ERR_PROTOCOL));
+    }
 
     /* Every reserved byte must be zero. */
-    for (i = 40; i < CCL_HELLO_LEN; i++) {
+    for (i = 56; i < CCL_HELLO_LEN; i++) {
         memcpy(buf, good, sizeof buf);
         buf[i] = 0x01;
         PASS(hello_decode_copy(buf, &d) == CCL_ERR_PROTOCOL);
     }
 
-    /* Epoch, rank, conn_index and uuid take any value. */
+    /* Epoch, rank, conn_index, uuid and nonce take any value. */
     memcpy(buf, good, sizeof buf);
-    memset(buf + 12, 0xff, 28);
+    memset(buf + 12, 0xff, 44);
     PASS(hello_decode_copy(buf, &d) == 0);
     PASS(d.epoch == 0xffffffffu && d.rank == 0xffffffffu &&
-         d.conn_index == 0xffffffffu && d.uuid[15] == 0xff);
+         d.conn_index == 0xffffffffu && d.uuid[15] == 0xff &&
+         d.nonce[0] == 0xff && d.nonce[15] == 0xff);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1240,8 +1257,8 @@ static void fuzz_hello(const uint8_t *in, size_t len, fuzz_stats *st)
         return;
     }
     st->ok[0]++;
-    if (h.version != CCL_PROTOCOL_VERSION || h.flags != 0 || h.role < 1 ||
-        h.role > 3)
+    if (h.version != CCL_PROTOCOL_VERSION ||
+        (h.flags & ~CCL_HELLO_FLAGS_KNOWN) != 0 || h.role < 1 || h.role > 3)
         fuzz_violation(st, "hello: accepted an invalid field");
     ccl__hello_encode(re, &h);
     if (memcmp(re, in, CCL_HELLO_LEN) != 0)
