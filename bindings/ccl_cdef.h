@@ -65,6 +65,9 @@ typedef struct ccl_master ccl_master;
 typedef struct ccl_master_config {
     const char *host;
     int port;
+    const void *key;
+    size_t key_len;
+    int allow_insecure;
     ...;
 } ccl_master_config;
 
@@ -92,6 +95,10 @@ typedef struct ccl_comm_config {
     uint32_t chunk_bytes;
     int peer_timeout_ms;
     int restore_input;
+    const void *key;
+    size_t key_len;
+    int allow_insecure;
+    int frame_mac;
     ...;
 } ccl_comm_config;
 

@@ -1,6 +1,7 @@
 """The ``pyccl`` command.
 
-    pyccl master [--host 127.0.0.1] [--port 29400]
+    pyccl master [--host 127.0.0.1] [--port 29400] [--key-file F] [--allow-insecure]
+    pyccl keygen [FILE]
     pyccl demo [--peers 4] [--sizes 4,4K,1M,16M] [--iters 5] [--algorithm auto]
     pyccl bench ...        (pyccl.bench.main(argv) -> int, when installed)
 """
@@ -45,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to bind (default 127.0.0.1)")
     master.add_argument("--port", type=int, default=29400,
                         help="port to listen on, 0 for any (default 29400)")
+    master.add_argument("--key-file", default=None,
+                        help="file holding the run's pre-shared key (default: "
+                             "$PYCCL_KEY_FILE, then $PYCCL_KEY; without a "
+                             "key only loopback peers are accepted)")
+    master.add_argument("--allow-insecure", action="store_true", default=None,
+                        help="without a key, accept unauthenticated peers "
+                             "from other hosts (trusted networks only)")
+
+    keygen = sub.add_parser(
+        "keygen", help="make a random pre-shared key",
+        description="Prints a fresh random key (64 hex characters), or "
+                    "writes it to FILE with mode 0600 (never overwriting).")
+    keygen.add_argument("file", nargs="?", default=None,
+                        help="file to create (default: print the key)")
 
     demo = sub.add_parser(
         "demo", help="all-reduce across local processes and check results",
@@ -67,7 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_master(host: str, port: int) -> int:
+def _run_keygen(path: Optional[str]) -> int:
+    from pyccl.keys import generate_key, write_key_file
+    if path is None:
+        print(generate_key())
+        return 0
+    try:
+        write_key_file(path)
+    except OSError as exc:
+        print("pyccl keygen: cannot create %s: %s" % (path, exc.strerror),
+              file=sys.stderr)
+        return 1
+    print("pyccl keygen: wrote a new key to %s (mode 0600); give every "
+          "peer and the master the same file (--key-file or "
+          "PYCCL_KEY_FILE)" % path)
+    return 0
+
+
+def _run_master(host: str, port: int, key_file: Optional[str] = None,
+                allow_insecure: Optional[bool] = None) -> int:
     from pyccl import CclError, Master
     stop = threading.Event()
 
@@ -78,12 +111,16 @@ def _run_master(host: str, port: int) -> int:
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            master = Master(host, port)
+            master = Master(host, port, key_file=key_file,
+                            allow_insecure=allow_insecure)
         except CclError as exc:
             print("pyccl master: %s" % exc, file=sys.stderr)
             return 1
         with master:
-            print("pyccl master listening on %s" % master.address, flush=True)
+            print("pyccl master listening on %s (%s)"
+                  % (master.address, "peers must prove the key"
+                     if master.authenticated else
+                     "no key: unauthenticated"), flush=True)
             while not stop.wait(0.5):
                 pass
             print("pyccl master: stopping after %d group(s)" % master.epoch,
@@ -119,7 +156,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "master":
-        return _run_master(args.host, args.port)
+        return _run_master(args.host, args.port, args.key_file,
+                           args.allow_insecure)
+    if args.command == "keygen":
+        return _run_keygen(args.file)
     if args.command == "demo":
         from pyccl.demo import run
         try:

@@ -19,6 +19,7 @@ from pyccl.buffers import Buffer, as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                           parse_op)
 from pyccl.errors import Closed, InvalidArgument, check
+from pyccl.keys import KeyLike, resolve_allow_insecure, resolve_key
 from pyccl.master import Master
 from pyccl.work import Work
 
@@ -102,6 +103,18 @@ class Communicator:
         restore_input: an in-place all-reduce that fails gives the input
             back (costs one copy of the buffer); False trades that
             guarantee for speed.
+        key: the run's pre-shared key (bytes or str, 16..1024 bytes), the
+            same on the master and every peer.  Default: ``PYCCL_KEY_FILE``
+            or ``PYCCL_KEY`` from the environment (:mod:`pyccl.keys`).
+            Without a key, pyccl talks over loopback only.
+        key_file: read the key from this file instead.
+        allow_insecure: without a key, talk to other hosts anyway (trusted
+            networks only; a warning is printed).  Default:
+            ``PYCCL_ALLOW_INSECURE``, else False.
+        frame_mac: put a MAC on every frame between peers, so a
+            tampered or corrupted byte fails the op instead of landing in
+            the result (needs a key; every peer must agree; costs
+            bandwidth, see ``docs/benchmarks.md``).
 
     Raises:
         MasterUnreachable, Timeout, Rejected, ...: the group could not be
@@ -115,7 +128,11 @@ class Communicator:
                  spin_us: int = -1, star_max_bytes: int = 65536,
                  chunk_bytes: int = 1 << 20,
                  peer_timeout: float = 30.0,
-                 restore_input: bool = True) -> None:
+                 restore_input: bool = True,
+                 key: Optional[KeyLike] = None,
+                 key_file: Optional[str] = None,
+                 allow_insecure: Optional[bool] = None,
+                 frame_mac: bool = False) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
         rank = -1 if rank is None else _int_arg(rank, "rank", 0,
@@ -145,6 +162,13 @@ class Communicator:
         cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
         cfg.peer_timeout_ms = _ms(peer_timeout, "peer_timeout")
         cfg.restore_input = 1 if restore_input else 0
+        key_bytes = resolve_key(key, key_file)
+        if key_bytes is not None:
+            key_c = ffi.from_buffer(key_bytes)  # copied by the C core
+            cfg.key = key_c
+            cfg.key_len = len(key_bytes)
+        cfg.allow_insecure = 1 if resolve_allow_insecure(allow_insecure) else 0
+        cfg.frame_mac = 1 if frame_mac else 0
 
         out = ffi.new("ccl_comm **")
         err = ffi.new("char[]", _ERRLEN)

@@ -58,12 +58,13 @@ def expected_sum(count: int, world_size: int) -> np.ndarray:
 
 
 def _worker(address: str, world_size: int, rank: int, sizes: List[int],
-            iters: int, algorithm: str, results: Any) -> None:
+            iters: int, algorithm: str, results: Any, key: bytes) -> None:
     """One demo process; reports ``(rank, rows, error)`` on ``results``."""
     try:
         from pyccl import Communicator
         rows = []
-        with Communicator(address, world_size=world_size, rank=rank) as comm:
+        with Communicator(address, world_size=world_size, rank=rank,
+                          key=key) as comm:
             for size in sizes:
                 count = size // 4
                 template = pattern(count, rank)
@@ -90,7 +91,15 @@ def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
     """Runs the demo and prints its table (to ``out``, default stdout);
     returns 0 if every check passed, 1 otherwise."""
     from pyccl import Master
+    from pyccl.keys import generate_key, resolve_key
     out = sys.stdout if out is None else out
+    # The demo authenticates like a real run: with the configured key, or
+    # a fresh one shared with its own workers.
+    key = resolve_key()
+    key_source = "configured key"
+    if key is None:
+        key, key_source = generate_key().encode(), "one-off random key"
+
     if peers < 1 or iters < 1:
         raise ValueError("peers and iters must be >= 1")
     for size in sizes:
@@ -99,13 +108,14 @@ def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
                              % size)
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
-    with Master("127.0.0.1", 0) as master:
+    with Master("127.0.0.1", 0, key=key) as master:
         print("master %s, %d peers, all_reduce f32 sum, %d iterations, "
-              "algorithm %s" % (master.address, peers, iters, algorithm),
+              "algorithm %s, connections authenticated (%s)"
+              % (master.address, peers, iters, algorithm, key_source),
               file=out, flush=True)
         procs = [ctx.Process(target=_worker, name="pyccl-demo-%d" % r,
                              args=(master.address, peers, r, list(sizes),
-                                   iters, algorithm, results))
+                                   iters, algorithm, results, key))
                  for r in range(peers)]
         for p in procs:
             p.start()

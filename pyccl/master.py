@@ -7,10 +7,11 @@ its own thread inside the C core; this object only owns it.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Optional
 
 from pyccl._lib import ffi, lib
 from pyccl.errors import Closed, InvalidArgument, check
+from pyccl.keys import KeyLike, resolve_allow_insecure, resolve_key
 
 _ERRLEN = 512
 
@@ -22,12 +23,23 @@ class Master:
         host: address to bind (``"0.0.0.0"`` to accept peers from other
             hosts).
         port: TCP port; 0 picks a free one (read it back from ``.port``).
+        key: the run's pre-shared key (bytes or str, 16..1024 bytes).
+            Default: ``PYCCL_KEY_FILE`` or ``PYCCL_KEY`` from the
+            environment (see :mod:`pyccl.keys`).  With a key, every
+            connection must prove it holds the same key.
+        key_file: read the key from this file instead.
+        allow_insecure: without a key, accept peers from other hosts and
+            bind non-loopback addresses anyway (a warning is printed).
+            Default: ``PYCCL_ALLOW_INSECURE``, else False (loopback only).
 
     Use it as a context manager, or call :meth:`close`; a master that is
     garbage collected is closed too.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
+                 key: Optional[KeyLike] = None,
+                 key_file: Optional[str] = None,
+                 allow_insecure: Optional[bool] = None) -> None:
         if not isinstance(host, str) or not host:
             raise InvalidArgument("host must be a non-empty string, not %r"
                                   % (host,))
@@ -41,6 +53,13 @@ class Master:
         host_c = ffi.new("char[]", host.encode())
         cfg.host = host_c
         cfg.port = port
+        key_bytes = resolve_key(key, key_file)
+        if key_bytes is not None:
+            key_c = ffi.from_buffer(key_bytes)  # copied by the C core
+            cfg.key = key_c
+            cfg.key_len = len(key_bytes)
+        cfg.allow_insecure = 1 if resolve_allow_insecure(allow_insecure) else 0
+        self._authenticated = key_bytes is not None
         out = ffi.new("ccl_master **")
         err = ffi.new("char[]", _ERRLEN)
         rc = lib.ccl_master_create(cfg, out, err, _ERRLEN)
@@ -58,6 +77,11 @@ class Master:
     def host(self) -> str:
         """The address the master is bound to."""
         return self._host
+
+    @property
+    def authenticated(self) -> bool:
+        """True if the master requires the key from every peer."""
+        return self._authenticated
 
     @property
     def port(self) -> int:

@@ -19,12 +19,22 @@ ROLE_PEER_TO_MASTER = 1
 
 
 def hello(version, role=ROLE_PEER_TO_MASTER, flags=0, epoch=0,
-          rank=0xFFFFFFFF, conn_index=0, uuid=b"\x11" * 16):
-    """A 48-byte HELLO as docs/protocol.md lays it out."""
+          rank=0xFFFFFFFF, conn_index=0, uuid=b"\x11" * 16,
+          nonce=b"\x22" * 16):
+    """A 64-byte HELLO as docs/protocol.md lays it out (version 2)."""
     msg = MAGIC + struct.pack("<HBBIII", version, role, flags, epoch, rank,
-                              conn_index) + uuid + bytes(8)
-    assert len(msg) == 48
+                              conn_index) + uuid + nonce + bytes(8)
+    assert len(msg) == 64
     return msg
+
+
+def test_version_1_peer_is_named_not_waited_for():
+    """A version-1 peer sends a 48-byte HELLO: the master must decide from
+    the version field and close, not wait for 16 bytes that never come."""
+    with pyccl.Master() as master:
+        with _connect(master) as sock:
+            sock.sendall(hello(1)[:48])
+            _check_master_hello(read_until_closed(sock))
 
 
 def read_until_closed(sock, limit_s=5.0):
