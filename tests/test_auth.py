@@ -1,0 +1,222 @@
+"""The authenticated handshake (docs/security.md), end to end.
+
+A raw-socket client written here from the protocol document (Python's own
+hmac/hashlib, not our C code) talks to a real master: a correct proof is
+accepted and the master's answer verifies, a replayed handshake and a wrong
+key get the refusal, a keyless client is turned away.  Then real groups of
+processes: the same key works, a wrong or missing key fails with AuthError
+naming the cause, and keys come from arguments, files and the environment.
+"""
+import hashlib
+import hmac
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+
+import pytest
+
+import pyccl
+from pyccl.keys import KeyFileWarning, resolve_key
+from tests import workers
+from tests.peers import GroupError, run_group
+
+pytestmark = pytest.mark.timeout(120)
+
+MAGIC = b"PYCCL\x00\r\n"
+ROLE_PEER_TO_MASTER, ROLE_MASTER = 1, 3
+FLAG_AUTH = 1
+KEY = b"k" * 16 + secrets.token_bytes(16)
+
+
+def hello(flags=FLAG_AUTH, nonce=None, role=ROLE_PEER_TO_MASTER):
+    nonce = secrets.token_bytes(16) if nonce is None else nonce
+    return (MAGIC + struct.pack("<HBBIII", pyccl.PROTOCOL_VERSION, role,
+                                flags, 0, 0xFFFFFFFF, 0)
+            + b"\x33" * 16 + nonce + bytes(8))
+
+
+def proof(key, side, hc, ha):
+    label = b"pyccl/2 connector\x00" if side == "c" else b"pyccl/2 acceptor\x00"
+    return hmac.new(key, label + hc + ha, hashlib.sha256).digest()
+
+
+def recv_exact(sock, n):
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed_soon(sock, limit_s=5.0):
+    """True if the other end closes within limit_s (after any bytes)."""
+    sock.settimeout(limit_s)
+    try:
+        while sock.recv(4096):
+            pass
+    except ConnectionResetError:
+        pass
+    except socket.timeout:
+        return False
+    return True
+
+
+def start_handshake(master, my_hello):
+    sock = socket.create_connection(("127.0.0.1", master.port), timeout=5)
+    sock.sendall(my_hello)
+    theirs = recv_exact(sock, 64)
+    assert len(theirs) == 64 and theirs[:8] == MAGIC
+    return sock, theirs
+
+
+def test_master_accepts_a_correct_proof_and_proves_itself():
+    with pyccl.Master(key=KEY) as master:
+        assert master.authenticated
+        mine = hello()
+        sock, theirs = start_handshake(master, mine)
+        with sock:
+            assert theirs[10] == ROLE_MASTER and theirs[11] & FLAG_AUTH
+            sock.sendall(proof(KEY, "c", mine, theirs))
+            answer = recv_exact(sock, 32)
+            # The C core's HMAC-SHA256 agrees with Python's.
+            assert answer == proof(KEY, "a", mine, theirs)
+            # Authenticated: the master now waits for REGISTER.
+            assert not closed_soon(sock, 0.5)
+
+
+def test_replayed_handshake_is_refused():
+    with pyccl.Master(key=KEY) as master:
+        mine = hello()
+        sock, theirs = start_handshake(master, mine)
+        recorded = proof(KEY, "c", mine, theirs)
+        with sock:
+            sock.sendall(recorded)
+            assert recv_exact(sock, 32) == proof(KEY, "a", mine, theirs)
+        # The same bytes again: the master's nonce is new, the proof stale.
+        sock, theirs2 = start_handshake(master, mine)
+        assert theirs2[40:56] != theirs[40:56]
+        with sock:
+            sock.sendall(recorded)
+            assert recv_exact(sock, 32) == bytes(32)  # "your proof was wrong"
+            assert closed_soon(sock)
+
+
+def test_wrong_key_and_missing_key_are_refused_and_master_keeps_serving():
+    with pyccl.Master(key=KEY) as master:
+        mine = hello()
+        sock, theirs = start_handshake(master, mine)
+        with sock:
+            sock.sendall(proof(b"w" * 32, "c", mine, theirs))
+            assert recv_exact(sock, 32) == bytes(32)
+            assert closed_soon(sock)
+        # No AUTH flag: closed after the HELLOs, nothing proven either way.
+        sock, _ = start_handshake(master, hello(flags=0))
+        with sock:
+            assert recv_exact(sock, 32) == b""
+            assert closed_soon(sock)
+        # A client that stops after its HELLO does not hold anything up.
+        stalled, _ = start_handshake(master, hello())
+        with stalled:
+            results = run_group(2, workers.ident, master=master, key=KEY)
+        assert [r for r, _, _ in results] == [0, 1]
+
+
+def test_group_with_key_computes_correctly():
+    with pyccl.Master(key=KEY) as master:
+        results = run_group(3, workers.everything_small, master=master,
+                            key=KEY)
+    assert all(r == [] for r in results), results
+
+
+def test_peer_with_wrong_key_gets_auth_error():
+    with pyccl.Master(key=KEY) as master:
+        with pytest.raises(pyccl.AuthError, match="different keys"):
+            pyccl.Communicator(master, world_size=1, key=b"x" * 32,
+                               connect_timeout=10)
+        with pytest.raises(pyccl.AuthError, match="requires a key"):
+            pyccl.Communicator(master, world_size=1, connect_timeout=10)
+        # PermissionError is the builtin it also inherits.
+        with pytest.raises(PermissionError):
+            pyccl.Communicator(master, world_size=1, key=b"y" * 32,
+                               connect_timeout=10)
+
+
+def test_keyless_peer_and_keyed_master_mismatch_named_on_both_ends(capfd):
+    with pyccl.Master() as master:
+        with pytest.raises(pyccl.AuthError, match="has no key configured"):
+            pyccl.Communicator(master, world_size=1, key=KEY,
+                               connect_timeout=10)
+    assert "refused connection" in capfd.readouterr().err
+
+
+def test_without_a_key_only_loopback():
+    with pytest.raises(pyccl.AuthError, match="not a loopback address"):
+        pyccl.Master("0.0.0.0", 0, allow_insecure=False)
+    with pytest.raises(pyccl.AuthError, match="not a loopback address"):
+        pyccl.Communicator("127.0.0.1:1", world_size=1,
+                           listen_host="0.0.0.0", allow_insecure=False)
+    # With a key, or with allow_insecure, binding every address is fine.
+    with pyccl.Master("0.0.0.0", 0, key=KEY) as master:
+        assert master.authenticated
+    with pyccl.Master("0.0.0.0", 0, allow_insecure=True) as master:
+        assert not master.authenticated
+
+
+def test_key_sources(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCCL_KEY", raising=False)
+    monkeypatch.delenv("PYCCL_KEY_FILE", raising=False)
+    assert resolve_key() is None
+    monkeypatch.setenv("PYCCL_KEY", "e" * 20)
+    assert resolve_key() == b"e" * 20
+    path = tmp_path / "key"
+    path.write_bytes(b"f" * 24 + b"\n")
+    os.chmod(path, 0o600)
+    monkeypatch.setenv("PYCCL_KEY_FILE", str(path))
+    assert resolve_key() == b"f" * 24  # the file wins, newline dropped
+    assert resolve_key(key="g" * 16) == b"g" * 16  # the argument wins
+    os.chmod(path, 0o644)
+    with pytest.warns(KeyFileWarning, match="other users"):
+        resolve_key(key_file=path)
+    with pytest.raises(pyccl.InvalidArgument, match="16..1024"):
+        resolve_key(key=b"short")
+    with pytest.raises(pyccl.InvalidArgument, match="cannot read"):
+        resolve_key(key_file=tmp_path / "missing")
+    with pytest.raises(pyccl.InvalidArgument, match="not both"):
+        resolve_key(key=KEY, key_file=path)
+
+
+def test_environment_key_reaches_master_and_peers(monkeypatch):
+    monkeypatch.setenv("PYCCL_KEY", KEY.hex())
+    with pyccl.Master() as master:
+        assert master.authenticated
+        # Workers are spawned: they inherit the environment.
+        results = run_group(2, workers.ident, master=master)
+        assert len(results) == 2
+        # An explicit, different key on a peer fails.
+        with pytest.raises(GroupError, match="different keys"):
+            run_group(1, workers.ident, master=master, key=b"z" * 32,
+                      timeout=30)
+
+
+def test_keygen_cli(tmp_path):
+    path = tmp_path / "run.key"
+    out = subprocess.run([sys.executable, "-m", "pyccl", "keygen", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert (os.stat(path).st_mode & 0o777) == 0o600
+    key = path.read_text().strip()
+    assert len(key) == 64 and int(key, 16) >= 0
+    again = subprocess.run([sys.executable, "-m", "pyccl", "keygen",
+                            str(path)], capture_output=True, text=True,
+                           timeout=60)
+    assert again.returncode == 1 and "cannot create" in again.stderr
+    assert path.read_text().strip() == key  # never overwritten
+    with pyccl.Master(key_file=str(path)) as master:
+        x = run_group(2, workers.stats_after_allreduce, master=master,
+                      key_file=str(path))
+        assert len(x) == 2
