@@ -100,8 +100,10 @@ def test_c_tests_under_thread_sanitizer():
     _make("tsan", timeout=600)
 
 
-def test_wire_decoders_short_fuzz():
+def test_wire_and_session_short_fuzz():
+    """Both libFuzzer harnesses (decoders; handshake + frame sequences),
+    15 s each, under ASan and UBSan."""
     if not _builds("-fsanitize=fuzzer,address,undefined"):
         pytest.skip("clang with libFuzzer is not installed")
-    os.environ["FUZZ_SECONDS"] = "20"
+    os.environ["FUZZ_SECONDS"] = "15"
     _make("fuzz", timeout=300)
