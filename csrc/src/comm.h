@@ -79,6 +79,7 @@ struct ccl__peer {
     uint64_t last_rx_ms; /* any byte from this peer */
     uint64_t last_tx_ms; /* any frame queued to this peer */
     int lost;            /* a connection failed or it said BYE: out of this epoch */
+    int misbehaved;      /* it broke the protocol: the master is asked to expel it */
 };
 
 /* A frame that arrived before its op was posted here. */

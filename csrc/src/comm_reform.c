@@ -179,8 +179,10 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
         int open = 0;
         for (int i = 0; i < pe->nconns; i++)
             open |= pe->conns[i].fd >= 0;
-        if (p != c->rank && !open)
+        if (p != c->rank && !open) {
+            msg->expel[msg->nlost] = (uint8_t)pe->misbehaved;
             msg->lost[msg->nlost++] = (uint32_t)p;
+        }
     }
     size_t cap = CCL_HDR_LEN + 12 + 4 * (size_t)msg->nlost;
     uint8_t *buf = malloc(cap);

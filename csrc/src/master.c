@@ -41,6 +41,10 @@
 #include <string.h>
 
 #define HANDSHAKE_MS 10000
+/* How long an accused member that has not reported yet is waited for: a
+ * live one answers within a round trip; a hung one would hold the reform
+ * up for nothing. */
+#define ACCUSED_GRACE_MS 250
 #define MAX_CONNS 4096
 #define SEND_MS 2000
 #define IN_CAP (12 + 4 * CCL_MAX_WORLD)
@@ -65,6 +69,12 @@ typedef struct mconn {
     uint64_t order;
     uint32_t rank;
     int reported; /* sent REFORM for the current epoch */
+    /* Another member reported losing this one during the current reform;
+     * it is dropped at the end unless it speaks up and its accuser turns
+     * out to be the one at fault (expelled). */
+    int accused;
+    uint32_t accuser;     /* rank of the (last) member that reported it */
+    uint64_t accused_ms;  /* when */
 } mconn;
 
 struct ccl_master {
@@ -200,6 +210,7 @@ static void send_groups(ccl_master *m, mconn **byrank, uint32_t world)
         byrank[r]->phase = P_MEMBER;
         byrank[r]->rank = r;
         byrank[r]->reported = 0;
+        byrank[r]->accused = 0;
     }
     for (uint32_t r = 0; r < world; r++) {
         ccl__group_msg g;
@@ -292,8 +303,10 @@ static void maybe_finish_reform(ccl_master *m)
     if (!m->reforming)
         return;
     int missing = 0;
+    uint64_t now = ccl__now_ms();
     for (mconn *k = m->conns; k; k = k->next)
-        missing += k->phase == P_MEMBER && !k->reported;
+        missing += k->phase == P_MEMBER && !k->reported &&
+                   (!k->accused || now < k->accused_ms + ACCUSED_GRACE_MS);
     /* After a restart, members that have not come back yet count too. */
     if (m->expected > m->members)
         missing += m->expected - m->members;
@@ -306,6 +319,25 @@ static void maybe_finish_reform(ccl_master *m)
         if (k->phase == P_MEMBER && !k->reported)
             mconn_close(m, k);
         k = next;
+    }
+    /* So are members another member lost, unless that accuser is gone
+     * itself (expelled, or lost): then the accusation is void.  Walking
+     * in rank order makes mutual accusations (a cut link between two
+     * live members) end the same way every time: the lower rank goes. */
+    for (uint32_t r = 0; r < CCL_MAX_WORLD; r++) {
+        mconn *o = NULL;
+        for (k = m->conns; k; k = k->next)
+            if (k->phase == P_MEMBER && k->rank == r)
+                o = k;
+        if (!o || !o->accused)
+            continue;
+        int accuser_here = 0;
+        for (k = m->conns; k; k = k->next)
+            accuser_here |= k->phase == P_MEMBER && k->rank == o->accuser;
+        if (accuser_here)
+            mconn_close(m, o);
+        if (m->members == 0)
+            break;
     }
     m->reforming = 0;
     if (m->expected > m->members)
@@ -320,6 +352,7 @@ static void maybe_finish_reform(ccl_master *m)
             mconn *next = k->next;
             if (k->phase == P_MEMBER) {
                 k->reported = 0;
+                k->accused = 0;
                 send_frame(m, k, CCL_FT_NOCHANGE, 0, NULL, 0);
             }
             k = next;
@@ -375,13 +408,27 @@ static void on_reform(ccl_master *m, mconn *k)
         uint32_t wait = msg->wait_ms ? msg->wait_ms : 1;
         m->reform_deadline_ms = ccl__now_ms() + wait;
     }
-    /* The ranks this member lost are gone for everyone. */
+    /* The ranks this member lost are gone for everyone: at once if it says
+     * they broke the protocol, else at the end of the reform unless they
+     * clear themselves (see maybe_finish_reform). */
     for (uint32_t i = 0; i < msg->nlost; i++) {
         mconn *o = m->conns;
         while (o) {
             mconn *next = o->next;
-            if (o != k && o->phase == P_MEMBER && o->rank == msg->lost[i])
-                mconn_close(m, o);
+            if (o != k && o->phase == P_MEMBER && o->rank == msg->lost[i]) {
+                if (msg->expel[i]) {
+                    char why[200];
+                    snprintf(why, sizeof why, "expelled member rank %u: rank %u "
+                             "reports that it broke the protocol", o->rank,
+                             k->rank);
+                    ccl__log_refusal(&m->refusals, "pyccl master", o->addr, why);
+                    mconn_close(m, o);
+                } else {
+                    o->accused = 1;
+                    o->accuser = k->rank;
+                    o->accused_ms = ccl__now_ms();
+                }
+            }
             o = next;
         }
     }

@@ -286,6 +286,11 @@ void ccl__conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
         return;
     int peer = k->peer;
     ccl__peer *p = &c->peers[peer];
+    /* Bytes that break the protocol (or fail their MAC) come from a peer
+     * that is buggy or not who it claims: it is reported for expulsion,
+     * not just as lost. */
+    if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
+        p->misbehaved = 1;
     char msg[400];
     snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
              p->port, k->index, why);

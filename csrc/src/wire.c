@@ -626,8 +626,12 @@ size_t ccl__reform_encode(uint8_t *out, size_t cap, const ccl__reform_msg *m)
     ccl__put_u32(out, m->epoch);
     ccl__put_u32(out + 4, m->wait_ms);
     ccl__put_u32(out + 8, m->nlost);
-    for (uint32_t i = 0; i < m->nlost; i++)
-        ccl__put_u32(out + 12 + 4 * i, m->lost[i]);
+    for (uint32_t i = 0; i < m->nlost; i++) {
+        if (m->lost[i] >= CCL_MAX_WORLD)
+            return 0;
+        ccl__put_u32(out + 12 + 4 * i,
+                     m->lost[i] | (m->expel[i] ? CCL_REFORM_EXPEL : 0));
+    }
     return need;
 }
 
@@ -639,11 +643,13 @@ int ccl__reform_decode(const uint8_t *in, size_t len, ccl__reform_msg *m)
     if (n > CCL_MAX_WORLD || len != 12 + 4 * (size_t)n)
         return CCL_ERR_PROTOCOL;
     for (uint32_t i = 0; i < n; i++) {
-        uint32_t r = ccl__get_u32(in + 12 + 4 * i);
+        uint32_t e = ccl__get_u32(in + 12 + 4 * i);
+        uint32_t r = e & ~CCL_REFORM_EXPEL;
         /* Sorted and distinct keeps the master's bookkeeping linear. */
         if (r >= CCL_MAX_WORLD || (i > 0 && r <= m->lost[i - 1]))
             return CCL_ERR_PROTOCOL;
         m->lost[i] = r;
+        m->expel[i] = (e & CCL_REFORM_EXPEL) != 0;
     }
     m->epoch = ccl__get_u32(in);
     m->wait_ms = ccl__get_u32(in + 4);

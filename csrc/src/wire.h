@@ -165,13 +165,18 @@ size_t ccl__rejoin_encode(uint8_t *out, size_t cap, uint32_t epoch,
 int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
                        ccl__register_msg *m);
 
-/* REFORM payload: u32 epoch, u32 wait_ms, u32 n, n x u32 rank (sorted,
- * distinct, each < CCL_MAX_WORLD): the ranks of `epoch` this peer lost. */
+/* REFORM payload: u32 epoch, u32 wait_ms, u32 n, n x u32 entry: the ranks
+ * of `epoch` this peer lost.  An entry is a rank (< CCL_MAX_WORLD), plus
+ * CCL_REFORM_EXPEL (bit 31) if that peer broke the protocol (a malformed
+ * frame, a failed frame MAC) rather than just going silent or away.
+ * Entries are sorted by rank, ranks distinct. */
+#define CCL_REFORM_EXPEL 0x80000000u
 typedef struct ccl__reform_msg {
     uint32_t epoch;
     uint32_t wait_ms;  /* how long the master may wait for the others */
     uint32_t nlost;
-    uint32_t lost[CCL_MAX_WORLD];
+    uint32_t lost[CCL_MAX_WORLD];  /* ranks */
+    uint8_t expel[CCL_MAX_WORLD];  /* 1: lost[i] broke the protocol */
 } ccl__reform_msg;
 
 size_t ccl__reform_encode(uint8_t *out, size_t cap, const ccl__reform_msg *m);

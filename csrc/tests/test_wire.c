@@ -1606,11 +1606,14 @@ static void test_reform(void)
     m.lost[0] = 1;
     m.lost[1] = 4;
     m.lost[2] = 9;
+    m.expel[1] = 1;
     size_t n = ccl__reform_encode(buf, sizeof buf, &m);
     PASS(n == 24);
     PASS(ccl__reform_decode(buf, n, &d) == 0);
     PASS(d.epoch == 7 && d.wait_ms == 5000 && d.nlost == 3 && d.lost[2] == 9);
+    PASS(d.lost[1] == 4 && d.expel[1] == 1 && d.expel[0] == 0 && d.expel[2] == 0);
     PASS(buf[0] == 7 && buf[1] == 0 && buf[8] == 3 && buf[12] == 1);
+    PASS(ccl__get_u32(buf + 16) == (4u | CCL_REFORM_EXPEL)); /* bit 31 */
     for (size_t len = 0; len < n; len++)
         PASS(ccl__reform_decode(buf, len, &d) == CCL_ERR_PROTOCOL);
     PASS(ccl__reform_decode(buf, n + 1, &d) == CCL_ERR_PROTOCOL);
