@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "ccl.h"
 #include "log.h"
+#include "mac.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -40,7 +41,7 @@ struct ccl__sendreq {
     uint8_t *owned;
 };
 
-enum ccl__rx_state { RX_HDR, RX_PAYLOAD };
+enum ccl__rx_state { RX_HDR, RX_PAYLOAD, RX_SEALED };
 enum ccl__rx_mode { RXM_LAND, RXM_REDUCE, RXM_DISCARD, RXM_KEEP };
 
 struct ccl__conn {
@@ -67,6 +68,14 @@ struct ccl__conn {
     uint8_t *keep; /* RXM_KEEP: heap copy of an early frame */
     int parked;    /* reading paused: too much early data buffered */
     int over_cap;  /* the next early frame may exceed the cap (see progress.c) */
+    /* Frame MACs (cfg.frame_mac): a key per direction, and each
+     * direction's frame count, which is the MAC's sequence number.  A
+     * frame is read whole into staging with its tag (RX_SEALED) and acted
+     * on only once the tag checks out. */
+    ccl__frame_mac_key *mac_tx, *mac_rx; /* NULL: no frame MACs */
+    uint64_t tx_seq, rx_seq;
+    uint8_t tx_tag[CCL_FRAME_MAC_TAG_LEN]; /* tag of the frame in `cur` */
+    int staged;    /* a verified frame waits in staging while parked */
 };
 
 struct ccl__peer {
@@ -177,6 +186,7 @@ struct ccl_comm {
     size_t ctl_ppos;
     int pending;      /* atomic: joiners waiting, as last told by the master */
     int master_lost;  /* the control link ended */
+    char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
     int listen_port;
     int poller;

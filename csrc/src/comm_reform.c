@@ -78,6 +78,15 @@ void ccl__ctl_readable(ccl_comm *c)
         if (c->ctl_h.type == CCL_FT_PENDING)
             __atomic_store_n(&c->pending, (int)(c->ctl_h.tag > 1000000 ? 1000000
                                                 : c->ctl_h.tag), __ATOMIC_RELEASE);
+        if (c->ctl_h.type == CCL_FT_REJECT) {
+            /* Expelled: remembered, so the next update_topology says so
+             * instead of trying to come back. */
+            int code = 0;
+            char text[CCL_MAX_ERRMSG + 1] = "";
+            ccl__errmsg_decode(c->ctl_payload, c->ctl_h.length, &code, text);
+            snprintf(c->rejected, sizeof c->rejected, "%s",
+                     text[0] ? text : "removed from the group");
+        }
         /* Anything else outside update_topology is ignored. */
     }
 }
@@ -157,6 +166,8 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     if (c->active || c->post_head)
         return fail(c, CCL_ERR_INVALID_USAGE, "%s",
                     "update_topology with ops pending: wait for them first");
+    if (c->rejected[0])
+        return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
     if (c->master_fd < 0 || c->master_lost) {
         /* The master went away (it may have been restarted): come back to
          * it as a member; a new master rebuilds its view from us. */

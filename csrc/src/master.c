@@ -94,6 +94,9 @@ struct ccl_master {
     int lost_any;         /* a member was lost since the last epoch */
     int expected;         /* rebuilding after a restart: members the run had */
     int last_pending_sent;
+    /* Identities expelled during this run: refused if they come back. */
+    uint8_t expelled[64][16];
+    int nexpelled;
 };
 
 static int listen_marker;
@@ -422,7 +425,13 @@ static void on_reform(ccl_master *m, mconn *k)
                              "reports that it broke the protocol", o->rank,
                              k->rank);
                     ccl__log_refusal(&m->refusals, "pyccl master", o->addr, why);
-                    mconn_close(m, o);
+                    if (m->nexpelled < 64)
+                        memcpy(m->expelled[m->nexpelled++], o->reg.uuid, 16);
+                    /* It learns why at its next update_topology. */
+                    snprintf(why, sizeof why, "this peer was expelled: rank %u "
+                             "reports that it broke the protocol (malformed "
+                             "frames or failed frame MACs)", k->rank);
+                    reject(m, o, CCL_ERR_REJECTED, why);
                 } else {
                     o->accused = 1;
                     o->accuser = k->rank;
@@ -491,6 +500,12 @@ static void on_rejoin(ccl_master *m, mconn *k)
                "peer was removed from the group");
         return;
     }
+    for (int i = 0; i < m->nexpelled; i++)
+        if (memcmp(m->expelled[i], k->reg.uuid, 16) == 0) {
+            reject(m, k, CCL_ERR_REJECTED, "this peer was expelled for breaking "
+                   "the protocol");
+            return;
+        }
     for (mconn *o = m->conns; o; o = o->next)
         if (o != k && o->phase == P_MEMBER && o->rank == (uint32_t)k->reg.rank) {
             reject(m, k, CCL_ERR_REJECTED, "that rank is held by another member");

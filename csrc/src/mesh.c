@@ -17,6 +17,34 @@
 
 #define ERRF(...) snprintf(err, errlen, __VA_ARGS__)
 
+/* Keys the frame MACs of a connection from its handshake's secrets. */
+static int conn_set_mac(ccl_comm *c, ccl__conn *k, const ccl__hs *hs)
+{
+    if (!c->cfg.frame_mac)
+        return CCL_OK;
+    if (!hs->authed)
+        return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    k->mac_tx = malloc(sizeof *k->mac_tx);
+    k->mac_rx = malloc(sizeof *k->mac_rx);
+    if (!k->mac_tx || !k->mac_rx)
+        return CCL_ERR_NOMEM;
+    ccl__frame_mac_key_init(k->mac_tx, hs->seed_tx);
+    ccl__frame_mac_key_init(k->mac_rx, hs->seed_rx);
+    k->tx_seq = k->rx_seq = 0;
+    return CCL_OK;
+}
+
+static void conn_free_mac(ccl__conn *k)
+{
+    if (k->mac_tx)
+        ccl__frame_mac_key_wipe(k->mac_tx);
+    if (k->mac_rx)
+        ccl__frame_mac_key_wipe(k->mac_rx);
+    free(k->mac_tx);
+    free(k->mac_rx);
+    k->mac_tx = k->mac_rx = NULL;
+}
+
 int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     char e[300], who[160];
@@ -35,6 +63,8 @@ int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
             ccl__hs hs;
             ccl__hello_fill(&mine, CCL_ROLE_PEER_TO_PEER, c->epoch, (uint32_t)c->rank,
                        (uint32_t)i, c->uuid);
+            if (c->cfg.frame_mac)
+                mine.flags |= CCL_HELLO_FRAME_MAC;
             rc = ccl__handshake(fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
                                 c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
             if (rc)
@@ -45,6 +75,11 @@ int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
                 ERRF("%s answered as someone else (epoch %u rank %u)", who,
                      theirs.epoch, theirs.rank);
                 return CCL_ERR_PROTOCOL;
+            }
+            rc = conn_set_mac(c, &pe->conns[i], &hs);
+            if (rc) {
+                ERRF("out of memory for frame MAC keys");
+                return rc;
             }
         }
     }
@@ -69,6 +104,8 @@ int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         ccl__hs hs;
         ccl__hello_fill(&mine, CCL_ROLE_PEER_TO_PEER, c->epoch, (uint32_t)c->rank, 0,
                    c->uuid);
+        if (c->cfg.frame_mac)
+            mine.flags |= CCL_HELLO_FRAME_MAC;
         /* The address is in the log line already; a cause without it lets
          * the log limiter group repeats. */
         const char *who = "the connecting end";
@@ -90,7 +127,14 @@ int ccl__mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
                  theirs.conn_index < (uint32_t)pe->nconns &&
                  pe->conns[theirs.conn_index].fd < 0;
             if (ok) {
-                pe->conns[theirs.conn_index].fd = fd;
+                ccl__conn *k = &pe->conns[theirs.conn_index];
+                rc = conn_set_mac(c, k, &hs);
+                if (rc) {
+                    ccl__sock_close(fd);
+                    ERRF("out of memory for frame MAC keys");
+                    return rc;
+                }
+                k->fd = fd;
                 expected--;
                 continue;
             }
@@ -203,6 +247,7 @@ void ccl__peers_free(ccl_comm *c)
             ccl__sock_close(k->fd);
             free(k->staging);
             free(k->keep);
+            conn_free_mac(k);
             if (k->cur) {
                 free(k->cur->owned);
                 free(k->cur);

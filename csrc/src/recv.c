@@ -297,6 +297,72 @@ static void rx_complete(ccl_comm *c, ccl__conn *k)
     call_on_data(c, op, k->peer, h);
 }
 
+/* A sealed frame (header in k->h, payload and tag in staging) whose tag
+ * checked out: handled exactly as if its payload had just arrived. */
+static void deliver_sealed(ccl_comm *c, ccl__conn *k)
+{
+    size_t len = k->h.length;
+    rx_dispatch(c, k);
+    if (k->parked) {
+        k->staged = 1; /* delivered again at unpark, from staging */
+        return;
+    }
+    k->hpos = 0;
+    if (k->fd < 0 || k->rstate != RX_PAYLOAD)
+        return;
+    if (len && k->rmode == RXM_REDUCE && k->rop) {
+        /* rx_dispatch pointed rdst at staging, where the bytes are. */
+        ccl_op *op = k->rop;
+        ccl__reduce(k->reduce_dst, k->staging, len / op->esize, op->dtype,
+                    op->redop);
+        k->rreduced = len;
+    } else if (len && k->rmode != RXM_DISCARD && k->rdst != k->staging) {
+        memcpy(k->rdst, k->staging, len);
+    }
+    k->rdone = len;
+    rx_complete(c, k);
+}
+
+/* Reads the rest of a sealed frame (payload and tag) into staging, then
+ * checks the tag.  Returns 0 while bytes are missing or the connection
+ * ended, 1 after a frame was handled. */
+static int read_sealed(ccl_comm *c, ccl__conn *k, size_t *budget)
+{
+    char err[160];
+    size_t need = (size_t)k->h.length + CCL_FRAME_MAC_TAG_LEN;
+    size_t want = need - k->rdone;
+    if (want > *budget)
+        want = *budget;
+    long n = ccl__sock_read_some(k->fd, k->staging + k->rdone, want, err,
+                                 sizeof err);
+    if (n < 0) {
+        ccl__conn_broken(c, k, (int)-n, err);
+        return 0;
+    }
+    if (n == 0)
+        return 0;
+    c->rx_bytes += (uint64_t)n;
+    c->peers[k->peer].last_rx_ms = ccl__now_ms();
+    *budget -= (size_t)n;
+    k->rdone += (size_t)n;
+    if (k->rdone < need)
+        return 0;
+    ccl__frame_mac_ctx m;
+    ccl__frame_mac_init(&m, k->mac_rx, k->rx_seq++);
+    ccl__frame_mac_update(&m, k->hbuf, CCL_HDR_LEN);
+    ccl__frame_mac_update(&m, k->staging, k->h.length);
+    if (!ccl__frame_mac_final_verify(&m, k->staging + k->h.length)) {
+        char why[160];
+        snprintf(why, sizeof why, "frame %llu failed its MAC check: the bytes "
+                 "were changed on the way, or did not come from this peer",
+                 (unsigned long long)(k->rx_seq - 1));
+        ccl__conn_broken(c, k, CCL_ERR_AUTH, why);
+        return 0;
+    }
+    deliver_sealed(c, k);
+    return 1;
+}
+
 /* Reads what is available on a connection, within a budget so that one
  * busy connection cannot starve the others. */
 void ccl__conn_read(ccl_comm *c, ccl__conn *k)
@@ -323,9 +389,25 @@ void ccl__conn_read(ccl_comm *c, ccl__conn *k)
                 return;
             }
             k->hpos = 0;
+            if (k->mac_rx) {
+                /* Nothing of the frame is acted on before its tag is
+                 * checked: read it whole first. */
+                if (ensure_staging(k, (size_t)k->h.length + CCL_FRAME_MAC_TAG_LEN)) {
+                    ccl__conn_broken(c, k, CCL_ERR_NOMEM, "out of memory");
+                    return;
+                }
+                k->rstate = RX_SEALED;
+                k->rdone = 0;
+                continue;
+            }
             rx_dispatch(c, k);
             if (k->fd >= 0 && k->rstate == RX_PAYLOAD && k->h.length == 0)
                 rx_complete(c, k);
+            continue;
+        }
+        if (k->rstate == RX_SEALED) {
+            if (!read_sealed(c, k, &budget))
+                return;
             continue;
         }
         size_t want = k->h.length - k->rdone;
@@ -375,6 +457,13 @@ void ccl__conn_unpark(ccl_comm *c, ccl__conn *k)
 {
     k->parked = 0;
     ccl__conn_update_events(c, k);
+    if (k->staged) {
+        k->staged = 0;
+        deliver_sealed(c, k);
+        if (k->fd >= 0 && !k->parked)
+            ccl__conn_read(c, k);
+        return;
+    }
     rx_dispatch(c, k);
     if (k->parked)
         return;

@@ -81,24 +81,31 @@ void ccl__conn_flush(ccl_comm *c, ccl__conn *k)
             if (!p->qhead)
                 p->qtail = NULL;
             k->cur_off = 0;
+            if (k->mac_tx)
+                /* The sequence number is this connection's, so the tag is
+                 * made when a connection takes the frame. */
+                ccl__frame_seal(k->mac_tx, k->tx_seq++, k->cur->hdr,
+                                k->cur->data, k->cur->len, k->tx_tag);
         }
         ccl__sendreq *r = k->cur;
-        struct iovec iov[2];
+        /* The frame's bytes: header, payload, then the tag if MACs are on;
+         * skip what was written already. */
+        const uint8_t *seg[3] = {r->hdr, r->data, k->tx_tag};
+        size_t seglen[3] = {CCL_HDR_LEN, r->len,
+                            k->mac_tx ? CCL_FRAME_MAC_TAG_LEN : 0};
+        size_t total = seglen[0] + seglen[1] + seglen[2];
+        struct iovec iov[3];
         int n = 0;
-        size_t total = CCL_HDR_LEN + r->len;
-        if (k->cur_off < CCL_HDR_LEN) {
-            iov[n].iov_base = r->hdr + k->cur_off;
-            iov[n].iov_len = CCL_HDR_LEN - k->cur_off;
-            n++;
-            if (r->len) {
-                iov[n].iov_base = (void *)r->data;
-                iov[n].iov_len = r->len;
-                n++;
+        size_t skip = k->cur_off;
+        for (int i = 0; i < 3; i++) {
+            if (skip >= seglen[i]) {
+                skip -= seglen[i];
+                continue;
             }
-        } else {
-            iov[n].iov_base = (void *)(r->data + (k->cur_off - CCL_HDR_LEN));
-            iov[n].iov_len = total - k->cur_off;
+            iov[n].iov_base = (void *)(seg[i] + skip);
+            iov[n].iov_len = seglen[i] - skip;
             n++;
+            skip = 0;
         }
         long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
         if (w < 0) {
@@ -240,6 +247,7 @@ void ccl__purge_sends(ccl_comm *c, ccl_op *op)
             if (!r || r->op != op)
                 continue;
             r->op = NULL;
+            /* (The tag was made already and lives in the connection.) */
             if (k->cur_off < CCL_HDR_LEN + r->len && r->len) {
                 uint8_t *copy = malloc(r->len);
                 if (copy) {
@@ -263,7 +271,7 @@ void ccl__purge_sends(ccl_comm *c, ccl_op *op)
 
 void ccl__say_bye(ccl_comm *c)
 {
-    uint8_t buf[CCL_HDR_LEN];
+    uint8_t buf[CCL_HDR_LEN + CCL_FRAME_MAC_TAG_LEN];
     ccl__hdr h;
     memset(&h, 0, sizeof h);
     h.type = CCL_FT_BYE;
@@ -278,7 +286,24 @@ void ccl__say_bye(ccl_comm *c)
              * then sees the connection end, which is the truth. */
             if (k->fd < 0 || k->cur)
                 continue;
-            ccl__sock_send_all(k->fd, buf, sizeof buf, ccl__now_ms() + 200, NULL, 0);
+            size_t len = CCL_HDR_LEN;
+            if (k->mac_tx) {
+                ccl__frame_seal(k->mac_tx, k->tx_seq++, buf, NULL, 0,
+                                buf + CCL_HDR_LEN);
+                len += CCL_FRAME_MAC_TAG_LEN;
+            }
+            ccl__sock_send_all(k->fd, buf, len, ccl__now_ms() + 200, NULL, 0);
         }
     }
+}
+
+void ccl__frame_seal(const ccl__frame_mac_key *key, uint64_t seq,
+                     const uint8_t hdr[CCL_HDR_LEN], const uint8_t *payload,
+                     size_t len, uint8_t tag[CCL_FRAME_MAC_TAG_LEN])
+{
+    ccl__frame_mac_ctx m;
+    ccl__frame_mac_init(&m, key, seq);
+    ccl__frame_mac_update(&m, hdr, CCL_HDR_LEN);
+    ccl__frame_mac_update(&m, payload, len);
+    ccl__frame_mac_final(&m, tag);
 }
