@@ -57,6 +57,7 @@ import os
 import platform
 import queue as queue_mod
 import resource
+import secrets
 import shlex
 import statistics
 import sys
@@ -227,6 +228,10 @@ class _PycclBackend:
             kwargs["spin_us"] = opts["spin_us"]
         if opts.get("no_restore_input"):
             kwargs["restore_input"] = False
+        if opts.get("key"):
+            kwargs["key"] = opts["key"]
+        if opts.get("frame_mac"):
+            kwargs["frame_mac"] = True
         self.algorithm = opts.get("algorithm", "auto")
         self.comm = Communicator(rendezvous, world_size=peers, rank=rank,
                                  **kwargs)
@@ -443,7 +448,7 @@ def run_phase(library: str, peers: int, plan: List[tuple], opts: dict,
     owner: Any = None
     if library == "pyccl":
         from pyccl import Master
-        owner = Master("127.0.0.1", 0)
+        owner = Master("127.0.0.1", 0, key=opts.get("key") or None)
         rendezvous: Any = owner.address
     else:
         import torch.distributed as dist
@@ -673,6 +678,18 @@ def print_table(peers: int, ours: dict, gloo: Optional[dict],
 
 # -- command line ------------------------------------------------------------
 
+def print_mac_cost(plain: dict, mac: dict, out: TextIO) -> None:
+    """Bandwidth lost to frame MACs, size by size."""
+    print("frame MAC cost: size, busbw without / with MACs, bandwidth lost",
+          file=out)
+    for row, mrow in zip(plain["rows"], mac["rows"]):
+        lost = 1.0 - row["median_s"] / mrow["median_s"]
+        print("%8s %10s %10s %6.1f%%" % (format_size(row["size"]),
+                                         format_bw(row["busbw_GBps"]),
+                                         format_bw(mrow["busbw_GBps"]),
+                                         100.0 * lost), file=out)
+
+
 def _int_list(text: str) -> List[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -754,6 +771,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hang-timeout", type=float, default=60.0,
                         help="seconds after which one op counts as hung "
                              "(default 60)")
+    parser.add_argument("--auth", action="store_true",
+                        help="authenticate every connection with a one-off "
+                             "random key (the handshake only: no per-frame "
+                             "cost)")
+    parser.add_argument("--frame-mac", action="store_true",
+                        help="also run pyccl with a MAC on every frame "
+                             "(implies --auth) and print its table and its "
+                             "cost against pyccl without MACs")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="write the raw results (every iteration of "
                              "every rank) to PATH")
@@ -791,7 +816,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     opts = {"conns": args.conns, "spin_us": args.spin_us,
             "algorithm": args.algorithm, "hang_timeout": args.hang_timeout,
             "barrier_each_op": args.barrier_each_op,
-            "no_restore_input": args.no_restore_input}
+            "no_restore_input": args.no_restore_input,
+            "key": (secrets.token_hex(32) if args.auth or args.frame_mac
+                    else None)}
     command = "pyccl bench" + "".join(
         " " + shlex.quote(a) for a in (argv if argv is not None
                                        else sys.argv[1:]))
@@ -834,17 +861,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     status = 0
     try:
         for peers in args.peers:
-            phases: Dict[str, Optional[dict]] = {"pyccl": None, "gloo": None}
-            for library in ("pyccl", "gloo"):
+            phases: Dict[str, Optional[dict]] = {"pyccl": None, "gloo": None,
+                                                 "pyccl+mac": None}
+            runs = [("pyccl", "pyccl", opts), ("gloo", "gloo", opts)]
+            if args.frame_mac:
+                runs.append(("pyccl+mac", "pyccl", dict(opts, frame_mac=True)))
+            for name, library, run_opts in runs:
                 if library == "gloo" and not torch_version:
                     continue
-                print("  [N=%d %s] starting" % (peers, library), file=log,
+                print("  [N=%d %s] starting" % (peers, name), file=log,
                       flush=True)
-                result = run_phase(library, peers, plan, opts, log)
-                phases[library] = result
+                result = run_phase(library, peers, plan, run_opts, log)
+                result["variant"] = name
+                phases[name] = result
                 record["results"].append(result)
                 gc.collect()
             print_table(peers, phases["pyccl"], phases["gloo"], out)
+            if phases["pyccl+mac"]:
+                print("\nwith frame MACs (frame_mac=True):", file=out)
+                print_table(peers, phases["pyccl+mac"], phases["gloo"], out)
+                print_mac_cost(phases["pyccl"], phases["pyccl+mac"], out)
     except BenchFailure as exc:
         info = exc.info
         record["failure"] = info
