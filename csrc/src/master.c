@@ -46,6 +46,9 @@
  * up for nothing. */
 #define ACCUSED_GRACE_MS 250
 #define MAX_CONNS 4096
+/* Connections from one address that may be in the handshake at once: a
+ * host flooding the master cannot crowd out peers from other hosts. */
+#define MAX_HANDSHAKING_PER_ADDR 64
 #define SEND_MS 2000
 #define IN_CAP (12 + 4 * CCL_MAX_WORLD)
 
@@ -664,6 +667,21 @@ static void on_accept(ccl_master *m)
         if (ccl__sock_accept_now(m->lfd, &fd, addr, sizeof addr) || fd < 0)
             return;
         if (m->nconns >= MAX_CONNS) {
+            ccl__log_refusal(&m->refusals, "pyccl master", addr,
+                             "too many connections");
+            ccl__sock_close(fd);
+            continue;
+        }
+        const char *colon = strrchr(addr, ':');
+        size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
+        int same = 0;
+        for (mconn *o = m->conns; o; o = o->next)
+            same += o->phase < P_WAITING && strncmp(o->addr, addr, hl) == 0 &&
+                    (o->addr[hl] == ':' || o->addr[hl] == 0);
+        if (same >= MAX_HANDSHAKING_PER_ADDR) {
+            ccl__log_refusal(&m->refusals, "pyccl master", addr,
+                             "too many connections in the handshake from this "
+                             "address");
             ccl__sock_close(fd);
             continue;
         }

@@ -4,8 +4,10 @@
  *
  * Known answers: Poly1305 against RFC 8439 section 2.5.2 and every vector
  * of Appendix A.3; NHPoly1305 against the five vectors of Linux's
- * crypto/testmgr.h nhpoly1305_tv_template (copied from the identical
- * nhpoly1305_testvecs_linux.h of github.com/google/adiantum); the frame MAC
+ * crypto/testmgr.h nhpoly1305_tv_template, which the kernel took from
+ * github.com/google/adiantum (the bytes below were copied from that
+ * repository's benchmark/testvectors/nhpoly1305_testvecs_linux.h, and an
+ * independent Python model reproduces every digest); the frame MAC
  * against values from a straightforward Python model of mac.c's
  * construction, quoted next to that table.  Around those fixed answers:
  * every NH kernel this CPU runs is compared with a plain NHPoly1305
