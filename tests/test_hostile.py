@@ -130,9 +130,9 @@ def test_random_bytes_after_a_valid_handshake(master, junk):
     with insider(master) as sock:
         try:
             sock.sendall(junk)
-        except (BrokenPipeError, ConnectionResetError):
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:  # the master may have closed already: fine
             return
-        sock.shutdown(socket.SHUT_WR)
         assert closed_within(sock, 15.0)
 
 
@@ -144,7 +144,7 @@ def test_random_bytes_instead_of_a_hello(master, junk):
         try:
             s.sendall(junk)
             s.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the master may have closed already: fine
             return
         assert closed_within(s, 15.0)
 
@@ -158,7 +158,7 @@ def test_slow_trickle_is_cut_at_the_handshake_deadline(master):
         for byte in data:
             try:
                 s.sendall(bytes([byte]))
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:
                 closed = True
                 break
             time.sleep(0.3)
