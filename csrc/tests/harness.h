@@ -2,7 +2,11 @@
  * on failure, where it failed; main() returns the failure count. */
 #ifndef CCL_TEST_HARNESS_H
 #define CCL_TEST_HARNESS_H
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 static int harness_failures = 0;
 static int harness_checks = 0;
@@ -26,6 +30,45 @@ static int harness_checks = 0;
                     __LINE__, #call, harness_rc_, ccl_strerror(harness_rc_)); \
         }                                                                 \
     } while (0)
+
+/* Seconds on the monotonic clock, for the speed lines some tests print. */
+static inline double harness_now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* malloc that ends the test on failure; malloc(0) may return NULL, hence
+ * at least one byte. */
+static inline void *harness_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return p;
+}
+
+/* A heap copy of exactly len bytes, so a decoder that reads one byte too
+ * far trips AddressSanitizer. */
+static inline uint8_t *harness_exact_copy(const void *src, size_t len)
+{
+    uint8_t *p = (uint8_t *)harness_xmalloc(len);
+    if (len)
+        memcpy(p, src, len);
+    return p;
+}
+
+/* Value of one hex digit, or -1. */
+static inline int harness_hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
 
 #define HARNESS_DONE(name)                                                \
     (printf("%s: %d checks, %d failed\n", name, harness_checks,           \

@@ -58,32 +58,6 @@ static void rng_fill(uint8_t *p, size_t n)
         p[i] = (uint8_t)rng_next();
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* A heap copy of exactly len bytes (see the file comment). */
-static uint8_t *exact_copy(const void *src, size_t len)
-{
-    uint8_t *p = xmalloc(len);
-    if (len)
-        memcpy(p, src, len);
-    return p;
-}
-
 /* Byte j of the test pattern is (j * 167 + 13) mod 256, as in
  * test_sha256.c. */
 static void fill_pattern(uint8_t *p, size_t n)
@@ -93,22 +67,14 @@ static void fill_pattern(uint8_t *p, size_t n)
         p[j] = (uint8_t)(j * 167u + 13u);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes a hex string (even length, no separators) into a heap buffer of
  * exactly its length in bytes; *n gets that length. */
 static uint8_t *from_hex(const char *hex, size_t *n)
 {
     size_t len = strlen(hex) / 2, i;
-    uint8_t *p = xmalloc(len);
+    uint8_t *p = harness_xmalloc(len);
     for (i = 0; i < len; i++)
-        p[i] = (uint8_t)(hexval(hex[2 * i]) << 4 | hexval(hex[2 * i + 1]));
+        p[i] = (uint8_t)(harness_hexval(hex[2 * i]) << 4 | harness_hexval(hex[2 * i + 1]));
     *n = len;
     return p;
 }
@@ -297,7 +263,7 @@ static void test_poly1305_vectors(void)
 
         if (v[i].text) {
             n = strlen(v[i].text);
-            m = exact_copy(v[i].text, n);
+            m = harness_exact_copy(v[i].text, n);
         } else {
             m = from_hex(v[i].hex, &n);
         }
@@ -345,7 +311,7 @@ static void test_poly1305_splits(void)
 
     fill_pattern(pat, sizeof pat);
     for (n = 0; n <= sizeof pat; n++) {
-        uint8_t *m = exact_copy(pat, n);
+        uint8_t *m = harness_exact_copy(pat, n);
         rng_fill(key, sizeof key);
         ccl__poly1305(key, m, n, whole);
         bad += poly_all_splits(key, m, n, whole);
@@ -354,7 +320,7 @@ static void test_poly1305_splits(void)
     PASS(bad == 0);
 
     {
-        uint8_t *m = xmalloc(sizeof pat + 8);
+        uint8_t *m = harness_xmalloc(sizeof pat + 8);
         ccl__poly1305(key, pat, sizeof pat, whole);
         for (i = 0; i < 8; i++) {
             memcpy(m + i, pat, sizeof pat);
@@ -1539,7 +1505,7 @@ static void test_nhpoly1305_linux(void)
 
     for (i = 0; i < ARRAY_LEN(v); i++) {
         const uint8_t *want = (const uint8_t *)v[i].digest;
-        uint8_t *m = exact_copy(v[i].msg, v[i].n);
+        uint8_t *m = harness_exact_copy(v[i].msg, v[i].n);
         int bad = 0;
 
         PASS(v[i].keylen == CCL_NHPOLY1305_KEY_LEN && v[i].dlen == 16);
@@ -1592,12 +1558,12 @@ static void test_nh_reference(void)
     ccl__nhpoly1305_key k;
     size_t n, ii, i;
     int bad = 0, checked = 0;
-    uint8_t *buf = xmalloc(65536 + 17);
+    uint8_t *buf = harness_xmalloc(65536 + 17);
 
     rng_fill(buf, 65536 + 17);
     for (n = 0; n <= 2100 + ARRAY_LEN(longer); n++) {
         size_t len = n <= 2100 ? n : longer[n - 2101];
-        uint8_t *m = exact_copy(buf, len);
+        uint8_t *m = harness_exact_copy(buf, len);
         rng_fill(raw, sizeof raw);
         ccl__nhpoly1305_setkey(&k, raw);
         ref_nhpoly1305(raw, m, len, want);
@@ -1622,7 +1588,7 @@ static void test_nh_reference(void)
         uint8_t *m;
         memset(raw, (i & 1) ? 0xff : 0x00, sizeof raw);
         memset(buf, (i & 2) ? 0xff : 0x00, 3000);
-        m = exact_copy(buf, 3000);
+        m = harness_exact_copy(buf, 3000);
         ccl__nhpoly1305_setkey(&k, raw);
         ref_nhpoly1305(raw, m, 3000, want);
         for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {
@@ -1715,7 +1681,7 @@ static void test_frame_mac_kat(void)
     fill_pattern(pat, sizeof pat);
     ccl__frame_mac_key_init(&k, seed0);
     for (i = 0; i < ARRAY_LEN(v); i++) {
-        uint8_t *m = exact_copy(pat, v[i].n);
+        uint8_t *m = harness_exact_copy(pat, v[i].n);
         ccl__frame_mac(&k, v[i].seq, m, v[i].n, t);
         PASS(hex_is(t, v[i].tag));
         free(m);
@@ -1741,7 +1707,7 @@ static void test_frame_mac_splits(void)
     ccl__frame_mac_key_init(&k, seed0);
     for (si = 0; si < ARRAY_LEN(sizes); si++) {
         size_t n = sizes[si], cut;
-        uint8_t *m = xmalloc(n), whole[16], t[16];
+        uint8_t *m = harness_xmalloc(n), whole[16], t[16];
         uint64_t seq = rng_next();
         int trials = n > 5000 ? 40 : 300, trial;
 
@@ -1812,7 +1778,7 @@ static void test_frame_mac_changes(void)
 
     for (si = 0; si < ARRAY_LEN(sizes); si++) {
         size_t n = sizes[si];
-        uint8_t *m = xmalloc(n);
+        uint8_t *m = harness_xmalloc(n);
         uint64_t seq = 1000 + si;
         int s;
 
@@ -1922,7 +1888,7 @@ static void test_frame_mac_changes(void)
 static void print_timings(void)
 {
     size_t n = (size_t)1 << 20, ii;
-    uint8_t *m = xmalloc(n), t[16];
+    uint8_t *m = harness_xmalloc(n), t[16];
     ccl__frame_mac_key k;
 
     rng_fill(m, n);
@@ -1935,12 +1901,12 @@ static void print_timings(void)
             continue;
         for (rep = 0; rep < 5; rep++) {
             ccl__frame_mac_ctx c;
-            double t0 = now_seconds();
+            double t0 = harness_now_seconds();
             ccl__frame_mac_init(&c, &k, (uint64_t)rep);
             ccl__nhpoly1305_set_impl(&c.h, all_impls[ii]);
             ccl__frame_mac_update(&c, m, n);
             ccl__frame_mac_final(&c, t);
-            t0 = now_seconds() - t0;
+            t0 = harness_now_seconds() - t0;
             if (t0 < best)
                 best = t0;
         }

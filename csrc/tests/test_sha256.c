@@ -40,32 +40,6 @@ static size_t rng_below(size_t n)
     return n ? (size_t)(rng_next() % n) : 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    return p;
-}
-
-/* A heap copy of exactly len bytes (see the file comment). */
-static uint8_t *exact_copy(const void *src, size_t len)
-{
-    uint8_t *p = xmalloc(len);
-    if (len)
-        memcpy(p, src, len);
-    return p;
-}
-
 /* The fixed test pattern: byte j of the message is (j * 167 + 13) mod 256.
  * It repeats every 256 bytes, so any window that starts at a multiple of
  * 256 is the same bytes as the start of the pattern. */
@@ -81,13 +55,6 @@ static void fill_pattern(uint8_t *p, size_t n)
         p[j] = pattern_byte(j);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
-}
-
 /* Does the digest (or its first n bytes) equal the lower-case hex string,
  * which must have exactly 2n digits?  On a mismatch it prints both. */
 static int digest_is(const uint8_t *d, size_t n, const char *hex)
@@ -95,7 +62,7 @@ static int digest_is(const uint8_t *d, size_t n, const char *hex)
     size_t i;
     int ok = strlen(hex) == 2 * n;
     for (i = 0; ok && i < n; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = harness_hexval(hex[2 * i]), lo = harness_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0 || d[i] != (uint8_t)(hi << 4 | lo))
             ok = 0;
     }
@@ -150,7 +117,7 @@ static void test_sha256_vectors(void)
 
     for (i = 0; i < ARRAY_LEN(v); i++) {
         size_t n = strlen(v[i].msg);
-        uint8_t *m = exact_copy(v[i].msg, n);
+        uint8_t *m = harness_exact_copy(v[i].msg, n);
         ccl__sha256(m, n, d);
         PASS(digest_is(d, 32, v[i].hex));
         sha256_random_split(m, n, d);
@@ -178,7 +145,7 @@ static void test_sha256_vectors(void)
         const char *hex =
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
         size_t n = 1000000, off, step;
-        uint8_t *m = xmalloc(n);
+        uint8_t *m = harness_xmalloc(n);
         ccl__sha256_ctx s;
         memset(m, 'a', n);
         ccl__sha256(m, n, d);
@@ -238,7 +205,7 @@ static void test_sha256_lengths(void)
     fill_pattern(pat, sizeof pat);
     ccl__sha256_init(&all_s);
     for (n = 0; n <= 200; n++) {
-        uint8_t *m = exact_copy(pat, n);
+        uint8_t *m = harness_exact_copy(pat, n);
         ccl__sha256_ctx s;
         int trial;
 
@@ -278,7 +245,7 @@ static void test_sha256_lengths(void)
 
     /* The input's alignment makes no difference. */
     {
-        uint8_t *m = xmalloc(200 + 8);
+        uint8_t *m = harness_xmalloc(200 + 8);
         ccl__sha256(pat, 200, whole);
         for (i = 0; i < 8; i++) {
             memcpy(m + i, pat, 200);
@@ -300,20 +267,20 @@ static void test_sha256_long(void)
     const char *hex =
         "c1d9c7bab040f743da089ca39274ec5975365a730da7425c5ff8c65190c5e279";
     size_t mib = (size_t)1 << 20, k;
-    uint8_t *buf = xmalloc(mib + 3);
+    uint8_t *buf = harness_xmalloc(mib + 3);
     uint8_t d[32];
     ccl__sha256_ctx s;
     double t0, t;
 
     fill_pattern(buf, mib + 3);
-    t0 = now_seconds();
+    t0 = harness_now_seconds();
     ccl__sha256_init(&s);
     ccl__sha256_update(&s, buf, 3);
     for (k = 0; k < 512; k++)
         ccl__sha256_update(&s, buf + 3, mib);
     PASS(s.nbytes == ((uint64_t)1 << 29) + 3);
     ccl__sha256_final(&s, d);
-    t = now_seconds() - t0;
+    t = harness_now_seconds() - t0;
     PASS(digest_is(d, 32, hex));
     printf("  512 MiB + 3 bytes (bit count > 2^32) hashed in %.2f s\n", t);
     free(buf);
@@ -373,8 +340,8 @@ static void test_hmac_rfc4231(void)
 #undef CASE
 
     for (i = 0; i < ARRAY_LEN(v); i++) {
-        uint8_t *key = exact_copy(v[i].key, v[i].keylen);
-        uint8_t *msg = exact_copy(v[i].msg, v[i].msglen);
+        uint8_t *key = harness_exact_copy(v[i].key, v[i].keylen);
+        uint8_t *msg = harness_exact_copy(v[i].msg, v[i].msglen);
         ccl__hmac_ctx h;
         size_t j;
 
@@ -419,8 +386,8 @@ static void test_hmac_keys(void)
     fill_pattern(msgbuf, sizeof msgbuf);
 
     for (i = 0; i < ARRAY_LEN(v); i++) {
-        uint8_t *key = exact_copy(keybuf, v[i].keylen);
-        uint8_t *msg = exact_copy(msgbuf, sizeof msgbuf);
+        uint8_t *key = harness_exact_copy(keybuf, v[i].keylen);
+        uint8_t *msg = harness_exact_copy(msgbuf, sizeof msgbuf);
         int trial;
 
         ccl__hmac_sha256(key, v[i].keylen, msg, sizeof msgbuf, whole);
@@ -541,11 +508,11 @@ static void print_timings(void)
         memcpy(big + 8 * (size_t)rep, &r, 8);
     }
     for (rep = 0; rep < 3; rep++) {
-        double t0 = now_seconds(), t1, t2;
+        double t0 = harness_now_seconds(), t1, t2;
         ccl__sha256(big, bytes, d);
-        t1 = now_seconds();
+        t1 = harness_now_seconds();
         ccl__hmac_sha256(d, 32, big, bytes, tag);
-        t2 = now_seconds();
+        t2 = harness_now_seconds();
         if (t1 - t0 < best) best = t1 - t0;
         if (t2 - t1 < best_hmac) best_hmac = t2 - t1;
     }

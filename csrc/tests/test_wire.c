@@ -21,21 +21,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-/* A heap copy of exactly len bytes, so a decoder that reads one byte too
- * far trips AddressSanitizer.  malloc(0) may return NULL, hence the +1
- * allocation with the logical length kept by the caller. */
-static uint8_t *exact_copy(const uint8_t *src, size_t len)
-{
-    uint8_t *p = malloc(len ? len : 1);
-    if (!p) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    if (len)
-        memcpy(p, src, len);
-    return p;
-}
-
 /* splitmix64: a tiny deterministic generator, so failures reproduce. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 
@@ -147,7 +132,7 @@ static void test_hello_bytes(void)
 
 static int hello_decode_copy(const uint8_t *src, ccl__hello *h)
 {
-    uint8_t *p = exact_copy(src, CCL_HELLO_LEN);
+    uint8_t *p = harness_exact_copy(src, CCL_HELLO_LEN);
     int rc = ccl__hello_decode(p, h);
     free(p);
     return rc;
@@ -283,7 +268,7 @@ static int hdr_check(const ccl__hdr *h, ccl__hdr *out)
     int rc;
 
     ccl__hdr_encode(buf, h);
-    p = exact_copy(buf, CCL_HDR_LEN);
+    p = harness_exact_copy(buf, CCL_HDR_LEN);
     rc = ccl__hdr_decode(p, out);
     free(p);
     return rc;
@@ -533,7 +518,7 @@ static int register_same(const ccl__register_msg *a, const ccl__register_msg *b)
 static int register_decode_copy(const uint8_t *src, size_t len,
                                 ccl__register_msg *m)
 {
-    uint8_t *p = exact_copy(src, len);
+    uint8_t *p = harness_exact_copy(src, len);
     int rc = ccl__register_decode(p, len, m);
     free(p);
     return rc;
@@ -778,7 +763,7 @@ static ccl__group_msg sample_group(void)
  * exactly len bytes.  On success the caller frees d->members. */
 static int group_decode_copy(const uint8_t *src, size_t len, ccl__group_msg *d)
 {
-    uint8_t *p = exact_copy(src, len);
+    uint8_t *p = harness_exact_copy(src, len);
     uint32_t ws = 0;
     int rc = ccl__group_peek(p, len, &ws);
 
@@ -905,7 +890,7 @@ static void test_group_bytes(void)
 
 static int group_peek_copy(const uint8_t *src, size_t len, uint32_t *ws)
 {
-    uint8_t *p = exact_copy(src, len);
+    uint8_t *p = harness_exact_copy(src, len);
     int rc = ccl__group_peek(p, len, ws);
     free(p);
     return rc;
@@ -951,7 +936,7 @@ static int group_decode_only(const uint8_t *src, size_t len)
 {
     ccl__member members[8];
     ccl__group_msg d;
-    uint8_t *p = exact_copy(src, len);
+    uint8_t *p = harness_exact_copy(src, len);
     int rc;
 
     memset(&d, 0, sizeof d);
@@ -1097,7 +1082,7 @@ static void test_group_encode_refuses(void)
 static int errmsg_decode_copy(const uint8_t *src, size_t len, int *code,
                               char msg[CCL_MAX_ERRMSG + 1])
 {
-    uint8_t *p = exact_copy(src, len);
+    uint8_t *p = harness_exact_copy(src, len);
     int rc = ccl__errmsg_decode(p, len, code, msg);
     free(p);
     return rc;
@@ -1528,7 +1513,7 @@ static void test_mutations(void)
         if (rng_below(8) != 0)
             for (m = 0; m < nmut; m++)
                 mutate_once(work, &len);
-        in = exact_copy(work, len);
+        in = harness_exact_copy(work, len);
         fuzz_hello(in, len, &st);
         fuzz_hdr(in, len, &st);
         fuzz_register(in, len, &st);
@@ -1562,7 +1547,7 @@ static void test_random_noise(void)
 
         for (i = 0; i < len; i++)
             work[i] = (uint8_t)rng_next();
-        in = exact_copy(work, len);
+        in = harness_exact_copy(work, len);
         fuzz_hello(in, len, &st);
         fuzz_hdr(in, len, &st);
         fuzz_register(in, len, &st);
