@@ -33,10 +33,7 @@ int ccl__key_set(ccl__key *k, const void *bytes, size_t len, char *err,
 
 void ccl__key_wipe(ccl__key *k)
 {
-    /* Stores through a volatile pointer are not dead-store eliminated. */
-    volatile uint8_t *p = k->bytes;
-    for (size_t i = 0; i < sizeof k->bytes; i++)
-        p[i] = 0;
+    ccl__wipe(k->bytes, sizeof k->bytes);
     k->len = 0;
 }
 

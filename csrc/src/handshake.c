@@ -142,8 +142,11 @@ int ccl__handshake(int fd, int side, const ccl__hello *mine, const ccl__key *key
     if (rc)
         return rc;
     out->authed = 1;
-    ccl__auth_frame_seed(key, side, hc, ha, out->seed_tx);
-    ccl__auth_frame_seed(key, 1 - side, hc, ha, out->seed_rx);
+    /* The policy made sure both ends agree on frame MACs. */
+    if (me.flags & CCL_HELLO_FRAME_MAC) {
+        ccl__auth_frame_seed(key, side, hc, ha, out->seed_tx);
+        ccl__auth_frame_seed(key, 1 - side, hc, ha, out->seed_rx);
+    }
     return CCL_OK;
 }
 

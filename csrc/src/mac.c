@@ -53,14 +53,6 @@ static inline uint32_t le32(const uint8_t *p)
            ((uint32_t)p[3] << 24);
 }
 
-/* Overwrites n bytes in a way the compiler may not drop (see sha256.c). */
-static void wipe(void *p, size_t n)
-{
-    volatile uint8_t *v = (volatile uint8_t *)p;
-    while (n--)
-        *v++ = 0;
-}
-
 /* ------------------------------------------------------------------ */
 /* Poly1305 core: blocks and the final reduction, in two radixes */
 
@@ -337,7 +329,7 @@ void ccl__poly1305_final(ccl__poly1305_ctx *p, uint8_t tag[16])
         poly_blocks(p, p->buf, 1, 0);
     }
     poly_emit(p, tag);
-    wipe(p, sizeof *p);
+    ccl__wipe(p, sizeof *p);
 }
 
 void ccl__poly1305(const uint8_t key[32], const void *m, size_t n,
@@ -635,7 +627,7 @@ void ccl__nhpoly1305_final(ccl__nhpoly1305_ctx *c, uint8_t out[16])
 {
     nh_finish(c);
     poly_emit(&c->poly, out);
-    wipe(c, sizeof *c);
+    ccl__wipe(c, sizeof *c);
 }
 
 void ccl__nhpoly1305(const ccl__nhpoly1305_key *k, const void *m, size_t n,
@@ -680,13 +672,13 @@ void ccl__frame_mac_key_init(ccl__frame_mac_key *k,
     }
     ccl__nhpoly1305_setkey(&k->hash, okm);
     ccl__hmac_init(&k->pad, okm + CCL_NHPOLY1305_KEY_LEN, 32);
-    wipe(okm, sizeof okm);
-    wipe(&base, sizeof base);
+    ccl__wipe(okm, sizeof okm);
+    ccl__wipe(&base, sizeof base);
 }
 
 void ccl__frame_mac_key_wipe(ccl__frame_mac_key *k)
 {
-    wipe(k, sizeof *k);
+    ccl__wipe(k, sizeof *k);
 }
 
 void ccl__frame_mac_init(ccl__frame_mac_ctx *c, const ccl__frame_mac_key *k,
@@ -703,7 +695,7 @@ void ccl__frame_mac_init(ccl__frame_mac_ctx *c, const ccl__frame_mac_key *k,
     ccl__hmac_final(&h, d);
     ccl__nhpoly1305_init(&c->h, &k->hash);
     memcpy(c->h.poly.s, d, 16);
-    wipe(d, sizeof d);
+    ccl__wipe(d, sizeof d);
 }
 
 void ccl__frame_mac_update(ccl__frame_mac_ctx *c, const void *m, size_t n)
@@ -725,7 +717,7 @@ void ccl__frame_mac_final(ccl__frame_mac_ctx *c,
     ccl__put_u64(lb + 8, 0);
     poly_blocks(&c->h.poly, lb, 1, 1);
     poly_emit(&c->h.poly, tag); /* + s, which holds pad(seq) */
-    wipe(c, sizeof *c);
+    ccl__wipe(c, sizeof *c);
 }
 
 int ccl__frame_mac_final_verify(ccl__frame_mac_ctx *c,
@@ -735,7 +727,7 @@ int ccl__frame_mac_final_verify(ccl__frame_mac_ctx *c,
     int ok;
     ccl__frame_mac_final(c, want);
     ok = ccl__ct_equal(want, tag, sizeof want);
-    wipe(want, sizeof want);
+    ccl__wipe(want, sizeof want);
     return ok;
 }
 

@@ -18,7 +18,7 @@
 #define ERRF(...) snprintf(err, errlen, __VA_ARGS__)
 
 /* Keys the frame MACs of a connection from its handshake's secrets. */
-static int conn_set_mac(ccl_comm *c, ccl__conn *k, const ccl__hs *hs)
+static int conn_set_mac(ccl_comm *c, ccl__conn *k, ccl__hs *hs)
 {
     if (!c->cfg.frame_mac)
         return CCL_OK;
@@ -30,6 +30,8 @@ static int conn_set_mac(ccl_comm *c, ccl__conn *k, const ccl__hs *hs)
         return CCL_ERR_NOMEM;
     ccl__frame_mac_key_init(k->mac_tx, hs->seed_tx);
     ccl__frame_mac_key_init(k->mac_rx, hs->seed_rx);
+    ccl__wipe(hs->seed_tx, sizeof hs->seed_tx);
+    ccl__wipe(hs->seed_rx, sizeof hs->seed_rx);
     k->tx_seq = k->rx_seq = 0;
     return CCL_OK;
 }

@@ -57,10 +57,7 @@ static void store_be64(uint8_t *p, uint64_t v)
     store_be32(p + 4, (uint32_t)v);
 }
 
-/* Overwrites n bytes in a way the compiler may not drop.  A plain memset
- * of a buffer that is never read again is a dead store the optimizer is
- * entitled to remove, which would leave key material on the stack. */
-static void wipe(void *p, size_t n)
+void ccl__wipe(void *p, size_t n)
 {
     volatile uint8_t *v = (volatile uint8_t *)p;
     while (n--)
@@ -122,7 +119,7 @@ static void compress(uint32_t state[8], const uint8_t *p, size_t nblocks)
     }
     /* The schedule is derived from the message, which may be secret (an
      * HMAC key block passes through here). */
-    wipe(W, sizeof W);
+    ccl__wipe(W, sizeof W);
 }
 
 /* ------------------------------------------------------------------ */
@@ -196,7 +193,7 @@ void ccl__sha256_final(ccl__sha256_ctx *s, uint8_t out[32])
 
     for (i = 0; i < 8; i++)
         store_be32(out + 4 * i, s->h[i]);
-    wipe(s, sizeof *s);
+    ccl__wipe(s, sizeof *s);
 }
 
 void ccl__sha256(const void *data, size_t len, uint8_t out[32])
@@ -233,7 +230,7 @@ void ccl__hmac_init(ccl__hmac_ctx *h, const uint8_t *key, size_t keylen)
     ccl__sha256_init(&h->outer);
     ccl__sha256_update(&h->outer, block, 64);
 
-    wipe(block, sizeof block);
+    ccl__wipe(block, sizeof block);
 }
 
 void ccl__hmac_update(ccl__hmac_ctx *h, const void *msg, size_t msglen)
@@ -247,7 +244,7 @@ void ccl__hmac_final(ccl__hmac_ctx *h, uint8_t out[32])
     ccl__sha256_final(&h->inner, ihash);
     ccl__sha256_update(&h->outer, ihash, sizeof ihash);
     ccl__sha256_final(&h->outer, out);
-    wipe(ihash, sizeof ihash);
+    ccl__wipe(ihash, sizeof ihash);
 }
 
 void ccl__hmac_sha256(const uint8_t *key, size_t keylen, const void *msg,

@@ -57,4 +57,9 @@ void ccl__hmac_sha256(const uint8_t *key, size_t keylen, const void *msg,
  * forged tag were right. */
 int ccl__ct_equal(const uint8_t *a, const uint8_t *b, size_t n);
 
+/* Overwrites n bytes in a way the compiler may not drop.  A plain memset
+ * of a buffer that is never read again is a dead store the optimizer is
+ * entitled to remove, which would leave key material behind. */
+void ccl__wipe(void *p, size_t n);
+
 #endif
