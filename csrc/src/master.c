@@ -330,21 +330,25 @@ static void maybe_finish_reform(ccl_master *m)
      * itself (expelled, or lost): then the accusation is void.  Walking
      * in rank order makes mutual accusations (a cut link between two
      * live members) end the same way every time: the lower rank goes. */
-    for (uint32_t r = 0; r < CCL_MAX_WORLD; r++) {
-        mconn *o = NULL;
-        for (k = m->conns; k; k = k->next)
-            if (k->phase == P_MEMBER && k->rank == r)
-                o = k;
-        if (!o || !o->accused)
-            continue;
-        int accuser_here = 0;
-        for (k = m->conns; k; k = k->next)
-            accuser_here |= k->phase == P_MEMBER && k->rank == o->accuser;
-        if (accuser_here)
+    mconn **ranked = calloc(CCL_MAX_WORLD, sizeof *ranked);
+    for (k = m->conns; ranked && k; k = k->next)
+        if (k->phase == P_MEMBER && k->rank < CCL_MAX_WORLD)
+            ranked[k->rank] = k;
+    for (uint32_t r = 0; ranked && r < CCL_MAX_WORLD; r++) {
+        mconn *o = ranked[r];
+        if (o && o->accused && o->accuser < CCL_MAX_WORLD && ranked[o->accuser]) {
+            ranked[r] = NULL;
             mconn_close(m, o);
-        if (m->members == 0)
-            break;
+        }
     }
+    /* Without memory for the table, every accusation stands. */
+    for (k = m->conns; !ranked && k;) {
+        mconn *next = k->next;
+        if (k->phase == P_MEMBER && k->accused)
+            mconn_close(m, k);
+        k = next;
+    }
+    free(ranked);
     m->reforming = 0;
     if (m->expected > m->members)
         m->lost_any = 1; /* some never came back */
