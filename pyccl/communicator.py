@@ -19,7 +19,7 @@ from pyccl.buffers import Buffer, as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                           parse_op)
 from pyccl.errors import Closed, InvalidArgument, check
-from pyccl.keys import KeyLike, resolve_allow_insecure, resolve_key
+from pyccl.keys import KeyLike, configure as configure_key
 from pyccl.master import Master
 from pyccl.work import Work
 
@@ -162,12 +162,8 @@ class Communicator:
         cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
         cfg.peer_timeout_ms = _ms(peer_timeout, "peer_timeout")
         cfg.restore_input = 1 if restore_input else 0
-        key_bytes = resolve_key(key, key_file)
-        if key_bytes is not None:
-            key_c = ffi.from_buffer(key_bytes)  # copied by the C core
-            cfg.key = key_c
-            cfg.key_len = len(key_bytes)
-        cfg.allow_insecure = 1 if resolve_allow_insecure(allow_insecure) else 0
+        # key_c holds the key until ccl_comm_create has copied it.
+        key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
 
         out = ffi.new("ccl_comm **")

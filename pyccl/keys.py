@@ -22,8 +22,9 @@ import os
 import secrets
 import stat
 import warnings
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+from pyccl._lib import ffi
 from pyccl.errors import InvalidArgument
 
 #: Shortest and longest key accepted (bytes); the C core checks the same.
@@ -103,6 +104,22 @@ def resolve_allow_insecure(allow_insecure: Optional[bool]) -> bool:
     return value in ("1", "true", "yes", "on")
 
 
+def configure(cfg: Any, key: Optional[KeyLike],
+              key_file: Optional[Union[str, os.PathLike]],
+              allow_insecure: Optional[bool]) -> Any:
+    """Fills the key fields of a ``ccl_master_config`` or
+    ``ccl_comm_config``.  Returns the cffi buffer the key lives in (keep it
+    until the create call, which copies it), or None without a key."""
+    key_bytes = resolve_key(key, key_file)
+    key_c = None
+    if key_bytes is not None:
+        key_c = ffi.from_buffer(key_bytes)
+        cfg.key = key_c
+        cfg.key_len = len(key_bytes)
+    cfg.allow_insecure = 1 if resolve_allow_insecure(allow_insecure) else 0
+    return key_c
+
+
 def write_key_file(path: Union[str, os.PathLike]) -> str:
     """Writes a fresh key to a new file readable by its owner only (mode
     0600) and returns the key.  Refuses to overwrite an existing file."""
@@ -113,6 +130,6 @@ def write_key_file(path: Union[str, os.PathLike]) -> str:
     return key
 
 
-__all__ = ["resolve_key", "resolve_allow_insecure", "generate_key",
+__all__ = ["resolve_key", "resolve_allow_insecure", "configure", "generate_key",
            "read_key_file", "write_key_file", "KeyFileWarning", "KEY_MIN",
            "KEY_MAX"]

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from pyccl._lib import ffi, lib
 from pyccl.errors import Closed, InvalidArgument, check
-from pyccl.keys import KeyLike, resolve_allow_insecure, resolve_key
+from pyccl.keys import KeyLike, configure as configure_key
 
 _ERRLEN = 512
 
@@ -53,13 +53,8 @@ class Master:
         host_c = ffi.new("char[]", host.encode())
         cfg.host = host_c
         cfg.port = port
-        key_bytes = resolve_key(key, key_file)
-        if key_bytes is not None:
-            key_c = ffi.from_buffer(key_bytes)  # copied by the C core
-            cfg.key = key_c
-            cfg.key_len = len(key_bytes)
-        cfg.allow_insecure = 1 if resolve_allow_insecure(allow_insecure) else 0
-        self._authenticated = key_bytes is not None
+        key_c = configure_key(cfg, key, key_file, allow_insecure)
+        self._authenticated = key_c is not None
         out = ffi.new("ccl_master **")
         err = ffi.new("char[]", _ERRLEN)
         rc = lib.ccl_master_create(cfg, out, err, _ERRLEN)

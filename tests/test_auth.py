@@ -7,12 +7,8 @@ key get the refusal, a keyless client is turned away.  Then real groups of
 processes: the same key works, a wrong or missing key fails with AuthError
 naming the cause, and keys come from arguments, files and the environment.
 """
-import hashlib
-import hmac
 import os
 import secrets
-import socket
-import struct
 import subprocess
 import sys
 
@@ -22,63 +18,19 @@ import pyccl
 from pyccl.keys import KeyFileWarning, resolve_key
 from tests import workers
 from tests.peers import GroupError, run_group
+from tests.raw_client import (FLAG_AUTH, ROLE_MASTER, closed_within, hello,
+                              proof, recv_exact, start_handshake)
 
 pytestmark = pytest.mark.timeout(120)
 
-MAGIC = b"PYCCL\x00\r\n"
-ROLE_PEER_TO_MASTER, ROLE_MASTER = 1, 3
-FLAG_AUTH = 1
 KEY = b"k" * 16 + secrets.token_bytes(16)
-
-
-def hello(flags=FLAG_AUTH, nonce=None, role=ROLE_PEER_TO_MASTER):
-    nonce = secrets.token_bytes(16) if nonce is None else nonce
-    return (MAGIC + struct.pack("<HBBIII", pyccl.PROTOCOL_VERSION, role,
-                                flags, 0, 0xFFFFFFFF, 0)
-            + b"\x33" * 16 + nonce + bytes(8))
-
-
-def proof(key, side, hc, ha):
-    label = b"pyccl/2 connector\x00" if side == "c" else b"pyccl/2 acceptor\x00"
-    return hmac.new(key, label + hc + ha, hashlib.sha256).digest()
-
-
-def recv_exact(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def closed_soon(sock, limit_s=5.0):
-    """True if the other end closes within limit_s (after any bytes)."""
-    sock.settimeout(limit_s)
-    try:
-        while sock.recv(4096):
-            pass
-    except ConnectionResetError:
-        pass
-    except socket.timeout:
-        return False
-    return True
-
-
-def start_handshake(master, my_hello):
-    sock = socket.create_connection(("127.0.0.1", master.port), timeout=5)
-    sock.sendall(my_hello)
-    theirs = recv_exact(sock, 64)
-    assert len(theirs) == 64 and theirs[:8] == MAGIC
-    return sock, theirs
 
 
 def test_master_accepts_a_correct_proof_and_proves_itself():
     with pyccl.Master(key=KEY) as master:
         assert master.authenticated
         mine = hello()
-        sock, theirs = start_handshake(master, mine)
+        sock, theirs = start_handshake(master.port, mine)
         with sock:
             assert theirs[10] == ROLE_MASTER and theirs[11] & FLAG_AUTH
             sock.sendall(proof(KEY, "c", mine, theirs))
@@ -86,41 +38,41 @@ def test_master_accepts_a_correct_proof_and_proves_itself():
             # The C core's HMAC-SHA256 agrees with Python's.
             assert answer == proof(KEY, "a", mine, theirs)
             # Authenticated: the master now waits for REGISTER.
-            assert not closed_soon(sock, 0.5)
+            assert not closed_within(sock, 0.5)
 
 
 def test_replayed_handshake_is_refused():
     with pyccl.Master(key=KEY) as master:
         mine = hello()
-        sock, theirs = start_handshake(master, mine)
+        sock, theirs = start_handshake(master.port, mine)
         recorded = proof(KEY, "c", mine, theirs)
         with sock:
             sock.sendall(recorded)
             assert recv_exact(sock, 32) == proof(KEY, "a", mine, theirs)
         # The same bytes again: the master's nonce is new, the proof stale.
-        sock, theirs2 = start_handshake(master, mine)
+        sock, theirs2 = start_handshake(master.port, mine)
         assert theirs2[40:56] != theirs[40:56]
         with sock:
             sock.sendall(recorded)
             assert recv_exact(sock, 32) == bytes(32)  # "your proof was wrong"
-            assert closed_soon(sock)
+            assert closed_within(sock, 5.0)
 
 
 def test_wrong_key_and_missing_key_are_refused_and_master_keeps_serving():
     with pyccl.Master(key=KEY) as master:
         mine = hello()
-        sock, theirs = start_handshake(master, mine)
+        sock, theirs = start_handshake(master.port, mine)
         with sock:
             sock.sendall(proof(b"w" * 32, "c", mine, theirs))
             assert recv_exact(sock, 32) == bytes(32)
-            assert closed_soon(sock)
+            assert closed_within(sock, 5.0)
         # No AUTH flag: closed after the HELLOs, nothing proven either way.
-        sock, _ = start_handshake(master, hello(flags=0))
+        sock, _ = start_handshake(master.port, hello(flags=0))
         with sock:
             assert recv_exact(sock, 32) == b""
-            assert closed_soon(sock)
+            assert closed_within(sock, 5.0)
         # A client that stops after its HELLO does not hold anything up.
-        stalled, _ = start_handshake(master, hello())
+        stalled, _ = start_handshake(master.port, hello())
         with stalled:
             results = run_group(2, workers.ident, master=master, key=KEY)
         assert [r for r, _, _ in results] == [0, 1]
