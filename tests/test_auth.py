@@ -11,6 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -103,7 +104,14 @@ def test_keyless_peer_and_keyed_master_mismatch_named_on_both_ends(capfd):
         with pytest.raises(pyccl.AuthError, match="has no key configured"):
             pyccl.Communicator(master, world_size=1, key=KEY,
                                connect_timeout=10)
-    assert "refused connection" in capfd.readouterr().err
+        # The peer may give up before the master's thread has read its
+        # HELLO: give the master a moment to log its side.
+        err = ""
+        deadline = time.monotonic() + 5
+        while "refused connection" not in err and time.monotonic() < deadline:
+            time.sleep(0.05)
+            err += capfd.readouterr().err
+    assert "refused connection" in err
 
 
 def test_without_a_key_only_loopback():
