@@ -180,3 +180,37 @@ def test_keygen_cli(tmp_path):
         x = run_group(2, workers.stats_after_allreduce, master=master,
                       key_file=str(path))
         assert len(x) == 2
+
+
+def test_frame_macs_on_every_collective():
+    """frame_mac=True: every collective, striped over 3 connections with
+    small frames (so frames of one op are spread and MAC'd separately),
+    gives the exact results; async ops in flight too."""
+    with pyccl.Master(key=KEY) as master:
+        opts = dict(master=master, key=KEY, frame_mac=True, conns_per_peer=3,
+                    chunk_bytes=4096)
+        assert run_group(3, workers.everything_small, **opts) == [[], [], []]
+        assert run_group(2, workers.async_many, 24, **opts) == [[], []]
+
+
+def test_frame_mac_must_agree_and_needs_a_key():
+    with pytest.raises(pyccl.InvalidArgument, match="needs a key"):
+        pyccl.Communicator("127.0.0.1:1", world_size=1, frame_mac=True)
+    # Two members that disagree (threads of this process: each joins with
+    # its own setting): the mesh handshake names the mismatch.
+    import concurrent.futures as cf
+
+    def join(rank):
+        try:
+            with pyccl.Communicator(master, world_size=2, rank=rank, key=KEY,
+                                    frame_mac=(rank == 0),
+                                    connect_timeout=5):
+                return None
+        except pyccl.CclError as exc:
+            return exc
+
+    with pyccl.Master(key=KEY) as master:
+        with cf.ThreadPoolExecutor(2) as pool:
+            errors = list(pool.map(join, [0, 1]))
+    assert any(isinstance(e, pyccl.Mismatch) and "frame MACs are" in str(e)
+               for e in errors), errors

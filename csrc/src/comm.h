@@ -41,7 +41,25 @@ struct ccl__sendreq {
     uint8_t *owned;
 };
 
-enum ccl__rx_state { RX_HDR, RX_PAYLOAD, RX_SEALED };
+enum ccl__rx_state { RX_HDR, RX_PAYLOAD, RX_TAG };
+
+/* Frame MAC state of one connection (cfg.frame_mac).  Each direction has
+ * its own key, and its frame count is the MAC's sequence number.  The MAC
+ * is computed as bytes are written and checked as they are read, so it
+ * stays off the pipeline's critical path; what a frame does to an op
+ * (completing it, forwarding data, DONE, BYE, ABORT) happens only after
+ * its tag checked out.  A received payload may already sit in the op's
+ * buffer when its tag fails: the op then fails like on any lost peer (and
+ * restore_input puts an in-place input back). */
+typedef struct ccl__conn_mac {
+    ccl__frame_mac_key tx_key, rx_key;
+    ccl__frame_mac_ctx tx, rx;   /* the frames being written and read */
+    uint64_t tx_seq, rx_seq;     /* frames started in each direction */
+    uint8_t tx_tag[CCL_FRAME_MAC_TAG_LEN]; /* the written frame's tag ... */
+    int tx_sealed;                         /* ... once its body is out */
+    uint8_t rx_tag[CCL_FRAME_MAC_TAG_LEN];
+    size_t rx_tag_have;
+} ccl__conn_mac;
 enum ccl__rx_mode { RXM_LAND, RXM_REDUCE, RXM_DISCARD, RXM_KEEP };
 
 struct ccl__conn {
@@ -68,14 +86,7 @@ struct ccl__conn {
     uint8_t *keep; /* RXM_KEEP: heap copy of an early frame */
     int parked;    /* reading paused: too much early data buffered */
     int over_cap;  /* the next early frame may exceed the cap (see progress.c) */
-    /* Frame MACs (cfg.frame_mac): a key per direction, and each
-     * direction's frame count, which is the MAC's sequence number.  A
-     * frame is read whole into staging with its tag (RX_SEALED) and acted
-     * on only once the tag checks out. */
-    ccl__frame_mac_key *mac_tx, *mac_rx; /* NULL: no frame MACs */
-    uint64_t tx_seq, rx_seq;
-    uint8_t tx_tag[CCL_FRAME_MAC_TAG_LEN]; /* tag of the frame in `cur` */
-    int staged;    /* a verified frame waits in staging while parked */
+    ccl__conn_mac *mac; /* frame MACs (cfg.frame_mac), or NULL */
 };
 
 struct ccl__peer {

@@ -30,10 +30,6 @@ void ccl__peer_kick(ccl_comm *c, int peer);
 void ccl__peer_push(ccl__peer *p, ccl__sendreq *r);
 void ccl__purge_sends(ccl_comm *c, ccl_op *op);
 ccl__sendreq *ccl__req_alloc(ccl_comm *c);
-/* The MAC of one frame: its header and payload under (key, seq). */
-void ccl__frame_seal(const ccl__frame_mac_key *key, uint64_t seq,
-                     const uint8_t hdr[CCL_HDR_LEN], const uint8_t *payload,
-                     size_t len, uint8_t tag[CCL_FRAME_MAC_TAG_LEN]);
 void ccl__req_free(ccl_comm *c, ccl__sendreq *r);
 
 /* recv.c */

@@ -24,27 +24,23 @@ static int conn_set_mac(ccl_comm *c, ccl__conn *k, ccl__hs *hs)
         return CCL_OK;
     if (!hs->authed)
         return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
-    k->mac_tx = malloc(sizeof *k->mac_tx);
-    k->mac_rx = malloc(sizeof *k->mac_rx);
-    if (!k->mac_tx || !k->mac_rx)
+    k->mac = calloc(1, sizeof *k->mac);
+    if (!k->mac)
         return CCL_ERR_NOMEM;
-    ccl__frame_mac_key_init(k->mac_tx, hs->seed_tx);
-    ccl__frame_mac_key_init(k->mac_rx, hs->seed_rx);
+    ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
+    ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
     ccl__wipe(hs->seed_tx, sizeof hs->seed_tx);
     ccl__wipe(hs->seed_rx, sizeof hs->seed_rx);
-    k->tx_seq = k->rx_seq = 0;
     return CCL_OK;
 }
 
 static void conn_free_mac(ccl__conn *k)
 {
-    if (k->mac_tx)
-        ccl__frame_mac_key_wipe(k->mac_tx);
-    if (k->mac_rx)
-        ccl__frame_mac_key_wipe(k->mac_rx);
-    free(k->mac_tx);
-    free(k->mac_rx);
-    k->mac_tx = k->mac_rx = NULL;
+    if (!k->mac)
+        return;
+    ccl__wipe(k->mac, sizeof *k->mac);
+    free(k->mac);
+    k->mac = NULL;
 }
 
 int ccl__mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)

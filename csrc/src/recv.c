@@ -297,69 +297,41 @@ static void rx_complete(ccl_comm *c, ccl__conn *k)
     call_on_data(c, op, k->peer, h);
 }
 
-/* A sealed frame (header in k->h, payload and tag in staging) whose tag
- * checked out: handled exactly as if its payload had just arrived. */
-static void deliver_sealed(ccl_comm *c, ccl__conn *k)
-{
-    size_t len = k->h.length;
-    rx_dispatch(c, k);
-    if (k->parked) {
-        k->staged = 1; /* delivered again at unpark, from staging */
-        return;
-    }
-    k->hpos = 0;
-    if (k->fd < 0 || k->rstate != RX_PAYLOAD)
-        return;
-    if (len && k->rmode == RXM_REDUCE && k->rop) {
-        /* rx_dispatch pointed rdst at staging, where the bytes are. */
-        ccl_op *op = k->rop;
-        ccl__reduce(k->reduce_dst, k->staging, len / op->esize, op->dtype,
-                    op->redop);
-        k->rreduced = len;
-    } else if (len && k->rmode != RXM_DISCARD && k->rdst != k->staging) {
-        memcpy(k->rdst, k->staging, len);
-    }
-    k->rdone = len;
-    rx_complete(c, k);
-}
-
-/* Reads the rest of a sealed frame (payload and tag) into staging, then
- * checks the tag.  Returns 0 while bytes are missing or the connection
- * ended, 1 after a frame was handled. */
-static int read_sealed(ccl_comm *c, ccl__conn *k, size_t *budget)
+/* Reads a frame's tag (frame MACs) and, if it checks out, lets the frame
+ * act: a frame without payload is dispatched only now, one with payload
+ * completes now.  Returns 0 while tag bytes are missing or the connection
+ * ended. */
+static int read_tag(ccl_comm *c, ccl__conn *k)
 {
     char err[160];
-    size_t need = (size_t)k->h.length + CCL_FRAME_MAC_TAG_LEN;
-    size_t want = need - k->rdone;
-    if (want > *budget)
-        want = *budget;
-    long n = ccl__sock_read_some(k->fd, k->staging + k->rdone, want, err,
+    ccl__conn_mac *m = k->mac;
+    long n = ccl__sock_read_some(k->fd, m->rx_tag + m->rx_tag_have,
+                                 CCL_FRAME_MAC_TAG_LEN - m->rx_tag_have, err,
                                  sizeof err);
     if (n < 0) {
         ccl__conn_broken(c, k, (int)-n, err);
         return 0;
     }
-    if (n == 0)
-        return 0;
     c->rx_bytes += (uint64_t)n;
-    c->peers[k->peer].last_rx_ms = ccl__now_ms();
-    *budget -= (size_t)n;
-    k->rdone += (size_t)n;
-    if (k->rdone < need)
+    m->rx_tag_have += (size_t)n;
+    if (m->rx_tag_have < CCL_FRAME_MAC_TAG_LEN)
         return 0;
-    ccl__frame_mac_ctx m;
-    ccl__frame_mac_init(&m, k->mac_rx, k->rx_seq++);
-    ccl__frame_mac_update(&m, k->hbuf, CCL_HDR_LEN);
-    ccl__frame_mac_update(&m, k->staging, k->h.length);
-    if (!ccl__frame_mac_final_verify(&m, k->staging + k->h.length)) {
+    c->peers[k->peer].last_rx_ms = ccl__now_ms();
+    if (!ccl__frame_mac_final_verify(&m->rx, m->rx_tag)) {
         char why[160];
         snprintf(why, sizeof why, "frame %llu failed its MAC check: the bytes "
                  "were changed on the way, or did not come from this peer",
-                 (unsigned long long)(k->rx_seq - 1));
+                 (unsigned long long)(m->rx_seq - 1));
         ccl__conn_broken(c, k, CCL_ERR_AUTH, why);
         return 0;
     }
-    deliver_sealed(c, k);
+    if (k->h.length > 0) {
+        rx_complete(c, k);
+        return 1;
+    }
+    rx_dispatch(c, k);
+    if (k->fd >= 0 && k->rstate == RX_PAYLOAD)
+        rx_complete(c, k);
     return 1;
 }
 
@@ -389,24 +361,23 @@ void ccl__conn_read(ccl_comm *c, ccl__conn *k)
                 return;
             }
             k->hpos = 0;
-            if (k->mac_rx) {
-                /* Nothing of the frame is acted on before its tag is
-                 * checked: read it whole first. */
-                if (ensure_staging(k, (size_t)k->h.length + CCL_FRAME_MAC_TAG_LEN)) {
-                    ccl__conn_broken(c, k, CCL_ERR_NOMEM, "out of memory");
-                    return;
+            if (k->mac) {
+                ccl__frame_mac_init(&k->mac->rx, &k->mac->rx_key, k->mac->rx_seq++);
+                ccl__frame_mac_update(&k->mac->rx, k->hbuf, CCL_HDR_LEN);
+                k->mac->rx_tag_have = 0;
+                if (k->h.length == 0) {
+                    /* Nothing to place: the frame acts after its tag. */
+                    k->rstate = RX_TAG;
+                    continue;
                 }
-                k->rstate = RX_SEALED;
-                k->rdone = 0;
-                continue;
             }
             rx_dispatch(c, k);
             if (k->fd >= 0 && k->rstate == RX_PAYLOAD && k->h.length == 0)
                 rx_complete(c, k);
             continue;
         }
-        if (k->rstate == RX_SEALED) {
-            if (!read_sealed(c, k, &budget))
+        if (k->rstate == RX_TAG) {
+            if (!read_tag(c, k))
                 return;
             continue;
         }
@@ -435,6 +406,8 @@ void ccl__conn_read(ccl_comm *c, ccl__conn *k)
         c->rx_bytes += (uint64_t)n;
         c->peers[k->peer].last_rx_ms = ccl__now_ms();
         budget -= (size_t)n;
+        if (k->mac)
+            ccl__frame_mac_update(&k->mac->rx, dst, (size_t)n);
         k->rdone += (size_t)n;
         if (k->rmode == RXM_REDUCE && k->rop) {
             /* Reduce whole elements as they arrive, while they are still
@@ -447,8 +420,12 @@ void ccl__conn_read(ccl_comm *c, ccl__conn *k)
                 k->rreduced = ready;
             }
         }
-        if (k->rdone == k->h.length)
-            rx_complete(c, k);
+        if (k->rdone == k->h.length) {
+            if (k->mac)
+                k->rstate = RX_TAG; /* it completes once the tag checks */
+            else
+                rx_complete(c, k);
+        }
     }
 }
 
@@ -457,13 +434,6 @@ void ccl__conn_unpark(ccl_comm *c, ccl__conn *k)
 {
     k->parked = 0;
     ccl__conn_update_events(c, k);
-    if (k->staged) {
-        k->staged = 0;
-        deliver_sealed(c, k);
-        if (k->fd >= 0 && !k->parked)
-            ccl__conn_read(c, k);
-        return;
-    }
     rx_dispatch(c, k);
     if (k->parked)
         return;

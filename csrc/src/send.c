@@ -67,6 +67,23 @@ static void req_sent(ccl_comm *c, ccl__sendreq *r)
     }
 }
 
+/* Feeds bytes [from, to) of a frame's header + payload, just written,
+ * to its MAC while they are still in cache. */
+static void mac_written(ccl__conn_mac *m, const ccl__sendreq *r, size_t from,
+                        size_t to)
+{
+    if (from < CCL_HDR_LEN) {
+        size_t end = to < CCL_HDR_LEN ? to : CCL_HDR_LEN;
+        ccl__frame_mac_update(&m->tx, r->hdr + from, end - from);
+        from = end;
+    }
+    size_t body = CCL_HDR_LEN + r->len;
+    if (to > body)
+        to = body;
+    if (from < to)
+        ccl__frame_mac_update(&m->tx, r->data + (from - CCL_HDR_LEN), to - from);
+}
+
 /* Writes what the socket takes, pulling frames from the peer's queue. */
 void ccl__conn_flush(ccl_comm *c, ccl__conn *k)
 {
@@ -81,19 +98,25 @@ void ccl__conn_flush(ccl_comm *c, ccl__conn *k)
             if (!p->qhead)
                 p->qtail = NULL;
             k->cur_off = 0;
-            if (k->mac_tx)
-                /* The sequence number is this connection's, so the tag is
-                 * made when a connection takes the frame. */
-                ccl__frame_seal(k->mac_tx, k->tx_seq++, k->cur->hdr,
-                                k->cur->data, k->cur->len, k->tx_tag);
+            if (k->mac) {
+                /* The sequence number is this connection's, so the MAC
+                 * starts when a connection takes the frame. */
+                ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
+                k->mac->tx_sealed = 0;
+            }
         }
         ccl__sendreq *r = k->cur;
-        /* The frame's bytes: header, payload, then the tag if MACs are on;
-         * skip what was written already. */
-        const uint8_t *seg[3] = {r->hdr, r->data, k->tx_tag};
+        size_t body = CCL_HDR_LEN + r->len;
+        if (k->mac && k->cur_off == body && !k->mac->tx_sealed) {
+            ccl__frame_mac_final(&k->mac->tx, k->mac->tx_tag);
+            k->mac->tx_sealed = 1;
+        }
+        /* The frame's bytes: header, payload, then the tag once it is
+         * known; skip what was written already. */
+        const uint8_t *seg[3] = {r->hdr, r->data, k->mac ? k->mac->tx_tag : NULL};
         size_t seglen[3] = {CCL_HDR_LEN, r->len,
-                            k->mac_tx ? CCL_FRAME_MAC_TAG_LEN : 0};
-        size_t total = seglen[0] + seglen[1] + seglen[2];
+                            k->mac && k->mac->tx_sealed ? CCL_FRAME_MAC_TAG_LEN : 0};
+        size_t total = body + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
         struct iovec iov[3];
         int n = 0;
         size_t skip = k->cur_off;
@@ -120,6 +143,8 @@ void ccl__conn_flush(ccl_comm *c, ccl__conn *k)
             return;
         }
         c->tx_bytes += (uint64_t)w;
+        if (k->mac && !k->mac->tx_sealed)
+            mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;
         if (k->cur_off == total) {
             k->cur = NULL;
@@ -247,7 +272,6 @@ void ccl__purge_sends(ccl_comm *c, ccl_op *op)
             if (!r || r->op != op)
                 continue;
             r->op = NULL;
-            /* (The tag was made already and lives in the connection.) */
             if (k->cur_off < CCL_HDR_LEN + r->len && r->len) {
                 uint8_t *copy = malloc(r->len);
                 if (copy) {
@@ -287,23 +311,12 @@ void ccl__say_bye(ccl_comm *c)
             if (k->fd < 0 || k->cur)
                 continue;
             size_t len = CCL_HDR_LEN;
-            if (k->mac_tx) {
-                ccl__frame_seal(k->mac_tx, k->tx_seq++, buf, NULL, 0,
-                                buf + CCL_HDR_LEN);
+            if (k->mac) {
+                ccl__frame_mac(&k->mac->tx_key, k->mac->tx_seq++, buf,
+                               CCL_HDR_LEN, buf + CCL_HDR_LEN);
                 len += CCL_FRAME_MAC_TAG_LEN;
             }
             ccl__sock_send_all(k->fd, buf, len, ccl__now_ms() + 200, NULL, 0);
         }
     }
-}
-
-void ccl__frame_seal(const ccl__frame_mac_key *key, uint64_t seq,
-                     const uint8_t hdr[CCL_HDR_LEN], const uint8_t *payload,
-                     size_t len, uint8_t tag[CCL_FRAME_MAC_TAG_LEN])
-{
-    ccl__frame_mac_ctx m;
-    ccl__frame_mac_init(&m, key, seq);
-    ccl__frame_mac_update(&m, hdr, CCL_HDR_LEN);
-    ccl__frame_mac_update(&m, payload, len);
-    ccl__frame_mac_final(&m, tag);
 }
