@@ -32,11 +32,19 @@ typedef enum ccl_result {
     CCL_ERR_AUTH,
     CCL_ERR_REJECTED,
     CCL_ERR_INTERNAL,
+    CCL_ERR_PENDING,
     ...
 } ccl_result;
 
 uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed);
 const char *ccl_strerror(int rc);
+typedef enum ccl_log_level {
+    CCL_LOG_ERROR, CCL_LOG_WARNING, CCL_LOG_INFO, CCL_LOG_DEBUG,
+    ...
+} ccl_log_level;
+void ccl_log_set_level(int level);
+void ccl_log_capture(int on);
+int ccl_log_read(int *level, char *buf, size_t cap, int timeout_ms);
 const char *ccl_version(void);
 
 typedef enum ccl_dtype {

@@ -131,12 +131,19 @@ class InternalError(CclError, RuntimeError):
     default_code = lib.CCL_ERR_INTERNAL
 
 
+class StillRunning(Timeout):
+    """A wait ran out of time while the op is still running (it stays
+    pending and may be waited for again).  A :class:`Timeout` too."""
+    default_code = lib.CCL_ERR_PENDING
+
+
 _BY_CODE: dict[int, type[CclError]] = {
     cls.default_code: cls
     for cls in (
         InvalidArgument, OutOfMemory, CommIOError, Timeout, PeerLost,
         ProtocolError, VersionMismatch, Mismatch, Aborted, MasterUnreachable,
         TooFewPeers, Closed, InvalidUsage, AuthError, Rejected, InternalError,
+        StillRunning,
     )
 }
 
@@ -156,5 +163,5 @@ __all__ = [
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",
     "MasterUnreachable", "TooFewPeers", "Closed", "InvalidUsage", "AuthError",
-    "Rejected", "InternalError", "check", "error_class", "strerror",
+    "Rejected", "InternalError", "StillRunning", "check", "error_class", "strerror",
 ]

@@ -15,7 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any, Optional
 
 from pyccl._lib import ffi, lib
-from pyccl.errors import Timeout, error_class
+from pyccl.errors import StillRunning, error_class
 
 if TYPE_CHECKING:  # pragma: no cover
     from pyccl.communicator import Communicator
@@ -99,7 +99,7 @@ class Work:
                 bounds that).
 
         Raises:
-            Timeout: ``timeout`` passed first; the op stays pending and
+            StillRunning: ``timeout`` passed first (a ``Timeout``); the op stays pending and
                 ``wait`` may be called again.
             CclError: the op failed (the subclass names why).
         """
@@ -113,15 +113,11 @@ class Work:
                     if left <= 0:
                         if self._poll():
                             break
-                        raise Timeout("%s still running after wait(timeout=%g)"
-                                      % (self._name, timeout))
+                        raise StillRunning("%s still running after wait(timeout=%g)"
+                                           % (self._name, timeout))
                     slice_ms = min(_SLICE_MS, max(1, math.ceil(left * 1000)))
                 rc = lib.ccl_op_wait(self._op, slice_ms)
-                if rc == lib.CCL_ERR_TIMEOUT:
-                    # Either this wait ran out (the op is still pending) or
-                    # the op itself failed on its deadline: ask which.
-                    self._poll()
-                else:
+                if rc != lib.CCL_ERR_PENDING:
                     self._finish(rc)
         return self._outcome()
 

@@ -26,6 +26,7 @@ TABLE = [
     (pyccl.AuthError, "CCL_ERR_AUTH", PermissionError),
     (pyccl.Rejected, "CCL_ERR_REJECTED", ConnectionError),
     (pyccl.InternalError, "CCL_ERR_INTERNAL", RuntimeError),
+    (pyccl.StillRunning, "CCL_ERR_PENDING", TimeoutError),
 ]
 
 

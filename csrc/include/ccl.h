@@ -11,9 +11,9 @@
  *    ccl_master_error) or written into a caller buffer where no object
  *    exists yet (ccl_comm_create).
  *  - A communicator is a long-lived handle; an op (ccl_op) is one request.
- *    An op returned by a *_async call must be released with ccl_op_free
- *    after it has completed (ccl_op_wait returned something other than
- *    CCL_ERR_TIMEOUT, or ccl_op_test reported done).
+ *    An op returned by a *_async call is released with ccl_op_free, at
+ *    any time: a pending op is detached and still completes inside the
+ *    communicator (its buffers must stay valid until then).
  *  - Every blocking call has a deadline.  Nothing spins without bound.
  *  - Collectives must be issued in the same order on every rank (ops are
  *    matched by (epoch, tag), the tag being the op's sequence number).
@@ -52,7 +52,9 @@ typedef enum ccl_result {
     CCL_ERR_INVALID_USAGE = 13,   /* a call not allowed in the current state */
     CCL_ERR_AUTH = 14,            /* authentication failed */
     CCL_ERR_REJECTED = 15,        /* the master refused the request */
-    CCL_ERR_INTERNAL = 16         /* a bug in pyccl; please report it */
+    CCL_ERR_INTERNAL = 16,        /* a bug in pyccl; please report it */
+    CCL_ERR_PENDING = 17          /* ccl_op_wait ran out of time: the op is
+                                     still running (not a failure) */
 } ccl_result;
 
 /* A static, human-readable name for a result code ("peer lost", ...). */
@@ -63,6 +65,22 @@ const char *ccl_version(void);
 /* A fast 64-bit hash of bytes, identical on every platform (used to check
  * that shared state is bit-identical across peers). */
 uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed);
+
+/* Log lines of the core (membership changes, refusals, warnings).  By
+ * default each line goes to stderr as it happens.  ccl_log_capture(1)
+ * keeps them in a bounded process-wide queue instead, to be taken with
+ * ccl_log_read: for host languages that must not be called from the
+ * core's threads.  Thread-safe. */
+typedef enum ccl_log_level {
+    CCL_LOG_ERROR = 0, CCL_LOG_WARNING = 1, CCL_LOG_INFO = 2, CCL_LOG_DEBUG = 3
+} ccl_log_level;
+/* Lines above this level are not produced (default CCL_LOG_INFO). */
+void ccl_log_set_level(int level);
+void ccl_log_capture(int on);
+/* Waits up to timeout_ms (0: not at all) for a captured line.  Returns 1
+ * with the line (NUL-terminated, cut to cap) in buf and its level in
+ * *level, or 0 when there is none. */
+int ccl_log_read(int *level, char *buf, size_t cap, int timeout_ms);
 
 /* Element types.  Values travel on the wire: never renumber. */
 typedef enum ccl_dtype {
@@ -201,8 +219,9 @@ int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
 int ccl_barrier_async(ccl_comm *c, ccl_op **out);
 
 /* Waits up to timeout_ms (-1: until the op ends, which its own deadline
- * bounds).  Returns the op's result, or CCL_ERR_TIMEOUT if it is still
- * running (then it stays valid and pending). */
+ * bounds).  Returns the op's result (CCL_ERR_TIMEOUT there means the op
+ * failed on its own deadline), or CCL_ERR_PENDING if it is still running
+ * (then it stays valid and pending). */
 int ccl_op_wait(ccl_op *op, int timeout_ms);
 /* *done = 1 and returns the result if finished; else *done = 0, CCL_OK. */
 int ccl_op_test(ccl_op *op, int *done);

@@ -2,6 +2,7 @@
  * handshake.c - the blocking handshake of handshake.h.
  */
 #include "handshake.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -162,11 +163,11 @@ int ccl__insecure_check(int have_key, int allow_insecure, const char *host_a,
             continue;
         if (allow_insecure) {
             if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
-                fprintf(stderr, "pyccl: WARNING: no key configured and "
-                        "allow_insecure is set: connections to and from %s are "
-                        "not authenticated; anyone who can reach the ports can "
-                        "join the group (set PYCCL_KEY or PYCCL_KEY_FILE)\n",
-                        hosts[i]);
+                ccl__log(CCL_LOG_WARNING, "no key configured and "
+                         "allow_insecure is set: connections to and from %s are "
+                         "not authenticated; anyone who can reach the ports can "
+                         "join the group (set PYCCL_KEY or PYCCL_KEY_FILE)",
+                         hosts[i]);
             return CCL_OK;
         }
         ERRF("%s is not a loopback address and no key is configured: without "

@@ -249,7 +249,7 @@ int ccl_op_wait(ccl_op *op, int timeout_ms)
     c->waiters--;
     pthread_cond_broadcast(&c->done_cv);
     pthread_mutex_unlock(&c->done_mu);
-    return op_is_done(op) ? op->result : CCL_ERR_TIMEOUT;
+    return op_is_done(op) ? op->result : CCL_ERR_PENDING;
 }
 
 int ccl_op_test(ccl_op *op, int *done)

@@ -23,6 +23,7 @@ const char *ccl_strerror(int rc)
     case CCL_ERR_AUTH: return "authentication failed";
     case CCL_ERR_REJECTED: return "rejected by the master";
     case CCL_ERR_INTERNAL: return "internal error";
+    case CCL_ERR_PENDING: return "still running";
     default: return "unknown error";
     }
 }
