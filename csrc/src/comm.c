@@ -30,56 +30,30 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->restore_input = 1;
 }
 
-uint32_t ccl__unit_bytes(const ccl_comm *c, size_t esize)
-{
-    uint32_t u = c->cfg.chunk_bytes;
-    if (u > CCL_MAX_DATA_PAYLOAD)
-        u = CCL_MAX_DATA_PAYLOAD;
-    u -= u % (uint32_t)esize;
-    return u ? u : (uint32_t)esize;
-}
-
-
-static int start_engine(ccl_comm *c)
+static int start_loop(ccl_comm *c)
 {
     if (ccl__poller_create(&c->poller) || ccl__wakefd_create(&c->wakefd))
         return CCL_ERR_IO;
     if (ccl__poller_set(c->poller, c->wakefd, NULL, CCL_EV_IN, 1))
         return CCL_ERR_IO;
-    /* The master's link joins the loop too: it tells us about joiners. */
-    ccl__sock_set_nonblock(c->master_fd);
-    if (ccl__poller_set(c->poller, c->master_fd, &c->master_fd, CCL_EV_IN, 1))
-        return CCL_ERR_IO;
-    int rc = ccl__engine_add_conns(c);
-    if (rc)
-        return rc;
-    if (pthread_create(&c->thread, NULL, ccl__progress_main, c) != 0)
-        return CCL_ERR_NOMEM;
-    c->thread_started = 1;
-    return CCL_OK;
+    int rc = ccl__xport_create(&c->xp, c->poller, &ccl__engine_xport_ops, &c->eng);
+    c->eng.xp = c->xp;
+    return rc;
 }
 
 static void comm_free(ccl_comm *c)
 {
     ccl__key_wipe(&c->key);
-    ccl__peers_free(c);
+    if (c->xp)
+        ccl__xport_destroy(c->xp);
+    ccl__engine_fini(&c->eng);
+    free(c->group.members);
     free(c->ctl_payload);
-    while (c->free_reqs) {
-        ccl__sendreq *r = c->free_reqs;
-        c->free_reqs = r->next;
-        free(r);
-    }
-    ccl__forget_epoch(c);
-    free(c->spare[0]);
-    free(c->spare[1]);
     ccl__sock_close(c->master_fd);
     ccl__sock_close(c->listen_fd);
     ccl__sock_close(c->poller);
     ccl__sock_close(c->wakefd);
     pthread_mutex_destroy(&c->mu);
-    pthread_mutex_destroy(&c->post_mu);
-    pthread_mutex_destroy(&c->done_mu);
-    pthread_cond_destroy(&c->done_cv);
     pthread_cond_destroy(&c->idle_cv);
     free(c);
 }
@@ -150,13 +124,9 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     c->master_port = cfg->master_port;
     c->master_fd = c->listen_fd = c->poller = c->wakefd = -1;
     pthread_mutex_init(&c->mu, NULL);
-    pthread_mutex_init(&c->post_mu, NULL);
-    pthread_mutex_init(&c->done_mu, NULL);
-    pthread_cond_init(&c->done_cv, NULL);
     pthread_cond_init(&c->idle_cv, NULL);
+    ccl__engine_init(&c->eng, cfg->op_timeout_ms, cfg->restore_input);
     uint64_t deadline = ccl__now_ms() + (uint64_t)cfg->connect_timeout_ms;
-    ccl__group_msg g;
-    memset(&g, 0, sizeof g);
     rc = ccl__random_bytes(c->uuid, sizeof c->uuid);
     if (rc) {
         ERRF("getrandom failed");
@@ -166,57 +136,78 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
                           err, errlen);
     if (rc)
         goto fail;
-    rc = ccl__join_group(c, deadline, &g, err, errlen);
-    if (rc)
-        goto fail;
-    rc = ccl__build_peers(c, &g);
+    rc = start_loop(c);
     if (rc) {
-        ERRF("out of memory");
+        ERRF("cannot start the event loop");
         goto fail;
     }
-    rc = ccl__mesh_connect(c, deadline, err, errlen);
-    if (!rc)
-        rc = ccl__mesh_accept(c, deadline, err, errlen);
+    rc = ccl__join_group(c, deadline, err, errlen);
     if (rc)
         goto fail;
-    rc = start_engine(c);
-    if (rc) {
-        ERRF("cannot start the progress engine");
+    rc = ccl__mesh_build(c, deadline, err, errlen);
+    if (rc)
+        goto fail;
+    ccl__master_link_watch(c);
+    if (pthread_create(&c->thread, NULL, ccl__progress_main, c) != 0) {
+        ERRF("cannot start the progress thread");
+        rc = CCL_ERR_NOMEM;
         goto fail;
     }
-    free(g.members);
+    c->thread_started = 1;
     *out = c;
     return CCL_OK;
 fail:
-    free(g.members);
     comm_free(c);
     return rc;
 }
 
-int ccl_comm_rank(const ccl_comm *c) { return c ? c->rank : -1; }
-int ccl_comm_size(const ccl_comm *c) { return c ? c->size : 0; }
-uint32_t ccl_comm_epoch(const ccl_comm *c) { return c ? c->epoch : 0; }
+int ccl_comm_rank(const ccl_comm *c)
+{
+    int rank = -1;
+    if (c)
+        /* The group lock is mutable state inside a logically const
+         * handle. */
+        ccl__engine_group((ccl__engine *)&c->eng, &rank, NULL, NULL);
+    return rank;
+}
+
+int ccl_comm_size(const ccl_comm *c)
+{
+    int size = 0;
+    if (c)
+        ccl__engine_group((ccl__engine *)&c->eng, NULL, &size, NULL);
+    return size;
+}
+
+uint32_t ccl_comm_epoch(const ccl_comm *c)
+{
+    uint32_t epoch = 0;
+    if (c)
+        ccl__engine_group((ccl__engine *)&c->eng, NULL, NULL, &epoch);
+    return epoch;
+}
 
 const char *ccl_comm_error(ccl_comm *c)
 {
     /* The engine may write the detail from its thread at any time: hand
      * out a copy that belongs to the calling thread. */
-    static __thread char snap[sizeof ((ccl_comm *)0)->errbuf];
+    static __thread char snap[512];
     if (!c)
         return "";
-    pthread_mutex_lock(&c->post_mu);
-    memcpy(snap, c->errbuf, sizeof snap);
-    pthread_mutex_unlock(&c->post_mu);
+    ccl__engine_error(&c->eng, snap, sizeof snap);
     return snap;
 }
 
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx, uint64_t *rx)
 {
-    pthread_mutex_lock(&c->mu);
     if (tx)
-        *tx = c->tx_bytes;
+        *tx = 0;
     if (rx)
-        *rx = c->rx_bytes;
+        *rx = 0;
+    if (!c)
+        return;
+    pthread_mutex_lock(&c->mu);
+    ccl__xport_stats(c->xp, tx, rx);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -224,43 +215,22 @@ void ccl_comm_destroy(ccl_comm *c)
 {
     if (!c)
         return;
-    pthread_mutex_lock(&c->post_mu);
-    c->closed = 1;
-    ccl_op *posted = c->post_head;
-    c->post_head = c->post_tail = NULL;
-    pthread_mutex_unlock(&c->post_mu);
     __atomic_store_n(&c->stop, 1, __ATOMIC_RELEASE);
     ccl__wakefd_signal(c->wakefd);
     pthread_mutex_lock(&c->mu);
     pthread_cond_broadcast(&c->idle_cv);
-    /* BYE tells the peers the first op we did not finish: they fail that
-     * one and every later one, and keep the ones we completed. */
-    c->bye_tag = c->activated_upto;
-    for (ccl_op *op = c->active; op; op = op->next)
-        if (!op->committing && op->tag < c->bye_tag)
-            c->bye_tag = op->tag; /* ops complete here may succeed elsewhere */
-    if (posted && posted->tag < c->bye_tag)
-        c->bye_tag = posted->tag;
-    /* Ops posted but never started end as closed too. */
-    while (posted) {
-        ccl_op *op = posted;
-        posted = op->next;
-        op->next = c->active;
-        c->active = op;
-        op->active = 1;
-    }
-    ccl__fail_all(c, CCL_ERR_CLOSED, 0, "communicator closed");
-    ccl__reap(c);
-    ccl__say_bye(c);
+    uint64_t bye = ccl__engine_close(&c->eng);
+    ccl__xport_say_bye(c->xp, bye);
     pthread_mutex_unlock(&c->mu);
     if (c->thread_started)
         pthread_join(c->thread, NULL);
     /* Wait for callers still inside ccl_op_wait to leave. */
-    pthread_mutex_lock(&c->done_mu);
-    while (c->waiters > 0) {
-        pthread_cond_broadcast(&c->done_cv);
-        pthread_cond_wait(&c->done_cv, &c->done_mu);
+    ccl__engine *e = &c->eng;
+    pthread_mutex_lock(&e->done_mu);
+    while (e->waiters > 0) {
+        pthread_cond_broadcast(&e->done_cv);
+        pthread_cond_wait(&e->done_cv, &e->done_mu);
     }
-    pthread_mutex_unlock(&c->done_mu);
+    pthread_mutex_unlock(&e->done_mu);
     comm_free(c);
 }

@@ -1,50 +1,111 @@
 /*
- * engine.h - what the parts of the progress engine share.  The engine is
- * split by job: send.c (frames out), recv.c (frames in), op_state.c (op
- * completion, failure, input backup, lost peers, activation) and
- * progress.c (the loop, timers, the progress thread).  Every function
- * here runs with comm->mu held.
+ * engine.h - the op layer: the life of ops inside a communicator.
+ *
+ * Ops are posted (any thread, under post_mu), activated in tag order by
+ * whoever drives the loop, run by their algorithm, and end in two stages:
+ * complete here, then DONE from every live peer (see op_state.c).  The
+ * engine sits on the transport and hears from it through the callback
+ * table ccl__engine_xport_ops; it never touches a socket.
+ *
+ * Locks (see comm.h for the drive lock `mu`): every function here runs
+ * with mu held, except ccl__engine_post, ccl__engine_set_error,
+ * ccl__engine_error, ccl__engine_pending and ccl__engine_group, which
+ * take the engine's own small locks and may be called from any thread.
  */
 #ifndef CCL_ENGINE_H
 #define CCL_ENGINE_H
 
-#include "comm.h"
+#include <pthread.h>
+#include <stdint.h>
+
+#include "op.h"
+#include "xport.h"
 
 /* Early frames (for ops not posted here yet) are kept up to this many
- * bytes; past it a connection stops reading, so TCP holds the sender.  The
- * cap is soft: if ops that are posted make no progress while a connection
- * is parked (their frames may sit behind the parked one in the same
- * stream), the connection reads on after PARK_STUCK_MS. */
+ * bytes; past it a connection stops reading, so TCP holds the sender.
+ * The cap is soft: if posted ops make no progress while a connection is
+ * parked (their frames may sit behind the parked one in the same stream),
+ * the connections read on after PARK_STUCK_MS. */
 #define EARLY_CAP_BYTES (64ull << 20)
 #define PARK_STUCK_MS 100
-#define DISCARD_CHUNK 65536
-#define READ_BUDGET (4u << 20)
 
-/* send.c */
-void ccl__conn_flush(ccl_comm *c, ccl__conn *k);
-void ccl__conn_update_events(ccl_comm *c, ccl__conn *k);
-void ccl__enqueue_abort(ccl_comm *c, int peer, uint64_t tag, int code,
-                         const char *msg);
-void ccl__enqueue_ctl(ccl_comm *c, int peer, int type, uint64_t tag);
-void ccl__peer_kick(ccl_comm *c, int peer);
-void ccl__peer_push(ccl__peer *p, ccl__sendreq *r);
-void ccl__purge_sends(ccl_comm *c, ccl_op *op);
-ccl__sendreq *ccl__req_alloc(ccl_comm *c);
-void ccl__req_free(ccl_comm *c, ccl__sendreq *r);
+typedef struct ccl__early ccl__early;
+typedef struct ccl__early_done ccl__early_done;
+typedef struct ccl__aborted ccl__aborted;
 
-/* recv.c */
-void ccl__conn_read(ccl_comm *c, ccl__conn *k);
-void ccl__conn_unpark(ccl_comm *c, ccl__conn *k);
-void ccl__deliver_early(ccl_comm *c, ccl_op *op, ccl__early *e);
-void ccl__unpark_all(ccl_comm *c);
+struct ccl__engine {
+    ccl__xport *xp;
+    int op_timeout_ms;
+    int restore_input;
+    /* The epoch's group (written under group_mu and mu; read by any
+     * thread through ccl__engine_group). */
+    pthread_mutex_t group_mu;
+    int rank, size;
+    uint32_t epoch;
+    uint8_t *lost; /* per rank: out of this epoch */
+
+    /* under mu */
+    ccl_op *active;
+    ccl_op *reap; /* finished ops whose engine reference is still held */
+    uint64_t activated_upto; /* every tag below this has been activated */
+    ccl__early *early_head, *early_tail;
+    uint64_t early_bytes;
+    int force_early; /* unparking stuck connections: keep over the cap */
+    ccl__aborted *aborted;
+    ccl__early_done *early_done;
+    /* Big working buffers (input backups, scratch) kept for the next op:
+     * fresh memory costs a page fault per 4 KiB, more than the copy. */
+    void *spare[2];
+    size_t spare_len[2];
+    uint64_t next_check_ms;
+    int broken; /* a peer is out: ops of this epoch fail with this code */
+    char broken_msg[400];
+
+    /* posting and the error detail, under post_mu */
+    pthread_mutex_t post_mu;
+    ccl_op *post_head, *post_tail;
+    uint64_t next_tag;
+    int closed;
+    char errbuf[512];
+
+    /* completion, under done_mu */
+    pthread_mutex_t done_mu;
+    pthread_cond_t done_cv;
+    int waiters; /* callers inside ccl_op_wait */
+};
+
+/* The transport's view of the engine (op_rx.c). */
+extern const ccl__xport_ops ccl__engine_xport_ops;
+
+/* op_input.c */
+void ccl__op_release(ccl_op *op);
+void ccl__engine_buffers_free(ccl__engine *e);
 
 /* op_state.c */
-int ccl__abort_code(int theirs);
-ccl_op *ccl__active_find(ccl_comm *c, uint64_t tag);
-void ccl__conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why);
-void ccl__conn_bye(ccl_comm *c, ccl__conn *k);
-int ccl__save_region(ccl_op *op, int mode, uint8_t *dst, uint64_t len);
+int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input);
+void ccl__engine_fini(ccl__engine *e);
+/* Enters a new epoch: forgets what arrived for the last one. */
+int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch);
+void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch);
+void ccl__engine_set_error(ccl__engine *e, const char *msg);
+void ccl__engine_error(ccl__engine *e, char *buf, size_t cap);
+/* Posts an op (tags it); CCL_ERR_CLOSED after ccl__engine_close. */
+int ccl__engine_post(ccl__engine *e, ccl_op *op);
+/* Whether ops are posted or running. */
+int ccl__engine_pending(ccl__engine *e);
+void ccl__engine_reap(ccl__engine *e);
+void ccl__engine_fail_all(ccl__engine *e, int code, const char *why);
+/* Ops of this epoch fail with code from now on (first cause kept). */
+void ccl__engine_mark_broken(ccl__engine *e, int code, const char *msg);
+/* Ends every op (CCL_ERR_CLOSED); returns the tag of the first op this
+ * peer did not finish (what BYE carries). */
+uint64_t ccl__engine_close(ccl__engine *e);
 
-/* progress.c */
+/* op_rx.c */
+/* Activates posted ops: starts them and hands them their early frames. */
+void ccl__engine_drain_posts(ccl__engine *e);
+/* Op deadlines and stuck parked connections. */
+void ccl__engine_tick(ccl__engine *e, uint64_t now_ms);
+int ccl__engine_busy(const ccl__engine *e);
 
 #endif

@@ -1,30 +1,38 @@
 /*
  * master_link.c - a peer's control link to the master: the HELLO exchange
- * (shared with the mesh), registration and the wait for the GROUP, and
- * coming back to a restarted master (REJOIN).
+ * (shared with the mesh), registration and the wait for the GROUP, coming
+ * back to a restarted master (REJOIN), and reading the link while the
+ * group runs (PENDING counts, REJECT).
+ *
+ * The control link is read by the event loop (nonblocking, a frame may
+ * arrive in pieces) and by update_topology (which waits for the answer);
+ * both go through ccl__ctl_step so a half-read frame is never lost
+ * between them.
  */
 #include "comm.h"
 #include "handshake.h"
-#include "sock.h"
+#include "master_link.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define ERRF(...) snprintf(err, errlen, __VA_ARGS__)
 
-static int send_frame(int fd, int type, const uint8_t *payload, uint32_t len,
-                      uint64_t deadline, char *err, size_t errlen)
+int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
+                  uint32_t len, uint64_t deadline, char *err, size_t errlen)
 {
     uint8_t hdr[CCL_HDR_LEN];
     ccl__hdr h;
     memset(&h, 0, sizeof h);
     h.type = (uint8_t)type;
+    h.epoch = epoch;
     h.length = len;
     ccl__hdr_encode(hdr, &h);
-    int rc = ccl__sock_send_all(fd, hdr, sizeof hdr, deadline, err, errlen);
+    int rc = ccl__sock_send_all(c->master_fd, hdr, sizeof hdr, deadline, err, errlen);
     if (!rc && len)
-        rc = ccl__sock_send_all(fd, payload, len, deadline, err, errlen);
+        rc = ccl__sock_send_all(c->master_fd, payload, len, deadline, err, errlen);
     return rc;
 }
 
@@ -89,23 +97,19 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         rc = master_connect(c, deadline, err, errlen);
         if (rc == CCL_OK) {
             ccl__register_msg reg;
-            fill_register(c, &reg, (uint32_t)c->size, c->rank);
-            uint8_t buf[CCL_HDR_LEN + 4 + 64 + CCL_MAX_HOST];
-            size_t n = ccl__rejoin_encode(buf + CCL_HDR_LEN, sizeof buf - CCL_HDR_LEN,
-                                          c->epoch, &reg);
-            ccl__hdr h;
-            memset(&h, 0, sizeof h);
-            h.type = CCL_FT_REJOIN;
-            h.length = (uint32_t)n;
-            ccl__hdr_encode(buf, &h);
-            rc = n ? ccl__sock_send_all(c->master_fd, buf, CCL_HDR_LEN + n, deadline,
-                                        err, errlen)
+            int rank, size;
+            uint32_t epoch;
+            ccl__engine_group(&c->eng, &rank, &size, &epoch);
+            fill_register(c, &reg, (uint32_t)size, rank);
+            uint8_t buf[4 + 64 + CCL_MAX_HOST];
+            size_t n = ccl__rejoin_encode(buf, sizeof buf, epoch, &reg);
+            rc = n ? ccl__ctl_send(c, CCL_FT_REJOIN, 0, buf, (uint32_t)n, deadline,
+                                   err, errlen)
                    : CCL_ERR_INVALID_ARG;
             if (rc == CCL_OK) {
-                ccl__sock_set_nonblock(c->master_fd);
-                ccl__poller_set(c->poller, c->master_fd, &c->master_fd, CCL_EV_IN, 1);
                 c->master_lost = 0;
                 c->ctl_hpos = 0;
+                ccl__master_link_watch(c);
                 return CCL_OK;
             }
         }
@@ -120,9 +124,9 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 }
 
 /* Registers with the master and waits for the GROUP message. */
-int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
-                    char *err, size_t errlen)
+int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
+    ccl__group_msg *g = &c->group;
     char e[300];
     char who[320];
     snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
@@ -137,8 +141,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
         ERRF("cannot encode registration (listen host too long?)");
         return CCL_ERR_INVALID_ARG;
     }
-    rc = send_frame(c->master_fd, CCL_FT_REGISTER, buf, (uint32_t)n, deadline, e,
-                    sizeof e);
+    rc = ccl__ctl_send(c, CCL_FT_REGISTER, 0, buf, (uint32_t)n, deadline, e, sizeof e);
     if (rc) {
         ERRF("register with %s: %s", who, e);
         return CCL_ERR_MASTER_UNREACHABLE;
@@ -178,6 +181,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
         ERRF("%s sent a malformed group", who);
         return CCL_ERR_PROTOCOL;
     }
+    free(g->members);
     g->members = calloc(world, sizeof *g->members);
     if (!g->members) {
         free(payload);
@@ -190,4 +194,100 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, ccl__group_msg *g,
         return CCL_ERR_PROTOCOL;
     }
     return CCL_OK;
+}
+
+/* Reads what is available; returns CTL_FRAME with a whole frame in
+ * c->ctl_h / c->ctl_payload, CTL_NONE if more bytes are needed, or a
+ * negative ccl_result when the link failed. */
+int ccl__ctl_step(ccl_comm *c)
+{
+    char err[128];
+    if (c->master_fd < 0)
+        return -CCL_ERR_MASTER_UNREACHABLE;
+    if (c->ctl_hpos < CCL_HDR_LEN) {
+        long n = ccl__sock_read_some(c->master_fd, c->ctl_hbuf + c->ctl_hpos,
+                                     CCL_HDR_LEN - c->ctl_hpos, err, sizeof err);
+        if (n < 0)
+            return (int)n;
+        c->ctl_hpos += (size_t)n;
+        if (c->ctl_hpos < CCL_HDR_LEN)
+            return CTL_NONE;
+        if (ccl__hdr_decode(c->ctl_hbuf, &c->ctl_h) != 0)
+            return -CCL_ERR_PROTOCOL;
+        free(c->ctl_payload);
+        c->ctl_payload = malloc(c->ctl_h.length ? c->ctl_h.length : 1);
+        c->ctl_ppos = 0;
+        if (!c->ctl_payload)
+            return -CCL_ERR_NOMEM;
+    }
+    if (c->ctl_ppos < c->ctl_h.length) {
+        long n = ccl__sock_read_some(c->master_fd, c->ctl_payload + c->ctl_ppos,
+                                     c->ctl_h.length - c->ctl_ppos, err, sizeof err);
+        if (n < 0)
+            return (int)n;
+        c->ctl_ppos += (size_t)n;
+        if (c->ctl_ppos < c->ctl_h.length)
+            return CTL_NONE;
+    }
+    c->ctl_hpos = 0; /* the next call starts a new frame */
+    return CTL_FRAME;
+}
+
+void ccl__master_gone(ccl_comm *c)
+{
+    if (c->master_fd >= 0) {
+        ccl__poller_del(c->poller, c->master_fd);
+        ccl__sock_close(c->master_fd);
+        c->master_fd = -1;
+    }
+    /* Ops between peers do not need the master: only the next membership
+     * change will. */
+    c->master_lost = 1;
+}
+
+/* The decoded text of the REJECT frame in c->ctl_payload. */
+void ccl__ctl_reject_text(ccl_comm *c, char text[CCL_MAX_ERRMSG + 1])
+{
+    int code = 0;
+    text[0] = 0;
+    ccl__errmsg_decode(c->ctl_payload, c->ctl_h.length, &code, text);
+}
+
+/* The event loop saw the control link readable (the caller drives). */
+static void ctl_event(ccl__io_handler *h, unsigned events)
+{
+    ccl_comm *c = (ccl_comm *)((char *)h - offsetof(ccl_comm, master_ev));
+    for (;;) {
+        int rc = ccl__ctl_step(c);
+        if (rc < 0) {
+            ccl__master_gone(c);
+            return;
+        }
+        if (rc == CTL_NONE)
+            return;
+        if (c->ctl_h.type == CCL_FT_PENDING)
+            __atomic_store_n(&c->pending, (int)(c->ctl_h.tag > 1000000 ? 1000000
+                                                : c->ctl_h.tag), __ATOMIC_RELEASE);
+        if (c->ctl_h.type == CCL_FT_REJECT) {
+            /* Expelled: remembered, so the next update_topology says so
+             * instead of trying to come back. */
+            char text[CCL_MAX_ERRMSG + 1];
+            ccl__ctl_reject_text(c, text);
+            snprintf(c->rejected, sizeof c->rejected, "%s",
+                     text[0] ? text : "removed from the group");
+        }
+        /* Anything else outside update_topology is ignored. */
+    }
+}
+
+void ccl__master_link_watch(ccl_comm *c)
+{
+    c->master_ev.on_event = ctl_event;
+    ccl__sock_set_nonblock(c->master_fd);
+    ccl__poller_set(c->poller, c->master_fd, &c->master_ev, CCL_EV_IN, 1);
+}
+
+int ccl_comm_peers_pending(ccl_comm *c)
+{
+    return c ? __atomic_load_n(&c->pending, __ATOMIC_ACQUIRE) : 0;
 }

@@ -1,49 +1,39 @@
 /*
- * op.c - the public op calls: argument checks, posting, waiting, freeing.
- *
- * An op holds two references: the caller's (dropped by ccl_op_free) and
- * the engine's (dropped after completion, in ccl__reap).  The last one
+ * op.c - the public op calls: argument checks, choosing the algorithm,
+ * posting, waiting, freeing.  An op returned by a *_async call holds two
+ * references: the caller's (ccl_op_free) and the engine's; the last one
  * frees it, so a caller may free a pending op and the engine still
  * finishes it safely.
  */
+#include "algos.h"
 #include "comm.h"
-#include "reduce.h"
-#include "sock.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-void ccl__op_release(ccl_op *op)
-{
-    if (__atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) == 0) {
-        free(op->scratch);
-        free(op->peer_rx);
-        free(op->done_seen);
-        free(op->backup);
-        free(op->saved);
-        free(op);
-    }
-}
-
-void ccl__set_error(ccl_comm *c, const char *msg)
-{
-    pthread_mutex_lock(&c->post_mu);
-    strncpy(c->errbuf, msg, sizeof c->errbuf - 1);
-    c->errbuf[sizeof c->errbuf - 1] = 0;
-    pthread_mutex_unlock(&c->post_mu);
-}
-
 static int comm_err(ccl_comm *c, int rc, const char *msg)
 {
     if (c)
-        ccl__set_error(c, msg);
+        ccl__engine_set_error(&c->eng, msg);
     return rc;
 }
 
-static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send,
-                  void *recv, uint64_t count, int dtype, int redop, int root,
+/* The pipelining unit: chunk_bytes cut to the frame cap and to whole
+ * elements. */
+static uint32_t unit_bytes(const ccl_comm *c, size_t esize)
+{
+    uint32_t u = c->cfg.chunk_bytes;
+    if (u > CCL_MAX_DATA_PAYLOAD)
+        u = CCL_MAX_DATA_PAYLOAD;
+    u -= u % (uint32_t)esize;
+    return u ? u : (uint32_t)esize;
+}
+
+/* Checks the arguments and makes an op over `blocks` blocks of count
+ * elements (the full buffer every frame describes). */
+static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send, void *recv,
+                  uint64_t count, uint64_t blocks, int dtype, int redop, int root,
                   ccl_op **out)
 {
     if (!out)
@@ -51,63 +41,39 @@ static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send,
     *out = NULL;
     if (!c)
         return CCL_ERR_INVALID_ARG;
+    int size = ccl_comm_size(c);
     size_t esize = ccl_dtype_size(dtype);
     if (esize == 0)
         return comm_err(c, CCL_ERR_INVALID_ARG, "unknown dtype");
     if (redop < 0 || redop >= CCL_REDOP_COUNT)
         return comm_err(c, CCL_ERR_INVALID_ARG, "unknown reduction op");
-    if (count > (UINT64_MAX / 2) / esize / (uint64_t)c->size)
+    if (count > (UINT64_MAX / 2) / esize / (uint64_t)size)
         return comm_err(c, CCL_ERR_INVALID_ARG, "count too large");
     if (count > 0 && (!send || !recv))
         return comm_err(c, CCL_ERR_INVALID_ARG, "NULL buffer");
-    if (root < 0 || root >= c->size)
+    if (root < 0 || root >= size)
         return comm_err(c, CCL_ERR_INVALID_ARG, "root out of range");
     ccl_op *op = calloc(1, sizeof *op);
     if (!op)
         return comm_err(c, CCL_ERR_NOMEM, "out of memory");
-    op->comm = c;
+    op->eng = &c->eng;
     op->refs = 2;
     op->algo = algo;
     op->dtype = dtype;
     op->redop = redop;
     op->root = root;
     op->esize = esize;
+    op->unit = unit_bytes(c, esize);
+    op->star_max_bytes = c->cfg.star_max_bytes;
     op->send = send;
     op->out = recv;
-    op->count = count;
-    op->nbytes = count * esize;
-    *out = op;
-    return CCL_OK;
-}
-
-int ccl__op_post(ccl_comm *c, ccl_op *op, ccl_op **out)
-{
-    pthread_mutex_lock(&c->post_mu);
-    if (c->closed) {
-        pthread_mutex_unlock(&c->post_mu);
-        free(op->scratch);
+    op->count = count * blocks;
+    op->nbytes = op->count * esize;
+    if (ccl__engine_post(&c->eng, op) != CCL_OK) {
         free(op);
-        *out = NULL;
         return comm_err(c, CCL_ERR_CLOSED, "communicator closed");
     }
-    op->tag = c->next_tag++;
-    op->epoch = c->epoch;
-    op->next = NULL;
-    if (c->post_tail)
-        c->post_tail->next = op;
-    else
-        c->post_head = op;
-    c->post_tail = op;
-    pthread_mutex_unlock(&c->post_mu);
-    /* Start the op right here when nobody else drives: its first frames go
-     * out without waking the progress thread. */
-    if (pthread_mutex_trylock(&c->mu) == 0) {
-        ccl__drain_posts(c);
-        ccl__reap(c);
-        pthread_mutex_unlock(&c->mu);
-    } else {
-        ccl__wakefd_signal(c->wakefd);
-    }
+    ccl__loop_kick(c);
     *out = op;
     return CCL_OK;
 }
@@ -116,7 +82,7 @@ static const ccl__algo *allreduce_algo(ccl_comm *c, uint64_t nbytes, int algo)
 {
     if (algo == CCL_ALGO_RING && nbytes > 0)
         return &ccl__ring_allreduce_algo;
-    if (algo == CCL_ALGO_STAR || nbytes == 0 || c->size <= 1)
+    if (algo == CCL_ALGO_STAR || nbytes == 0 || ccl_comm_size(c) <= 1)
         return &ccl__star_allreduce_algo;
     /* AUTO: a star costs 2 hops but sends everything through one hub; a
      * ring costs 2(N-1) hops and spreads the bytes.  Small ops are latency
@@ -132,48 +98,36 @@ int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
     if (algo < CCL_ALGO_AUTO || algo > CCL_ALGO_STAR)
         return comm_err(c, CCL_ERR_INVALID_ARG, "unknown algorithm");
     size_t es = ccl_dtype_size(dtype);
-    int rc = op_new(c, c ? allreduce_algo(c, count * (es ? es : 1), algo) : NULL,
-                    send, recv, count, dtype, redop, 0, out);
-    return rc ? rc : ccl__op_post(c, *out, out);
+    return op_new(c, c ? allreduce_algo(c, count * (es ? es : 1), algo) : NULL, send,
+                  recv, count, 1, dtype, redop, 0, out);
 }
 
 int ccl_broadcast_async(ccl_comm *c, void *buf, uint64_t count, int dtype,
                         int root, ccl_op **out)
 {
-    int rc = op_new(c, &ccl__broadcast_algo, buf, buf, count, dtype, CCL_SUM,
-                    root, out);
-    return rc ? rc : ccl__op_post(c, *out, out);
+    return op_new(c, &ccl__broadcast_algo, buf, buf, count, 1, dtype, CCL_SUM, root,
+                  out);
 }
 
+/* All-gather and reduce-scatter frames describe the whole buffer of
+ * size blocks. */
 int ccl_allgather_async(ccl_comm *c, const void *send, void *recv,
                         uint64_t count, int dtype, ccl_op **out)
 {
-    int rc = op_new(c, &ccl__ring_allgather_algo, send, recv, count, dtype,
-                    CCL_SUM, 0, out);
-    if (rc)
-        return rc;
-    /* Frames describe the whole gathered buffer. */
-    (*out)->count = count * (uint64_t)c->size;
-    (*out)->nbytes = (*out)->count * (*out)->esize;
-    return ccl__op_post(c, *out, out);
+    return op_new(c, &ccl__ring_allgather_algo, send, recv, count,
+                  c ? (uint64_t)ccl_comm_size(c) : 1, dtype, CCL_SUM, 0, out);
 }
 
 int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
                              uint64_t count, int dtype, int redop, ccl_op **out)
 {
-    int rc = op_new(c, &ccl__ring_reduce_scatter_algo, send, recv, count,
-                    dtype, redop, 0, out);
-    if (rc)
-        return rc;
-    (*out)->count = count * (uint64_t)c->size;
-    (*out)->nbytes = (*out)->count * (*out)->esize;
-    return ccl__op_post(c, *out, out);
+    return op_new(c, &ccl__ring_reduce_scatter_algo, send, recv, count,
+                  c ? (uint64_t)ccl_comm_size(c) : 1, dtype, redop, 0, out);
 }
 
 int ccl_barrier_async(ccl_comm *c, ccl_op **out)
 {
-    int rc = op_new(c, &ccl__barrier_algo, NULL, NULL, 0, CCL_U8, CCL_SUM, 0, out);
-    return rc ? rc : ccl__op_post(c, *out, out);
+    return op_new(c, &ccl__barrier_algo, NULL, NULL, 0, 1, CCL_U8, CCL_SUM, 0, out);
 }
 
 static int op_is_done(ccl_op *op)
@@ -181,28 +135,34 @@ static int op_is_done(ccl_op *op)
     return __atomic_load_n(&op->done, __ATOMIC_ACQUIRE);
 }
 
-/* Drives the event loop from the caller's thread until the op ends, the
- * deadline passes, or the communicator closes.  Spinning (polling with a
- * zero timeout) comes first when it is enabled, because waking an idle CPU
- * costs tens of microseconds, more than a small op takes. */
-static void drive(ccl_comm *c, ccl_op *op, uint64_t deadline_ms)
+static ccl_comm *op_comm(ccl_op *op)
 {
-    c->driving = 1;
-    if (c->spin_us > 0) {
-        uint64_t until = ccl__now_us() + (uint64_t)c->spin_us;
-        while (!op_is_done(op) && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE) &&
-               ccl__now_us() < until)
-            ccl__loop_once(c, 0);
+    return (ccl_comm *)((char *)op->eng - offsetof(ccl_comm, eng));
+}
+
+static int stopping(ccl_comm *c)
+{
+    return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Sleeps until an op completes or `until` (whichever is first). */
+static void sleep_for_completion(ccl__engine *e, ccl_op *op, uint64_t now,
+                                 uint64_t until)
+{
+    pthread_mutex_lock(&e->done_mu);
+    if (!op_is_done(op)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t add = until - now;
+        ts.tv_sec += (time_t)(add / 1000);
+        ts.tv_nsec += (long)(add % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&e->done_cv, &e->done_mu, &ts);
     }
-    while (!op_is_done(op) && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-        uint64_t now = ccl__now_ms();
-        if (now >= deadline_ms)
-            break;
-        uint64_t left = deadline_ms - now;
-        ccl__loop_once(c, left > 100 ? 100 : (int)left);
-    }
-    c->driving = 0;
-    pthread_cond_signal(&c->idle_cv);
+    pthread_mutex_unlock(&e->done_mu);
 }
 
 int ccl_op_wait(ccl_op *op, int timeout_ms)
@@ -211,44 +171,30 @@ int ccl_op_wait(ccl_op *op, int timeout_ms)
         return CCL_ERR_INVALID_ARG;
     if (op_is_done(op))
         return op->result;
-    ccl_comm *c = op->comm;
+    ccl_comm *c = op_comm(op);
+    ccl__engine *e = &c->eng;
     uint64_t deadline = timeout_ms < 0 ? UINT64_MAX / 2
                                        : ccl__now_ms() + (uint64_t)timeout_ms;
-    pthread_mutex_lock(&c->done_mu);
-    c->waiters++;
-    pthread_mutex_unlock(&c->done_mu);
+    pthread_mutex_lock(&e->done_mu);
+    e->waiters++;
+    pthread_mutex_unlock(&e->done_mu);
     while (!op_is_done(op)) {
         uint64_t now = ccl__now_ms();
         if (now >= deadline)
             break;
-        if (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE) &&
-            pthread_mutex_trylock(&c->mu) == 0) {
-            drive(c, op, deadline);
+        if (!stopping(c) && pthread_mutex_trylock(&c->mu) == 0) {
+            ccl__loop_drive(c, &op->done, deadline);
             pthread_mutex_unlock(&c->mu);
             continue;
         }
         /* Someone else drives (or the communicator is closing): sleep until
          * an op completes, waking now and then to try driving ourselves. */
-        pthread_mutex_lock(&c->done_mu);
-        if (!op_is_done(op)) {
-            uint64_t until = now + 20 < deadline ? now + 20 : deadline;
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            uint64_t add = until - now;
-            ts.tv_sec += (time_t)(add / 1000);
-            ts.tv_nsec += (long)(add % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->done_cv, &c->done_mu, &ts);
-        }
-        pthread_mutex_unlock(&c->done_mu);
+        sleep_for_completion(e, op, now, now + 20 < deadline ? now + 20 : deadline);
     }
-    pthread_mutex_lock(&c->done_mu);
-    c->waiters--;
-    pthread_cond_broadcast(&c->done_cv);
-    pthread_mutex_unlock(&c->done_mu);
+    pthread_mutex_lock(&e->done_mu);
+    e->waiters--;
+    pthread_cond_broadcast(&e->done_cv);
+    pthread_mutex_unlock(&e->done_mu);
     return op_is_done(op) ? op->result : CCL_ERR_PENDING;
 }
 
@@ -258,9 +204,8 @@ int ccl_op_test(ccl_op *op, int *done)
         return CCL_ERR_INVALID_ARG;
     if (!op_is_done(op)) {
         /* Make progress if nobody else does right now. */
-        ccl_comm *c = op->comm;
-        if (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE) &&
-            pthread_mutex_trylock(&c->mu) == 0) {
+        ccl_comm *c = op_comm(op);
+        if (!stopping(c) && pthread_mutex_trylock(&c->mu) == 0) {
             ccl__loop_once(c, 0);
             pthread_mutex_unlock(&c->mu);
         }
@@ -282,14 +227,14 @@ void ccl_op_free(ccl_op *op)
         ccl__op_release(op);
 }
 
+/* The blocking forms: post, wait, free. */
 static int wait_free(int rc, ccl_op *op)
 {
     if (rc)
         return rc;
     rc = ccl_op_wait(op, -1);
-    if (rc) {
-        ccl__set_error(op->comm, op->err);
-    }
+    if (rc)
+        ccl__engine_set_error(op->eng, op->err);
     ccl_op_free(op);
     return rc;
 }

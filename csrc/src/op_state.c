@@ -1,24 +1,158 @@
 /*
- * op_state.c - the life of an op inside the engine: activation of posted
- * ops, two-stage completion (complete here, then DONE from every peer),
- * failure (purge its frames, give the input back, tell the peers), and
- * what a lost peer means for the ops in flight.
+ * op_state.c - the life of an op: posting, two-stage completion (complete
+ * here, then DONE from every peer), failure (purge its frames, give the
+ * input back, tell the peers), and what a lost peer means for the ops in
+ * flight.  Frames go out through the transport; nothing here reads one.
  */
-
-#include "engine.h"
-#include "reduce.h"
-#include "sock.h"
+#include "op_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- op completion ---- */
-
-static void active_remove(ccl_comm *c, ccl_op *op)
+int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input)
 {
-    ccl_op **pp = &c->active;
+    memset(e, 0, sizeof *e);
+    e->op_timeout_ms = op_timeout_ms;
+    e->restore_input = restore_input;
+    e->rank = -1;
+    pthread_mutex_init(&e->group_mu, NULL);
+    pthread_mutex_init(&e->post_mu, NULL);
+    pthread_mutex_init(&e->done_mu, NULL);
+    pthread_cond_init(&e->done_cv, NULL);
+    return CCL_OK;
+}
+
+void ccl__engine_fini(ccl__engine *e)
+{
+    ccl__engine_forget_epoch(e);
+    ccl__engine_buffers_free(e);
+    free(e->lost);
+    e->lost = NULL;
+    pthread_mutex_destroy(&e->group_mu);
+    pthread_mutex_destroy(&e->post_mu);
+    pthread_mutex_destroy(&e->done_mu);
+    pthread_cond_destroy(&e->done_cv);
+}
+
+/* Frees what arrived for ops of this epoch that never ran here: early
+ * frames, aborts and DONEs. */
+void ccl__engine_forget_epoch(ccl__engine *e)
+{
+    while (e->early_head) {
+        ccl__early *x = e->early_head;
+        e->early_head = x->next;
+        free(x->data);
+        free(x);
+    }
+    e->early_tail = NULL;
+    e->early_bytes = 0;
+    while (e->aborted) {
+        ccl__aborted *a = e->aborted;
+        e->aborted = a->next;
+        free(a);
+    }
+    while (e->early_done) {
+        ccl__early_done *d = e->early_done;
+        e->early_done = d->next;
+        free(d);
+    }
+}
+
+int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch)
+{
+    ccl__engine_forget_epoch(e);
+    uint8_t *lost = calloc((size_t)size, 1);
+    if (!lost)
+        return CCL_ERR_NOMEM;
+    free(e->lost);
+    e->lost = lost;
+    pthread_mutex_lock(&e->post_mu);
+    e->next_tag = 0; /* tags count from zero in every epoch */
+    pthread_mutex_unlock(&e->post_mu);
+    pthread_mutex_lock(&e->group_mu);
+    e->rank = rank;
+    e->size = size;
+    e->epoch = epoch;
+    pthread_mutex_unlock(&e->group_mu);
+    e->activated_upto = 0;
+    e->broken = 0;
+    e->broken_msg[0] = 0;
+    return CCL_OK;
+}
+
+void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch)
+{
+    pthread_mutex_lock(&e->group_mu);
+    if (rank)
+        *rank = e->rank;
+    if (size)
+        *size = e->size;
+    if (epoch)
+        *epoch = e->epoch;
+    pthread_mutex_unlock(&e->group_mu);
+}
+
+void ccl__engine_set_error(ccl__engine *e, const char *msg)
+{
+    pthread_mutex_lock(&e->post_mu);
+    snprintf(e->errbuf, sizeof e->errbuf, "%s", msg);
+    pthread_mutex_unlock(&e->post_mu);
+}
+
+void ccl__engine_error(ccl__engine *e, char *buf, size_t cap)
+{
+    pthread_mutex_lock(&e->post_mu);
+    snprintf(buf, cap, "%s", e->errbuf);
+    pthread_mutex_unlock(&e->post_mu);
+}
+
+int ccl__engine_post(ccl__engine *e, ccl_op *op)
+{
+    pthread_mutex_lock(&e->post_mu);
+    if (e->closed) {
+        pthread_mutex_unlock(&e->post_mu);
+        return CCL_ERR_CLOSED;
+    }
+    op->tag = e->next_tag++;
+    op->next = NULL;
+    if (e->post_tail)
+        e->post_tail->next = op;
+    else
+        e->post_head = op;
+    e->post_tail = op;
+    pthread_mutex_unlock(&e->post_mu);
+    return CCL_OK;
+}
+
+int ccl__engine_pending(ccl__engine *e)
+{
+    pthread_mutex_lock(&e->post_mu);
+    int posted = e->post_head != NULL;
+    pthread_mutex_unlock(&e->post_mu);
+    return posted || e->active != NULL;
+}
+
+void ccl__engine_mark_broken(ccl__engine *e, int code, const char *msg)
+{
+    if (e->broken)
+        return;
+    e->broken = code;
+    snprintf(e->broken_msg, sizeof e->broken_msg, "%s", msg);
+}
+
+ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag)
+{
+    for (ccl_op *op = e->active; op; op = op->next)
+        if (op->tag == tag)
+            return op;
+    return NULL;
+}
+
+static void active_remove(ccl__engine *e, ccl_op *op)
+{
+    ccl_op **pp = &e->active;
     while (*pp && *pp != op)
         pp = &(*pp)->next;
     if (*pp)
@@ -27,52 +161,55 @@ static void active_remove(ccl_comm *c, ccl_op *op)
     op->active = 0;
 }
 
-ccl_op *ccl__active_find(ccl_comm *c, uint64_t tag)
+static void op_finish(ccl_op *op, int rc)
 {
-    for (ccl_op *op = c->active; op; op = op->next)
-        if (op->tag == tag)
-            return op;
-    return NULL;
-}
-
-static void op_finish(ccl_comm *c, ccl_op *op, int rc)
-{
-    active_remove(c, op);
+    ccl__engine *e = op->eng;
+    active_remove(e, op);
     /* Nothing reads the working buffers any more (a failure restored the
      * input already): hand them to the next op. */
-    ccl__buf_put(c, op->backup, op->backup_len);
-    op->backup = NULL;
-    ccl__buf_put(c, op->scratch, op->scratch_len);
-    op->scratch = NULL;
+    ccl__op_buffers_put(op);
     op->result = rc;
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
-    pthread_mutex_lock(&c->done_mu);
-    pthread_cond_broadcast(&c->done_cv);
-    pthread_mutex_unlock(&c->done_mu);
-    /* The engine's reference is dropped later, in ccl__reap, because the
-     * handler that finished the op may still be on the stack. */
-    op->next = c->reap;
-    c->reap = op;
+    pthread_mutex_lock(&e->done_mu);
+    pthread_cond_broadcast(&e->done_cv);
+    pthread_mutex_unlock(&e->done_mu);
+    /* The engine's reference is dropped later, in ccl__engine_reap,
+     * because the handler that finished the op may still be on the
+     * stack. */
+    op->next = e->reap;
+    e->reap = op;
 }
 
-void ccl__reap(ccl_comm *c)
+void ccl__engine_reap(ccl__engine *e)
 {
-    while (c->reap) {
-        ccl_op *op = c->reap;
-        c->reap = op->next;
+    while (e->reap) {
+        ccl_op *op = e->reap;
+        e->reap = op->next;
         op->next = NULL;
         ccl__op_release(op);
     }
 }
 
-
 /* Whether every peer still in the group said DONE for this op. */
-static int commit_ready(ccl_comm *c, ccl_op *op)
+static int commit_ready(ccl_op *op)
 {
-    for (int p = 0; p < c->size; p++)
-        if (p != c->rank && !op->done_seen[p] && !c->peers[p].lost)
+    ccl__engine *e = op->eng;
+    for (int p = 0; p < op->size; p++)
+        if (p != op->rank && !op->done_seen[p] && !e->lost[p])
             return 0;
     return 1;
+}
+
+static void send_done(ccl_op *op, int peer)
+{
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = CCL_FT_DONE;
+    h.tag = op->tag;
+    if (ccl__xport_send(op->eng->xp, peer, &h, NULL, 0, NULL) != CCL_OK)
+        /* A peer that never hears our DONE cannot succeed, and fails the
+         * op at its deadline: not wrong, only slow.  Say so loudly. */
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing DONE");
 }
 
 /* Completion has two stages.  When an op's own bytes are all in and out,
@@ -83,7 +220,7 @@ static int commit_ready(ccl_comm *c, ccl_op *op)
  * survivor ends the op the same way.  An op that is complete here is never
  * failed by a lost peer (its result is whole); it only stops waiting for
  * that peer's DONE. */
-void ccl__op_check_done(ccl_comm *c, ccl_op *op)
+void ccl__op_check_done(ccl_op *op)
 {
     if (!op->active || op->hold)
         return;
@@ -92,254 +229,101 @@ void ccl__op_check_done(ccl_comm *c, ccl_op *op)
             return;
         op->committing = 1;
         op->hold++;
-        for (int p = 0; p < c->size; p++)
-            if (p != c->rank && !c->peers[p].lost)
-                ccl__enqueue_ctl(c, p, CCL_FT_DONE, op->tag);
+        for (int p = 0; p < op->size && op->active; p++)
+            if (p != op->rank && !op->eng->lost[p])
+                send_done(op, p);
         op->hold--;
     }
-    if (op->active && commit_ready(c, op))
-        op_finish(c, op, CCL_OK);
+    if (op->active && commit_ready(op))
+        op_finish(op, CCL_OK);
 }
 
-/* A peer is out of the epoch: running ops fail (and tell the others),
- * ops complete here stop waiting for its DONE. */
-static void peer_lost(ccl_comm *c, int peer, int code, const char *msg,
-                      uint64_t from_tag, int notify)
+static void tell_abort(ccl_op *op, int code)
 {
-    c->peers[peer].lost = 1;
-    int again = 1;
-    while (again) {
+    uint8_t buf[6 + CCL_MAX_ERRMSG];
+    size_t n = ccl__errmsg_encode(buf, sizeof buf, code, op->err);
+    for (int p = 0; p < op->size; p++) {
+        if (p == op->rank)
+            continue;
+        ccl__hdr h;
+        memset(&h, 0, sizeof h);
+        h.type = CCL_FT_ABORT;
+        h.tag = op->tag;
+        /* Without memory the peer fails the op at its deadline instead. */
+        ccl__xport_send(op->eng->xp, p, &h, buf, (uint32_t)n, NULL);
+    }
+}
+
+static void op_vfail(ccl_op *op, int code, int notify, const char *fmt, va_list ap)
+{
+    ccl__engine *e = op->eng;
+    if (!op->active || __atomic_load_n(&op->done, __ATOMIC_ACQUIRE))
+        return;
+    vsnprintf(op->err, sizeof op->err, fmt, ap);
+    ccl__xport_purge(e->xp, op);
+    ccl__xport_detach(e->xp, op);
+    op->send_left = 0;
+    /* Nothing writes into the buffers any more: give the input back. */
+    ccl__op_restore_input(op);
+    /* Finish first: telling the peers may break a connection, which fails
+     * every active op again, and this one must not be among them. */
+    op_finish(op, code);
+    /* Tell every peer so that all of them fail this op too instead of
+     * waiting for their deadline (op stays allocated until the reap). */
+    if (notify)
+        tell_abort(op, code);
+}
+
+void ccl__op_fail(ccl_op *op, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    op_vfail(op, code, 1, fmt, ap);
+    va_end(ap);
+}
+
+void ccl__op_fail_quiet(ccl_op *op, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    op_vfail(op, code, 0, fmt, ap);
+    va_end(ap);
+}
+
+void ccl__engine_fail_all(ccl__engine *e, int code, const char *why)
+{
+    while (e->active)
+        ccl__op_fail_quiet(e->active, code, "%s", why);
+}
+
+/* A peer is out of the epoch: running ops from from_tag on fail (and tell
+ * the others when notify), ops complete here stop waiting for its DONE. */
+void ccl__engine_peer_lost(ccl__engine *e, int peer, int code, const char *msg,
+                           uint64_t from_tag, int notify)
+{
+    e->lost[peer] = 1;
+    for (int again = 1; again;) {
         again = 0;
-        for (ccl_op *op = c->active; op; op = op->next) {
-            if (op->tag < from_tag)
-                continue;
-            if (!op->committing) {
-                ccl__op_fail(c, op, code, notify, "%s", msg);
+        for (ccl_op *op = e->active; op; op = op->next)
+            if (op->tag >= from_tag && !op->committing) {
+                if (notify)
+                    ccl__op_fail(op, code, "%s", msg);
+                else
+                    ccl__op_fail_quiet(op, code, "%s", msg);
                 again = 1; /* the list changed under us */
                 break;
             }
-        }
     }
-    again = 1;
-    while (again) {
+    for (int again = 1; again;) {
         again = 0;
-        for (ccl_op *op = c->active; op; op = op->next)
-            if (op->committing && commit_ready(c, op)) {
-                ccl__op_check_done(c, op);
+        for (ccl_op *op = e->active; op; op = op->next)
+            if (op->committing && commit_ready(op)) {
+                ccl__op_check_done(op);
                 again = 1;
                 break;
             }
     }
 }
-
-
-/* A buffer of at least len bytes, from the spares when one fits. */
-void *ccl__buf_get(ccl_comm *c, size_t len, size_t *got)
-{
-    for (int i = 0; i < 2; i++)
-        if (c->spare[i] && c->spare_len[i] >= len) {
-            void *p = c->spare[i];
-            c->spare[i] = NULL;
-            *got = c->spare_len[i];
-            return p;
-        }
-    *got = len;
-    return malloc(len ? len : 1);
-}
-
-/* Keeps a finished op's buffer as a spare (the larger ones win). */
-void ccl__buf_put(ccl_comm *c, void *p, size_t len)
-{
-    if (!p)
-        return;
-    int slot = c->spare_len[0] <= c->spare_len[1] ? 0 : 1;
-    if (!c->spare[slot] || c->spare_len[slot] < len) {
-        free(c->spare[slot]);
-        c->spare[slot] = p;
-        c->spare_len[slot] = len;
-    } else {
-        free(p);
-    }
-}
-
-/* Starts keeping the input of an in-place op (if configured).  Nonzero
- * when memory for it is missing: the op has failed then. */
-int ccl__op_keep_input(ccl_comm *c, ccl_op *op)
-{
-    if (!c->cfg.restore_input || op->send != op->out || op->nbytes == 0)
-        return 0;
-    op->backup = ccl__buf_get(c, op->nbytes, &op->backup_len);
-    if (!op->backup) {
-        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for the input backup");
-        return -1;
-    }
-    return 0;
-}
-
-/* Saves the caller's bytes of a region the op is about to overwrite. */
-int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
-{
-    if (!op->backup || len == 0)
-        return 0;
-    if (op->nsaved == op->capsaved) {
-        size_t cap = op->capsaved ? op->capsaved * 2 : 16;
-        void *n = realloc(op->saved, cap * sizeof *op->saved);
-        if (!n)
-            return -1;
-        op->saved = n;
-        op->capsaved = cap;
-    }
-    op->saved[op->nsaved][0] = off;
-    op->saved[op->nsaved][1] = len;
-    op->nsaved++;
-    memcpy(op->backup + off, op->buf + off, len);
-    return 0;
-}
-
-/* Saves the input under a frame about to be reduced or landed into the
- * caller's buffer (landing only where the algorithm asks: a ring lands in
- * regions it already saved while reducing). */
-int ccl__save_region(ccl_op *op, int mode, uint8_t *dst, uint64_t len)
-{
-    if (!op->backup || (mode == RXM_LAND && !op->algo->save_on_land))
-        return 0;
-    if (dst < op->buf || dst >= op->buf + op->nbytes)
-        return 0; /* not the caller's buffer (a hub's staging slot) */
-    return ccl__op_save(op, (uint64_t)(dst - op->buf), len);
-}
-
-static void restore_input(ccl_op *op)
-{
-    for (size_t i = 0; i < op->nsaved; i++)
-        memcpy(op->buf + op->saved[i][0], op->backup + op->saved[i][0],
-               op->saved[i][1]);
-}
-
-/* Stops landing bytes in a failed op's buffers. */
-static void detach_receives(ccl_comm *c, ccl_op *op)
-{
-    for (int p = 0; p < c->size; p++) {
-        ccl__peer *pe = &c->peers[p];
-        for (int i = 0; i < pe->nconns; i++) {
-            ccl__conn *k = &pe->conns[i];
-            if (k->rop == op) {
-                k->rop = NULL;
-                k->rmode = RXM_DISCARD;
-            }
-        }
-    }
-}
-
-void ccl__op_fail(ccl_comm *c, ccl_op *op, int code, int notify_peers,
-                  const char *fmt, ...)
-{
-    if (!op->active || __atomic_load_n(&op->done, __ATOMIC_ACQUIRE))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(op->err, sizeof op->err, fmt, ap);
-    va_end(ap);
-    ccl__purge_sends(c, op);
-    detach_receives(c, op);
-    /* Nothing writes into the buffers any more: give the input back. */
-    restore_input(op);
-    /* Finish first: telling the peers may break a connection, which fails
-     * every active op again, and this one must not be among them. */
-    op_finish(c, op, code);
-    if (notify_peers) {
-        /* Tell every peer so that all of them fail this op too instead of
-         * waiting for their deadline.  (op stays allocated until the reap.) */
-        for (int p = 0; p < c->size; p++)
-            if (p != c->rank)
-                ccl__enqueue_abort(c, p, op->tag, code, op->err);
-    }
-}
-
-void ccl__fail_all(ccl_comm *c, int code, int notify_peers, const char *why)
-{
-    while (c->active)
-        ccl__op_fail(c, c->active, code, notify_peers, "%s", why);
-}
-
-/* A connection failed: every pending op fails (a collective cannot finish
- * without the peer), and the communicator stays broken until it is rebuilt. */
-static void conn_close(ccl_comm *c, ccl__conn *k)
-{
-    if (k->fd < 0)
-        return;
-    ccl__poller_del(c->poller, k->fd);
-    ccl__sock_close(k->fd);
-    k->fd = -1;
-    k->rop = NULL;
-    k->rmode = RXM_DISCARD;
-    if (k->cur) {
-        ccl__sendreq *r = k->cur;
-        k->cur = NULL;
-        r->op = NULL;
-        ccl__req_free(c, r);
-    }
-}
-
-void ccl__conn_broken(ccl_comm *c, ccl__conn *k, int code, const char *why)
-{
-    if (k->fd < 0)
-        return;
-    int peer = k->peer;
-    ccl__peer *p = &c->peers[peer];
-    /* Bytes that break the protocol (or fail their MAC) come from a peer
-     * that is buggy or not who it claims: it is reported for expulsion,
-     * not just as lost. */
-    if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
-        p->misbehaved = 1;
-    char msg[400];
-    snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
-             p->port, k->index, why);
-    /* One broken connection ends the whole pool: the peer's frames are
-     * striped, so what is missing on this stream cannot come on another. */
-    for (int i = 0; i < p->nconns; i++)
-        conn_close(c, &p->conns[i]);
-    while (p->qhead) {
-        ccl__sendreq *r = p->qhead;
-        p->qhead = r->next;
-        r->op = NULL; /* its op fails below */
-        ccl__req_free(c, r);
-    }
-    p->qtail = NULL;
-    if (!c->broken) {
-        c->broken = code;
-        snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
-        ccl__set_error(c, msg);
-    }
-    /* The other peers learn it from us at once rather than at their own
-     * deadline, so every survivor fails the same ops. */
-    peer_lost(c, peer, code, msg, 0, 1);
-}
-
-/* A peer closed its communicator and said so on this connection: nothing
- * more comes on it.  Ops it took part in already have all its bytes
- * (they were ahead of the BYE in every stream), so only ops it never
- * reached (tag >= the BYE's tag) fail, once all its connections said BYE,
- * and so does every later op: the group is smaller now. */
-void ccl__conn_bye(ccl_comm *c, ccl__conn *k)
-{
-    ccl__peer *p = &c->peers[k->peer];
-    uint64_t from = k->h.tag;
-    conn_close(c, k);
-    k->rstate = RX_HDR;
-    for (int i = 0; i < p->nconns; i++)
-        if (p->conns[i].fd >= 0)
-            return;
-    char msg[200];
-    snprintf(msg, sizeof msg, "peer %d (%s:%u) left the group", k->peer, p->host,
-             p->port);
-    if (!c->broken) {
-        c->broken = CCL_ERR_PEER_LOST;
-        snprintf(c->broken_msg, sizeof c->broken_msg, "%s", msg);
-    }
-    /* Every survivor got the same BYE, so none needs to be told. */
-    peer_lost(c, k->peer, CCL_ERR_PEER_LOST, msg, from, 0);
-}
-
 
 /* The code an op fails with when a peer aborts it: a lost peer or a
  * mismatch is the same fact here as there; anything else that failed the
@@ -350,99 +334,67 @@ int ccl__abort_code(int theirs)
                ? theirs : CCL_ERR_ABORTED;
 }
 
-/* Frees the early frames of a tag that will never run here. */
-static void drop_early(ccl_comm *c, uint64_t tag)
+uint64_t ccl__engine_close(ccl__engine *e)
 {
-    ccl__early **ep = &c->early_head, *prev = NULL;
-    while (*ep) {
-        ccl__early *e = *ep;
-        if (e->h.tag == tag) {
-            *ep = e->next;
-            if (c->early_tail == e)
-                c->early_tail = prev;
-            c->early_bytes -= e->h.length;
-            free(e->data);
-            free(e);
-        } else {
-            prev = e;
-            ep = &e->next;
-        }
+    pthread_mutex_lock(&e->post_mu);
+    e->closed = 1;
+    ccl_op *posted = e->post_head;
+    e->post_head = e->post_tail = NULL;
+    pthread_mutex_unlock(&e->post_mu);
+    /* BYE tells the peers the first op we did not finish: they fail that
+     * one and every later one, and keep the ones we completed. */
+    uint64_t bye = e->activated_upto;
+    for (ccl_op *op = e->active; op; op = op->next)
+        if (!op->committing && op->tag < bye)
+            bye = op->tag; /* ops complete here may succeed elsewhere */
+    if (posted && posted->tag < bye)
+        bye = posted->tag;
+    /* Ops posted but never started end as closed too. */
+    while (posted) {
+        ccl_op *op = posted;
+        posted = op->next;
+        op->next = e->active;
+        e->active = op;
+        op->active = 1;
     }
+    ccl__engine_fail_all(e, CCL_ERR_CLOSED, "communicator closed");
+    ccl__engine_reap(e);
+    return bye;
 }
 
-/* Moves posted ops into the engine: start them, hand them their early
- * frames, and let parked connections read again. */
-void ccl__drain_posts(ccl_comm *c)
+int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
+                 const uint8_t *data, uint32_t len)
 {
-    pthread_mutex_lock(&c->post_mu);
-    ccl_op *list = c->post_head;
-    c->post_head = c->post_tail = NULL;
-    pthread_mutex_unlock(&c->post_mu);
-    int any = list != NULL;
-    while (list) {
-        ccl_op *op = list;
-        list = op->next;
-        op->next = c->active;
-        c->active = op;
-        op->active = 1;
-        op->last_progress_ms = ccl__now_ms();
-        c->activated_upto = op->tag + 1;
-        if (c->broken) {
-            ccl__op_fail(c, op, c->broken, 0, "%s", c->broken_msg);
-            drop_early(c, op->tag);
-            continue;
-        }
-        ccl__aborted **ap = &c->aborted;
-        while (*ap && (*ap)->tag != op->tag)
-            ap = &(*ap)->next;
-        if (*ap) {
-            ccl__aborted *a = *ap;
-            *ap = a->next;
-            ccl__op_fail(c, op, ccl__abort_code(a->code), 0, "aborted by a peer: %s",
-                         a->msg);
-            free(a);
-            drop_early(c, op->tag);
-            continue;
-        }
-        op->done_seen = calloc((size_t)c->size, 1);
-        if (!op->done_seen) {
-            ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory");
-            continue;
-        }
-        for (ccl__early_done **dp = &c->early_done; *dp;) {
-            ccl__early_done *d = *dp;
-            if (d->tag == op->tag) {
-                op->done_seen[d->peer] = 1;
-                *dp = d->next;
-                free(d);
-            } else {
-                dp = &d->next;
-            }
-        }
-        op->hold++;
-        int rc = op->algo->start(c, op);
-        op->hold--;
-        if (rc != 0)
-            continue; /* start failed the op itself */
-        ccl__early **ep = &c->early_head, *prev = NULL;
-        while (*ep) {
-            ccl__early *e = *ep;
-            if (e->h.tag == op->tag) {
-                *ep = e->next;
-                if (c->early_tail == e)
-                    c->early_tail = prev;
-                c->early_bytes -= e->h.length;
-                if (op->active)
-                    ccl__deliver_early(c, op, e);
-                free(e->data);
-                free(e);
-            } else {
-                prev = e;
-                ep = &e->next;
-            }
-        }
-        ccl__op_check_done(c, op);
+    if (!op->active)
+        return CCL_ERR_ABORTED; /* failed inside the caller's callback */
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = CCL_FT_DATA;
+    h.coll = op->algo->coll;
+    h.dtype = (uint8_t)op->dtype;
+    h.redop = (uint8_t)op->redop;
+    h.tag = op->tag;
+    h.offset = offset;
+    h.total = op->nbytes;
+    h.step = step;
+    op->send_left++;
+    if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
+        op->send_left--;
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
+        return CCL_ERR_NOMEM;
     }
-    if (any)
-        ccl__unpark_all(c);
+    return op->active ? CCL_OK : CCL_ERR_ABORTED;
+}
+
+int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
+                       uint64_t off, uint64_t len)
+{
+    while (len > 0) {
+        uint32_t l = len < op->unit ? (uint32_t)len : op->unit;
+        if (ccl__op_send(op, peer, step, off, base + off, l))
+            return -1;
+        off += l;
+        len -= l;
+    }
+    return 0;
 }

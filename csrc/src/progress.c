@@ -1,114 +1,20 @@
 /*
- * progress.c - the event loop: readiness events, timers (op deadlines,
- * heartbeats, silent peers, stuck parked connections) and the progress
- * thread, which runs the loop whenever no caller drives it (see comm.h
- * for the threading rules).
+ * progress.c - the event loop: readiness events dispatched through each
+ * descriptor's handler (ccl__io_handler: transport connections, the
+ * master's link), timers (the transport's liveness, the engine's
+ * deadlines), and the progress thread, which runs the loop whenever no
+ * caller drives it (see comm.h for the threading rules).  A caller that
+ * waits for an op drives the loop itself: no thread hand-off.
  */
+#include "comm.h"
 
-#include "engine.h"
-#include "reduce.h"
-#include "sock.h"
-
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
-/* ---- the loop ---- */
+#define MAX_EVENTS 64
 
-static void unpark_stuck(ccl_comm *c, uint64_t now)
+static int timer_ms(ccl_comm *c)
 {
-    uint64_t last = 0;
-    if (!c->active)
-        return;
-    for (ccl_op *op = c->active; op; op = op->next)
-        if (op->last_progress_ms > last)
-            last = op->last_progress_ms;
-    if (now - last < PARK_STUCK_MS)
-        return;
-    for (int p = 0; p < c->size; p++)
-        for (int i = 0; i < c->peers[p].nconns; i++) {
-            ccl__conn *k = &c->peers[p].conns[i];
-            if (k->fd >= 0 && k->parked) {
-                k->over_cap = 1;
-                ccl__conn_unpark(c, k);
-            }
-        }
-}
-
-/* Heartbeats keep an idle but healthy peer from looking dead; silence
- * longer than peer_timeout_ms means the peer is stopped, hung or cut off
- * (a stopped process keeps its sockets open, so only a deadline catches
- * it). */
-static void check_peers(ccl_comm *c, uint64_t now)
-{
-    uint64_t hb = (uint64_t)c->cfg.peer_timeout_ms / 4;
-    for (int p = 0; p < c->size; p++) {
-        ccl__peer *pe = &c->peers[p];
-        int open = 0, parked = 0;
-        for (int i = 0; i < pe->nconns; i++) {
-            open |= pe->conns[i].fd >= 0;
-            parked |= pe->conns[i].fd >= 0 && pe->conns[i].parked;
-        }
-        if (!open)
-            continue;
-        if (parked) /* we stopped reading it ourselves: it is not silent */
-            pe->last_rx_ms = now;
-        if (now - pe->last_rx_ms > (uint64_t)c->cfg.peer_timeout_ms) {
-            char why[160];
-            snprintf(why, sizeof why, "silent for %llu ms (stopped, hung or cut off)",
-                     (unsigned long long)(now - pe->last_rx_ms));
-            for (int i = 0; i < pe->nconns; i++)
-                ccl__conn_broken(c, &pe->conns[i], CCL_ERR_PEER_LOST, why);
-            continue;
-        }
-        if (now - pe->last_tx_ms >= hb && !pe->qhead) {
-            ccl__sendreq *r = ccl__req_alloc(c);
-            if (!r)
-                continue;
-            ccl__hdr h;
-            memset(&h, 0, sizeof h);
-            h.type = CCL_FT_HEARTBEAT;
-            h.epoch = c->epoch;
-            ccl__hdr_encode(r->hdr, &h);
-            ccl__peer_push(pe, r);
-            ccl__peer_kick(c, p);
-        }
-    }
-}
-
-/* The longest the loop may sleep before timers need it. */
-int ccl__timer_ms(ccl_comm *c)
-{
-    int hb = c->cfg.peer_timeout_ms / 8;
-    if (c->active && hb > 50)
-        hb = 50;
-    return hb > 1000 ? 1000 : hb;
-}
-
-static void check_deadlines(ccl_comm *c)
-{
-    uint64_t now = ccl__now_ms();
-    if (now < c->next_deadline_check_ms)
-        return;
-    c->next_deadline_check_ms = now + (uint64_t)(c->active ? 50 : ccl__timer_ms(c));
-    check_peers(c, now);
-    unpark_stuck(c, now);
-    uint64_t limit = (uint64_t)c->cfg.op_timeout_ms;
-    ccl_op *op = c->active;
-    while (op) {
-        ccl_op *next = op->next;
-        /* Ops complete here wait for DONE under the same deadline: a peer
-         * that is alive but never posts the op has sent DONE to nobody, so
-         * nobody can have succeeded, and failing stays consistent.  (A
-         * peer that is silent is lost sooner, at peer_timeout.) */
-        if (now - op->last_progress_ms > limit)
-            ccl__op_fail(c, op, CCL_ERR_TIMEOUT, 1,
-                         "op %llu made no progress for %d ms (a peer may be "
-                         "stalled, or ranks issued different ops)",
-                         (unsigned long long)op->tag, c->cfg.op_timeout_ms);
-        op = next;
-    }
+    return ccl__xport_timer_ms(c->xp, ccl__engine_busy(&c->eng));
 }
 
 static void process_events(ccl_comm *c, ccl__event *evs, int n)
@@ -118,54 +24,88 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
             ccl__wakefd_drain(c->wakefd);
             continue;
         }
-        if (evs[i].ptr == &c->master_fd) {
-            ccl__ctl_readable(c);
-            continue;
-        }
-        ccl__conn *k = evs[i].ptr;
-        if (k->fd < 0)
-            continue;
-        if (evs[i].events & CCL_EV_OUT)
-            ccl__conn_flush(c, k);
-        if (k->fd >= 0 && (evs[i].events & CCL_EV_IN))
-            ccl__conn_read(c, k);
+        ccl__io_handler *h = evs[i].ptr;
+        h->on_event(h, evs[i].events);
     }
-    ccl__drain_posts(c);
-    check_deadlines(c);
-    ccl__reap(c);
+    ccl__engine_drain_posts(&c->eng);
+    uint64_t now = ccl__now_ms();
+    ccl__xport_tick(c->xp, now);
+    ccl__engine_tick(&c->eng, now);
+    ccl__engine_reap(&c->eng);
 }
 
 void ccl__loop_once(ccl_comm *c, int timeout_ms)
 {
-    ccl__event evs[64];
-    if (timeout_ms > ccl__timer_ms(c))
-        timeout_ms = ccl__timer_ms(c);
-    int n = ccl__poller_wait(c->poller, evs, 64, timeout_ms);
+    ccl__event evs[MAX_EVENTS];
+    if (timeout_ms > timer_ms(c))
+        timeout_ms = timer_ms(c);
+    int n = ccl__poller_wait(c->poller, evs, MAX_EVENTS, timeout_ms);
     process_events(c, evs, n);
+}
+
+static int stopping(ccl_comm *c)
+{
+    return __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Spinning (polling with a zero timeout) comes first when it is enabled,
+ * because waking an idle CPU costs tens of microseconds, more than a
+ * small op takes.  Then the loop blocks in slices of at most 100 ms. */
+void ccl__loop_drive(ccl_comm *c, const int *done, uint64_t deadline_ms)
+{
+    c->driving = 1;
+    if (c->spin_us > 0) {
+        uint64_t until = ccl__now_us() + (uint64_t)c->spin_us;
+        while (!__atomic_load_n(done, __ATOMIC_ACQUIRE) && !stopping(c) &&
+               ccl__now_us() < until)
+            ccl__loop_once(c, 0);
+    }
+    while (!__atomic_load_n(done, __ATOMIC_ACQUIRE) && !stopping(c)) {
+        uint64_t now = ccl__now_ms();
+        if (now >= deadline_ms)
+            break;
+        uint64_t left = deadline_ms - now;
+        ccl__loop_once(c, left > 100 ? 100 : (int)left);
+    }
+    c->driving = 0;
+    pthread_cond_signal(&c->idle_cv);
+}
+
+void ccl__loop_kick(ccl_comm *c)
+{
+    /* Start the op right here when nobody else drives: its first frames
+     * go out without waking the progress thread. */
+    if (pthread_mutex_trylock(&c->mu) == 0) {
+        ccl__engine_drain_posts(&c->eng);
+        ccl__engine_reap(&c->eng);
+        pthread_mutex_unlock(&c->mu);
+    } else {
+        ccl__wakefd_signal(c->wakefd);
+    }
 }
 
 void *ccl__progress_main(void *arg)
 {
     ccl_comm *c = arg;
-    ccl__event evs[64];
+    ccl__event evs[MAX_EVENTS];
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->driving && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+        while (c->driving && !stopping(c))
             pthread_cond_wait(&c->idle_cv, &c->mu);
-        if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+        if (stopping(c))
             break;
-        int timeout = ccl__timer_ms(c);
-        uint64_t gen = c->mesh_gen;
+        int timeout = timer_ms(c);
+        uint64_t gen = ccl__xport_generation(c->xp);
         pthread_mutex_unlock(&c->mu);
-        int n = ccl__poller_wait(c->poller, evs, 64, timeout);
+        int n = ccl__poller_wait(c->poller, evs, MAX_EVENTS, timeout);
         pthread_mutex_lock(&c->mu);
-        if (__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
+        if (stopping(c))
             break;
         /* Events gathered before a mesh rebuild point at freed
          * connections: drop them (level-triggered epoll reports live ones
          * again). */
         if (!c->driving)
-            process_events(c, evs, gen == c->mesh_gen ? n : 0);
+            process_events(c, evs, gen == ccl__xport_generation(c->xp) ? n : 0);
     }
     pthread_mutex_unlock(&c->mu);
     return NULL;

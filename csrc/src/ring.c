@@ -29,18 +29,12 @@
  * Every rank gets the owner's bytes verbatim in the all-gather, so results
  * are bit-identical on every rank; AVG divides once, at the owner.
  */
-#include "comm.h"
+#include "algos.h"
 #include "reduce.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int mod(int a, int n)
-{
-    a %= n;
-    return a < 0 ? a + n : a;
-}
 
 /* Byte range of segment k. */
 static void seg_range(const ccl_op *op, int n, int k, uint64_t *off,
@@ -53,20 +47,11 @@ static void seg_range(const ccl_op *op, int n, int k, uint64_t *off,
     *len = (base + (uk < rem ? 1 : 0)) * op->esize;
 }
 
-/* Queues a byte range to the right neighbour in units. */
-static int send_range(ccl_comm *c, ccl_op *op, uint16_t step, uint64_t off,
-                      uint64_t len)
+/* Queues a byte range of the buffer to the right neighbour in units. */
+static int send_right(ccl_op *op, uint16_t step, uint64_t off, uint64_t len)
 {
-    uint32_t unit = ccl__unit_bytes(c, op->esize);
-    int right = mod(c->rank + 1, c->size);
-    while (len > 0) {
-        uint32_t l = len < unit ? (uint32_t)len : unit;
-        if (ccl__enqueue_data(c, op, right, step, off, op->buf + off, l))
-            return -1;
-        off += l;
-        len -= l;
-    }
-    return 0;
+    return ccl__op_send_range(op, ccl__mod(op->rank + 1, op->size), step, op->buf,
+                              off, len);
 }
 
 enum { DO_RS = 1, DO_AG = 2 };
@@ -81,16 +66,16 @@ static int phases(const ccl_op *op)
 }
 
 /* The caller's block r of a reduce-scatter is segment r of the scratch. */
-static void rs_deliver(ccl_comm *c, ccl_op *op, uint64_t off, uint64_t len)
+static void rs_deliver(ccl_op *op, uint64_t off, uint64_t len)
 {
     uint64_t soff, slen;
-    seg_range(op, c->size, c->rank, &soff, &slen);
+    seg_range(op, op->size, op->rank, &soff, &slen);
     memcpy(op->out + (off - soff), op->buf + off, len);
 }
 
-static int ring_start(ccl_comm *c, ccl_op *op)
+static int ring_start(ccl_op *op)
 {
-    int n = c->size, r = c->rank, ph = phases(op);
+    int n = op->size, r = op->rank, ph = phases(op);
     uint64_t off, len;
     if (ph == (DO_RS | DO_AG)) {
         op->buf = op->out;
@@ -99,22 +84,17 @@ static int ring_start(ccl_comm *c, ccl_op *op)
         else if (n > 1) {
             /* Every segment but r-1 is reduced into (and saved then);
              * r-1 is only overwritten by the all-gather: save it now. */
-            if (ccl__op_keep_input(c, op))
+            if (ccl__op_keep_input(op))
                 return -1;
-            seg_range(op, n, mod(r - 1, n), &off, &len);
-            if (ccl__op_save(op, off, len)) {
-                ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
+            seg_range(op, n, ccl__mod(r - 1, n), &off, &len);
+            if (ccl__op_save(op, off, len))
                 return -1;
-            }
         }
     } else if (ph == DO_RS) {
         /* Reduce-scatter works in scratch so the caller's input stays
          * intact. */
-        op->scratch = ccl__buf_get(c, op->nbytes, &op->scratch_len);
-        if (!op->scratch) {
-            ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for scratch");
+        if (!ccl__op_scratch(op, op->nbytes))
             return -1;
-        }
         memcpy(op->scratch, op->send, op->nbytes);
         op->buf = op->scratch;
     } else {
@@ -127,46 +107,46 @@ static int ring_start(ccl_comm *c, ccl_op *op)
         if (ph & DO_RS) {
             ccl__reduce_finish(op->buf, op->count, op->dtype, op->redop, 1);
             if (ph == DO_RS)
-                rs_deliver(c, op, 0, op->nbytes);
+                rs_deliver(op, 0, op->nbytes);
         }
         return 0;
     }
     op->recv_left = 0;
     for (int k = 0; k < n; k++) {
         seg_range(op, n, k, &off, &len);
-        if ((ph & DO_RS) && k != mod(r - 1, n))
+        if ((ph & DO_RS) && k != ccl__mod(r - 1, n))
             op->recv_left += len;
         if ((ph & DO_AG) && k != r)
             op->recv_left += len;
     }
     if (ph & DO_RS) {
-        seg_range(op, n, mod(r - 1, n), &off, &len);
-        return send_range(c, op, 0, off, len);
+        seg_range(op, n, ccl__mod(r - 1, n), &off, &len);
+        return send_right(op, 0, off, len);
     }
     seg_range(op, n, r, &off, &len);
-    return send_range(c, op, (uint16_t)(n - 1), off, len);
+    return send_right(op, (uint16_t)(n - 1), off, len);
 }
 
-static int ring_on_header(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h,
-                          int *mode, uint8_t **dst)
+static int ring_on_header(ccl_op *op, int peer, const ccl__hdr *h,
+                          ccl__sink *sink)
 {
-    int n = c->size, r = c->rank, ph = phases(op);
-    int s, k;
-    if (peer != mod(r - 1, n)) {
+    int n = op->size, r = op->rank, ph = phases(op);
+    int s, k, reduce;
+    if (peer != ccl__mod(r - 1, n)) {
         snprintf(op->err, sizeof op->err, "ring frame from rank %d, not from the "
-                 "left neighbour %d", peer, mod(r - 1, n));
+                 "left neighbour %d", peer, ccl__mod(r - 1, n));
         return -1;
     }
     if (h->step < n - 1) {
         s = h->step;
-        k = mod(r - s - 2, n);
-        *mode = RXM_REDUCE;
+        k = ccl__mod(r - s - 2, n);
+        reduce = 1;
         if (!(ph & DO_RS))
             goto bad_step;
     } else if (h->step <= 2 * n - 3) {
         s = h->step - (n - 1);
-        k = mod(r - s - 1, n);
-        *mode = RXM_LAND;
+        k = ccl__mod(r - s - 1, n);
+        reduce = 0;
         if (!(ph & DO_AG))
             goto bad_step;
     } else {
@@ -181,7 +161,10 @@ static int ring_on_header(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h,
                  h->length, k, h->step);
         return -1;
     }
-    *dst = op->buf + h->offset;
+    if (reduce)
+        ccl__sink_reduce(sink, op, op->buf + h->offset);
+    else
+        ccl__sink_land(sink, op, op->buf + h->offset);
     return 0;
 bad_step:
     snprintf(op->err, sizeof op->err, "ring frame with step %u not valid here",
@@ -189,28 +172,24 @@ bad_step:
     return -1;
 }
 
-static int ring_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
+static int ring_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
-    int n = c->size, ph = phases(op);
+    int n = op->size, ph = phases(op);
     int last_rs = n - 2, last_ag = 2 * n - 3;
     if (h->step < n - 1) {
         if (h->step < last_rs)
-            return ccl__enqueue_data(c, op, mod(c->rank + 1, n), h->step + 1,
-                                     h->offset, op->buf + h->offset, h->length);
+            return send_right(op, h->step + 1, h->offset, h->length);
         /* The unit of our own segment is complete: finish it (AVG) once,
          * here, so every rank later receives these exact bytes. */
         ccl__reduce_finish(op->buf + h->offset, h->length / op->esize,
                            op->dtype, op->redop, n);
         if (ph & DO_AG)
-            return ccl__enqueue_data(c, op, mod(c->rank + 1, n),
-                                     (uint16_t)(n - 1), h->offset,
-                                     op->buf + h->offset, h->length);
-        rs_deliver(c, op, h->offset, h->length);
+            return send_right(op, (uint16_t)(n - 1), h->offset, h->length);
+        rs_deliver(op, h->offset, h->length);
         return 0;
     }
     if (h->step < last_ag)
-        return ccl__enqueue_data(c, op, mod(c->rank + 1, n), h->step + 1,
-                                 h->offset, op->buf + h->offset, h->length);
+        return send_right(op, h->step + 1, h->offset, h->length);
     return 0;
 }
 

@@ -55,6 +55,14 @@ typedef struct ccl__event {
     void *ptr;
     unsigned events;
 } ccl__event;
+/* What an event is reported to.  Every owner of a registered descriptor
+ * (a transport connection, the master link) embeds one and registers its
+ * address, so the loop dispatches through this one-entry table and knows
+ * nothing about what the descriptor is. */
+typedef struct ccl__io_handler ccl__io_handler;
+struct ccl__io_handler {
+    void (*on_event)(ccl__io_handler *h, unsigned events);
+};
 int ccl__poller_create(int *pfd);
 int ccl__poller_set(int pfd, int fd, void *ptr, unsigned events, int add);
 int ccl__poller_del(int pfd, int fd);

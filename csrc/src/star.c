@@ -12,7 +12,7 @@
  * them in rank order once all have arrived, so the result does not depend
  * on arrival order: a retry of the same op gives the same bits.
  */
-#include "comm.h"
+#include "algos.h"
 #include "reduce.h"
 
 #include <stdio.h>
@@ -21,29 +21,21 @@
 
 #define HUB 0
 
-/* Queues [0, nbytes) of src to peer in units (at least one frame). */
-static int send_all(ccl_comm *c, ccl_op *op, int peer, uint16_t step,
-                    const uint8_t *src)
+/* Queues the whole buffer src to peer: at least one frame. */
+static int send_whole(ccl_op *op, int peer, uint16_t step, const uint8_t *src)
 {
-    uint32_t unit = ccl__unit_bytes(c, op->esize);
-    uint64_t off = 0;
-    do {
-        uint64_t left = op->nbytes - off;
-        uint32_t l = left < unit ? (uint32_t)left : unit;
-        if (ccl__enqueue_data(c, op, peer, step, off, src + off, l))
-            return -1;
-        off += l;
-    } while (off < op->nbytes);
-    return 0;
+    if (op->nbytes == 0)
+        return ccl__op_send(op, peer, step, 0, NULL, 0) ? -1 : 0;
+    return ccl__op_send_range(op, peer, step, src, 0, op->nbytes);
 }
 
-static int star_start(ccl_comm *c, ccl_op *op)
+static int star_start(ccl_op *op)
 {
-    int n = c->size;
+    int n = op->size;
     op->buf = op->out;
-    if (c->rank == HUB && op->nbytes && op->send != op->out)
+    if (op->rank == HUB && op->nbytes && op->send != op->out)
         memcpy(op->buf, op->send, op->nbytes);
-    if (n > 1 && op->algo == &ccl__star_allreduce_algo && ccl__op_keep_input(c, op))
+    if (n > 1 && op->algo == &ccl__star_allreduce_algo && ccl__op_keep_input(op))
         return -1;
     if (n == 1) {
         if (op->nbytes)
@@ -53,73 +45,66 @@ static int star_start(ccl_comm *c, ccl_op *op)
     /* peer_rx[p]: bytes received from p; peer_rx[n + p]: frames from p. */
     op->peer_rx = calloc(2 * (size_t)n, sizeof *op->peer_rx);
     if (!op->peer_rx) {
-        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory");
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory");
         return -1;
     }
-    if (c->rank == HUB) {
-        if (op->nbytes) {
-            op->scratch = ccl__buf_get(c, (size_t)op->nbytes * (size_t)(n - 1),
-                                       &op->scratch_len);
-            if (!op->scratch) {
-                ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory for staging");
-                return -1;
-            }
-        }
+    if (op->rank == HUB) {
+        if (op->nbytes && !ccl__op_scratch(op, (size_t)op->nbytes * (size_t)(n - 1)))
+            return -1;
         op->frames_left = (uint32_t)(n - 1);
         op->recv_left = op->nbytes * (uint64_t)(n - 1);
         return 0;
     }
     op->frames_left = 1;
     op->recv_left = op->nbytes;
-    return send_all(c, op, HUB, 0, op->nbytes ? op->send : NULL);
+    return send_whole(op, HUB, 0, op->send);
 }
 
-static int star_on_header(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h,
-                          int *mode, uint8_t **dst)
+static int star_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink)
 {
-    int want_step = c->rank == HUB ? 0 : 1;
-    if (h->step != want_step || (c->rank != HUB && peer != HUB)) {
+    int want_step = op->rank == HUB ? 0 : 1;
+    if (h->step != want_step || (op->rank != HUB && peer != HUB)) {
         snprintf(op->err, sizeof op->err, "star frame (step %u) from rank %d "
-                 "not valid at rank %d", h->step, peer, c->rank);
+                 "not valid at rank %d", h->step, peer, op->rank);
         return -1;
     }
-    int extra = op->peer_rx[c->size + peer] > 0 && op->peer_rx[peer] >= op->nbytes;
-    if (h->length % op->esize || extra || (h->length == 0 && op->nbytes != 0)) {
+    int extra = op->peer_rx[op->size + peer] > 0 && op->peer_rx[peer] >= op->nbytes;
+    if (h->length % op->esize || extra || (h->length == 0 && op->nbytes != 0) ||
+        h->offset + h->length > op->nbytes) {
         snprintf(op->err, sizeof op->err, "star frame of %u bytes from rank %d "
                  "is malformed", h->length, peer);
         return -1;
     }
-    *mode = RXM_LAND;
-    if (c->rank == HUB)
-        *dst = op->scratch ? op->scratch + (size_t)(peer - 1) * op->nbytes + h->offset
-                           : NULL;
+    uint8_t *dst;
+    if (op->rank == HUB)
+        dst = op->scratch ? op->scratch + (size_t)(peer - 1) * op->nbytes + h->offset
+                          : NULL;
     else
-        *dst = op->buf ? op->buf + h->offset : NULL;
+        dst = op->buf ? op->buf + h->offset : NULL;
+    ccl__sink_land(sink, op, dst);
     return 0;
 }
 
-static int star_on_data(ccl_comm *c, ccl_op *op, int peer, const ccl__hdr *h)
+static int star_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
-    int n = c->size;
+    int n = op->size;
     op->peer_rx[peer] += h->length;
     op->peer_rx[n + peer]++;
     if (op->peer_rx[peer] < op->nbytes)
         return 0;
     op->frames_left--;
-    if (c->rank != HUB || op->frames_left > 0)
+    if (op->rank != HUB || op->frames_left > 0)
         return 0;
     /* Every contribution is here: reduce in rank order, then answer. */
-    if (ccl__op_save(op, 0, op->nbytes)) {
-        ccl__op_fail(c, op, CCL_ERR_NOMEM, 1, "out of memory saving the input");
+    if (ccl__op_save(op, 0, op->nbytes))
         return -1;
-    }
     for (int p = 1; p < n && op->nbytes; p++)
         ccl__reduce(op->buf, op->scratch + (size_t)(p - 1) * op->nbytes,
                     op->count, op->dtype, op->redop);
     if (op->nbytes)
         ccl__reduce_finish(op->buf, op->count, op->dtype, op->redop, n);
     for (int p = 1; p < n; p++)
-        if (send_all(c, op, p, 1, op->buf))
+        if (send_whole(op, p, 1, op->buf))
             return -1;
     return 0;
 }

@@ -8,6 +8,7 @@
  * was forged (rank 0 reports it) so rank 0 goes on alone. */
 #include "ccl.h"
 #include "comm.h"
+#include "xport_int.h"
 #include "harness.h"
 #include "wire.h"
 
@@ -108,7 +109,7 @@ int main(void)
          * between two whole frames of the real stream. */
         ccl_comm *c1 = a[1].c;
         pthread_mutex_lock(&c1->mu);
-        int fd = c1->peers[0].conns[0].fd;
+        int fd = c1->xp->peers[0].conns[0].fd;
         uint8_t frame[CCL_HDR_LEN + 16 + 16];
         ccl__hdr h;
         memset(&h, 0, sizeof h);
@@ -116,7 +117,7 @@ int main(void)
         h.coll = CCL_COLL_ALLREDUCE_RING;
         h.dtype = CCL_F32;
         h.redop = CCL_SUM;
-        h.epoch = c1->epoch;
+        h.epoch = c1->eng.epoch;
         h.tag = 1;
         h.total = N * 4;
         h.length = 16;

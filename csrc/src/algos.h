@@ -1,0 +1,23 @@
+/*
+ * algos.h - the algorithms (one per file: ring.c, star.c, broadcast.c)
+ * and the sinks they share (sinks.c).  The public API picks an algorithm
+ * per op; the op layer drives it through its ccl__algo table.
+ */
+#ifndef CCL_ALGOS_H
+#define CCL_ALGOS_H
+
+#include "op.h"
+
+/* Payload lands at dst as it arrives. */
+void ccl__sink_land(ccl__sink *s, ccl_op *op, uint8_t *dst);
+/* Payload is reduced (op's dtype and redop) into dst as it arrives. */
+void ccl__sink_reduce(ccl__sink *s, ccl_op *op, uint8_t *dst);
+
+extern const ccl__algo ccl__ring_allreduce_algo;
+extern const ccl__algo ccl__ring_allgather_algo;
+extern const ccl__algo ccl__ring_reduce_scatter_algo;
+extern const ccl__algo ccl__star_allreduce_algo;
+extern const ccl__algo ccl__broadcast_algo;
+extern const ccl__algo ccl__barrier_algo;
+
+#endif

@@ -1,0 +1,18 @@
+/*
+ * master_link.h - what update_topology (comm_reform.c) uses of the
+ * master's link (master_link.c).
+ */
+#ifndef CCL_MASTER_LINK_H
+#define CCL_MASTER_LINK_H
+
+#include "comm.h"
+
+enum { CTL_NONE = 0, CTL_FRAME = 1 };
+
+int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
+                  uint32_t len, uint64_t deadline, char *err, size_t errlen);
+int ccl__ctl_step(ccl_comm *c);
+void ccl__ctl_reject_text(ccl_comm *c, char text[CCL_MAX_ERRMSG + 1]);
+void ccl__master_gone(ccl_comm *c);
+
+#endif

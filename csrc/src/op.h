@@ -1,0 +1,101 @@
+/*
+ * op.h - an op (one collective request) as the op layer and the
+ * algorithms see it, and what the op layer offers the algorithms.
+ *
+ * An algorithm is a table (ccl__algo) the op layer drives: start queues
+ * the first frames; on_header validates an arriving DATA header and says,
+ * through a sink (xport.h), where its payload goes (landed in place,
+ * reduced into place as it arrives, ...); on_data runs when a payload is
+ * whole and queues what follows from it.  Algorithms call only the
+ * functions below, never the transport or the communicator.
+ */
+#ifndef CCL_OP_H
+#define CCL_OP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ccl.h"
+#include "wire.h"
+#include "xport.h"
+
+typedef struct ccl__engine ccl__engine;
+
+typedef struct ccl__algo {
+    uint8_t coll; /* enum ccl__coll, travels in every frame */
+    int (*start)(ccl_op *op);
+    /* Nonzero: protocol violation, with op->err filled. */
+    int (*on_header)(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink);
+    int (*on_data)(ccl_op *op, int peer, const ccl__hdr *h);
+    /* Whether landing (not only reducing) overwrites input that
+     * restore_input must save first. */
+    int save_on_land;
+} ccl__algo;
+
+struct ccl_op {
+    ccl__engine *eng;
+    int refs; /* atomic: the caller's and the engine's */
+    ccl_op *next;
+    const ccl__algo *algo;
+    int dtype, redop, root;
+    size_t esize;
+    uint64_t tag;
+    uint32_t epoch;
+    int rank, size;          /* of the epoch the op runs in */
+    uint32_t unit;           /* pipelining unit in bytes (whole elements) */
+    uint64_t star_max_bytes; /* broadcast: direct sends up to this size */
+    const uint8_t *send;     /* the caller's input */
+    uint8_t *buf;            /* the buffer the algorithm works in */
+    uint8_t *out;            /* the caller's output */
+    uint64_t count;          /* elements in the op's full buffer */
+    uint64_t nbytes;         /* bytes of the full buffer: checked in every frame */
+    uint8_t *scratch;        /* owned working memory (ccl__op_scratch) */
+    size_t scratch_len;
+    /* In-place ops keep the caller's input bytes of every region they
+     * overwrite, to put them back if the op fails (restore_input). */
+    uint8_t *backup;
+    size_t backup_len;
+    uint64_t (*saved)[2]; /* (offset, length) of each saved region */
+    size_t nsaved, capsaved;
+    uint64_t recv_left;   /* payload bytes still to receive */
+    uint64_t send_left;   /* frames still to write to sockets */
+    uint32_t frames_left; /* star/broadcast: frames still expected */
+    uint64_t *peer_rx;    /* star hub: bytes and frames received per peer */
+    uint64_t last_progress_ms;
+    int committing; /* complete here; waiting for DONE from the others */
+    uint8_t *done_seen; /* per rank: DONE received */
+    int active; /* in the engine's active list */
+    int hold;   /* >0 while an algorithm callback runs: no completion */
+    int done;   /* atomic */
+    int result;
+    char err[256];
+};
+
+static inline int ccl__mod(int a, int n)
+{
+    a %= n;
+    return a < 0 ? a + n : a;
+}
+
+/* Queues one DATA frame of the op to peer (data borrowed until written). */
+int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
+                 const uint8_t *data, uint32_t len);
+/* Queues bytes [off, off + len) of base to peer in units (nothing if len
+ * is 0). */
+int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
+                       uint64_t off, uint64_t len);
+/* Fails the op (every peer is told), gives the input back. */
+void ccl__op_fail(ccl_op *op, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Starts keeping the input of an in-place op (if configured).  Nonzero
+ * when memory for it is missing: the op has failed then. */
+int ccl__op_keep_input(ccl_op *op);
+/* Saves the caller's bytes of a region the op is about to overwrite. */
+int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
+/* Working memory of len bytes in op->scratch (failed op on NULL). */
+uint8_t *ccl__op_scratch(ccl_op *op, size_t len);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * op_input.c - an op's memory: working buffers recycled between ops, and
+ * the intact-input guarantee.  An in-place op that fails must give the
+ * caller's input back, so before any region of the caller's buffer is
+ * overwritten (reduced into, or landed on where the algorithm says so)
+ * its bytes are saved; a failure copies the saved regions back.
+ *
+ * An op holds two references: the caller's (dropped by ccl_op_free) and
+ * the engine's (dropped after completion, in ccl__engine_reap).  The last
+ * one frees it.
+ */
+#include "engine.h"
+#include "op_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void ccl__op_release(ccl_op *op)
+{
+    if (__atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+        free(op->scratch);
+        free(op->peer_rx);
+        free(op->done_seen);
+        free(op->backup);
+        free(op->saved);
+        free(op);
+    }
+}
+
+/* A buffer of at least len bytes, from the spares when one fits. */
+static void *buf_get(ccl__engine *e, size_t len, size_t *got)
+{
+    for (int i = 0; i < 2; i++)
+        if (e->spare[i] && e->spare_len[i] >= len) {
+            void *p = e->spare[i];
+            e->spare[i] = NULL;
+            *got = e->spare_len[i];
+            return p;
+        }
+    *got = len;
+    return malloc(len ? len : 1);
+}
+
+/* Keeps a finished op's buffer as a spare (the larger ones win). */
+static void buf_put(ccl__engine *e, void *p, size_t len)
+{
+    if (!p)
+        return;
+    int slot = e->spare_len[0] <= e->spare_len[1] ? 0 : 1;
+    if (!e->spare[slot] || e->spare_len[slot] < len) {
+        free(e->spare[slot]);
+        e->spare[slot] = p;
+        e->spare_len[slot] = len;
+    } else {
+        free(p);
+    }
+}
+
+void ccl__op_buffers_put(ccl_op *op)
+{
+    buf_put(op->eng, op->backup, op->backup_len);
+    op->backup = NULL;
+    buf_put(op->eng, op->scratch, op->scratch_len);
+    op->scratch = NULL;
+}
+
+void ccl__engine_buffers_free(ccl__engine *e)
+{
+    for (int i = 0; i < 2; i++) {
+        free(e->spare[i]);
+        e->spare[i] = NULL;
+        e->spare_len[i] = 0;
+    }
+}
+
+uint8_t *ccl__op_scratch(ccl_op *op, size_t len)
+{
+    op->scratch = buf_get(op->eng, len, &op->scratch_len);
+    if (!op->scratch)
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for working space");
+    return op->scratch;
+}
+
+int ccl__op_keep_input(ccl_op *op)
+{
+    if (!op->eng->restore_input || op->send != op->out || op->nbytes == 0)
+        return 0;
+    op->backup = buf_get(op->eng, op->nbytes, &op->backup_len);
+    if (!op->backup) {
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for the input backup");
+        return -1;
+    }
+    return 0;
+}
+
+int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
+{
+    if (!op->backup || len == 0)
+        return 0;
+    if (op->nsaved == op->capsaved) {
+        size_t cap = op->capsaved ? op->capsaved * 2 : 16;
+        void *n = realloc(op->saved, cap * sizeof *op->saved);
+        if (!n) {
+            ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
+            return -1;
+        }
+        op->saved = n;
+        op->capsaved = cap;
+    }
+    op->saved[op->nsaved][0] = off;
+    op->saved[op->nsaved][1] = len;
+    op->nsaved++;
+    memcpy(op->backup + off, op->buf + off, len);
+    return 0;
+}
+
+int ccl__op_save_sink(ccl_op *op, const ccl__sink *s, uint64_t len)
+{
+    if (!op->backup || (s->kind == CCL_SINK_LAND && !op->algo->save_on_land))
+        return 0;
+    if (s->dst < op->buf || s->dst >= op->buf + op->nbytes)
+        return 0; /* not the caller's buffer (a hub's staging slot) */
+    return ccl__op_save(op, (uint64_t)(s->dst - op->buf), len);
+}
+
+void ccl__op_restore_input(ccl_op *op)
+{
+    for (size_t i = 0; i < op->nsaved; i++)
+        memcpy(op->buf + op->saved[i][0], op->backup + op->saved[i][0],
+               op->saved[i][1]);
+}

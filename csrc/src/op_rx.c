@@ -1,0 +1,423 @@
+/*
+ * op_rx.c - the engine's side of the transport (ccl__engine_xport_ops):
+ * frames are matched to ops by (epoch, tag), the op's algorithm says
+ * where a DATA payload goes, DONE and ABORT act on the op; frames for
+ * tags not posted here yet are kept (up to EARLY_CAP_BYTES, then the
+ * transport parks the connection) and handed over when the op is
+ * activated; frames of ops that already ended are dropped.  Also the
+ * activation of posted ops and the timers of the op layer.
+ */
+#include "op_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reduce.h"
+#include "sock.h"
+
+/* Checks that a DATA frame describes the same op as ours. */
+static int frame_matches(const ccl_op *op, const ccl__hdr *h)
+{
+    return h->coll == op->algo->coll && h->dtype == op->dtype &&
+           h->redop == op->redop && h->total == op->nbytes;
+}
+
+static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
+{
+    ccl__op_fail(op, CCL_ERR_MISMATCH,
+                 "op %llu: peer %d sent (kind %u, dtype %u, op %u, %llu bytes) "
+                 "but this rank has (kind %u, dtype %d, op %d, %llu bytes)",
+                 (unsigned long long)op->tag, peer, h->coll, h->dtype, h->redop,
+                 (unsigned long long)h->total, op->algo->coll, op->dtype,
+                 op->redop, (unsigned long long)op->nbytes);
+}
+
+/* Runs the algorithm's on_data.  The op cannot complete while the
+ * callback is still queueing frames (a first frame written at once must
+ * not end the op before the rest are queued), so completion is checked
+ * afterwards. */
+static void call_on_data(ccl_op *op, int peer, const ccl__hdr *h)
+{
+    op->recv_left -= h->length;
+    op->last_progress_ms = ccl__now_ms();
+    op->hold++;
+    int rc = op->algo->on_data(op, peer, h);
+    op->hold--;
+    if (rc == 0)
+        ccl__op_check_done(op);
+}
+
+/* Asks the op's algorithm for the sink of a DATA frame and saves the
+ * input under it.  Nonzero: the op failed (and the frame is dropped);
+ * *violation says whether the peer broke the protocol. */
+static int place(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink,
+                 int *violation)
+{
+    *violation = 0;
+    if (!frame_matches(op, h)) {
+        mismatch(op, peer, h);
+        return -1;
+    }
+    if (op->algo->on_header(op, peer, h, sink)) {
+        ccl__op_fail(op, CCL_ERR_PROTOCOL, "%s", op->err);
+        *violation = 1;
+        return -1;
+    }
+    return ccl__op_save_sink(op, sink, h->length);
+}
+
+/* Delivers a complete DATA payload that was kept before its op existed. */
+static void deliver_early(ccl_op *op, ccl__early *x)
+{
+    ccl__sink sink;
+    memset(&sink, 0, sizeof sink);
+    int violation;
+    if (place(op, x->peer, &x->h, &sink, &violation))
+        return;
+    if (x->h.length && sink.kind == CCL_SINK_LAND)
+        memcpy(sink.dst, x->data, x->h.length);
+    else if (x->h.length && sink.kind == CCL_SINK_STAGE)
+        sink.consume(&sink, x->data, 0, x->h.length);
+    call_on_data(op, x->peer, &x->h);
+}
+
+static void early_push(ccl__engine *e, ccl__early *x)
+{
+    x->next = NULL;
+    if (e->early_tail)
+        e->early_tail->next = x;
+    else
+        e->early_head = x;
+    e->early_tail = x;
+}
+
+/* Takes the early frames of tag out of the list, delivering them to op
+ * when it is given and still running. */
+static void take_early(ccl__engine *e, uint64_t tag, ccl_op *op)
+{
+    ccl__early **xp = &e->early_head, *prev = NULL;
+    while (*xp) {
+        ccl__early *x = *xp;
+        if (x->h.tag != tag) {
+            prev = x;
+            xp = &x->next;
+            continue;
+        }
+        *xp = x->next;
+        if (e->early_tail == x)
+            e->early_tail = prev;
+        e->early_bytes -= x->h.length;
+        if (op && op->active)
+            deliver_early(op, x);
+        free(x->data);
+        free(x);
+    }
+}
+
+static void on_data_header(ccl__engine *e, int peer, const ccl__hdr *h,
+                           ccl__sink *sink)
+{
+    if (h->epoch != e->epoch)
+        return; /* an old epoch's frame: drop it */
+    if (h->tag >= e->activated_upto) {
+        /* Early: the peer is ahead of us.  Keep the payload, or stop
+         * reading this connection if too much is kept already. */
+        if (e->early_bytes + h->length > EARLY_CAP_BYTES && !e->force_early) {
+            sink->kind = CCL_SINK_PARK;
+            return;
+        }
+        e->early_bytes += h->length;
+        sink->kind = CCL_SINK_KEEP;
+        return;
+    }
+    ccl_op *op = ccl__engine_find(e, h->tag);
+    if (!op)
+        return; /* the op already ended here: drop its late bytes */
+    int violation;
+    if (place(op, peer, h, sink, &violation)) {
+        memset(sink, 0, sizeof *sink);
+        if (violation)
+            ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL, op->err);
+    }
+}
+
+static void on_header(void *ctx, int peer, const ccl__hdr *h, ccl__sink *sink)
+{
+    ccl__engine *e = ctx;
+    switch (h->type) {
+    case CCL_FT_DATA:
+        on_data_header(e, peer, h, sink);
+        return;
+    case CCL_FT_ABORT:
+        sink->kind = CCL_SINK_KEEP; /* small: read whole, acted on at the end */
+        return;
+    case CCL_FT_DONE:
+        return;
+    default:
+        ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL,
+                         "unexpected frame type on a peer connection");
+        return;
+    }
+}
+
+/* A DONE: the peer completed op tag.  It is never dropped: an op waits
+ * for every live peer's DONE, so a lost one would leave this rank to fail
+ * an op that succeeded elsewhere.  Without memory to remember it the link
+ * to the peer ends instead, a failure the agreement already handles. */
+static void rx_done(ccl__engine *e, int peer, const ccl__hdr *h)
+{
+    if (h->epoch != e->epoch)
+        return;
+    ccl_op *op = ccl__engine_find(e, h->tag);
+    if (op) {
+        op->done_seen[peer] = 1;
+        op->last_progress_ms = ccl__now_ms();
+        ccl__op_check_done(op);
+        return;
+    }
+    if (h->tag < e->activated_upto)
+        return; /* the op ended here already */
+    ccl__early_done *d = malloc(sizeof *d);
+    if (!d) {
+        ccl__xport_break(e->xp, peer, CCL_ERR_NOMEM, "out of memory keeping a DONE");
+        return;
+    }
+    d->tag = h->tag;
+    d->peer = peer;
+    d->next = e->early_done;
+    e->early_done = d;
+}
+
+static void rx_abort(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t *msgb)
+{
+    int code = 0;
+    char msg[CCL_MAX_ERRMSG + 1];
+    if (ccl__errmsg_decode(msgb, h->length, &code, msg) != 0) {
+        ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL, "malformed ABORT frame");
+        return;
+    }
+    if (h->epoch != e->epoch)
+        return;
+    ccl_op *op = ccl__engine_find(e, h->tag);
+    if (op) {
+        ccl__op_fail_quiet(op, ccl__abort_code(code), "aborted by peer %d: %s", peer,
+                           msg);
+        return;
+    }
+    if (h->tag < e->activated_upto)
+        return;
+    ccl__aborted *a = calloc(1, sizeof *a);
+    if (!a) {
+        ccl__xport_break(e->xp, peer, CCL_ERR_NOMEM, "out of memory keeping an ABORT");
+        return;
+    }
+    a->tag = h->tag;
+    a->code = code;
+    snprintf(a->msg, sizeof a->msg, "peer %d: %s", peer, msg);
+    a->next = e->aborted;
+    e->aborted = a;
+}
+
+/* A kept (early) DATA frame is whole. */
+static void rx_kept(ccl__engine *e, int peer, const ccl__hdr *h, uint8_t *data)
+{
+    ccl__early *x = calloc(1, sizeof *x);
+    if (!x) {
+        free(data);
+        e->early_bytes -= h->length;
+        ccl__xport_break(e->xp, peer, CCL_ERR_NOMEM, "out of memory keeping a frame");
+        return;
+    }
+    x->peer = peer;
+    x->h = *h;
+    x->data = data;
+    early_push(e, x);
+    if (h->tag < e->activated_upto)
+        /* Its op was posted while the payload was still arriving. */
+        take_early(e, h->tag, ccl__engine_find(e, h->tag));
+}
+
+static void on_frame(void *ctx, int peer, const ccl__hdr *h, const ccl__sink *sink,
+                     uint8_t *kept)
+{
+    ccl__engine *e = ctx;
+    if (h->type == CCL_FT_ABORT) {
+        rx_abort(e, peer, h, kept);
+        free(kept);
+    } else if (h->type == CCL_FT_DONE) {
+        rx_done(e, peer, h);
+    } else if (sink->kind == CCL_SINK_KEEP) {
+        rx_kept(e, peer, h, kept);
+    } else if (sink->kind != CCL_SINK_DISCARD && sink->owner) {
+        ccl_op *op = sink->owner;
+        if (op->active)
+            call_on_data(op, peer, h);
+    }
+}
+
+static void on_sent(void *ctx, void *cookie)
+{
+    ccl_op *op = cookie;
+    op->send_left--;
+    op->last_progress_ms = ccl__now_ms();
+    ccl__op_check_done(op);
+}
+
+/* A connection failed: every pending op fails (a collective cannot finish
+ * without the peer), and the other peers learn it from us at once rather
+ * than at their own deadline, so every survivor fails the same ops.  The
+ * epoch stays broken until the next safe point. */
+static void on_broken(void *ctx, int peer, int code, const char *why)
+{
+    ccl__engine *e = ctx;
+    if (!e->broken)
+        ccl__engine_set_error(e, why);
+    ccl__engine_mark_broken(e, code, why);
+    ccl__engine_peer_lost(e, peer, code, why, 0, 1);
+}
+
+/* A peer closed its communicator.  Ops it took part in already have all
+ * its bytes (they were ahead of the BYE in every stream), so only ops it
+ * never reached (tag >= the BYE's tag) fail, and so does every later op:
+ * the group is smaller now.  Every survivor got the same BYE, so none
+ * needs to be told. */
+static void on_bye(void *ctx, int peer, uint64_t tag)
+{
+    ccl__engine *e = ctx;
+    char msg[80];
+    snprintf(msg, sizeof msg, "peer %d left the group", peer);
+    ccl__engine_mark_broken(e, CCL_ERR_PEER_LOST, msg);
+    ccl__engine_peer_lost(e, peer, CCL_ERR_PEER_LOST, msg, tag, 0);
+}
+
+const ccl__xport_ops ccl__engine_xport_ops = {on_header, on_frame, on_sent,
+                                              on_broken, on_bye};
+
+/* Whether an op must not start: the epoch is broken or a peer aborted it
+ * before it was posted here. */
+static int refuse_start(ccl__engine *e, ccl_op *op)
+{
+    if (e->broken) {
+        ccl__op_fail_quiet(op, e->broken, "%s", e->broken_msg);
+        return 1;
+    }
+    ccl__aborted **ap = &e->aborted;
+    while (*ap && (*ap)->tag != op->tag)
+        ap = &(*ap)->next;
+    if (!*ap)
+        return 0;
+    ccl__aborted *a = *ap;
+    *ap = a->next;
+    ccl__op_fail_quiet(op, ccl__abort_code(a->code), "aborted by a peer: %s", a->msg);
+    free(a);
+    return 1;
+}
+
+static void take_early_dones(ccl__engine *e, ccl_op *op)
+{
+    for (ccl__early_done **dp = &e->early_done; *dp;) {
+        ccl__early_done *d = *dp;
+        if (d->tag == op->tag) {
+            op->done_seen[d->peer] = 1;
+            *dp = d->next;
+            free(d);
+        } else {
+            dp = &d->next;
+        }
+    }
+}
+
+static void activate(ccl__engine *e, ccl_op *op)
+{
+    op->next = e->active;
+    e->active = op;
+    op->active = 1;
+    op->rank = e->rank;
+    op->size = e->size;
+    op->epoch = e->epoch;
+    op->last_progress_ms = ccl__now_ms();
+    e->activated_upto = op->tag + 1;
+    if (refuse_start(e, op)) {
+        take_early(e, op->tag, NULL);
+        return;
+    }
+    op->done_seen = calloc((size_t)e->size, 1);
+    if (!op->done_seen) {
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory");
+        return;
+    }
+    take_early_dones(e, op);
+    op->hold++;
+    int rc = op->algo->start(op);
+    op->hold--;
+    if (rc != 0)
+        return; /* start failed the op itself */
+    take_early(e, op->tag, op);
+    ccl__op_check_done(op);
+}
+
+void ccl__engine_drain_posts(ccl__engine *e)
+{
+    pthread_mutex_lock(&e->post_mu);
+    ccl_op *list = e->post_head;
+    e->post_head = e->post_tail = NULL;
+    pthread_mutex_unlock(&e->post_mu);
+    if (!list)
+        return;
+    while (list) {
+        ccl_op *op = list;
+        list = op->next;
+        activate(e, op);
+    }
+    ccl__xport_unpark_all(e->xp);
+}
+
+/* Parked connections read on when the posted ops make no progress: their
+ * frames may sit behind the parked one in the same stream. */
+static void unpark_stuck(ccl__engine *e, uint64_t now)
+{
+    uint64_t last = 0;
+    for (ccl_op *op = e->active; op; op = op->next)
+        if (op->last_progress_ms > last)
+            last = op->last_progress_ms;
+    if (!e->active || now - last < PARK_STUCK_MS)
+        return;
+    e->force_early = 1;
+    ccl__xport_unpark_all(e->xp);
+    e->force_early = 0;
+}
+
+void ccl__engine_tick(ccl__engine *e, uint64_t now)
+{
+    if (now < e->next_check_ms)
+        return;
+    e->next_check_ms = now + 50;
+    unpark_stuck(e, now);
+    uint64_t limit = (uint64_t)e->op_timeout_ms;
+    /* A failure can end other ops too (telling the peers may break a
+     * connection), so the scan starts over after each one. */
+    for (int again = 1; again;) {
+        again = 0;
+        for (ccl_op *op = e->active; op; op = op->next) {
+            /* Ops complete here wait for DONE under the same deadline: a
+             * peer that is alive but never posts the op has sent DONE to
+             * nobody, so nobody can have succeeded, and failing stays
+             * consistent.  (A silent peer is lost sooner, at
+             * peer_timeout.) */
+            if (now - op->last_progress_ms <= limit)
+                continue;
+            ccl__op_fail(op, CCL_ERR_TIMEOUT,
+                         "op %llu made no progress for %d ms (a peer may be "
+                         "stalled, or ranks issued different ops)",
+                         (unsigned long long)op->tag, e->op_timeout_ms);
+            again = 1;
+            break;
+        }
+    }
+}
+
+int ccl__engine_busy(const ccl__engine *e)
+{
+    return e->active != NULL;
+}

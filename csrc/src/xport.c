@@ -1,0 +1,286 @@
+/*
+ * xport.c - the transport's members and connections over an epoch, their
+ * readiness events, and liveness: heartbeats keep an idle but healthy
+ * peer from looking dead; silence longer than peer_timeout means the
+ * peer is stopped, hung or cut off (a stopped process keeps its sockets
+ * open, so only a deadline catches it).
+ */
+#include "xport_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void conn_event(ccl__io_handler *h, unsigned events)
+{
+    xp_conn *k = (xp_conn *)h; /* ev is the first member */
+    if (k->fd < 0)
+        return;
+    if (events & CCL_EV_OUT)
+        ccl__xp_flush(k);
+    if (k->fd >= 0 && (events & (CCL_EV_IN | CCL_EV_ERR)))
+        ccl__xp_read(k);
+}
+
+int ccl__xport_create(ccl__xport **out, int poller, const ccl__xport_ops *ops,
+                      void *ctx)
+{
+    ccl__xport *x = calloc(1, sizeof *x);
+    if (!x)
+        return CCL_ERR_NOMEM;
+    x->poller = poller;
+    x->ops = ops;
+    x->ctx = ctx;
+    x->self = -1;
+    *out = x;
+    return CCL_OK;
+}
+
+void ccl__xport_clear(ccl__xport *x)
+{
+    if (!x->peers)
+        return;
+    x->gen++;
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        for (int i = 0; i < pe->nconns; i++) {
+            xp_conn *k = &pe->conns[i];
+            ccl__xp_conn_close(k);
+            free(k->staging);
+            ccl__xp_mac_free(k);
+        }
+        while (pe->qhead) {
+            xp_req *r = pe->qhead;
+            pe->qhead = r->next;
+            ccl__xp_req_free(x, r);
+        }
+        free(pe->conns);
+    }
+    free(x->peers);
+    x->peers = NULL;
+    x->size = 0;
+}
+
+void ccl__xport_destroy(ccl__xport *x)
+{
+    if (!x)
+        return;
+    ccl__xport_clear(x);
+    while (x->free_reqs) {
+        xp_req *r = x->free_reqs;
+        x->free_reqs = r->next;
+        free(r);
+    }
+    free(x);
+}
+
+int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
+                     uint32_t epoch, const ccl__xport_member *members)
+{
+    ccl__xport_clear(x);
+    x->peers = calloc((size_t)size, sizeof *x->peers);
+    if (!x->peers)
+        return CCL_ERR_NOMEM;
+    x->size = size;
+    x->self = self;
+    x->epoch = epoch;
+    for (int p = 0; p < size; p++) {
+        xp_peer *pe = &x->peers[p];
+        snprintf(pe->host, sizeof pe->host, "%s", members[p].host);
+        pe->port = members[p].port;
+        if (p == self)
+            continue;
+        pe->conns = calloc((size_t)conns_per_peer, sizeof *pe->conns);
+        if (!pe->conns)
+            return CCL_ERR_NOMEM; /* the table stays walkable for clear */
+        pe->nconns = conns_per_peer;
+        for (int i = 0; i < pe->nconns; i++) {
+            xp_conn *k = &pe->conns[i];
+            k->ev.on_event = conn_event;
+            k->x = x;
+            k->fd = -1;
+            k->peer = p;
+            k->index = i;
+        }
+    }
+    return CCL_OK;
+}
+
+int ccl__xport_wants(const ccl__xport *x, int peer, int index)
+{
+    if (peer < 0 || peer >= x->size || index < 0 || index >= x->peers[peer].nconns)
+        return 0;
+    return x->peers[peer].conns[index].fd < 0;
+}
+
+int ccl__xport_conns(const ccl__xport *x, int peer)
+{
+    return peer >= 0 && peer < x->size ? x->peers[peer].nconns : 0;
+}
+
+int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
+                     int frame_mac)
+{
+    xp_conn *k = &x->peers[peer].conns[index];
+    if (frame_mac) {
+        if (!hs || !hs->authed)
+            return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+        k->mac = calloc(1, sizeof *k->mac);
+        if (!k->mac)
+            return CCL_ERR_NOMEM;
+        ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
+        ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
+    }
+    if (hs) {
+        ccl__wipe(hs->seed_tx, sizeof hs->seed_tx);
+        ccl__wipe(hs->seed_rx, sizeof hs->seed_rx);
+    }
+    k->fd = fd;
+    return CCL_OK;
+}
+
+int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
+{
+    uint64_t now = ccl__now_ms();
+    x->peer_timeout_ms = peer_timeout_ms;
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        pe->last_rx_ms = pe->last_tx_ms = now;
+        for (int i = 0; i < pe->nconns; i++) {
+            xp_conn *k = &pe->conns[i];
+            ccl__sock_set_nonblock(k->fd);
+            ccl__sock_set_nodelay(k->fd);
+            if (ccl__poller_set(x->poller, k->fd, &k->ev, CCL_EV_IN, 1))
+                return CCL_ERR_IO;
+        }
+    }
+    return CCL_OK;
+}
+
+uint64_t ccl__xport_generation(const ccl__xport *x)
+{
+    return x->gen;
+}
+
+void ccl__xport_break(ccl__xport *x, int peer, int code, const char *why)
+{
+    xp_peer *p = &x->peers[peer];
+    for (int i = 0; i < p->nconns; i++)
+        if (p->conns[i].fd >= 0) {
+            ccl__xp_conn_failed(&p->conns[i], code, why);
+            return;
+        }
+}
+
+void ccl__xport_detach(ccl__xport *x, void *owner)
+{
+    for (int p = 0; p < x->size; p++)
+        for (int i = 0; i < x->peers[p].nconns; i++) {
+            xp_conn *k = &x->peers[p].conns[i];
+            if (k->sink.owner == owner && k->sink.kind != CCL_SINK_KEEP) {
+                k->sink.kind = CCL_SINK_DISCARD;
+                k->sink.owner = NULL;
+            }
+        }
+}
+
+void ccl__xport_unpark_all(ccl__xport *x)
+{
+    for (int p = 0; p < x->size; p++)
+        for (int i = 0; i < x->peers[p].nconns; i++) {
+            xp_conn *k = &x->peers[p].conns[i];
+            if (k->fd >= 0 && k->parked)
+                ccl__xp_unpark(k);
+        }
+}
+
+static int peer_parked(const xp_peer *pe)
+{
+    for (int i = 0; i < pe->nconns; i++)
+        if (pe->conns[i].fd >= 0 && pe->conns[i].parked)
+            return 1;
+    return 0;
+}
+
+void ccl__xport_tick(ccl__xport *x, uint64_t now)
+{
+    uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        if (!ccl__xport_peer_open(x, p))
+            continue;
+        if (peer_parked(pe)) /* we stopped reading it ourselves */
+            pe->last_rx_ms = now;
+        if (now - pe->last_rx_ms > limit) {
+            char why[160];
+            snprintf(why, sizeof why, "silent for %llu ms (stopped, hung or cut off)",
+                     (unsigned long long)(now - pe->last_rx_ms));
+            ccl__xport_break(x, p, CCL_ERR_PEER_LOST, why);
+            continue;
+        }
+        if (now - pe->last_tx_ms >= hb && !pe->qhead) {
+            ccl__hdr h;
+            memset(&h, 0, sizeof h);
+            h.type = CCL_FT_HEARTBEAT;
+            ccl__xport_send(x, p, &h, NULL, 0, NULL);
+        }
+    }
+}
+
+int ccl__xport_timer_ms(const ccl__xport *x, int busy)
+{
+    int t = x->peer_timeout_ms / 8;
+    if (busy && t > 50)
+        t = 50;
+    return t > 1000 ? 1000 : t < 1 ? 1 : t;
+}
+
+void ccl__xport_say_bye(ccl__xport *x, uint64_t tag)
+{
+    uint8_t buf[CCL_HDR_LEN + CCL_FRAME_MAC_TAG_LEN];
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = CCL_FT_BYE;
+    h.epoch = x->epoch;
+    h.tag = tag;
+    ccl__hdr_encode(buf, &h);
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        for (int i = 0; i < pe->nconns; i++) {
+            xp_conn *k = &pe->conns[i];
+            /* A frame cut in the middle cannot be followed by BYE: the peer
+             * then sees the connection end, which is the truth. */
+            if (k->fd < 0 || k->cur)
+                continue;
+            size_t len = CCL_HDR_LEN;
+            if (k->mac) {
+                ccl__frame_mac(&k->mac->tx_key, k->mac->tx_seq++, buf, CCL_HDR_LEN,
+                               buf + CCL_HDR_LEN);
+                len += CCL_FRAME_MAC_TAG_LEN;
+            }
+            ccl__sock_send_all(k->fd, buf, len, ccl__now_ms() + 200, NULL, 0);
+        }
+    }
+}
+
+int ccl__xport_peer_open(const ccl__xport *x, int peer)
+{
+    const xp_peer *pe = &x->peers[peer];
+    for (int i = 0; i < pe->nconns; i++)
+        if (pe->conns[i].fd >= 0)
+            return 1;
+    return 0;
+}
+
+int ccl__xport_peer_misbehaved(const ccl__xport *x, int peer)
+{
+    return x->peers[peer].misbehaved;
+}
+
+void ccl__xport_stats(const ccl__xport *x, uint64_t *tx, uint64_t *rx)
+{
+    if (tx)
+        *tx = x->tx_bytes;
+    if (rx)
+        *rx = x->rx_bytes;
+}

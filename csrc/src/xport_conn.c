@@ -1,0 +1,111 @@
+/*
+ * xport_conn.c - what every part of the transport does to a connection:
+ * poller registration, send request recycling, closing, and the two ways
+ * a peer leaves the transport (a failed connection, or BYE on all of
+ * them).
+ */
+#include "xport_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ccl__xp_conn_events(xp_conn *k)
+{
+    unsigned ev = (k->parked ? 0 : CCL_EV_IN) | (k->out_armed ? CCL_EV_OUT : 0);
+    ccl__poller_set(k->x->poller, k->fd, &k->ev, ev, 0);
+}
+
+xp_req *ccl__xp_req_alloc(ccl__xport *x)
+{
+    xp_req *r = x->free_reqs;
+    if (r) {
+        x->free_reqs = r->next;
+    } else {
+        r = malloc(sizeof *r);
+        if (!r)
+            return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+void ccl__xp_req_free(ccl__xport *x, xp_req *r)
+{
+    free(r->owned);
+    r->owned = NULL;
+    r->next = x->free_reqs;
+    x->free_reqs = r;
+}
+
+void ccl__xp_mac_free(xp_conn *k)
+{
+    if (!k->mac)
+        return;
+    ccl__wipe(k->mac, sizeof *k->mac);
+    free(k->mac);
+    k->mac = NULL;
+}
+
+/* Closes the socket; a half-written frame is dropped with it. */
+void ccl__xp_conn_close(xp_conn *k)
+{
+    if (k->fd < 0)
+        return;
+    ccl__poller_del(k->x->poller, k->fd);
+    ccl__sock_close(k->fd);
+    k->fd = -1;
+    k->parked = 0;
+    k->out_armed = 0;
+    k->sink.kind = CCL_SINK_DISCARD;
+    k->sink.owner = NULL;
+    free(k->keep);
+    k->keep = NULL;
+    if (k->cur) {
+        ccl__xp_req_free(k->x, k->cur);
+        k->cur = NULL;
+    }
+}
+
+/* One broken connection ends the whole pool: the peer's frames are
+ * striped, so what is missing on this stream cannot come on another. */
+void ccl__xp_conn_failed(xp_conn *k, int code, const char *why)
+{
+    ccl__xport *x = k->x;
+    if (k->fd < 0)
+        return;
+    int peer = k->peer;
+    xp_peer *p = &x->peers[peer];
+    /* Bytes that break the protocol (or fail their MAC) are remembered:
+     * membership reports the peer at the safe point. */
+    if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
+        p->misbehaved = 1;
+    char msg[400];
+    snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
+             p->port, k->index, why);
+    for (int i = 0; i < p->nconns; i++)
+        ccl__xp_conn_close(&p->conns[i]);
+    while (p->qhead) {
+        xp_req *r = p->qhead;
+        p->qhead = r->next;
+        ccl__xp_req_free(x, r);
+    }
+    p->qtail = NULL;
+    x->ops->on_broken(x->ctx, peer, code, msg);
+}
+
+/* A peer closed its end in order and said so on this connection: nothing
+ * more comes on it.  Once every connection said BYE the layer above hears
+ * of it (frames ahead of the BYE were delivered first, in stream order). */
+void ccl__xp_conn_bye(xp_conn *k)
+{
+    ccl__xport *x = k->x;
+    xp_peer *p = &x->peers[k->peer];
+    uint64_t tag = k->h.tag;
+    ccl__xp_conn_close(k);
+    k->rstate = RX_HDR;
+    for (int i = 0; i < p->nconns; i++)
+        if (p->conns[i].fd >= 0)
+            return;
+    x->ops->on_bye(x->ctx, k->peer, tag);
+}

@@ -1,0 +1,111 @@
+/*
+ * xport_int.h - the transport's own structures, shared by its files:
+ * xport_conn.c (connection primitives) < xport_send.c (frames out) and
+ * xport_recv.c (frames in) < xport.c (members, liveness, events).
+ * Nothing above the transport includes this file.
+ */
+#ifndef CCL_XPORT_INT_H
+#define CCL_XPORT_INT_H
+
+#include "mac.h"
+#include "sock.h"
+#include "xport.h"
+
+/* Reads stop after this many bytes per connection and event, so one busy
+ * connection cannot starve the others. */
+#define XP_READ_BUDGET (4u << 20)
+#define XP_DISCARD_CHUNK 65536
+
+/* One frame waiting to be written: header bytes plus a payload that is
+ * borrowed from the layer above (cookie set) or owned (control frames). */
+typedef struct xp_req {
+    struct xp_req *next;
+    void *cookie;
+    uint8_t hdr[CCL_HDR_LEN];
+    const uint8_t *data;
+    uint32_t len;
+    uint8_t *owned;
+} xp_req;
+
+/* Receive states: a header, then its payload, then (frame MACs) its tag. */
+enum { RX_HDR, RX_PAYLOAD, RX_TAG };
+
+/* Frame MAC state of one connection.  Each direction has its own key, and
+ * its frame count is the MAC's sequence number.  The MAC is computed as
+ * bytes are written and checked as they are read; a frame is reported up
+ * (on_frame, or on_header for a frame without payload) only after its tag
+ * checked out. */
+typedef struct xp_mac {
+    ccl__frame_mac_key tx_key, rx_key;
+    ccl__frame_mac_ctx tx, rx;
+    uint64_t tx_seq, rx_seq;
+    uint8_t tx_tag[CCL_FRAME_MAC_TAG_LEN];
+    int tx_sealed;
+    uint8_t rx_tag[CCL_FRAME_MAC_TAG_LEN];
+    size_t rx_tag_have;
+} xp_mac;
+
+typedef struct xp_conn {
+    ccl__io_handler ev; /* first: the poller reports to it */
+    ccl__xport *x;
+    int fd, peer, index;
+    /* send side */
+    xp_req *cur;
+    size_t cur_off; /* bytes of header + payload (+ tag) written */
+    int out_armed;
+    /* receive side */
+    int rstate;
+    uint8_t hbuf[CCL_HDR_LEN];
+    size_t hpos;
+    ccl__hdr h;
+    ccl__sink sink;
+    uint8_t *rdst;   /* where the payload's bytes go now */
+    size_t rdone;    /* payload bytes received */
+    size_t rtaken;   /* STAGE: payload bytes handed to consume */
+    uint8_t *staging;
+    size_t staging_cap;
+    uint8_t *keep;   /* KEEP: the heap payload */
+    int parked;
+    xp_mac *mac;
+} xp_conn;
+
+typedef struct xp_peer {
+    char host[CCL_MAX_HOST + 1];
+    uint16_t port;
+    xp_conn *conns;
+    int nconns;
+    xp_req *qhead, *qtail; /* frames not yet taken by a connection */
+    uint64_t last_rx_ms;   /* any byte from this peer */
+    uint64_t last_tx_ms;   /* any frame queued to it */
+    int misbehaved;        /* its bytes broke the protocol or a MAC */
+} xp_peer;
+
+struct ccl__xport {
+    int poller;
+    const ccl__xport_ops *ops;
+    void *ctx;
+    xp_peer *peers;
+    int size, self;
+    uint32_t epoch;
+    int peer_timeout_ms;
+    xp_req *free_reqs;
+    uint64_t tx_bytes, rx_bytes;
+    uint64_t gen;
+};
+
+/* xport_conn.c */
+void ccl__xp_conn_events(xp_conn *k);
+void ccl__xp_conn_close(xp_conn *k);
+void ccl__xp_mac_free(xp_conn *k);
+void ccl__xp_conn_failed(xp_conn *k, int code, const char *why);
+void ccl__xp_conn_bye(xp_conn *k);
+xp_req *ccl__xp_req_alloc(ccl__xport *x);
+void ccl__xp_req_free(ccl__xport *x, xp_req *r);
+/* xport_send.c */
+void ccl__xp_flush(xp_conn *k);
+void ccl__xp_kick(ccl__xport *x, int peer);
+/* xport_recv.c */
+void ccl__xp_read(xp_conn *k);
+void ccl__xp_unpark(xp_conn *k);
+
+#endif

@@ -1,0 +1,222 @@
+/*
+ * xport_send.c - frames out.  The layer above queues frames per peer; the
+ * peer's K connections pull from that queue whenever their socket can
+ * take more, so one op is striped over the pool in proportion to each
+ * connection's progress.  Writes are nonblocking; a connection that would
+ * block waits for EPOLLOUT.  With frame MACs the MAC is computed over the
+ * bytes as they are written, and the tag follows the payload.
+ */
+#include "xport_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void peer_push(xp_peer *p, xp_req *r)
+{
+    r->next = NULL;
+    p->last_tx_ms = ccl__now_ms();
+    if (p->qtail)
+        p->qtail->next = r;
+    else
+        p->qhead = r;
+    p->qtail = r;
+}
+
+/* A frame is written whole: tell its owner. */
+static void req_sent(ccl__xport *x, xp_req *r)
+{
+    void *cookie = r->cookie;
+    ccl__xp_req_free(x, r);
+    if (cookie)
+        x->ops->on_sent(x->ctx, cookie);
+}
+
+/* Feeds bytes [from, to) of a frame's header + payload, just written, to
+ * its MAC while they are still in cache. */
+static void mac_written(xp_mac *m, const xp_req *r, size_t from, size_t to)
+{
+    if (from < CCL_HDR_LEN) {
+        size_t end = to < CCL_HDR_LEN ? to : CCL_HDR_LEN;
+        ccl__frame_mac_update(&m->tx, r->hdr + from, end - from);
+        from = end;
+    }
+    size_t body = CCL_HDR_LEN + r->len;
+    if (to > body)
+        to = body;
+    if (from < to)
+        ccl__frame_mac_update(&m->tx, r->data + (from - CCL_HDR_LEN), to - from);
+}
+
+/* Takes the next frame of the peer's queue onto connection k. */
+static xp_req *take_next(xp_conn *k, xp_peer *p)
+{
+    if (!p->qhead)
+        return NULL;
+    k->cur = p->qhead;
+    p->qhead = k->cur->next;
+    if (!p->qhead)
+        p->qtail = NULL;
+    k->cur_off = 0;
+    if (k->mac) {
+        /* The sequence number is this connection's, so the MAC starts
+         * when a connection takes the frame. */
+        ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
+        k->mac->tx_sealed = 0;
+    }
+    return k->cur;
+}
+
+/* The frame's bytes still to write (header, payload, then the tag once
+ * it is known) as an iovec. */
+static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
+{
+    int sealed = k->mac && k->mac->tx_sealed;
+    const uint8_t *seg[3] = {r->hdr, r->data, sealed ? k->mac->tx_tag : NULL};
+    size_t seglen[3] = {CCL_HDR_LEN, r->len, sealed ? CCL_FRAME_MAC_TAG_LEN : 0};
+    int n = 0;
+    size_t skip = k->cur_off;
+    for (int i = 0; i < 3; i++) {
+        if (skip >= seglen[i]) {
+            skip -= seglen[i];
+            continue;
+        }
+        iov[n].iov_base = (void *)(seg[i] + skip);
+        iov[n].iov_len = seglen[i] - skip;
+        n++;
+        skip = 0;
+    }
+    return n;
+}
+
+/* Writes what the socket takes, pulling frames from the peer's queue. */
+void ccl__xp_flush(xp_conn *k)
+{
+    ccl__xport *x = k->x;
+    xp_peer *p = &x->peers[k->peer];
+    char err[160];
+    while (k->fd >= 0) {
+        xp_req *r = k->cur ? k->cur : take_next(k, p);
+        if (!r)
+            break;
+        size_t body = CCL_HDR_LEN + r->len;
+        if (k->mac && k->cur_off == body && !k->mac->tx_sealed) {
+            ccl__frame_mac_final(&k->mac->tx, k->mac->tx_tag);
+            k->mac->tx_sealed = 1;
+        }
+        size_t total = body + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
+        struct iovec iov[3];
+        int n = frame_iov(k, r, iov);
+        long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
+        if (w < 0) {
+            ccl__xp_conn_failed(k, CCL_ERR_PEER_LOST, err);
+            return;
+        }
+        if (w == 0) {
+            if (!k->out_armed) {
+                k->out_armed = 1;
+                ccl__xp_conn_events(k);
+            }
+            return;
+        }
+        x->tx_bytes += (uint64_t)w;
+        if (k->mac && !k->mac->tx_sealed)
+            mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
+        k->cur_off += (size_t)w;
+        if (k->cur_off == total) {
+            k->cur = NULL;
+            req_sent(x, r);
+        }
+    }
+    if (k->fd >= 0 && k->out_armed) {
+        k->out_armed = 0;
+        ccl__xp_conn_events(k);
+    }
+}
+
+/* Offers queued frames to every idle connection of a peer. */
+void ccl__xp_kick(ccl__xport *x, int peer)
+{
+    xp_peer *p = &x->peers[peer];
+    for (int i = 0; i < p->nconns && p->qhead; i++) {
+        xp_conn *k = &p->conns[i];
+        if (k->fd >= 0 && !k->cur)
+            ccl__xp_flush(k);
+    }
+}
+
+int ccl__xport_send(ccl__xport *x, int peer, ccl__hdr *h, const uint8_t *data,
+                    uint32_t len, void *cookie)
+{
+    xp_peer *p = &x->peers[peer];
+    int open = 0;
+    for (int i = 0; i < p->nconns; i++)
+        open |= p->conns[i].fd >= 0;
+    if (!open)
+        return CCL_OK; /* already out: its failure was reported */
+    xp_req *r = ccl__xp_req_alloc(x);
+    if (!r)
+        return CCL_ERR_NOMEM;
+    if (!cookie && len) {
+        r->owned = malloc(len);
+        if (!r->owned) {
+            ccl__xp_req_free(x, r);
+            return CCL_ERR_NOMEM;
+        }
+        memcpy(r->owned, data, len);
+        data = r->owned;
+    }
+    h->epoch = x->epoch;
+    h->length = len;
+    ccl__hdr_encode(r->hdr, h);
+    r->cookie = cookie;
+    r->data = data;
+    r->len = len;
+    peer_push(p, r);
+    ccl__xp_kick(x, peer);
+    return CCL_OK;
+}
+
+/* A half-written frame must still be finished (the stream would be
+ * corrupt otherwise), so its remaining bytes are copied to memory the
+ * request owns: the owner's buffer may be reused at once. */
+static void detach_current(xp_conn *k)
+{
+    xp_req *r = k->cur;
+    r->cookie = NULL;
+    if (k->cur_off >= CCL_HDR_LEN + r->len || !r->len)
+        return;
+    uint8_t *copy = malloc(r->len);
+    if (!copy) {
+        /* Without memory the stream cannot be finished safely. */
+        ccl__xp_conn_failed(k, CCL_ERR_NOMEM, "out of memory");
+        return;
+    }
+    memcpy(copy, r->data, r->len);
+    free(r->owned);
+    r->owned = copy;
+    r->data = copy;
+}
+
+void ccl__xport_purge(ccl__xport *x, void *cookie)
+{
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        xp_req **pp = &pe->qhead, *last = NULL;
+        while (*pp) {
+            xp_req *r = *pp;
+            if (r->cookie == cookie) {
+                *pp = r->next;
+                ccl__xp_req_free(x, r);
+            } else {
+                last = r;
+                pp = &r->next;
+            }
+        }
+        pe->qtail = last;
+        for (int i = 0; i < pe->nconns; i++) {
+            xp_conn *k = &pe->conns[i];
+            if (k->fd >= 0 && k->cur && k->cur->cookie == cookie)
+                detach_current(k);
+        }
+    }
+}
