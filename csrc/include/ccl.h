@@ -17,6 +17,26 @@
  *  - Every blocking call has a deadline.  Nothing spins without bound.
  *  - Collectives must be issued in the same order on every rank (ops are
  *    matched by (epoch, tag), the tag being the op's sequence number).
+ *
+ * Threads
+ *  - Every call on a communicator may be made from any thread, and calls
+ *    from several threads at once are safe, with two limits: ops posted
+ *    concurrently from several threads get tags in the order they reach
+ *    the communicator, which must then be the same on every rank (so post
+ *    from one thread, or order the posts yourself); and
+ *    ccl_comm_destroy must be the last call (it may run while other
+ *    threads wait in ccl_op_wait: they return CCL_ERR_CLOSED).
+ *  - ccl_comm_update_topology holds the communicator for its whole
+ *    duration: ops posted meanwhile start in the next epoch.
+ *  - ccl_comm_rank, ccl_comm_size, ccl_comm_epoch, ccl_comm_error,
+ *    ccl_comm_peers_pending and ccl_comm_stats never wait for the network.
+ *  - An op may be waited for (ccl_op_wait, ccl_op_test) from any thread,
+ *    by several at once; ccl_op_free must come after every other call on
+ *    that op.
+ *  - The core calls no callback: nothing of the caller's runs on the
+ *    core's threads.  Log lines go to stderr or to the queue read by
+ *    ccl_log_read.
+ *  - The master's calls are thread-safe; ccl_master_destroy comes last.
  */
 #ifndef CCL_H
 #define CCL_H

@@ -6,7 +6,7 @@
 #ifndef CCL_ALGOS_H
 #define CCL_ALGOS_H
 
-#include "op.h"
+#include "op_types.h"
 
 /* Payload lands at dst as it arrives. */
 void ccl__sink_land(ccl__sink *s, ccl_op *op, uint8_t *dst);

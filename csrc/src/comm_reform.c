@@ -4,7 +4,7 @@
  * waits for the master's answer, and moves the communicator to the next
  * epoch (new ranks, a new mesh) when the group changed.
  */
-#include "comm.h"
+#include "communicator.h"
 #include "master_link.h"
 
 #include <stdio.h>
@@ -19,25 +19,26 @@ static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
     return rc;
 }
 
-/* Waits for the master's answer to REFORM, skipping PENDING updates. */
+/* Waits for the master's answer to REFORM.  The event loop keeps running
+ * meanwhile (the answer is left for us by the master link's handler), so
+ * heartbeats go on both ways and a member that waits here is never taken
+ * for a silent one, however long the others take to arrive; a peer that
+ * dies meanwhile is still noticed. */
 static int await_answer(ccl_comm *c, uint64_t deadline)
 {
-    char err[200];
-    for (;;) {
-        int rc = ccl__ctl_step(c);
-        if (rc < 0)
-            return -rc;
-        if (rc == CTL_FRAME) {
-            if (c->ctl_h.type == CCL_FT_PENDING)
-                continue;
-            return CCL_OK;
-        }
-        if (ccl__now_ms() >= deadline)
-            return CCL_ERR_TIMEOUT;
-        rc = ccl__sock_wait_readable(c->master_fd, deadline, err, sizeof err);
-        if (rc)
-            return rc;
+    c->answered = 0;
+    c->awaiting = 1;
+    while (!c->answered && c->master_fd >= 0 && !c->master_lost) {
+        uint64_t now = ccl__now_ms();
+        if (now >= deadline)
+            break;
+        ccl__loop_once(c, deadline - now > 100 ? 100 : (int)(deadline - now));
     }
+    c->awaiting = 0;
+    if (c->answered)
+        return CCL_OK;
+    return c->master_fd < 0 || c->master_lost ? CCL_ERR_MASTER_UNREACHABLE
+                                              : CCL_ERR_TIMEOUT;
 }
 
 /* Moves to the epoch of the GROUP in c->ctl_payload: new ranks, a new

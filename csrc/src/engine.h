@@ -18,7 +18,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "op.h"
+#include "op_types.h"
 #include "xport.h"
 
 /* Early frames (for ops not posted here yet) are kept up to this many

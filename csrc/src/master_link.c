@@ -9,7 +9,7 @@
  * both go through ccl__ctl_step so a half-read frame is never lost
  * between them.
  */
-#include "comm.h"
+#include "communicator.h"
 #include "handshake.h"
 #include "master_link.h"
 
@@ -265,6 +265,12 @@ static void ctl_event(ccl__io_handler *h, unsigned events)
         }
         if (rc == CTL_NONE)
             return;
+        if (c->awaiting && c->ctl_h.type != CCL_FT_PENDING) {
+            /* The answer to REFORM: left for update_topology, unread
+             * bytes after it too. */
+            c->answered = 1;
+            return;
+        }
         if (c->ctl_h.type == CCL_FT_PENDING)
             __atomic_store_n(&c->pending, (int)(c->ctl_h.tag > 1000000 ? 1000000
                                                 : c->ctl_h.tag), __ATOMIC_RELEASE);

@@ -5,7 +5,7 @@
 #ifndef CCL_MASTER_LINK_H
 #define CCL_MASTER_LINK_H
 
-#include "comm.h"
+#include "communicator.h"
 
 enum { CTL_NONE = 0, CTL_FRAME = 1 };
 

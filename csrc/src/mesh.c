@@ -8,7 +8,7 @@
  * and each rank's accept phase depends only on lower ranks.  Each
  * connection is handshaken (handshake.c) and handed to the transport.
  */
-#include "comm.h"
+#include "communicator.h"
 #include "handshake.h"
 
 #include <stdio.h>

@@ -6,7 +6,7 @@
  * finishes it safely.
  */
 #include "algos.h"
-#include "comm.h"
+#include "communicator.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -28,7 +28,7 @@ void ccl__op_release(ccl_op *op)
 }
 
 /* A buffer of at least len bytes, from the spares when one fits. */
-static void *buf_get(ccl__engine *e, size_t len, size_t *got)
+void *ccl__buf_get(ccl__engine *e, size_t len, size_t *got)
 {
     for (int i = 0; i < 2; i++)
         if (e->spare[i] && e->spare_len[i] >= len) {
@@ -73,37 +73,17 @@ void ccl__engine_buffers_free(ccl__engine *e)
     }
 }
 
-uint8_t *ccl__op_scratch(ccl_op *op, size_t len)
-{
-    op->scratch = buf_get(op->eng, len, &op->scratch_len);
-    if (!op->scratch)
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for working space");
-    return op->scratch;
-}
-
-int ccl__op_keep_input(ccl_op *op)
-{
-    if (!op->eng->restore_input || op->send != op->out || op->nbytes == 0)
-        return 0;
-    op->backup = buf_get(op->eng, op->nbytes, &op->backup_len);
-    if (!op->backup) {
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for the input backup");
-        return -1;
-    }
-    return 0;
-}
-
-int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
+/* Records a region and copies the caller's bytes of it.  -1 without
+ * memory for the record. */
+int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len)
 {
     if (!op->backup || len == 0)
         return 0;
     if (op->nsaved == op->capsaved) {
         size_t cap = op->capsaved ? op->capsaved * 2 : 16;
         void *n = realloc(op->saved, cap * sizeof *op->saved);
-        if (!n) {
-            ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
+        if (!n)
             return -1;
-        }
         op->saved = n;
         op->capsaved = cap;
     }
@@ -112,15 +92,6 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
     op->nsaved++;
     memcpy(op->backup + off, op->buf + off, len);
     return 0;
-}
-
-int ccl__op_save_sink(ccl_op *op, const ccl__sink *s, uint64_t len)
-{
-    if (!op->backup || (s->kind == CCL_SINK_LAND && !op->algo->save_on_land))
-        return 0;
-    if (s->dst < op->buf || s->dst >= op->buf + op->nbytes)
-        return 0; /* not the caller's buffer (a hub's staging slot) */
-    return ccl__op_save(op, (uint64_t)(s->dst - op->buf), len);
 }
 
 void ccl__op_restore_input(ccl_op *op)

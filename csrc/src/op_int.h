@@ -32,9 +32,9 @@ struct ccl__aborted {
 };
 
 /* op_input.c */
+void *ccl__buf_get(ccl__engine *e, size_t len, size_t *got);
 void ccl__op_buffers_put(ccl_op *op);
-/* Saves the input under a sink about to be written (see op_input.c). */
-int ccl__op_save_sink(ccl_op *op, const ccl__sink *s, uint64_t len);
+int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len);
 void ccl__op_restore_input(ccl_op *op);
 
 /* op_state.c */

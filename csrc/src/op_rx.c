@@ -64,7 +64,14 @@ static int place(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink,
         *violation = 1;
         return -1;
     }
-    return ccl__op_save_sink(op, sink, h->length);
+    /* Save the input under the bytes about to be written: reduced into,
+     * or landed on where the algorithm asks (a ring lands only in regions
+     * it already saved while reducing). */
+    if (!op->backup || (sink->kind == CCL_SINK_LAND && !op->algo->save_on_land))
+        return 0;
+    if (sink->dst < op->buf || sink->dst >= op->buf + op->nbytes)
+        return 0; /* not the caller's buffer (a hub's staging slot) */
+    return ccl__op_save(op, (uint64_t)(sink->dst - op->buf), h->length);
 }
 
 /* Delivers a complete DATA payload that was kept before its op existed. */

@@ -398,3 +398,31 @@ int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
     }
     return 0;
 }
+
+uint8_t *ccl__op_scratch(ccl_op *op, size_t len)
+{
+    op->scratch = ccl__buf_get(op->eng, len, &op->scratch_len);
+    if (!op->scratch)
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for working space");
+    return op->scratch;
+}
+
+int ccl__op_keep_input(ccl_op *op)
+{
+    if (!op->eng->restore_input || op->send != op->out || op->nbytes == 0)
+        return 0;
+    op->backup = ccl__buf_get(op->eng, op->nbytes, &op->backup_len);
+    if (!op->backup) {
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for the input backup");
+        return -1;
+    }
+    return 0;
+}
+
+int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
+{
+    if (ccl__op_save_region(op, off, len) == 0)
+        return 0;
+    ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
+    return -1;
+}

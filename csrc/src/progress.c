@@ -6,7 +6,7 @@
  * caller drives it (see comm.h for the threading rules).  A caller that
  * waits for an op drives the loop itself: no thread hand-off.
  */
-#include "comm.h"
+#include "communicator.h"
 
 #include <stdlib.h>
 
@@ -27,7 +27,9 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
         ccl__io_handler *h = evs[i].ptr;
         h->on_event(h, evs[i].events);
     }
-    ccl__engine_drain_posts(&c->eng);
+    /* Ops posted while update_topology waits start in the next epoch. */
+    if (!c->awaiting)
+        ccl__engine_drain_posts(&c->eng);
     uint64_t now = ccl__now_ms();
     ccl__xport_tick(c->xp, now);
     ccl__engine_tick(&c->eng, now);

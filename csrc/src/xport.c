@@ -279,8 +279,10 @@ int ccl__xport_peer_misbehaved(const ccl__xport *x, int peer)
 
 void ccl__xport_stats(const ccl__xport *x, uint64_t *tx, uint64_t *rx)
 {
+    /* Counted with atomic adds by the driver: readable from any thread
+     * without the drive lock. */
     if (tx)
-        *tx = x->tx_bytes;
+        *tx = __atomic_load_n(&x->tx_bytes, __ATOMIC_RELAXED);
     if (rx)
-        *rx = x->rx_bytes;
+        *rx = __atomic_load_n(&x->rx_bytes, __ATOMIC_RELAXED);
 }

@@ -119,7 +119,7 @@ static int read_tag(xp_conn *k)
         ccl__xp_conn_failed(k, (int)-n, err);
         return 0;
     }
-    x->rx_bytes += (uint64_t)n;
+    __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
     m->rx_tag_have += (size_t)n;
     if (m->rx_tag_have < CCL_FRAME_MAC_TAG_LEN)
         return 0;
@@ -228,7 +228,7 @@ void ccl__xp_read(xp_conn *k)
         }
         if (n == 0)
             return;
-        x->rx_bytes += (uint64_t)n;
+        __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
         x->peers[k->peer].last_rx_ms = ccl__now_ms();
         budget -= (size_t)n;
         if (k->rstate == RX_HDR) {

@@ -118,7 +118,7 @@ void ccl__xp_flush(xp_conn *k)
             }
             return;
         }
-        x->tx_bytes += (uint64_t)w;
+        __atomic_fetch_add(&x->tx_bytes, (uint64_t)w, __ATOMIC_RELAXED);
         if (k->mac && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;

@@ -7,7 +7,7 @@
  * and at the next update_topology the master expels the peer whose stream
  * was forged (rank 0 reports it) so rank 0 goes on alone. */
 #include "ccl.h"
-#include "comm.h"
+#include "communicator.h"
 #include "xport_int.h"
 #include "harness.h"
 #include "wire.h"

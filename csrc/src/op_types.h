@@ -1,5 +1,5 @@
 /*
- * op.h - an op (one collective request) as the op layer and the
+ * op_types.h - an op (one collective request) as the op layer and the
  * algorithms see it, and what the op layer offers the algorithms.
  *
  * An algorithm is a table (ccl__algo) the op layer drives: start queues
@@ -9,8 +9,8 @@
  * whole and queues what follows from it.  Algorithms call only the
  * functions below, never the transport or the communicator.
  */
-#ifndef CCL_OP_H
-#define CCL_OP_H
+#ifndef CCL_OP_TYPES_H
+#define CCL_OP_TYPES_H
 
 #include <stddef.h>
 #include <stdint.h>

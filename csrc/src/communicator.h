@@ -1,5 +1,5 @@
 /*
- * comm.h - a communicator: the engine (op layer over the transport), the
+ * communicator.h - a communicator: the engine (op layer over the transport), the
  * loop that drives them, and membership (the master link, the mesh).
  * Only the loop, membership and the public API include this file.
  *
@@ -18,8 +18,8 @@
  *  - An op's `done` flag is written once, with release order, after its
  *    result; readers load it with acquire order.
  */
-#ifndef CCL_COMM_H
-#define CCL_COMM_H
+#ifndef CCL_COMMUNICATOR_H
+#define CCL_COMMUNICATOR_H
 
 #include "auth.h"
 #include "ccl.h"
@@ -54,6 +54,8 @@ struct ccl_comm {
     uint8_t *ctl_payload;
     size_t ctl_ppos;
     int pending;      /* atomic: joiners waiting, as last told by the master */
+    int awaiting;     /* update_topology waits: the loop keeps the answer */
+    int answered;     /* the answer to REFORM is in ctl_h / ctl_payload */
     int master_lost;  /* the control link ended */
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
