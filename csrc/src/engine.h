@@ -7,7 +7,7 @@
  * engine sits on the transport and hears from it through the callback
  * table ccl__engine_xport_ops; it never touches a socket.
  *
- * Locks (see comm.h for the drive lock `mu`): every function here runs
+ * Locks (see communicator.h for the drive lock `mu`): every function here runs
  * with mu held, except ccl__engine_post, ccl__engine_set_error,
  * ccl__engine_error, ccl__engine_pending and ccl__engine_group, which
  * take the engine's own small locks and may be called from any thread.

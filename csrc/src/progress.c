@@ -3,7 +3,7 @@
  * descriptor's handler (ccl__io_handler: transport connections, the
  * master's link), timers (the transport's liveness, the engine's
  * deadlines), and the progress thread, which runs the loop whenever no
- * caller drives it (see comm.h for the threading rules).  A caller that
+ * caller drives it (see communicator.h for the threading rules).  A caller that
  * waits for an op drives the loop itself: no thread hand-off.
  */
 #include "communicator.h"

@@ -14,7 +14,7 @@
  * written or ccl__xport_purge detaches them.
  *
  * Every function runs with the communicator's drive lock held (see
- * comm.h); callbacks run inside them, so a callback may call back into
+ * communicator.h); callbacks run inside them, so a callback may call back into
  * the transport (a connection may be closed under the caller: functions
  * check for that).
  */
