@@ -12,6 +12,8 @@ header, so the mapping can never drift from the C side.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from pyccl._lib import ffi, lib
 
 
@@ -159,9 +161,25 @@ def check(rc: int, detail: str = "") -> None:
         raise error_class(rc)(detail, code=rc)
 
 
+_ERRLEN = 1024
+
+
+def create_checked(create: Any, cfg: Any, ctype: str, destroy: Any) -> Any:
+    """Runs a ``ccl_*_create(cfg, &out, err, errlen)`` of the core
+    (``ctype`` names ``out``'s type) and returns ``out``, with ``destroy``
+    as its ``ffi.gc`` safety net; raises the mapped error, with the core's
+    message, if it fails."""
+    out = ffi.new(ctype + " **")
+    err = ffi.new("char[]", _ERRLEN)
+    check(create(cfg, out, err, _ERRLEN),
+          ffi.string(err).decode("utf-8", "replace"))
+    return ffi.gc(out[0], destroy)
+
+
 __all__ = [
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",
     "MasterUnreachable", "TooFewPeers", "Closed", "InvalidUsage", "AuthError",
-    "Rejected", "InternalError", "StillRunning", "check", "error_class", "strerror",
+    "Rejected", "InternalError", "StillRunning", "check", "create_checked",
+    "error_class", "strerror",
 ]

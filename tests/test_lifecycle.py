@@ -111,10 +111,10 @@ def test_communicator_bad_arguments():
         pyccl.Communicator("127.0.0.1:1", 1, connect_timeout=-1.0)
 
 
-def test_master_unreachable_within_connect_timeout(free_port):
+def test_master_unreachable_within_connect_timeout(refusing_port):
     start = time.monotonic()
     with pytest.raises(pyccl.MasterUnreachable) as info:
-        pyccl.Communicator("127.0.0.1:%d" % free_port, world_size=2, rank=0,
+        pyccl.Communicator("127.0.0.1:%d" % refusing_port, world_size=2, rank=0,
                            connect_timeout=2.0)
     took = time.monotonic() - start
     assert isinstance(info.value, ConnectionError)
