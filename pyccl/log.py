@@ -30,10 +30,10 @@ import atexit
 import logging
 import os
 import threading
-import warnings
 from typing import Optional
 
 from pyccl._lib import ffi, lib
+from pyccl.errors import warn_caller
 
 #: The logger that carries the core's lines.
 logger = logging.getLogger("pyccl")
@@ -86,9 +86,8 @@ def configured_level() -> Optional[str]:
     if not name:
         return None
     if name not in LEVELS:
-        warnings.warn("PYCCL_LOG_LEVEL=%r is not one of %s; ignored"
-                      % (name, ", ".join(LEVELS)), RuntimeWarning,
-                      stacklevel=3)
+        warn_caller("PYCCL_LOG_LEVEL=%r is not one of %s; ignored"
+                    % (name, ", ".join(LEVELS)), RuntimeWarning)
         return None
     return name
 

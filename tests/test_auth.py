@@ -15,7 +15,7 @@ import sys
 import pytest
 
 import pyccl
-from pyccl.keys import KeyFileWarning, resolve_key
+from pyccl.keys import KeyFileWarning, read_key_file, resolve_key
 from tests import workers
 from tests.peers import GroupError, run_group
 from tests.raw_client import (FLAG_AUTH, ROLE_MASTER, closed_within, hello,
@@ -144,6 +144,31 @@ def test_key_sources(tmp_path, monkeypatch):
         resolve_key(key_file=tmp_path / "missing")
     with pytest.raises(pyccl.InvalidArgument, match="not both"):
         resolve_key(key=KEY, key_file=path)
+
+
+def test_key_file_warning_names_the_callers_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCCL_KEY", raising=False)
+    path = tmp_path / "open.key"
+    path.write_bytes(KEY.hex().encode())
+    os.chmod(path, 0o644)
+    monkeypatch.setenv("PYCCL_KEY_FILE", str(path))
+    calls = [
+        (lambda: read_key_file(path), "read_key_file"),
+        (lambda: resolve_key(key_file=path), "resolve_key"),
+        (lambda: resolve_key(), "resolve_key from the environment"),
+        (lambda: pyccl.Master(key_file=str(path)).close(), "Master"),
+        (lambda: pyccl.Communicator("127.0.0.1:1", 1, key_file=str(path),
+                                    connect_timeout=0.5), "Communicator"),
+    ]
+    for call, what in calls:
+        with pytest.warns(KeyFileWarning) as caught:
+            try:
+                call()
+            except pyccl.MasterUnreachable:
+                pass  # the Communicator: the key was read first
+        (w,) = [w for w in caught if w.category is KeyFileWarning]
+        line = call.__code__.co_firstlineno
+        assert (w.filename, w.lineno) == (__file__, line), what
 
 
 def test_environment_key_reaches_master_and_peers(monkeypatch):
