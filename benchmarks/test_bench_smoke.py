@@ -8,21 +8,22 @@ import sys
 
 import pytest
 
-from pyccl import bench, cli
+from pyccl import cli
+from pyccl.bench import orchestrate, summary, tables
 
 
 def test_iteration_counts():
-    assert bench.iters_for(4) == 200
-    assert bench.iters_for(16 << 20) == 128
-    assert bench.iters_for(256 << 20) == 8
-    assert bench.iters_for(1 << 30) == 3
-    assert bench.warmup_for(200) == 5 and bench.warmup_for(8) == 1
+    assert orchestrate.iters_for(4) == 200
+    assert orchestrate.iters_for(16 << 20) == 128
+    assert orchestrate.iters_for(256 << 20) == 8
+    assert orchestrate.iters_for(1 << 30) == 3
+    assert orchestrate.warmup_for(200) == 5 and orchestrate.warmup_for(8) == 1
 
 
 def test_formatting():
-    assert bench.format_time(25e-6) == "25.0 us"
-    assert bench.format_time(0.0123) == "12.30 ms"
-    assert bench.bus_factor(4) == 1.5 and bench.bus_factor(1) == 0.0
+    assert tables.format_time(25e-6) == "25.0 us"
+    assert tables.format_time(0.0123) == "12.30 ms"
+    assert summary.bus_factor(4) == 1.5 and summary.bus_factor(1) == 0.0
 
 
 def test_bad_arguments(capsys):

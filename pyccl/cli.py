@@ -1,33 +1,32 @@
 """The ``pyccl`` command.
 
+    pyccl --version
     pyccl master [--host 127.0.0.1] [--port 29400] [--key-file F] [--allow-insecure]
     pyccl keygen [FILE]
     pyccl demo [--peers 4] [--sizes 4,4K,1M,16M] [--iters 5] [--algorithm auto]
-    pyccl bench ...        (pyccl.bench.main(argv) -> int, when installed)
+    pyccl bench ...        (pyccl bench --help)
+
+Each subcommand lives in its own module (:mod:`pyccl.demo`,
+:mod:`pyccl.bench`); this one only dispatches, and none of them imports
+it back.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import logging
 import signal
 import sys
 import threading
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
+
+import pyccl
+from pyccl import demo
 
 
-def _sizes(text: str) -> List[int]:
-    from pyccl.demo import parse_size
-    try:
-        return [parse_size(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1, not %d" % value)
-    return value
+def version_text() -> str:
+    """``pyccl --version``: the package, the C core and the protocol."""
+    return "pyccl %s (C core %s, protocol %d)" % (
+        pyccl.__version__, pyccl.c_version(), pyccl.PROTOCOL_VERSION)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,13 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyccl",
         description="Fault-tolerant collective communication.")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     master = sub.add_parser(
         "master", help="run a master until Ctrl-C or SIGTERM",
         description="Runs a master that peers register with; prints its "
-                    "address and serves until interrupted.")
+                    "address and serves until interrupted.  Joins, "
+                    "departures and new epochs are logged on stderr.")
     master.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1)")
     master.add_argument("--port", type=int, default=29400,
@@ -61,21 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("file", nargs="?", default=None,
                         help="file to create (default: print the key)")
 
-    demo = sub.add_parser(
+    demo.add_arguments(sub.add_parser(
         "demo", help="all-reduce across local processes and check results",
-        description="Starts a master and N worker processes on 127.0.0.1; "
-                    "each all-reduces f32 buffers of each size, checks the "
-                    "exact result and that all ranks agree bit for bit.")
-    demo.add_argument("--peers", type=_positive, default=4,
-                      help="number of worker processes (default 4)")
-    demo.add_argument("--sizes", type=_sizes, default=_sizes("4,4K,1M,16M"),
-                      help="comma-separated buffer sizes in bytes, with "
-                           "K/M/G suffixes (default 4,4K,1M,16M)")
-    demo.add_argument("--iters", type=_positive, default=5,
-                      help="all-reduces per size (default 5)")
-    demo.add_argument("--algorithm", choices=("auto", "ring", "star"),
-                      default="auto", help="all-reduce algorithm")
+        description=demo.DESCRIPTION))
 
+    # Only listed here: everything after "bench" goes to its own parser.
     sub.add_parser(
         "bench", add_help=False,
         help="benchmark tables against torch gloo (pyccl bench --help)")
@@ -101,7 +92,12 @@ def _run_keygen(path: Optional[str]) -> int:
 
 def _run_master(host: str, port: int, key_file: Optional[str] = None,
                 allow_insecure: Optional[bool] = None) -> int:
-    from pyccl import CclError, Master
+    # The master's own log lines (joins, departures, epochs, refusals) are
+    # what an operator watches: show them, unless the environment asked
+    # for another level (PYCCL_LOG_LEVEL, applied by pyccl.log).
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s: "
+                               "%(message)s")
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -111,9 +107,9 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         try:
-            master = Master(host, port, key_file=key_file,
-                            allow_insecure=allow_insecure)
-        except CclError as exc:
+            master = pyccl.Master(host, port, key_file=key_file,
+                                  allow_insecure=allow_insecure)
+        except pyccl.CclError as exc:
             print("pyccl master: %s" % exc, file=sys.stderr)
             return 1
         with master:
@@ -131,29 +127,12 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
     return 0
 
 
-def _run_bench(argv: List[str]) -> int:
-    try:
-        bench = importlib.import_module("pyccl.bench")
-    except ModuleNotFoundError as exc:
-        if exc.name != "pyccl.bench":
-            raise
-        print("pyccl bench: not available in this installation "
-              "(the module pyccl.bench is missing)", file=sys.stderr)
-        return 2
-    main_fn = getattr(bench, "main", None)
-    if main_fn is None:
-        print("pyccl bench: pyccl.bench has no main(argv) entry point",
-              file=sys.stderr)
-        return 2
-    return int(main_fn(argv) or 0)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``pyccl`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
-        # Everything after "bench" belongs to pyccl.bench's own parser.
-        return _run_bench(argv[1:])
+        from pyccl.bench.command import main as bench_main
+        return bench_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "master":
         return _run_master(args.host, args.port, args.key_file,
@@ -161,13 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "keygen":
         return _run_keygen(args.file)
     if args.command == "demo":
-        from pyccl.demo import run
-        try:
-            return run(peers=args.peers, sizes=args.sizes, iters=args.iters,
-                       algorithm=args.algorithm)
-        except ValueError as exc:
-            print("pyccl demo: %s" % exc, file=sys.stderr)
-            return 2
+        return demo.run_args(args)
     raise AssertionError(args.command)  # argparse allows nothing else
 
 

@@ -7,23 +7,41 @@ the core, whose progress thread runs it; a blocking call waits on the
 resulting :class:`~pyccl.Work`.  The GIL is released during every C call.
 
 Collectives must be issued in the same order on every rank.
+
+Threads.  A Communicator may be used from several threads.  Its lock
+guards the Python state (the C handle, the set of pending ops, whether an
+update_topology runs) and is held only for work that returns at once:
+posting an op (the core's ``*_async`` calls only queue it), reading a
+counter.  No thread ever holds it while it waits.  The calls that may wait
+-- :meth:`Communicator.update_topology` for up to its timeout, and
+:meth:`Communicator.stats` while the core's own state is busy -- hold a
+*use* of the C handle instead of the lock.  So, during an update_topology
+in one thread, other threads can read ``rank``, ``world_size``, ``epoch``
+and ``peers_pending()`` at once, and ``close()`` returns at once: it
+marks the communicator closed (new calls raise Closed), and the last use
+to end -- here, the update_topology, which then raises Closed -- destroys
+the core's communicator.  Starting an op or a second update_topology
+while one runs is an InvalidUsage error: the safe point needs every op
+finished, and ops must be posted in the same order on every rank.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 from pyccl._lib import ffi, lib
 from pyccl.buffers import Buffer, as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                           parse_op)
-from pyccl.errors import Closed, InvalidArgument, check
+from pyccl.log import start_reader
+from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
+                          create_checked)
 from pyccl.keys import KeyLike, configure as configure_key
 from pyccl.master import Master
 from pyccl.work import Work
 
-_ERRLEN = 1024
 _INT_MAX = 2**31 - 1
 
 MasterLike = Union[str, Tuple[str, int], Master]
@@ -142,6 +160,9 @@ class Communicator:
         self._lock = threading.Lock()
         self._pending: set[Work] = set()
         self._c = None
+        self._users = 0           # threads inside a call that may block
+        self._doomed = None       # the handle close() left to the last user
+        self._updating = False    # an update_topology runs
 
         cfg = ffi.new("ccl_comm_config *")
         lib.ccl_comm_config_init(cfg)
@@ -166,13 +187,17 @@ class Communicator:
         key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
 
-        out = ffi.new("ccl_comm **")
-        err = ffi.new("char[]", _ERRLEN)
-        rc = lib.ccl_comm_create(cfg, out, err, _ERRLEN)
-        check(rc, ffi.string(err).decode("utf-8", "replace"))
-        self._c = ffi.gc(out[0], lib.ccl_comm_destroy)
-        self._rank = int(lib.ccl_comm_rank(self._c))
-        self._size = int(lib.ccl_comm_size(self._c))
+        start_reader()  # before the core's first line
+        self._c = create_checked(lib.ccl_comm_create, cfg, "ccl_comm",
+                                 lib.ccl_comm_destroy)
+        self._identify(self._c)
+
+    def _identify(self, c: Any) -> None:
+        """Reads rank, size and epoch, which change only at creation and
+        in update_topology (so reading them costs no C call later)."""
+        self._rank = int(lib.ccl_comm_rank(c))
+        self._size = int(lib.ccl_comm_size(c))
+        self._epoch = int(lib.ccl_comm_epoch(c))
 
     # -- state ------------------------------------------------------------
 
@@ -192,7 +217,8 @@ class Communicator:
     def epoch(self) -> int:
         """The epoch of the group this communicator belongs to."""
         with self._lock:
-            return int(lib.ccl_comm_epoch(self._handle()))
+            self._handle()
+            return self._epoch
 
     @property
     def closed(self) -> bool:
@@ -204,8 +230,8 @@ class Communicator:
         (payload and headers, every connection)."""
         tx = ffi.new("uint64_t *")
         rx = ffi.new("uint64_t *")
-        with self._lock:
-            lib.ccl_comm_stats(self._handle(), tx, rx)
+        with self._use() as c:
+            lib.ccl_comm_stats(c, tx, rx)
         return {"tx_bytes": int(tx[0]), "rx_bytes": int(rx[0])}
 
     # -- membership -------------------------------------------------------
@@ -225,39 +251,71 @@ class Communicator:
         new ranks (survivors keep their order).  Cheap when nothing changed.
         If the master was restarted, this reconnects to it.
 
+        It does not hold the communicator's lock while it waits (see the
+        module's docstring): other threads may read the communicator's
+        state or close it meanwhile.
+
         Returns:
             True when the group changed (new epoch, maybe new rank and
             world size), False when it stayed as it was.
 
         Raises:
-            InvalidUsage: ops are still pending.
+            InvalidUsage: ops are still pending, or another thread is in
+                update_topology.
+            Closed: the communicator was closed (before or during it).
             MasterUnreachable, Timeout, Rejected: see :mod:`pyccl.errors`.
         """
         if self._pending:
             self._sweep()
         ms = _ms(timeout, "timeout")
-        # Under the lock: a close() in another thread waits for the safe
-        # point to end instead of freeing the communicator under it.
-        with self._lock:
-            c = self._handle()
-            before = int(lib.ccl_comm_epoch(c))
+        with self._use(updating=True) as c:
+            before = self._epoch
             rc = lib.ccl_comm_update_topology(c, ms)
-            if rc != lib.CCL_OK:
-                check(rc, self._detail())
-            self._rank = int(lib.ccl_comm_rank(c))
-            self._size = int(lib.ccl_comm_size(c))
-            return int(lib.ccl_comm_epoch(c)) != before
+            detail = self._detail(c) if rc != lib.CCL_OK else ""
+            if rc == lib.CCL_OK:
+                self._identify(c)
+        if self.closed:
+            raise Closed("the communicator was closed during update_topology")
+        check(rc, detail)
+        return self._epoch != before
+
+    # -- the handle -------------------------------------------------------
 
     def _handle(self) -> Any:
+        """The C handle; call with the lock held."""
         c = self._c
         if c is None:
             raise Closed("the communicator is closed")
         return c
 
-    def _detail(self) -> str:
-        c = self._c
-        if c is None:
-            return ""
+    @contextlib.contextmanager
+    def _use(self, updating: bool = False) -> Iterator[Any]:
+        """Holds a use of the C handle, without the lock, for a call that
+        may block; ``updating``: that call is update_topology."""
+        with self._lock:
+            c = self._handle()
+            if updating:
+                if self._updating:
+                    raise InvalidUsage("update_topology is already running "
+                                       "in another thread")
+                self._updating = True
+            self._users += 1
+        try:
+            yield c
+        finally:
+            with self._lock:
+                self._users -= 1
+                if updating:
+                    self._updating = False
+                doomed = self._doomed if self._users == 0 else None
+                if doomed is not None:
+                    self._doomed = None
+                    pending = list(self._pending)
+            if doomed is not None:
+                _destroy(doomed, pending)
+
+    @staticmethod
+    def _detail(c: Any) -> str:
         return ffi.string(lib.ccl_comm_error(c)).decode("utf-8", "replace")
 
     # -- pending ops ------------------------------------------------------
@@ -279,13 +337,18 @@ class Communicator:
         if self._pending:
             self._sweep()
         out = ffi.new("ccl_op **")
-        # Under the lock, so a close() in another thread cannot destroy the
-        # communicator mid-call, and finds the new op among the pending.
+        # Under the lock (posting returns at once), so a close() in another
+        # thread cannot destroy the communicator mid-call, and finds the new
+        # op among the pending.
         with self._lock:
-            rc = start(self._handle(), out)
+            c = self._handle()
+            if self._updating:
+                raise InvalidUsage("%s while update_topology runs in another "
+                                   "thread" % name)
+            rc = start(c, out)
             if rc != lib.CCL_OK:
-                check(rc, self._detail() or "%s could not start" % name)
-            work = Work(self, out[0], result, keep, name)
+                check(rc, self._detail(c) or "%s could not start" % name)
+            work = Work(self._forget, out[0], result, keep, name)
             self._pending.add(work)
         return work if async_op else work.wait()
 
@@ -407,17 +470,15 @@ class Communicator:
 
     def close(self) -> None:
         """Leaves the group.  Idempotent and does not wait: ops still
-        running fail with :class:`~pyccl.Closed`."""
+        running fail with :class:`~pyccl.Closed`; an update_topology
+        running in another thread raises Closed when it returns."""
         with self._lock:
             c, self._c = self._c, None
+            if c is not None and self._users:
+                self._doomed, c = c, None  # the last user destroys it
             pending = list(self._pending)
-        if c is None:
-            return
-        ffi.gc(c, None)  # detach the safety net: destroy exactly once
-        lib.ccl_comm_destroy(c)
-        # Every op has ended now; free them and release their buffers.
-        for work in pending:
-            work._finish_after_close()
+        if c is not None:
+            _destroy(c, pending)
 
     def __enter__(self) -> "Communicator":
         return self
@@ -437,6 +498,15 @@ class Communicator:
         state = "closed" if self.closed else "open"
         return "<pyccl.Communicator rank %d of %d, %s>" % (
             getattr(self, "_rank", -1), getattr(self, "_size", 0), state)
+
+
+def _destroy(c: Any, pending: List[Work]) -> None:
+    """Destroys the core's communicator, then collects its ops."""
+    ffi.gc(c, None)  # detach the safety net: destroy exactly once
+    lib.ccl_comm_destroy(c)
+    # Every op has ended now; free them and release their buffers.
+    for work in pending:
+        work._finish_after_close()
 
 
 def _check_sizes(big: Buffer, small: Buffer, n: int, big_name: str,

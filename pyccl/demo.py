@@ -10,6 +10,7 @@ the traffic each link carries in a ring all-reduce).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import multiprocessing
 import queue as queue_mod
@@ -21,28 +22,10 @@ from typing import Any, List, Optional, Sequence, TextIO
 
 import numpy as np
 
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "KB": 1 << 10, "KIB": 1 << 10,
-          "M": 1 << 20, "MB": 1 << 20, "MIB": 1 << 20,
-          "G": 1 << 30, "GB": 1 << 30, "GIB": 1 << 30}
-
-
-def parse_size(text: str) -> int:
-    """Bytes in ``"4"``, ``"4K"``, ``"1M"``, ``"16MiB"`` (powers of 1024)."""
-    text = text.strip()
-    digits = text.rstrip("KMGBIkmgbi")
-    unit = text[len(digits):].upper()
-    if not digits.isdigit() or unit not in _UNITS:
-        raise ValueError("bad size %r (examples: 4, 4K, 1M, 16M)" % text)
-    return int(digits) * _UNITS[unit]
-
-
-def format_size(nbytes: int) -> str:
-    """``4096`` -> ``"4K"``; the inverse of :func:`parse_size` where exact."""
-    for unit in ("G", "M", "K"):
-        if nbytes >= _UNITS[unit] and nbytes % _UNITS[unit] == 0:
-            return "%d%s" % (nbytes // _UNITS[unit], unit)
-    return str(nbytes)
-
+from pyccl.argtypes import f32_sizes, format_size, positive_int
+from pyccl.communicator import Communicator
+from pyccl.keys import generate_key, resolve_key
+from pyccl.master import Master
 
 def pattern(count: int, rank: int) -> np.ndarray:
     """Rank ``rank``'s input: small integers, so f32 sums are exact."""
@@ -61,7 +44,6 @@ def _worker(address: str, world_size: int, rank: int, sizes: List[int],
             iters: int, algorithm: str, results: Any, key: bytes) -> None:
     """One demo process; reports ``(rank, rows, error)`` on ``results``."""
     try:
-        from pyccl import Communicator
         rows = []
         with Communicator(address, world_size=world_size, rank=rank,
                           key=key) as comm:
@@ -90,8 +72,6 @@ def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
         out: Optional[TextIO] = None) -> int:
     """Runs the demo and prints its table (to ``out``, default stdout);
     returns 0 if every check passed, 1 otherwise."""
-    from pyccl import Master
-    from pyccl.keys import generate_key, resolve_key
     out = sys.stdout if out is None else out
     # The demo authenticates like a real run: with the configured key, or
     # a fresh one shared with its own workers.
@@ -182,11 +162,42 @@ def _print_table(reports: dict, peers: int, algorithm: str,
     return 1 if failed else 0
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options, for ``pyccl demo`` and :func:`main`."""
+    parser.add_argument("--peers", type=positive_int, default=4,
+                        help="number of worker processes (default 4)")
+    parser.add_argument("--sizes", type=f32_sizes,
+                        default=f32_sizes("4,4K,1M,16M"),
+                        help="comma-separated buffer sizes in bytes, with "
+                             "K/M/G suffixes (default 4,4K,1M,16M)")
+    parser.add_argument("--iters", type=positive_int, default=5,
+                        help="all-reduces per size (default 5)")
+    parser.add_argument("--algorithm", choices=("auto", "ring", "star"),
+                        default="auto", help="all-reduce algorithm")
+
+
+DESCRIPTION = ("Starts a master and N worker processes on 127.0.0.1; each "
+               "all-reduces f32 buffers of each size, checks the exact "
+               "result and that all ranks agree bit for bit.")
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Runs the demo with parsed :func:`add_arguments` options; returns
+    the exit status (2 for options that :func:`run` refuses)."""
+    try:
+        return run(peers=args.peers, sizes=args.sizes, iters=args.iters,
+                   algorithm=args.algorithm)
+    except ValueError as exc:
+        print("pyccl demo: %s" % exc, file=sys.stderr)
+        return 2
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pyccl.demo``: the same as ``pyccl demo``."""
-    from pyccl.cli import main as cli_main
-    return cli_main(["demo"] + list(argv if argv is not None
-                                    else sys.argv[1:]))
+    parser = argparse.ArgumentParser(prog="pyccl demo",
+                                     description=DESCRIPTION)
+    add_arguments(parser)
+    return run_args(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

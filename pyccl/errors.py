@@ -12,7 +12,14 @@ header, so the mapping can never drift from the C side.
 """
 from __future__ import annotations
 
+import os
+import sys
+import warnings
+from typing import Any
+
 from pyccl._lib import ffi, lib
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def strerror(code: int) -> str:
@@ -159,9 +166,37 @@ def check(rc: int, detail: str = "") -> None:
         raise error_class(rc)(detail, code=rc)
 
 
+_ERRLEN = 1024
+
+
+def create_checked(create: Any, cfg: Any, ctype: str, destroy: Any) -> Any:
+    """Runs a ``ccl_*_create(cfg, &out, err, errlen)`` of the core
+    (``ctype`` names ``out``'s type) and returns ``out``, with ``destroy``
+    as its ``ffi.gc`` safety net; raises the mapped error, with the core's
+    message, if it fails."""
+    out = ffi.new(ctype + " **")
+    err = ffi.new("char[]", _ERRLEN)
+    check(create(cfg, out, err, _ERRLEN),
+          ffi.string(err).decode("utf-8", "replace"))
+    return ffi.gc(out[0], destroy)
+
+
+def warn_caller(message: str, category: type) -> None:
+    """Warns, naming the caller's line: the first frame outside pyccl, however
+    deep inside the package the warning is found (``Master(key_file=...)``,
+    ``resolve_key()`` and ``read_key_file()`` all name their caller)."""
+    level, frame = 2, sys._getframe(1)  # 1 would name warn_caller itself
+    while frame is not None and os.path.abspath(
+            frame.f_code.co_filename).startswith(_PACKAGE_DIR):
+        level += 1
+        frame = frame.f_back
+    warnings.warn(message, category, stacklevel=level)
+
+
 __all__ = [
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",
     "MasterUnreachable", "TooFewPeers", "Closed", "InvalidUsage", "AuthError",
-    "Rejected", "InternalError", "StillRunning", "check", "error_class", "strerror",
+    "Rejected", "InternalError", "StillRunning", "check", "create_checked",
+    "error_class", "strerror", "warn_caller",
 ]

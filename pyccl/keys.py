@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import warnings
 from typing import Any, Optional, Union
 
 from pyccl._lib import ffi
-from pyccl.errors import InvalidArgument
+from pyccl.errors import InvalidArgument, warn_caller
 
 #: Shortest and longest key accepted (bytes); the C core checks the same.
 KEY_MIN = 16
@@ -55,10 +54,10 @@ def read_key_file(path: Union[str, os.PathLike]) -> bytes:
         raise InvalidArgument("cannot read the key file %s: %s"
                               % (os.fspath(path), exc.strerror)) from None
     if stat.S_IMODE(st.st_mode) & 0o077:
-        warnings.warn("key file %s can be read by other users (mode %o); "
-                      "chmod 600 it" % (os.fspath(path),
-                                        stat.S_IMODE(st.st_mode)),
-                      KeyFileWarning, stacklevel=3)
+        warn_caller("key file %s can be read by other users (mode %o); "
+                    "chmod 600 it" % (os.fspath(path),
+                                      stat.S_IMODE(st.st_mode)),
+                    KeyFileWarning)
     return _checked(data.rstrip(), "the key file %s" % os.fspath(path))
 
 

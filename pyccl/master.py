@@ -7,13 +7,13 @@ its own thread inside the C core; this object only owns it.
 from __future__ import annotations
 
 import threading
+from operator import attrgetter
 from typing import Any, Optional
 
+from pyccl.log import start_reader
 from pyccl._lib import ffi, lib
-from pyccl.errors import Closed, InvalidArgument, check
+from pyccl.errors import Closed, InvalidArgument, create_checked
 from pyccl.keys import KeyLike, configure as configure_key
-
-_ERRLEN = 512
 
 
 class Master:
@@ -55,11 +55,9 @@ class Master:
         cfg.port = port
         key_c = configure_key(cfg, key, key_file, allow_insecure)
         self._authenticated = key_c is not None
-        out = ffi.new("ccl_master **")
-        err = ffi.new("char[]", _ERRLEN)
-        rc = lib.ccl_master_create(cfg, out, err, _ERRLEN)
-        check(rc, ffi.string(err).decode("utf-8", "replace"))
-        self._ptr = ffi.gc(out[0], lib.ccl_master_destroy)
+        start_reader()  # before the core's first line
+        self._ptr = create_checked(lib.ccl_master_create, cfg, "ccl_master",
+                                   lib.ccl_master_destroy)
         self._port = int(lib.ccl_master_port(self._ptr))
 
     def _handle(self) -> Any:
@@ -68,20 +66,15 @@ class Master:
             raise Closed("the master is closed")
         return ptr
 
-    @property
-    def host(self) -> str:
-        """The address the master is bound to."""
-        return self._host
-
-    @property
-    def authenticated(self) -> bool:
-        """True if the master requires the key from every peer."""
-        return self._authenticated
-
-    @property
-    def port(self) -> int:
-        """The TCP port the master listens on."""
-        return self._port
+    # Fixed once the master listens: read-only attributes.
+    host = property(attrgetter("_host"),
+                    doc="The address the master is bound to (str).")
+    port = property(attrgetter("_port"),
+                    doc="The TCP port the master listens on (int; the "
+                        "one the system picked for port=0).")
+    authenticated = property(attrgetter("_authenticated"),
+                             doc="True if the master requires the key from "
+                                 "every peer.")
 
     @property
     def address(self) -> str:

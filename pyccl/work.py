@@ -5,20 +5,20 @@ writes alive until the op has completed, because the C core writes into
 them from its progress thread.  The communicator keeps each pending Work
 in a set, so dropping a Work early is safe: the buffers live until the
 communicator sees the op finished (it sweeps its pending ops on each new op
-and at close).  ``ccl_op_free`` runs exactly once, after completion.
+and at close).  ``ccl_op_free`` runs exactly once, after completion, and
+then the Work calls the ``forget`` function its communicator gave it (the
+only thing it knows of the communicator, so neither module imports the
+other back).
 """
 from __future__ import annotations
 
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Callable, Optional
 
 from pyccl._lib import ffi, lib
 from pyccl.errors import StillRunning, error_class
-
-if TYPE_CHECKING:  # pragma: no cover
-    from pyccl.communicator import Communicator
 
 # A wait with no timeout returns to Python this often, so Ctrl-C can
 # interrupt it; the op keeps running and its Work stays valid.
@@ -32,9 +32,9 @@ class Work:
     until the op ends and returns its result buffer or raises its error.
     """
 
-    def __init__(self, comm: "Communicator", op: Any, result: Any,
-                 keep: tuple, name: str) -> None:
-        self._comm = comm
+    def __init__(self, forget: Callable[["Work"], None], op: Any,
+                 result: Any, keep: tuple, name: str) -> None:
+        self._forget = forget  # tells the communicator the op has ended
         self._op = op          # raw ccl_op *, None once freed
         self._result = result  # what wait() returns
         self._keep = keep      # every Buffer the op touches
@@ -54,7 +54,7 @@ class Work:
         self._op = None
         self._keep = ()
         self._rc = rc
-        self._comm._forget(self)
+        self._forget(self)
 
     def _poll(self) -> bool:
         if self._op is None:

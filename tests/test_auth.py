@@ -11,12 +11,11 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 
 import pytest
 
 import pyccl
-from pyccl.keys import KeyFileWarning, resolve_key
+from pyccl.keys import KeyFileWarning, read_key_file, resolve_key
 from tests import workers
 from tests.peers import GroupError, run_group
 from tests.raw_client import (FLAG_AUTH, ROLE_MASTER, closed_within, hello,
@@ -99,19 +98,16 @@ def test_peer_with_wrong_key_gets_auth_error():
                                connect_timeout=10)
 
 
-def test_keyless_peer_and_keyed_master_mismatch_named_on_both_ends(capfd):
+def test_keyless_peer_and_keyed_master_mismatch_named_on_both_ends(core_log):
     with pyccl.Master() as master:
         with pytest.raises(pyccl.AuthError, match="has no key configured"):
             pyccl.Communicator(master, world_size=1, key=KEY,
                                connect_timeout=10)
         # The peer may give up before the master's thread has read its
-        # HELLO: give the master a moment to log its side.
-        err = ""
-        deadline = time.monotonic() + 5
-        while "refused connection" not in err and time.monotonic() < deadline:
-            time.sleep(0.05)
-            err += capfd.readouterr().err
-    assert "refused connection" in err
+        # HELLO: wait for the master's side to arrive in the log.
+        record = core_log.wait_for("refused connection")
+    assert record.levelname == "WARNING"
+    assert "requires a key" in record.getMessage()
 
 
 def test_without_a_key_only_loopback():
@@ -148,6 +144,31 @@ def test_key_sources(tmp_path, monkeypatch):
         resolve_key(key_file=tmp_path / "missing")
     with pytest.raises(pyccl.InvalidArgument, match="not both"):
         resolve_key(key=KEY, key_file=path)
+
+
+def test_key_file_warning_names_the_callers_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYCCL_KEY", raising=False)
+    path = tmp_path / "open.key"
+    path.write_bytes(KEY.hex().encode())
+    os.chmod(path, 0o644)
+    monkeypatch.setenv("PYCCL_KEY_FILE", str(path))
+    calls = [
+        (lambda: read_key_file(path), "read_key_file"),
+        (lambda: resolve_key(key_file=path), "resolve_key"),
+        (lambda: resolve_key(), "resolve_key from the environment"),
+        (lambda: pyccl.Master(key_file=str(path)).close(), "Master"),
+        (lambda: pyccl.Communicator("127.0.0.1:1", 1, key_file=str(path),
+                                    connect_timeout=0.5), "Communicator"),
+    ]
+    for call, what in calls:
+        with pytest.warns(KeyFileWarning) as caught:
+            try:
+                call()
+            except pyccl.MasterUnreachable:
+                pass  # the Communicator: the key was read first
+        (w,) = [w for w in caught if w.category is KeyFileWarning]
+        line = call.__code__.co_firstlineno
+        assert (w.filename, w.lineno) == (__file__, line), what
 
 
 def test_environment_key_reaches_master_and_peers(monkeypatch):

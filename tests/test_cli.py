@@ -1,15 +1,16 @@
-"""The pyccl command: demo (end to end), master (start, serve, SIGTERM),
-bench slot, argument parsing."""
+"""The pyccl command: demo (end to end), master (start, serve, log lines,
+SIGTERM), --version, bench's own arguments, argument parsing."""
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 import pyccl
-from pyccl import cli, demo
+from pyccl import argtypes, cli, demo
+from tests import raw_client
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -25,16 +26,16 @@ def _run(*args, timeout=240):
 
 
 def test_parse_size():
-    assert demo.parse_size("4") == 4
-    assert demo.parse_size("4K") == 4096
-    assert demo.parse_size("1M") == 1 << 20
-    assert demo.parse_size("16MiB") == 16 << 20
-    assert demo.parse_size("2g") == 2 << 30
+    assert argtypes.parse_size("4") == 4
+    assert argtypes.parse_size("4K") == 4096
+    assert argtypes.parse_size("1M") == 1 << 20
+    assert argtypes.parse_size("16MiB") == 16 << 20
+    assert argtypes.parse_size("2g") == 2 << 30
     for bad in ("", "K", "1.5M", "4X", "-4"):
         with pytest.raises(ValueError):
-            demo.parse_size(bad)
-    assert demo.format_size(4096) == "4K"
-    assert demo.format_size(6) == "6"
+            argtypes.parse_size(bad)
+    assert argtypes.format_size(4096) == "4K"
+    assert argtypes.format_size(6) == "6"
 
 
 def test_demo_data_is_exact():
@@ -67,26 +68,42 @@ def test_demo_bad_size_is_a_usage_error():
     assert "f32" in proc.stderr or "size" in proc.stderr
 
 
-def test_master_command_serves_until_sigterm(free_port):
+def test_master_command_serves_logs_and_stops_on_sigterm():
     env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("PYCCL_LOG_LEVEL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pyccl", "master", "--port", str(free_port)],
+        [sys.executable, "-m", "pyccl", "master", "--port", "0"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
         line = proc.stdout.readline()
-        assert "127.0.0.1:%d" % free_port in line, line
-        with pyccl.Communicator("127.0.0.1:%d" % free_port, 1,
-                                connect_timeout=10) as comm:
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+) ", line)
+        assert match, line
+        address = "127.0.0.1:%s" % match.group(1)
+        with pyccl.Communicator(address, 1, connect_timeout=10) as comm:
             assert comm.world_size == 1
+        # Not pyccl: the master refuses it and says so through logging.
+        with raw_client.connect(int(match.group(1))) as sock:
+            sock.sendall(b"GET / HTTP/1.0\r\n\r\n" + bytes(64))
+            raw_client.read_until_closed(sock)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
         assert proc.returncode == 0, err
         assert "stopping" in out
+        # The core's line, formatted by the command's logging setup.
+        assert re.search(r"pyccl WARNING: pyccl master: refused connection "
+                         r"from 127\.0\.0\.1", err), err
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_version():
+    proc = _run("--version", timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "pyccl %s (C core %s, protocol %d)" % (
+        pyccl.__version__, pyccl.c_version(), pyccl.PROTOCOL_VERSION)
 
 
 def test_master_command_port_in_use():
@@ -96,20 +113,12 @@ def test_master_command_port_in_use():
     assert "pyccl master:" in proc.stderr
 
 
-def test_bench_slot(capsys):
-    try:
-        import pyccl.bench as bench
-    except ModuleNotFoundError:
-        assert cli.main(["bench"]) == 2
-        assert "pyccl.bench" in capsys.readouterr().err
-        return
-    if not hasattr(bench, "main"):
-        assert cli.main(["bench"]) == 2
-        return
-    # Arguments after "bench" belong to pyccl.bench's own parser.
+def test_bench_takes_its_own_arguments(capsys):
+    # Arguments after "bench" belong to pyccl bench's own parser.
     with pytest.raises(SystemExit) as info:
         cli.main(["bench", "--help"])
     assert info.value.code == 0
+    assert "--hang-timeout" in capsys.readouterr().out
 
 
 def test_help_lists_commands(capsys):

@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 import pyccl
 from pyccl.cli import build_parser
 from pyccl.communicator import parse_master
-from pyccl.demo import parse_size
+from pyccl.argtypes import parse_size
 from pyccl.keys import resolve_key
 from pyccl.shared_state import _elect
 

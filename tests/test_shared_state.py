@@ -4,8 +4,6 @@ transfer leaves the survivors consistent."""
 from __future__ import annotations
 
 import multiprocessing
-import os
-import signal
 import time
 
 import pytest

@@ -1,5 +1,7 @@
 /*
  * wire.c - the wire codec declared in wire.h.
+ * over 600 lines: one encoder and one checking decoder per frame type,
+ * kept together so the caps and layouts are read in one place.
  *
  * Everything here is a pure function over byte arrays.  Encoders write
  * fields one at a time through the little-endian helpers, so the layout on

@@ -1,7 +1,7 @@
 /*
  * xport_int.h - the transport's own structures, shared by its files:
  * xport_conn.c (connection primitives) < xport_send.c (frames out) and
- * xport_recv.c (frames in) < xport.c (members, liveness, events).
+ * xport_recv.c (frames in) < xport_peers.c (members, liveness, events).
  * Nothing above the transport includes this file.
  */
 #ifndef CCL_XPORT_INT_H

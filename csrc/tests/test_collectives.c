@@ -37,11 +37,7 @@ static float sum_expect(uint64_t i, int world)
 static void *peer_main(void *p)
 {
     peer_arg *a = p;
-    ccl_comm_config cfg;
-    ccl_comm_config_init(&cfg);
-    cfg.master_port = a->port;
-    cfg.world_size = a->world;
-    cfg.rank = a->rank;
+    ccl_comm_config cfg = harness_comm_config(a->port, a->world, a->rank);
     cfg.conns_per_peer = a->conns;
     cfg.op_timeout_ms = 20000;
     cfg.chunk_bytes = 4096; /* many units even for small tests */

@@ -3,7 +3,14 @@
  * survivor must end every op the same way: the same ops succeed (with the
  * exact result) and the first failure is the same op on all of them.  Then
  * the survivors move to the smaller group and compute correctly there.
- * Repeated with random timing. */
+ * Repeated with random timing.
+ *
+ * The randomness (the victim and the moment of the kill) comes from one
+ * seed, printed at the start; to rerun the same rounds:
+ *     CCL_TEST_SEED=<seed> test_consistency     or
+ *     test_consistency <rounds> <seed>
+ * (the kill still lands wherever the scheduler has the ranks by then, so a
+ * seed reproduces the plan, not every interleaving). */
 #include "ccl.h"
 #include "harness.h"
 
@@ -24,7 +31,6 @@ typedef struct {
     int after_ok[MAXWORLD];     /* the op in the smaller group was right */
     int not_restored[MAXWORLD]; /* the failed op left the input changed */
     char msg[MAXWORLD][600];
-    int ready;                  /* ranks whose group has formed */
 } shared;
 
 static uint64_t op_count(int i)
@@ -33,23 +39,22 @@ static uint64_t op_count(int i)
     return sizes[i % 5];
 }
 
-static void peer_main(int port, int world, int rank, shared *sh)
+static void peer_main(harness_port_pipe *pp, int ready_fd, int world, int rank,
+                      shared *sh)
 {
-    ccl_comm_config cfg;
-    ccl_comm_config_init(&cfg);
-    cfg.master_port = port;
-    cfg.world_size = world;
-    cfg.rank = rank;
+    int port = harness_port_wait(pp, 20000);
+    ccl_comm_config cfg = harness_comm_config(port, world, rank);
     cfg.peer_timeout_ms = 2000;
     cfg.op_timeout_ms = 20000;
     cfg.chunk_bytes = 65536;
     ccl_comm *c = NULL;
     char err[256];
-    if (ccl_comm_create(&cfg, &c, err, sizeof err))
+    if (port <= 0 || ccl_comm_create(&cfg, &c, err, sizeof err))
         _exit(1);
     float *x = malloc(300001 * sizeof *x);
     sh->first_fail[rank] = MAXOPS;
-    __atomic_add_fetch(&sh->ready, 1, __ATOMIC_RELEASE);
+    if (harness_signal(ready_fd)) /* the group has formed */
+        _exit(1);
     for (int i = 0; i < MAXOPS; i++) {
         uint64_t n = op_count(i);
         for (uint64_t j = 0; j < n; j++)
@@ -91,23 +96,26 @@ static void peer_main(int port, int world, int rank, shared *sh)
     _exit(0);
 }
 
-static void one_round(unsigned seed, int world)
+static void one_round(uint64_t seed, int world)
 {
-    srand(seed);
-    int port = harness_free_port();
-    shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    memset(sh, 0, sizeof *sh);
+    uint64_t rng = seed;
+    harness_port_pipe pp;
+    int ready[2];
+    PASS(harness_port_pipe_open(&pp) == 0);
+    PASS(pipe(ready) == 0);
+    shared *sh = harness_shared_zalloc(sizeof *sh);
     pid_t pid[MAXWORLD];
     for (int r = 0; r < world; r++)
         if ((pid[r] = fork()) == 0)
-            peer_main(port, world, r, sh);
-    ccl_master *m = harness_master_on(port);
+            peer_main(&pp, ready[1], world, r, sh);
+    ccl_master *m = harness_master_for(&pp, world, NULL);
     PASS(m != NULL);
-    int victim = rand() % world;
-    for (int i = 0; i < 3000 && __atomic_load_n(&sh->ready, __ATOMIC_ACQUIRE) < world; i++)
-        usleep(10000);
-    usleep(20000 + (useconds_t)(rand() % 400000));
+    int victim = (int)harness_rng_below(&rng, (size_t)world);
+    /* Every rank is in the group and running ops; then the kill, at a
+     * random moment of the stream: the delay is the test's input, not a
+     * wait for anything. */
+    PASS(harness_wait_signals(ready[0], world, 30000) == 0);
+    usleep(20000 + (useconds_t)harness_rng_below(&rng, 400000));
     kill(pid[victim], SIGKILL);
     for (int r = 0; r < world; r++)
         waitpid(pid[r], NULL, 0);
@@ -122,8 +130,9 @@ static void one_round(unsigned seed, int world)
         after &= sh->after_ok[r];
         wrong += sh->not_restored[r];
     }
-    printf("  world %d seed %u victim %d: first failed op %d on every survivor: %s, "
-           "wrong or unrestored %d, smaller group ok %d\n", world, seed, victim, ref,
+    printf("  world %d seed %llu victim %d: first failed op %d on every survivor: %s, "
+           "wrong or unrestored %d, smaller group ok %d\n", world,
+           (unsigned long long)seed, victim, ref,
            agree ? "yes" : "NO", wrong, after);
     if (!agree || !after)
         for (int r = 0; r < world; r++)
@@ -133,8 +142,24 @@ static void one_round(unsigned seed, int world)
     PASS(agree);
     PASS(wrong == 0);
     PASS(after);
+    close(ready[0]);
+    close(ready[1]);
     munmap(sh, sizeof *sh);
     ccl_master_destroy(m);
+}
+
+/* The seed: argv[2], else $CCL_TEST_SEED, else one from the clock and the
+ * process id (so successive runs cover different timings). */
+static uint64_t choose_seed(int argc, char **argv)
+{
+    const char *given = argc > 2 ? argv[2] : getenv("CCL_TEST_SEED");
+    if (given && *given)
+        return strtoull(given, NULL, 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t mix = (uint64_t)ts.tv_sec * 1000000007u + (uint64_t)ts.tv_nsec +
+                   ((uint64_t)getpid() << 32);
+    return harness_rng_next(&mix);
 }
 
 int main(int argc, char **argv)
@@ -142,8 +167,12 @@ int main(int argc, char **argv)
     /* Worlds of 3..8 ranks in turn; the default of 12 rounds covers each
      * twice.  `test_consistency 50` is the longer soak. */
     int rounds = argc > 1 ? atoi(argv[1]) : 12;
+    uint64_t seed = choose_seed(argc, argv);
+    printf("test_consistency: seed %llu (rerun: CCL_TEST_SEED=%llu)\n",
+           (unsigned long long)seed, (unsigned long long)seed);
+    fflush(stdout); /* first, before any rank's output */
     alarm((unsigned)(60 + 20 * rounds));
     for (int i = 0; i < rounds; i++)
-        one_round((unsigned)time(NULL) * 31u + (unsigned)i, 3 + i % 6);
+        one_round(seed + (uint64_t)i, 3 + i % 6);
     return HARNESS_DONE("test_consistency");
 }

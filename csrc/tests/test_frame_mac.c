@@ -31,11 +31,7 @@ typedef struct {
 static void *peer(void *p)
 {
     arg_t *a = p;
-    ccl_comm_config cfg;
-    ccl_comm_config_init(&cfg);
-    cfg.master_port = a->port;
-    cfg.world_size = 2;
-    cfg.rank = a->rank;
+    ccl_comm_config cfg = harness_comm_config(a->port, 2, a->rank);
     cfg.key = KEY;
     cfg.key_len = 32;
     cfg.frame_mac = 1;
@@ -81,15 +77,17 @@ static void *peer(void *p)
 
 int main(void)
 {
-    int port = harness_free_port();
     ccl_master_config mc;
     ccl_master_config_init(&mc);
-    mc.port = port;
+    mc.port = 0; /* any free port: the ranks are threads, told it below */
     mc.key = KEY;
     mc.key_len = 32;
     ccl_master *m = NULL;
     char err[256];
     PASS_RC(ccl_master_create(&mc, &m, err, sizeof err));
+    if (!m)
+        return HARNESS_DONE("test_frame_mac");
+    int port = ccl_master_port(m);
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, 3);
     arg_t a[2];
@@ -111,16 +109,9 @@ int main(void)
         pthread_mutex_lock(&c1->mu);
         int fd = c1->xp->peers[0].conns[0].fd;
         uint8_t frame[CCL_HDR_LEN + 16 + 16];
-        ccl__hdr h;
-        memset(&h, 0, sizeof h);
-        h.type = CCL_FT_DATA;
-        h.coll = CCL_COLL_ALLREDUCE_RING;
-        h.dtype = CCL_F32;
-        h.redop = CCL_SUM;
-        h.epoch = c1->eng.epoch;
-        h.tag = 1;
-        h.total = N * 4;
-        h.length = 16;
+        ccl__hdr h = {.type = CCL_FT_DATA, .coll = CCL_COLL_ALLREDUCE_RING,
+                      .dtype = CCL_F32, .redop = CCL_SUM, .epoch = c1->eng.epoch,
+                      .tag = 1, .total = N * 4, .length = 16};
         ccl__hdr_encode(frame, &h);
         memset(frame + CCL_HDR_LEN, 0x7f, 32);
         PASS(write(fd, frame, sizeof frame) == (ssize_t)sizeof frame);

@@ -35,28 +35,9 @@
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-/* splitmix64: a tiny deterministic generator, so failures reproduce. */
-static uint64_t rng_state = 0x6a09e667f3bcc908ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static size_t rng_below(size_t n)
-{
-    return n ? (size_t)(rng_next() % n) : 0;
-}
-
-static void rng_fill(uint8_t *p, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        p[i] = (uint8_t)rng_next();
-}
+/* The inputs drawn at random come from this seed (harness.h's generator),
+ * so a failure reproduces. */
+static uint64_t rng = 0x6a09e667f3bcc908ull;
 
 /* Byte j of the test pattern is (j * 167 + 13) mod 256, as in
  * test_sha256.c. */
@@ -119,7 +100,7 @@ static int all_zero(const void *p, size_t n)
  * length for a message with `left` bytes to go. */
 static size_t random_piece(size_t left, size_t max)
 {
-    size_t take = rng_below(max + 1);
+    size_t take = harness_rng_below(&rng, max + 1);
     return take > left ? left : take;
 }
 
@@ -312,7 +293,7 @@ static void test_poly1305_splits(void)
     fill_pattern(pat, sizeof pat);
     for (n = 0; n <= sizeof pat; n++) {
         uint8_t *m = harness_exact_copy(pat, n);
-        rng_fill(key, sizeof key);
+        harness_rng_fill(&rng, key, sizeof key);
         ccl__poly1305(key, m, n, whole);
         bad += poly_all_splits(key, m, n, whole);
         free(m);
@@ -1466,6 +1447,19 @@ static void ref_nhpoly1305(const uint8_t raw[CCL_NHPOLY1305_KEY_LEN],
     ccl__poly1305_final(&p, out);
 }
 
+/* NH-Poly1305 of m with kernel impl, fed as m[0, cut) then m[cut, n) (so
+ * cut == n is the whole message and an empty last piece). */
+static void nh_cut(const ccl__nhpoly1305_key *k, int impl, const uint8_t *m,
+                   size_t n, size_t cut, uint8_t out[16])
+{
+    ccl__nhpoly1305_ctx c;
+    ccl__nhpoly1305_init(&c, k);
+    ccl__nhpoly1305_set_impl(&c, impl);
+    ccl__nhpoly1305_update(&c, m, cut);
+    ccl__nhpoly1305_update(&c, m + cut, n - cut);
+    ccl__nhpoly1305_final(&c, out);
+}
+
 static void nh_random_split(const ccl__nhpoly1305_key *k, int impl,
                             const uint8_t *m, size_t n, size_t max,
                             uint8_t out[16])
@@ -1523,15 +1517,10 @@ static void test_nhpoly1305_linux(void)
 
         for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {
             int impl = all_impls[ii], trial;
-            ccl__nhpoly1305_ctx c;
             if (!ccl__nh_impl_available(impl))
                 continue;
             for (cut = 0; cut <= v[i].n; cut++) {
-                ccl__nhpoly1305_init(&c, &k);
-                ccl__nhpoly1305_set_impl(&c, impl);
-                ccl__nhpoly1305_update(&c, m, cut);
-                ccl__nhpoly1305_update(&c, m + cut, v[i].n - cut);
-                ccl__nhpoly1305_final(&c, d);
+                nh_cut(&k, impl, m, v[i].n, cut, d);
                 bad += memcmp(d, want, 16) != 0;
             }
             for (trial = 0; trial < 16; trial++) {
@@ -1560,21 +1549,17 @@ static void test_nh_reference(void)
     int bad = 0, checked = 0;
     uint8_t *buf = harness_xmalloc(65536 + 17);
 
-    rng_fill(buf, 65536 + 17);
+    harness_rng_fill(&rng, buf, 65536 + 17);
     for (n = 0; n <= 2100 + ARRAY_LEN(longer); n++) {
         size_t len = n <= 2100 ? n : longer[n - 2101];
         uint8_t *m = harness_exact_copy(buf, len);
-        rng_fill(raw, sizeof raw);
+        harness_rng_fill(&rng, raw, sizeof raw);
         ccl__nhpoly1305_setkey(&k, raw);
         ref_nhpoly1305(raw, m, len, want);
         for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {
-            ccl__nhpoly1305_ctx c;
             if (!ccl__nh_impl_available(all_impls[ii]))
                 continue;
-            ccl__nhpoly1305_init(&c, &k);
-            ccl__nhpoly1305_set_impl(&c, all_impls[ii]);
-            ccl__nhpoly1305_update(&c, m, len);
-            ccl__nhpoly1305_final(&c, got);
+            nh_cut(&k, all_impls[ii], m, len, len, got);
             bad += memcmp(got, want, 16) != 0;
             checked++;
             /* A random split, which makes the kernels start mid-chunk at
@@ -1592,13 +1577,9 @@ static void test_nh_reference(void)
         ccl__nhpoly1305_setkey(&k, raw);
         ref_nhpoly1305(raw, m, 3000, want);
         for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {
-            ccl__nhpoly1305_ctx c;
             if (!ccl__nh_impl_available(all_impls[ii]))
                 continue;
-            ccl__nhpoly1305_init(&c, &k);
-            ccl__nhpoly1305_set_impl(&c, all_impls[ii]);
-            ccl__nhpoly1305_update(&c, m, 3000);
-            ccl__nhpoly1305_final(&c, got);
+            nh_cut(&k, all_impls[ii], m, 3000, 3000, got);
             bad += memcmp(got, want, 16) != 0;
         }
         free(m);
@@ -1694,6 +1675,18 @@ static void test_frame_mac_kat(void)
     PASS(all_zero(&k, sizeof k));
 }
 
+/* The frame MAC of m with kernel impl, fed as m[0, cut) then m[cut, n). */
+static void frame_mac_cut(const ccl__frame_mac_key *k, int impl, uint64_t seq,
+                          const uint8_t *m, size_t n, size_t cut, uint8_t t[16])
+{
+    ccl__frame_mac_ctx c;
+    ccl__frame_mac_init(&c, k, seq);
+    ccl__nhpoly1305_set_impl(&c.h, impl);
+    ccl__frame_mac_update(&c, m, cut);
+    ccl__frame_mac_update(&c, m + cut, n - cut);
+    ccl__frame_mac_final(&c, t);
+}
+
 /* The same tag for any split of the input, with every NH kernel, at the
  * sizes around the unit and chunk edges and for a 1 MiB frame. */
 static void test_frame_mac_splits(void)
@@ -1708,10 +1701,10 @@ static void test_frame_mac_splits(void)
     for (si = 0; si < ARRAY_LEN(sizes); si++) {
         size_t n = sizes[si], cut;
         uint8_t *m = harness_xmalloc(n), whole[16], t[16];
-        uint64_t seq = rng_next();
+        uint64_t seq = harness_rng_next(&rng);
         int trials = n > 5000 ? 40 : 300, trial;
 
-        rng_fill(m, n);
+        harness_rng_fill(&rng, m, n);
         ccl__frame_mac(&k, seq, m, n, whole);
         for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {
             int impl = all_impls[ii];
@@ -1723,11 +1716,12 @@ static void test_frame_mac_splits(void)
                 /* Pieces from a few bytes to a few chunks, picked per
                  * trial so that both many tiny and a few large updates
                  * happen; every third trial is a single cut. */
-                size_t max = (size_t)1 << rng_below(n > 5000 ? 17 : 12);
+                size_t max = (size_t)1
+                             << harness_rng_below(&rng, n > 5000 ? 17 : 12);
                 ccl__frame_mac_init(&c, &k, seq);
                 ccl__nhpoly1305_set_impl(&c.h, impl);
                 if (trial % 3 == 0) {
-                    cut = rng_below(n + 1);
+                    cut = harness_rng_below(&rng, n + 1);
                     ccl__frame_mac_update(&c, m, cut);
                     ccl__frame_mac_update(&c, m + cut, n - cut);
                 } else {
@@ -1745,12 +1739,7 @@ static void test_frame_mac_splits(void)
             /* Up to 1025 bytes: also two pieces cut at every point. */
             if (n <= 1025) {
                 for (cut = 0; cut <= n; cut++) {
-                    ccl__frame_mac_ctx c;
-                    ccl__frame_mac_init(&c, &k, seq);
-                    ccl__nhpoly1305_set_impl(&c.h, impl);
-                    ccl__frame_mac_update(&c, m, cut);
-                    ccl__frame_mac_update(&c, m + cut, n - cut);
-                    ccl__frame_mac_final(&c, t);
+                    frame_mac_cut(&k, impl, seq, m, n, cut, t);
                     bad += memcmp(t, whole, 16) != 0;
                 }
             }
@@ -1782,15 +1771,17 @@ static void test_frame_mac_changes(void)
         uint64_t seq = 1000 + si;
         int s;
 
-        rng_fill(m, n);
+        harness_rng_fill(&rng, m, n);
         ccl__frame_mac(&k, seq, m, n, t);
         accepted += ccl__frame_mac_verify(&k, seq, m, n, t);
 
         /* One flipped bit at the first and last byte and at 62 random
          * positions. */
         for (s = 0; s < 64; s++) {
-            size_t pos = s == 0 ? 0 : s == 1 ? n - 1 : rng_below(n);
-            uint8_t bit = (uint8_t)(1u << rng_below(8));
+            size_t pos = s == 0   ? 0
+                         : s == 1 ? n - 1
+                                  : harness_rng_below(&rng, n);
+            uint8_t bit = (uint8_t)(1u << harness_rng_below(&rng, 8));
             m[pos] ^= bit;
             ccl__frame_mac(&k, seq, m, n, t2);
             same += memcmp(t, t2, 16) == 0;
@@ -1891,7 +1882,7 @@ static void print_timings(void)
     uint8_t *m = harness_xmalloc(n), t[16];
     ccl__frame_mac_key k;
 
-    rng_fill(m, n);
+    harness_rng_fill(&rng, m, n);
     ccl__frame_mac_key_init(&k, seed0);
     printf("  frame MAC of 1 MiB:");
     for (ii = 0; ii < ARRAY_LEN(all_impls); ii++) {

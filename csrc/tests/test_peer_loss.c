@@ -21,20 +21,10 @@ typedef struct {
     char err[WORLD][512];
 } shared_result;
 
-static double now_s(void)
+static void peer(harness_port_pipe *pp, int rank, int sig, shared_result *res)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void peer(int port, int rank, int sig, shared_result *res)
-{
-    ccl_comm_config cfg;
-    ccl_comm_config_init(&cfg);
-    cfg.master_port = port;
-    cfg.world_size = WORLD;
-    cfg.rank = rank;
+    ccl_comm_config cfg = harness_comm_config(harness_port_wait(pp, 20000),
+                                              WORLD, rank);
     cfg.peer_timeout_ms = 1000;
     cfg.op_timeout_ms = 60000; /* only the liveness check may end the op */
     ccl_comm *c = NULL;
@@ -52,9 +42,9 @@ static void peer(int port, int rank, int sig, shared_result *res)
             raise(sig); /* dies, or stops until the parent kills it */
         _exit(2);
     }
-    double t0 = now_s();
+    double t0 = harness_now_seconds();
     rc = ccl_allreduce(c, x, x, COUNT, CCL_F32, CCL_SUM, CCL_ALGO_RING);
-    res->seconds[rank] = now_s() - t0;
+    res->seconds[rank] = harness_now_seconds() - t0;
     res->rc[rank] = rc;
     snprintf(res->err[rank], sizeof res->err[rank], "%s", ccl_comm_error(c));
     /* The communicator is broken now: the next op fails fast too. */
@@ -68,32 +58,29 @@ static void peer(int port, int rank, int sig, shared_result *res)
 
 static void run(int sig, const char *name)
 {
-    int port = harness_free_port();
-    shared_result *res = mmap(NULL, sizeof *res, PROT_READ | PROT_WRITE,
-                              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    memset(res, 0, sizeof *res);
+    harness_port_pipe pp;
+    PASS(harness_port_pipe_open(&pp) == 0);
+    shared_result *res = harness_shared_zalloc(sizeof *res);
     pid_t pids[WORLD];
     for (int r = 0; r < WORLD; r++) {
         pids[r] = fork();
         if (pids[r] == 0)
-            peer(port, r, sig, res);
+            peer(&pp, r, sig, res);
     }
-    ccl_master *m = harness_master_on(port);
+    ccl_master *m = harness_master_for(&pp, WORLD, NULL);
     PASS(m != NULL);
+    int reaped[WORLD] = {0};
     for (int r = 0; r < WORLD; r++) {
         if (r == VICTIM)
             continue;
-        int st;
         /* Bounded: the survivors must finish by themselves. */
-        for (int i = 0; i < 300; i++) {
-            if (waitpid(pids[r], &st, WNOHANG) == pids[r])
-                break;
-            usleep(100000);
-        }
+        reaped[r] = harness_waitpid_within(pids[r], 30.0);
+        PASS(reaped[r]);
     }
-    kill(pids[VICTIM], SIGKILL);
     for (int r = 0; r < WORLD; r++) {
-        kill(pids[r], SIGKILL); /* no-op for those that exited */
+        if (reaped[r])
+            continue;
+        kill(pids[r], SIGKILL); /* the stopped victim, or a hung survivor */
         waitpid(pids[r], NULL, 0);
     }
     for (int r = 0; r < WORLD; r++) {

@@ -20,15 +20,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers. */
 
-/* splitmix64: a small deterministic generator, so failures reproduce. */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
 static uint32_t bits_of_float(float f)
 {
     uint32_t u;
@@ -198,7 +189,7 @@ static void test_narrow_random(int kind, uint64_t *rng)
 {
     int bad = 0;
     for (int i = 0; i < 1000000 && bad < 5; i++) {
-        uint64_t r = rng_next(rng);
+        uint64_t r = harness_rng_next(rng);
         /* Any bit pattern (NaNs, huge, tiny, subnormal floats) ... */
         if (!check_narrow(kind, float_of_bits((uint32_t)r)))
             bad++;
@@ -437,10 +428,10 @@ static uint64_t ref_avg(int dtype, uint64_t x, int nranks)
 /* A random element, biased towards edge values. */
 static uint64_t random_raw(int dtype, uint64_t *rng)
 {
-    uint64_t r = rng_next(rng);
+    uint64_t r = harness_rng_next(rng);
     int bits = DT[dtype].bits;
     unsigned pick = (unsigned)(r >> 56);
-    uint64_t v = rng_next(rng);
+    uint64_t v = harness_rng_next(rng);
 
     switch (DT[dtype].kind) {
     case K_SINT:
@@ -667,6 +658,90 @@ static void test_hand_integers(void)
     }
 }
 
+/* The hand cases of a 16-bit float format, in its own bits: the HAND_ALL
+ * set (a and b through every op), a pair through SUM and PROD at rounding
+ * ties, e averaged with zeros over two rank counts, and NaN operands (n1
+ * op n2 gives nan for every op). */
+typedef struct {
+    int dtype;
+    uint16_t a[8], b[8], sum[8], prod[8], mn[8], mx[8], avg2[8], avg3[8];
+    uint16_t c[6], d[6], csum[6], cprod[6];
+    uint16_t e[5];
+    int avg_ranks[2];
+    uint16_t avg_e[2][5];
+    size_t nans; /* elements used of n1, n2 and nan */
+    uint16_t n1[5], n2[5], nan[5];
+} half_cases;
+
+/* f16: ties at 1 + 2^-11, overflow at 65520, subnormals. */
+static const half_cases f16_cases = {
+    .dtype = CCL_F16,
+    .a = { 0x3c00, 0x3c01, 0x7bff, 0x7bff, 0x0001, 0x03ff, 0xbc00, 0x8000 },
+    .b = { 0x1000, 0x1000, 0x4c00, 0x4800, 0x0001, 0x0001, 0x3c00, 0x0000 },
+    .sum = { 0x3c00, 0x3c02, 0x7c00, 0x7bff, 0x0002, 0x0400, 0x0000, 0x0000 },
+    .prod = { 0x1000, 0x1001, 0x7c00, 0x7c00, 0x0000, 0x0000, 0xbc00, 0x8000 },
+    .mn = { 0x1000, 0x1000, 0x4c00, 0x4800, 0x0001, 0x0001, 0xbc00, 0x0000 },
+    .mx = { 0x3c00, 0x3c01, 0x7bff, 0x7bff, 0x0001, 0x03ff, 0x3c00, 0x0000 },
+    /* Infinity stays infinite; 2 * 2^-24 / 3 rounds up to 2^-24. */
+    .avg2 = { 0x3800, 0x3802, 0x7c00, 0x77ff, 0x0001, 0x0200, 0x0000, 0x0000 },
+    .avg3 = { 0x3555, 0x3558, 0x7c00, 0x7555, 0x0001, 0x0155, 0x0000, 0x0000 },
+    .c = { 0x0001, 0x0003, 0x3c01, 0x3555, 0x5bff, 0xfbff },
+    .d = { 0x3800, 0x3800, 0x3c01, 0x4200, 0x5bff, 0x4000 },
+    .csum = { 0x3800, 0x3800, 0x4001, 0x42ab, 0x5fff, 0xfbff },
+    .cprod = { 0x0000, 0x0002, 0x3c02, 0x3c00, 0x7bfe, 0xfc00 },
+    .e = { 0x3c00, 0x0001, 0x0003, 0x7bff, 0xc500 },
+    /* 2^-24 / 2 ties to zero, 3 * 2^-24 / 2 ties to 2 * 2^-24. */
+    .avg_ranks = { 2, 3 },
+    .avg_e = { { 0x3800, 0x0000, 0x0002, 0x77ff, 0xc100 },
+               { 0x3555, 0x0000, 0x0001, 0x7555, 0xbeab } },
+    /* NaN in either operand gives NaN, for every op. */
+    .nans = 5,
+    .n1 = { 0x7e00, 0x3c00, 0x7c01, 0xfe00, 0x7e00 },
+    .n2 = { 0x3c00, 0x7e00, 0x3c00, 0x7c00, 0x7e00 },
+    .nan = { 0x7e00, 0x7e00, 0x7e00, 0x7e00, 0x7e00 },
+};
+
+/* bf16: ties at 1 + 2^-8, overflow, subnormals. */
+static const half_cases bf16_cases = {
+    .dtype = CCL_BF16,
+    .a = { 0x3f80, 0x3f81, 0x7f7f, 0x7f7f, 0x7f7f, 0x0001, 0xbf80, 0x8000 },
+    .b = { 0x3b80, 0x3b80, 0x7b00, 0x7a80, 0x7f7f, 0x0001, 0x3f80, 0x0000 },
+    .sum = { 0x3f80, 0x3f82, 0x7f80, 0x7f7f, 0x7f80, 0x0002, 0x0000, 0x0000 },
+    .prod = { 0x3b80, 0x3b81, 0x7f80, 0x7f80, 0x7f80, 0x0000, 0xbf80, 0x8000 },
+    .mn = { 0x3b80, 0x3b80, 0x7b00, 0x7a80, 0x7f7f, 0x0001, 0xbf80, 0x0000 },
+    .mx = { 0x3f80, 0x3f81, 0x7f7f, 0x7f7f, 0x7f7f, 0x0001, 0x3f80, 0x0000 },
+    .avg2 = { 0x3f00, 0x3f02, 0x7f80, 0x7eff, 0x7f80, 0x0001, 0x0000, 0x0000 },
+    .avg3 = { 0x3eab, 0x3ead, 0x7f80, 0x7eaa, 0x7f80, 0x0001, 0x0000, 0x0000 },
+    .c = { 0x0001, 0x0003, 0x3f81, 0x3eab, 0x4b7f, 0xff7f },
+    .d = { 0x3f00, 0x3f00, 0x3f81, 0x4040, 0x4b7f, 0x4000 },
+    .csum = { 0x3f00, 0x3f00, 0x4001, 0x4055, 0x4bff, 0xff7f },
+    .cprod = { 0x0000, 0x0002, 0x3f82, 0x3f80, 0x577e, 0xff80 },
+    .e = { 0x3f80, 0x0001, 0x0003, 0x7f7f, 0xc0a0 },
+    .avg_ranks = { 3, 7 },
+    .avg_e = { { 0x3eab, 0x0000, 0x0001, 0x7eaa, 0xbfd5 },
+               { 0x3e12, 0x0000, 0x0000, 0x7e12, 0xbf37 } },
+    /* A NaN whose payload is only in the low bits must not round into an
+     * infinity. */
+    .nans = 4,
+    .n1 = { 0x7fc0, 0x3f80, 0xffc1, 0x7f81 },
+    .n2 = { 0x3f80, 0x7fc0, 0x3f80, 0x3f80 },
+    .nan = { 0x7fc0, 0x7fc0, 0x7fc0, 0x7fc0 },
+};
+
+static void hand_half(const half_cases *h)
+{
+    static const uint16_t zero[5];
+    HAND_ALL(h->dtype, h->a, h->b, h->sum, h->prod, h->mn, h->mx, h->avg2,
+             h->avg3);
+    HAND(h->dtype, CCL_SUM, h->c, h->d, h->csum);
+    HAND(h->dtype, CCL_PROD, h->c, h->d, h->cprod);
+    for (int i = 0; i < 2; i++)
+        HAND_AVG(h->dtype, h->e, zero, h->avg_e[i], h->avg_ranks[i]);
+    for (int op = 0; op < CCL_REDOP_COUNT; op++)
+        hand(__LINE__, h->dtype, op, h->n1, h->n2, h->nan,
+             h->nans * sizeof h->n1[0], 0);
+}
+
 static void test_hand_floats(void)
 {
     {
@@ -710,101 +785,18 @@ static void test_hand_floats(void)
                                 -2.0 / 3.0 };
         HAND_ALL(CCL_F64, a, b, sum, prod, mn, mx, avg2, avg3);
     }
+    hand_half(&f16_cases);
     {
-        /* f16: ties at 1 + 2^-11, overflow at 65520, subnormals. */
-        const uint16_t a[] = { 0x3c00, 0x3c01, 0x7bff, 0x7bff, 0x0001, 0x03ff,
-                               0xbc00, 0x8000 };
-        const uint16_t b[] = { 0x1000, 0x1000, 0x4c00, 0x4800, 0x0001, 0x0001,
-                               0x3c00, 0x0000 };
-        const uint16_t sum[] = { 0x3c00, 0x3c02, 0x7c00, 0x7bff, 0x0002, 0x0400,
-                                 0x0000, 0x0000 };
-        const uint16_t prod[] = { 0x1000, 0x1001, 0x7c00, 0x7c00, 0x0000,
-                                  0x0000, 0xbc00, 0x8000 };
-        const uint16_t mn[] = { 0x1000, 0x1000, 0x4c00, 0x4800, 0x0001, 0x0001,
-                                0xbc00, 0x0000 };
-        const uint16_t mx[] = { 0x3c00, 0x3c01, 0x7bff, 0x7bff, 0x0001, 0x03ff,
-                                0x3c00, 0x0000 };
-        /* Infinity stays infinite; 2 * 2^-24 / 3 rounds up to 2^-24. */
-        const uint16_t avg2[] = { 0x3800, 0x3802, 0x7c00, 0x77ff, 0x0001,
-                                  0x0200, 0x0000, 0x0000 };
-        const uint16_t avg3[] = { 0x3555, 0x3558, 0x7c00, 0x7555, 0x0001,
-                                  0x0155, 0x0000, 0x0000 };
-        HAND_ALL(CCL_F16, a, b, sum, prod, mn, mx, avg2, avg3);
-
-        const uint16_t c[] = { 0x0001, 0x0003, 0x3c01, 0x3555, 0x5bff, 0xfbff };
-        const uint16_t d[] = { 0x3800, 0x3800, 0x3c01, 0x4200, 0x5bff, 0x4000 };
-        const uint16_t csum[] = { 0x3800, 0x3800, 0x4001, 0x42ab, 0x5fff,
-                                  0xfbff };
-        const uint16_t cprod[] = { 0x0000, 0x0002, 0x3c02, 0x3c00, 0x7bfe,
-                                   0xfc00 };
-        HAND(CCL_F16, CCL_SUM, c, d, csum);
-        HAND(CCL_F16, CCL_PROD, c, d, cprod);
-
-        const uint16_t e[] = { 0x3c00, 0x0001, 0x0003, 0x7bff, 0xc500 };
-        const uint16_t zero[] = { 0, 0, 0, 0, 0 };
-        const uint16_t e2[] = { 0x3800, 0x0000, 0x0002, 0x77ff, 0xc100 };
-        /* 2^-24 / 2 ties to zero, 3 * 2^-24 / 2 ties to 2 * 2^-24. */
-        const uint16_t e3[] = { 0x3555, 0x0000, 0x0001, 0x7555, 0xbeab };
-        HAND_AVG(CCL_F16, e, zero, e2, 2);
-        HAND_AVG(CCL_F16, e, zero, e3, 3);
-
-        /* NaN in either operand gives NaN, for every op. */
+        /* min and max return the NaN operand itself, made quiet. */
         const uint16_t n1[] = { 0x7e00, 0x3c00, 0x7c01, 0xfe00, 0x7e00 };
         const uint16_t n2[] = { 0x3c00, 0x7e00, 0x3c00, 0x7c00, 0x7e00 };
-        const uint16_t nan[] = { 0x7e00, 0x7e00, 0x7e00, 0x7e00, 0x7e00 };
-        for (int op = 0; op < CCL_REDOP_COUNT; op++)
-            hand(__LINE__, CCL_F16, op, n1, n2, nan, sizeof n1, 0);
-        /* min and max return the NaN operand itself, made quiet. */
         const uint16_t nmin[] = { 0x7e00, 0x7e00, 0x7e01, 0xfe00, 0x7e00 };
         unsigned char buf[sizeof n1];
         memcpy(buf, n1, sizeof n1);
         PASS(ccl__reduce(buf, n2, 5, CCL_F16, CCL_MIN) == 0);
         PASS(memcmp(buf, nmin, sizeof nmin) == 0);
     }
-    {
-        /* bf16: ties at 1 + 2^-8, overflow, subnormals. */
-        const uint16_t a[] = { 0x3f80, 0x3f81, 0x7f7f, 0x7f7f, 0x7f7f, 0x0001,
-                               0xbf80, 0x8000 };
-        const uint16_t b[] = { 0x3b80, 0x3b80, 0x7b00, 0x7a80, 0x7f7f, 0x0001,
-                               0x3f80, 0x0000 };
-        const uint16_t sum[] = { 0x3f80, 0x3f82, 0x7f80, 0x7f7f, 0x7f80, 0x0002,
-                                 0x0000, 0x0000 };
-        const uint16_t prod[] = { 0x3b80, 0x3b81, 0x7f80, 0x7f80, 0x7f80,
-                                  0x0000, 0xbf80, 0x8000 };
-        const uint16_t mn[] = { 0x3b80, 0x3b80, 0x7b00, 0x7a80, 0x7f7f, 0x0001,
-                                0xbf80, 0x0000 };
-        const uint16_t mx[] = { 0x3f80, 0x3f81, 0x7f7f, 0x7f7f, 0x7f7f, 0x0001,
-                                0x3f80, 0x0000 };
-        const uint16_t avg2[] = { 0x3f00, 0x3f02, 0x7f80, 0x7eff, 0x7f80,
-                                  0x0001, 0x0000, 0x0000 };
-        const uint16_t avg3[] = { 0x3eab, 0x3ead, 0x7f80, 0x7eaa, 0x7f80,
-                                  0x0001, 0x0000, 0x0000 };
-        HAND_ALL(CCL_BF16, a, b, sum, prod, mn, mx, avg2, avg3);
-
-        const uint16_t c[] = { 0x0001, 0x0003, 0x3f81, 0x3eab, 0x4b7f, 0xff7f };
-        const uint16_t d[] = { 0x3f00, 0x3f00, 0x3f81, 0x4040, 0x4b7f, 0x4000 };
-        const uint16_t csum[] = { 0x3f00, 0x3f00, 0x4001, 0x4055, 0x4bff,
-                                  0xff7f };
-        const uint16_t cprod[] = { 0x0000, 0x0002, 0x3f82, 0x3f80, 0x577e,
-                                   0xff80 };
-        HAND(CCL_BF16, CCL_SUM, c, d, csum);
-        HAND(CCL_BF16, CCL_PROD, c, d, cprod);
-
-        const uint16_t e[] = { 0x3f80, 0x0001, 0x0003, 0x7f7f, 0xc0a0 };
-        const uint16_t zero[] = { 0, 0, 0, 0, 0 };
-        const uint16_t e3[] = { 0x3eab, 0x0000, 0x0001, 0x7eaa, 0xbfd5 };
-        const uint16_t e7[] = { 0x3e12, 0x0000, 0x0000, 0x7e12, 0xbf37 };
-        HAND_AVG(CCL_BF16, e, zero, e3, 3);
-        HAND_AVG(CCL_BF16, e, zero, e7, 7);
-
-        /* A NaN whose payload is only in the low bits must not round into
-         * an infinity. */
-        const uint16_t n1[] = { 0x7fc0, 0x3f80, 0xffc1, 0x7f81 };
-        const uint16_t n2[] = { 0x3f80, 0x7fc0, 0x3f80, 0x3f80 };
-        const uint16_t nan[] = { 0x7fc0, 0x7fc0, 0x7fc0, 0x7fc0 };
-        for (int op = 0; op < CCL_REDOP_COUNT; op++)
-            hand(__LINE__, CCL_BF16, op, n1, n2, nan, sizeof n1, 0);
-    }
+    hand_half(&bf16_cases);
 }
 
 /* ------------------------------------------------------------------ */
@@ -863,7 +855,7 @@ static int random_case(int dtype, int op, size_t n, size_t doff, size_t soff,
 
     /* The finish step: AVG divides, every other op leaves the data be. */
     static const int ranks[] = { 1, 2, 3, 4, 7, 8, 100, 255, 1000 };
-    int nranks = ranks[rng_next(rng) % (sizeof ranks / sizeof ranks[0])];
+    int nranks = ranks[harness_rng_next(rng) % (sizeof ranks / sizeof ranks[0])];
     memcpy(orig_d, d, bytes);
     if (ccl__reduce_finish(d, n, dtype, op, nranks) != 0)
         bad++;
@@ -922,7 +914,7 @@ static void test_half_pairs(uint64_t *rng)
         for (int round = 0; round < 32; round++) {
             for (int op = 0; op < CCL_REDOP_COUNT; op++) {
                 for (int i = 0; i < N; i++) {
-                    uint64_t r = rng_next(rng);
+                    uint64_t r = harness_rng_next(rng);
                     a[i] = (uint16_t)r;
                     /* Half of the pairs are close in magnitude, so that
                      * sums cancel and round in interesting ways. */
@@ -989,7 +981,7 @@ static void test_hash(uint64_t *rng)
     enum { MAXLEN = 300 };
     unsigned char data[MAXLEN], buf[MAXLEN + 16];
     for (size_t i = 0; i < MAXLEN; i++)
-        data[i] = (unsigned char)rng_next(rng);
+        data[i] = (unsigned char)harness_rng_next(rng);
 
     /* Known answers.  These pin the function down: the value must be the
      * same on every platform and build, since ranks compare hashes.  They
@@ -1095,7 +1087,7 @@ static void test_hash(uint64_t *rng)
             long samples = 0;
             for (int t = 0; t < 200; t++) {
                 for (size_t i = 0; i < len; i++)
-                    buf[i] = (unsigned char)rng_next(rng);
+                    buf[i] = (unsigned char)harness_rng_next(rng);
                 uint64_t base = ccl__hash64(buf, len, 0);
                 for (size_t bit = 0; bit < 8 * len; bit++) {
                     buf[bit / 8] ^= (unsigned char)(1u << (bit % 8));
@@ -1133,7 +1125,7 @@ static void print_timings(uint64_t *rng)
         return;
     }
     for (size_t i = 0; i < bytes + 1; i++)
-        big[i] = (unsigned char)rng_next(rng);
+        big[i] = (unsigned char)harness_rng_next(rng);
     memcpy(other, big, bytes + 1);
 
     uint64_t sink = 0;

@@ -24,21 +24,9 @@
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-/* splitmix64: a tiny deterministic generator, so failures reproduce. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static size_t rng_below(size_t n)
-{
-    return n ? (size_t)(rng_next() % n) : 0;
-}
+/* The inputs drawn at random come from this seed (harness.h's generator),
+ * so a failure reproduces. */
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 /* The fixed test pattern: byte j of the message is (j * 167 + 13) mod 256.
  * It repeats every 256 bytes, so any window that starts at a multiple of
@@ -83,7 +71,7 @@ static void sha256_random_split(const uint8_t *msg, size_t n, uint8_t out[32])
     ccl__sha256_init(&s);
     while (off < n) {
         /* Pieces up to 150 bytes span zero, one and two block edges. */
-        size_t take = rng_below(151);
+        size_t take = harness_rng_below(&rng, 151);
         if (take > n - off)
             take = n - off;
         /* Zero-length updates are mixed in on purpose. */
@@ -399,7 +387,7 @@ static void test_hmac_keys(void)
             size_t off = 0;
             ccl__hmac_init(&h, key, v[i].keylen);
             while (off < sizeof msgbuf) {
-                size_t take = rng_below(40);
+                size_t take = harness_rng_below(&rng, 40);
                 if (take > sizeof msgbuf - off)
                     take = sizeof msgbuf - off;
                 ccl__hmac_update(&h, msg + off, take);
@@ -437,11 +425,11 @@ static void test_hmac_keys(void)
         uint8_t k2[65], m2[100];
         ccl__hmac_sha256(keybuf, 65, msgbuf, sizeof msgbuf, whole);
         memcpy(k2, keybuf, sizeof k2);
-        k2[rng_below(sizeof k2)] ^= (uint8_t)(1u << j);
+        k2[harness_rng_below(&rng, sizeof k2)] ^= (uint8_t)(1u << j);
         ccl__hmac_sha256(k2, sizeof k2, msgbuf, sizeof msgbuf, piece);
         PASS(memcmp(whole, piece, 32) != 0);
         memcpy(m2, msgbuf, sizeof m2);
-        m2[rng_below(sizeof m2)] ^= (uint8_t)(1u << j);
+        m2[harness_rng_below(&rng, sizeof m2)] ^= (uint8_t)(1u << j);
         ccl__hmac_sha256(keybuf, 65, m2, sizeof m2, piece);
         PASS(memcmp(whole, piece, 32) != 0);
     }
@@ -457,7 +445,7 @@ static void test_ct_equal(void)
     int bit, wrong = 0;
 
     for (i = 0; i < sizeof a; i++)
-        a[i] = (uint8_t)rng_next();
+        a[i] = (uint8_t)harness_rng_next(&rng);
     memcpy(b, a, sizeof b);
 
     PASS(ccl__ct_equal(a, b, 0) == 1);
@@ -504,7 +492,7 @@ static void print_timings(void)
     if (!big)
         return;
     for (rep = 0; rep < (int)(bytes / 8); rep++) {
-        uint64_t r = rng_next();
+        uint64_t r = harness_rng_next(&rng);
         memcpy(big + 8 * (size_t)rep, &r, 8);
     }
     for (rep = 0; rep < 3; rep++) {

@@ -21,21 +21,9 @@
 /* ------------------------------------------------------------------ */
 /* Helpers */
 
-/* splitmix64: a tiny deterministic generator, so failures reproduce. */
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rng_next(void)
-{
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static size_t rng_below(size_t n)
-{
-    return n ? (size_t)(rng_next() % n) : 0;
-}
+/* The inputs drawn at random come from this seed (harness.h's generator),
+ * so a failure reproduces. */
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static void fill_uuid(uint8_t uuid[16], uint8_t base)
 {
@@ -592,8 +580,38 @@ static void test_register_bytes(void)
          buf[6] == 0 && buf[7] == 0);
 }
 
-/* Encodes a valid message, lets `poke` damage one field in the bytes, and
- * checks the decoder refuses it and leaves *out untouched. */
+/* One damaged field for the reject tests: the `width` bytes (1, 2 or 4,
+ * little-endian) at `off` set to `value`. */
+typedef struct {
+    size_t off;
+    int width;
+    uint32_t value;
+} field_poke;
+
+/* For each poke: a fresh copy of the n good bytes with that one field
+ * damaged, which `reject` must refuse. */
+static void reject_each_poke(const uint8_t *good, size_t n, const field_poke *pokes,
+                             size_t npokes,
+                             void (*reject)(const uint8_t *buf, size_t len))
+{
+    uint8_t buf[256];
+    size_t i;
+    PASS(n <= sizeof buf);
+    for (i = 0; i < npokes && n <= sizeof buf; i++) {
+        const field_poke *p = &pokes[i];
+        memcpy(buf, good, n);
+        if (p->width == 4)
+            ccl__put_u32(buf + p->off, p->value);
+        else if (p->width == 2)
+            ccl__put_u16(buf + p->off, (uint16_t)p->value);
+        else
+            buf[p->off] = (uint8_t)p->value;
+        reject(buf, n);
+    }
+}
+
+/* Decodes damaged bytes: the decoder must refuse them and leave its output
+ * untouched. */
 static void register_reject_bytes(const uint8_t *buf, size_t len)
 {
     ccl__register_msg d;
@@ -609,6 +627,18 @@ static void test_register_rejects(void)
     size_t n = ccl__register_encode(good, sizeof good, &m), len;
     static const uint8_t bad_host_bytes[] = {0x00, 0x09, 0x0a, 0x20,
                                              0x7f, 0x80, 0xff};
+    static const field_poke bad_fields[] = {
+        /* host_len disagreeing with the payload length, both ways. */
+        {28, 1, 3}, {28, 1, 1},
+        /* world_size 0 and above the cap. */
+        {0, 4, 0}, {0, 4, CCL_MAX_WORLD + 1}, {0, 4, UINT32_MAX},
+        /* rank < -1 (-2, INT32_MIN) and rank >= world_size (4). */
+        {4, 4, 0xfffffffeu}, {4, 4, 0x80000000u}, {4, 4, 4}, {4, 4, 0x7fffffffu},
+        /* port 0. */
+        {8, 2, 0},
+        /* conns_per_peer 0 and 65 and more. */
+        {10, 2, 0}, {10, 2, 65}, {10, 2, 0xffff},
+    };
     size_t i;
 
     PASS(n == 31);
@@ -619,55 +649,13 @@ static void test_register_rejects(void)
     memcpy(buf, good, n);
     buf[n] = 0;
     register_reject_bytes(buf, n + 1);
-    /* host_len disagreeing with the payload length, both ways. */
-    memcpy(buf, good, n);
-    buf[28] = 3;
-    register_reject_bytes(buf, n);
-    buf[28] = 1;
-    register_reject_bytes(buf, n);
 
-    /* world_size 0 and above the cap. */
-    memcpy(buf, good, n);
-    ccl__put_u32(buf, 0);
-    register_reject_bytes(buf, n);
-    ccl__put_u32(buf, CCL_MAX_WORLD + 1);
-    register_reject_bytes(buf, n);
-    ccl__put_u32(buf, UINT32_MAX);
-    register_reject_bytes(buf, n);
-
-    /* rank < -1 and rank >= world_size (4). */
-    memcpy(buf, good, n);
-    ccl__put_u32(buf + 4, 0xfffffffeu); /* -2 */
-    register_reject_bytes(buf, n);
-    ccl__put_u32(buf + 4, 0x80000000u); /* INT32_MIN */
-    register_reject_bytes(buf, n);
-    ccl__put_u32(buf + 4, 4);
-    register_reject_bytes(buf, n);
-    ccl__put_u32(buf + 4, 0x7fffffffu);
-    register_reject_bytes(buf, n);
-
-    /* port 0. */
-    memcpy(buf, good, n);
-    ccl__put_u16(buf + 8, 0);
-    register_reject_bytes(buf, n);
-
-    /* conns_per_peer 0 and 65. */
-    memcpy(buf, good, n);
-    ccl__put_u16(buf + 10, 0);
-    register_reject_bytes(buf, n);
-    ccl__put_u16(buf + 10, 65);
-    register_reject_bytes(buf, n);
-    ccl__put_u16(buf + 10, 0xffff);
-    register_reject_bytes(buf, n);
-
+    reject_each_poke(good, n, bad_fields, ARRAY_LEN(bad_fields),
+                     register_reject_bytes);
     /* Bad host bytes, at each position. */
     for (i = 0; i < ARRAY_LEN(bad_host_bytes); i++) {
-        memcpy(buf, good, n);
-        buf[29] = bad_host_bytes[i];
-        register_reject_bytes(buf, n);
-        memcpy(buf, good, n);
-        buf[30] = bad_host_bytes[i];
-        register_reject_bytes(buf, n);
+        field_poke at[] = {{29, 1, bad_host_bytes[i]}, {30, 1, bad_host_bytes[i]}};
+        reject_each_poke(good, n, at, ARRAY_LEN(at), register_reject_bytes);
     }
 
     /* host_len 0 (with an exact length) and 65. */
@@ -683,6 +671,16 @@ static void test_register_rejects(void)
     PASS(strlen(m.host) == CCL_MAX_HOST);
 }
 
+/* A copy of `good` with one change (the statements after it, made on the
+ * caller's `bad`) must be refused: `encode` writes nothing into the
+ * caller's `buf`.  A failure names the change. */
+#define ENCODE_REFUSES(encode, good, ...)                                  \
+    do {                                                                   \
+        bad = (good);                                                      \
+        __VA_ARGS__;                                                       \
+        PASS(encode(buf, sizeof buf, &bad) == 0 && #__VA_ARGS__);          \
+    } while (0)
+
 static void test_register_encode_refuses(void)
 {
     uint8_t buf[128];
@@ -695,39 +693,20 @@ static void test_register_encode_refuses(void)
     PASS(ccl__register_encode(buf, 0, &m) == 0);
     PASS(ccl__register_encode(NULL, 0, &m) == 0);
 
-    bad = m;
-    bad.host[0] = '\0';
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    memset(bad.host, 'a', sizeof bad.host); /* 65 chars, no NUL */
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    strcpy(bad.host, "a b");
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.host[1] = (char)0xc3;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.world_size = 0;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.world_size = CCL_MAX_WORLD + 1;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.rank = -2;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.rank = 4;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.listen_port = 0;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.conns_per_peer = 0;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
-    bad = m;
-    bad.conns_per_peer = 65;
-    PASS(ccl__register_encode(buf, sizeof buf, &bad) == 0);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.host[0] = '\0');
+    /* 65 chars, no NUL */
+    ENCODE_REFUSES(ccl__register_encode, m,
+                   memset(bad.host, 'a', sizeof bad.host));
+    ENCODE_REFUSES(ccl__register_encode, m, strcpy(bad.host, "a b"));
+    ENCODE_REFUSES(ccl__register_encode, m, bad.host[1] = (char)0xc3);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.world_size = 0);
+    ENCODE_REFUSES(ccl__register_encode, m,
+                   bad.world_size = CCL_MAX_WORLD + 1);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.rank = -2);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.rank = 4);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.listen_port = 0);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.conns_per_peer = 0);
+    ENCODE_REFUSES(ccl__register_encode, m, bad.conns_per_peer = 65);
 }
 
 /* ------------------------------------------------------------------ */
@@ -952,6 +931,19 @@ static void test_group_rejects(void)
     ccl__group_msg g = sample_group();
     size_t n = ccl__group_encode(good, sizeof good, &g), len;
     static const uint8_t bad_host_bytes[] = {0x00, 0x20, 0x7f, 0xff};
+    static const field_poke bad_fields[] = {
+        /* your_rank >= world_size. */
+        {8, 4, 2}, {8, 4, UINT32_MAX},
+        /* conns_per_peer outside 1..64. */
+        {12, 2, 0}, {12, 2, 65},
+        /* A member with port 0 (first and last). */
+        {14, 2, 0}, {34, 2, 0},
+        /* host_len 0 is refused outright. */
+        {32, 1, 0},
+        /* The last host claims one byte more than is there; one byte
+         * fewer (a trailing byte remains); far beyond the payload. */
+        {52, 1, 3}, {52, 1, 1}, {52, 1, 0xff},
+    };
     size_t i;
 
     PASS(n == 55);
@@ -969,49 +961,12 @@ static void test_group_rejects(void)
         PASS(group_decode_only(buf, len) == CCL_ERR_PROTOCOL);
     }
 
-    /* your_rank >= world_size. */
-    memcpy(buf, good, n);
-    ccl__put_u32(buf + 8, 2);
-    group_reject_bytes(buf, n);
-    ccl__put_u32(buf + 8, UINT32_MAX);
-    group_reject_bytes(buf, n);
-
-    /* conns_per_peer outside 1..64. */
-    memcpy(buf, good, n);
-    ccl__put_u16(buf + 12, 0);
-    group_reject_bytes(buf, n);
-    ccl__put_u16(buf + 12, 65);
-    group_reject_bytes(buf, n);
-
-    /* A member with port 0 (first and last). */
-    memcpy(buf, good, n);
-    ccl__put_u16(buf + 14, 0);
-    group_reject_bytes(buf, n);
-    memcpy(buf, good, n);
-    ccl__put_u16(buf + 34, 0);
-    group_reject_bytes(buf, n);
-
-    /* Bad host bytes and host lengths. */
+    reject_each_poke(good, n, bad_fields, ARRAY_LEN(bad_fields), group_reject_bytes);
+    /* Bad host bytes, in the first and the last host. */
     for (i = 0; i < ARRAY_LEN(bad_host_bytes); i++) {
-        memcpy(buf, good, n);
-        buf[33] = bad_host_bytes[i];
-        group_reject_bytes(buf, n);
-        memcpy(buf, good, n);
-        buf[54] = bad_host_bytes[i];
-        group_reject_bytes(buf, n);
+        field_poke at[] = {{33, 1, bad_host_bytes[i]}, {54, 1, bad_host_bytes[i]}};
+        reject_each_poke(good, n, at, ARRAY_LEN(at), group_reject_bytes);
     }
-    memcpy(buf, good, n);
-    buf[32] = 0; /* host_len 0 is refused outright */
-    group_reject_bytes(buf, n);
-    memcpy(buf, good, n);
-    buf[52] = 3; /* last host claims one byte more than is there */
-    group_reject_bytes(buf, n);
-    memcpy(buf, good, n);
-    buf[52] = 1; /* last host one byte shorter: a trailing byte remains */
-    group_reject_bytes(buf, n);
-    memcpy(buf, good, n);
-    buf[52] = 0xff; /* host_len far beyond the payload */
-    group_reject_bytes(buf, n);
 
     /* world_size disagreeing with the members present: fewer announced
      * leaves a trailing member; more announced fails the peek's minimum
@@ -1043,37 +998,22 @@ static void test_group_encode_refuses(void)
     PASS(ccl__group_encode(buf, n, &g) == n);
     PASS(ccl__group_encode(NULL, 0, &g) == 0);
 
-    bad = g;
-    bad.world_size = 0;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
-    bad = g;
-    bad.world_size = CCL_MAX_WORLD + 1;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
-    bad = g;
-    bad.your_rank = 2;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
-    bad = g;
-    bad.conns_per_peer = 0;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
-    bad = g;
-    bad.conns_per_peer = 65;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
-    bad = g;
-    bad.members = NULL;
-    PASS(ccl__group_encode(buf, sizeof buf, &bad) == 0);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.world_size = 0);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.world_size = CCL_MAX_WORLD + 1);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.your_rank = 2);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.conns_per_peer = 0);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.conns_per_peer = 65);
+    ENCODE_REFUSES(ccl__group_encode, g, bad.members = NULL);
 
-    g = sample_group();
-    sample_members[1].port = 0;
-    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
-    g = sample_group();
-    sample_members[1].host[0] = '\0';
-    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
-    g = sample_group();
-    memset(sample_members[1].host, 'x', sizeof sample_members[1].host);
-    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
-    g = sample_group();
-    sample_members[0].host[0] = '\n';
-    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
+    /* Bad members (sample_group() resets them first). */
+    ENCODE_REFUSES(ccl__group_encode, sample_group(),
+                   sample_members[1].port = 0);
+    ENCODE_REFUSES(ccl__group_encode, sample_group(),
+                   sample_members[1].host[0] = '\0');
+    ENCODE_REFUSES(ccl__group_encode, sample_group(),
+                   memset(sample_members[1].host, 'x', sizeof sample_members[1].host));
+    ENCODE_REFUSES(ccl__group_encode, sample_group(),
+                   sample_members[0].host[0] = '\n');
 }
 
 /* ------------------------------------------------------------------ */
@@ -1224,6 +1164,25 @@ static void fuzz_violation(fuzz_stats *st, const char *what)
         fprintf(stderr, "FAIL mutation loop: %s\n", what);
 }
 
+/* Counts one decode by decoder `which` (the index in ok[] and bad[]):
+ * 1 when it accepted.  A refusal must say CCL_ERR_PROTOCOL, or `also`
+ * where that decoder has a second documented code. */
+static int fuzz_tally(fuzz_stats *st, int which, int rc, int also)
+{
+    static const char *const unexpected[5] = {
+        "hello: unexpected code", "hdr: unexpected code",
+        "register: unexpected code", "group: unexpected code",
+        "errmsg: unexpected code"};
+    if (rc == 0) {
+        st->ok[which]++;
+        return 1;
+    }
+    st->bad[which]++;
+    if (rc != CCL_ERR_PROTOCOL && rc != also)
+        fuzz_violation(st, unexpected[which]);
+    return 0;
+}
+
 static void fuzz_hello(const uint8_t *in, size_t len, fuzz_stats *st)
 {
     ccl__hello h;
@@ -1233,15 +1192,11 @@ static void fuzz_hello(const uint8_t *in, size_t len, fuzz_stats *st)
     if (len < CCL_HELLO_LEN)
         return;
     rc = ccl__hello_decode(in, &h);
-    if (rc != 0) {
-        st->bad[0]++;
-        if (rc != CCL_ERR_PROTOCOL && rc != CCL_ERR_VERSION)
-            fuzz_violation(st, "hello: unexpected code");
+    if (!fuzz_tally(st, 0, rc, CCL_ERR_VERSION)) {
         if (rc == CCL_ERR_VERSION && h.version == CCL_PROTOCOL_VERSION)
             fuzz_violation(st, "hello: version error for our version");
         return;
     }
-    st->ok[0]++;
     if (h.version != CCL_PROTOCOL_VERSION ||
         (h.flags & ~CCL_HELLO_FLAGS_KNOWN) != 0 || h.role < 1 || h.role > 3)
         fuzz_violation(st, "hello: accepted an invalid field");
@@ -1279,18 +1234,10 @@ static void fuzz_hdr(const uint8_t *in, size_t len, fuzz_stats *st)
 {
     ccl__hdr h;
     uint8_t re[CCL_HDR_LEN];
-    int rc;
 
-    if (len < CCL_HDR_LEN)
+    if (len < CCL_HDR_LEN ||
+        !fuzz_tally(st, 1, ccl__hdr_decode(in, &h), CCL_ERR_PROTOCOL))
         return;
-    rc = ccl__hdr_decode(in, &h);
-    if (rc != 0) {
-        st->bad[1]++;
-        if (rc != CCL_ERR_PROTOCOL)
-            fuzz_violation(st, "hdr: unexpected code");
-        return;
-    }
-    st->ok[1]++;
     if (!hdr_invariants(&h))
         fuzz_violation(st, "hdr: accepted an invalid header");
     ccl__hdr_encode(re, &h);
@@ -1316,13 +1263,8 @@ static void fuzz_register(const uint8_t *in, size_t len, fuzz_stats *st)
     size_t n;
     int rc = ccl__register_decode(in, len, &m);
 
-    if (rc != 0) {
-        st->bad[2]++;
-        if (rc != CCL_ERR_PROTOCOL)
-            fuzz_violation(st, "register: unexpected code");
+    if (!fuzz_tally(st, 2, rc, CCL_ERR_PROTOCOL))
         return;
-    }
-    st->ok[2]++;
     if (m.world_size < 1 || m.world_size > CCL_MAX_WORLD || m.rank < -1 ||
         (m.rank >= 0 && (uint32_t)m.rank >= m.world_size) ||
         m.listen_port == 0 || m.conns_per_peer < 1 || m.conns_per_peer > 64 ||
@@ -1364,14 +1306,10 @@ static void fuzz_group(const uint8_t *in, size_t len, fuzz_stats *st)
             exit(2);
         rc = ccl__group_decode(in, len, &g);
     }
-    if (rc != 0) {
-        st->bad[3]++;
-        if (rc != CCL_ERR_PROTOCOL)
-            fuzz_violation(st, "group: unexpected code");
+    if (!fuzz_tally(st, 3, rc, CCL_ERR_PROTOCOL)) {
         free(g.members);
         return;
     }
-    st->ok[3]++;
     if (!group_invariants(&g, ws))
         fuzz_violation(st, "group: accepted an invalid message");
     re = malloc(len);
@@ -1391,13 +1329,8 @@ static void fuzz_errmsg(const uint8_t *in, size_t len, fuzz_stats *st)
     size_t n, i;
     int rc = ccl__errmsg_decode(in, len, &code, msg);
 
-    if (rc != 0) {
-        st->bad[4]++;
-        if (rc != CCL_ERR_PROTOCOL)
-            fuzz_violation(st, "errmsg: unexpected code");
+    if (!fuzz_tally(st, 4, rc, CCL_ERR_PROTOCOL))
         return;
-    }
-    st->ok[4]++;
     n = strlen(msg);
     if (len != 6 + n || n > CCL_MAX_ERRMSG)
         fuzz_violation(st, "errmsg: text length disagrees with payload");
@@ -1450,42 +1383,56 @@ static void mutate_once(uint8_t *buf, size_t *len)
 {
     size_t pos;
 
-    switch (rng_below(6)) {
+    switch (harness_rng_below(&rng, 6)) {
     case 0: /* flip a bit */
     case 1:
         if (*len) {
-            pos = rng_below(*len);
-            buf[pos] ^= (uint8_t)(1u << rng_below(8));
+            pos = harness_rng_below(&rng, *len);
+            buf[pos] ^= (uint8_t)(1u << harness_rng_below(&rng, 8));
         }
         break;
     case 2: /* overwrite a byte, biased to boundary values */
         if (*len) {
             static const uint8_t pick[] = {0x00, 0x01, 0x7f, 0x80, 0xff, 0x20};
-            pos = rng_below(*len);
-            buf[pos] = rng_below(2) ? (uint8_t)rng_next()
-                                    : pick[rng_below(ARRAY_LEN(pick))];
+            pos = harness_rng_below(&rng, *len);
+            buf[pos] = harness_rng_below(&rng, 2)
+                           ? (uint8_t)harness_rng_next(&rng)
+                           : pick[harness_rng_below(&rng, ARRAY_LEN(pick))];
         }
         break;
     case 3: /* truncate */
-        *len = rng_below(*len + 1);
+        *len = harness_rng_below(&rng, *len + 1);
         break;
     case 4: /* extend with random bytes */
     {
-        size_t add = 1 + rng_below(16), i;
+        size_t add = 1 + harness_rng_below(&rng, 16), i;
         if (*len + add > FUZZ_MAX)
             add = FUZZ_MAX - *len;
         for (i = 0; i < add; i++)
-            buf[*len + i] = (uint8_t)rng_next();
+            buf[*len + i] = (uint8_t)harness_rng_next(&rng);
         *len += add;
         break;
     }
     default: /* shorten or lengthen by one (off-by-one length bugs) */
-        if (rng_below(2) && *len)
+        if (harness_rng_below(&rng, 2) && *len)
             (*len)--;
         else if (*len < FUZZ_MAX)
             buf[(*len)++] = 0;
         break;
     }
+}
+
+/* Hands len bytes to every decoder, from a heap copy of exactly that size
+ * (so a read past the end trips AddressSanitizer). */
+static void fuzz_all(const uint8_t *bytes, size_t len, fuzz_stats *st)
+{
+    uint8_t *in = harness_exact_copy(bytes, len);
+    fuzz_hello(in, len, st);
+    fuzz_hdr(in, len, st);
+    fuzz_register(in, len, st);
+    fuzz_group(in, len, st);
+    fuzz_errmsg(in, len, st);
+    free(in);
 }
 
 static void test_mutations(void)
@@ -1502,24 +1449,17 @@ static void test_mutations(void)
 
     for (iter = 0; iter < FUZZ_ITERS; iter++) {
         uint8_t work[FUZZ_MAX];
-        const fuzz_seed *seed = &seeds[rng_below(nseeds)];
+        const fuzz_seed *seed = &seeds[harness_rng_below(&rng, nseeds)];
         size_t len = seed->len;
-        int m, nmut = 1 + (int)rng_below(4);
-        uint8_t *in;
+        int m, nmut = 1 + (int)harness_rng_below(&rng, 4);
 
         memcpy(work, seed->bytes, len);
         /* One iteration in eight runs the seed undamaged, so acceptance
          * paths (and re-encoding) get exercised as well. */
-        if (rng_below(8) != 0)
+        if (harness_rng_below(&rng, 8) != 0)
             for (m = 0; m < nmut; m++)
                 mutate_once(work, &len);
-        in = harness_exact_copy(work, len);
-        fuzz_hello(in, len, &st);
-        fuzz_hdr(in, len, &st);
-        fuzz_register(in, len, &st);
-        fuzz_group(in, len, &st);
-        fuzz_errmsg(in, len, &st);
-        free(in);
+        fuzz_all(work, len, &st);
     }
 
     PASS(st.violations == 0);
@@ -1542,18 +1482,10 @@ static void test_random_noise(void)
     memset(&st, 0, sizeof st);
     for (iter = 0; iter < 20000; iter++) {
         uint8_t work[160];
-        size_t len = rng_below(sizeof work + 1), i;
-        uint8_t *in;
+        size_t len = harness_rng_below(&rng, sizeof work + 1);
 
-        for (i = 0; i < len; i++)
-            work[i] = (uint8_t)rng_next();
-        in = harness_exact_copy(work, len);
-        fuzz_hello(in, len, &st);
-        fuzz_hdr(in, len, &st);
-        fuzz_register(in, len, &st);
-        fuzz_group(in, len, &st);
-        fuzz_errmsg(in, len, &st);
-        free(in);
+        harness_rng_fill(&rng, work, len);
+        fuzz_all(work, len, &st);
     }
     PASS(st.violations == 0);
 }

@@ -1,5 +1,5 @@
 /*
- * xport.c - the transport's members and connections over an epoch, their
+ * xport_peers.c - the transport's members and connections over an epoch, their
  * readiness events, and liveness: heartbeats keep an idle but healthy
  * peer from looking dead; silence longer than peer_timeout means the
  * peer is stopped, hung or cut off (a stopped process keeps its sockets
