@@ -33,6 +33,7 @@ typedef enum ccl_result {
     CCL_ERR_REJECTED,
     CCL_ERR_INTERNAL,
     CCL_ERR_PENDING,
+    CCL_ERR_INTERRUPTED,
     ...
 } ccl_result;
 
@@ -107,6 +108,7 @@ typedef struct ccl_comm_config {
     size_t key_len;
     int allow_insecure;
     int frame_mac;
+    const int *cancel;
     ...;
 } ccl_comm_config;
 
@@ -120,6 +122,7 @@ const char *ccl_comm_error(ccl_comm *c);
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
 void ccl_comm_destroy(ccl_comm *c);
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+void ccl_comm_interrupt(ccl_comm *c);
 int ccl_comm_peers_pending(ccl_comm *c);
 
 /* Ops.  Python uses only the async forms plus wait/test/free, so one path

@@ -73,8 +73,10 @@ typedef enum ccl_result {
     CCL_ERR_AUTH = 14,            /* authentication failed */
     CCL_ERR_REJECTED = 15,        /* the master refused the request */
     CCL_ERR_INTERNAL = 16,        /* a bug in pyccl; please report it */
-    CCL_ERR_PENDING = 17          /* ccl_op_wait ran out of time: the op is
+    CCL_ERR_PENDING = 17,         /* ccl_op_wait ran out of time: the op is
                                      still running (not a failure) */
+    CCL_ERR_INTERRUPTED = 18      /* the caller asked a blocking call to stop
+                                     (cfg.cancel, ccl_comm_interrupt) */
 } ccl_result;
 
 /* A static, human-readable name for a result code ("peer lost", ...). */
@@ -183,6 +185,11 @@ typedef struct ccl_comm_config {
     int frame_mac;            /* 1: every frame between peers carries a MAC
                                  (needs a key; every peer must agree).
                                  Default 0: TCP's checksum only */
+    const int *cancel;        /* NULL, or a flag the caller may set from any
+                                 thread while ccl_comm_create waits (for a
+                                 signal handler's sake): creation then fails
+                                 with CCL_ERR_INTERRUPTED within ~50 ms.
+                                 Read only during ccl_comm_create */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);
@@ -204,6 +211,11 @@ const char *ccl_comm_error(ccl_comm *c);
  * trip to the master and keeps the mesh.  CCL_ERR_INVALID_USAGE if ops are
  * pending; CCL_ERR_REJECTED if this peer was removed from the group. */
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+/* Makes an ccl_comm_update_topology running in another thread return
+ * CCL_ERR_INTERRUPTED within ~50 ms (the communicator is then left as a
+ * failed update leaves it: call update_topology again, or destroy it).
+ * Has no effect on a later call.  Thread-safe. */
+void ccl_comm_interrupt(ccl_comm *c);
 /* Joiners waiting for the next update_topology, as the master last said.
  * Costs no network round trip. */
 int ccl_comm_peers_pending(ccl_comm *c);

@@ -141,10 +141,13 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
         ERRF("cannot start the event loop");
         goto fail;
     }
+    /* Every blocking wait of the join (the master, the mesh) stops within
+     * 50 ms of *cfg->cancel. */
+    ccl__sock_set_cancel(cfg->cancel);
     rc = ccl__join_group(c, deadline, err, errlen);
-    if (rc)
-        goto fail;
-    rc = ccl__mesh_build(c, deadline, err, errlen);
+    if (!rc)
+        rc = ccl__mesh_build(c, deadline, err, errlen);
+    ccl__sock_set_cancel(NULL);
     if (rc)
         goto fail;
     ccl__master_link_watch(c);

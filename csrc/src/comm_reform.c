@@ -28,15 +28,18 @@ static int await_answer(ccl_comm *c, uint64_t deadline)
 {
     c->answered = 0;
     c->awaiting = 1;
-    while (!c->answered && c->master_fd >= 0 && !c->master_lost) {
+    while (!c->answered && c->master_fd >= 0 && !c->master_lost &&
+           !ccl__sock_cancelled()) {
         uint64_t now = ccl__now_ms();
         if (now >= deadline)
             break;
-        ccl__loop_once(c, deadline - now > 100 ? 100 : (int)(deadline - now));
+        ccl__loop_once(c, deadline - now > 50 ? 50 : (int)(deadline - now));
     }
     c->awaiting = 0;
     if (c->answered)
         return CCL_OK;
+    if (ccl__sock_cancelled())
+        return CCL_ERR_INTERRUPTED;
     return c->master_fd < 0 || c->master_lost ? CCL_ERR_MASTER_UNREACHABLE
                                               : CCL_ERR_TIMEOUT;
 }
@@ -65,9 +68,11 @@ static int apply_group(ccl_comm *c, uint64_t deadline)
     if (rc) {
         /* The new mesh is incomplete: this communicator cannot run ops
          * until the next update_topology. */
-        rc = rc == CCL_ERR_TIMEOUT ? CCL_ERR_PEER_LOST : rc;
-        ccl__engine_mark_broken(&c->eng, rc, err);
-        return fail(c, rc, "building the mesh of the new epoch: %s", err);
+        int broken = rc == CCL_ERR_TIMEOUT || rc == CCL_ERR_INTERRUPTED
+                         ? CCL_ERR_PEER_LOST : rc;
+        ccl__engine_mark_broken(&c->eng, broken, err);
+        return fail(c, rc == CCL_ERR_INTERRUPTED ? rc : broken,
+                    "building the mesh of the new epoch: %s", err);
     }
     return CCL_OK;
 }
@@ -133,6 +138,12 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     rc = await_answer(c, deadline);
     if (rc == CCL_ERR_TIMEOUT)
         return fail(c, rc, "%s", "no answer from the master before the deadline");
+    if (rc == CCL_ERR_INTERRUPTED) {
+        /* The answer may still come: read it at the next update_topology
+         * from a fresh link rather than mistake it for that one's. */
+        ccl__master_gone(c);
+        return fail(c, rc, "%s", "interrupted while waiting for the master");
+    }
     if (rc) {
         ccl__master_gone(c);
         return fail(c, CCL_ERR_MASTER_UNREACHABLE, "%s",
@@ -159,11 +170,22 @@ int ccl_comm_update_topology(ccl_comm *c, int timeout_ms)
     c->driving = 1;
     ccl__engine_drain_posts(&c->eng);
     ccl__engine_reap(&c->eng);
+    /* Every blocking wait below (the master, the mesh) stops within 50 ms
+     * of ccl_comm_interrupt. */
+    __atomic_store_n(&c->interrupt, 0, __ATOMIC_RELEASE);
+    ccl__sock_set_cancel(&c->interrupt);
     int rc = reform_locked(c, timeout_ms);
+    ccl__sock_set_cancel(NULL);
     if (rc == CCL_OK)
         ccl__engine_set_error(&c->eng, "");
     c->driving = 0;
     pthread_cond_signal(&c->idle_cv);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+void ccl_comm_interrupt(ccl_comm *c)
+{
+    if (c)
+        __atomic_store_n(&c->interrupt, 1, __ATOMIC_RELEASE);
 }

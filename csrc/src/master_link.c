@@ -20,6 +20,17 @@
 
 #define ERRF(...) snprintf(err, errlen, __VA_ARGS__)
 
+/* A wait that failed because the caller asked to stop says so, whatever
+ * the wait's own code was. */
+static int stop_or(int rc, char *err, size_t errlen)
+{
+    if (rc && ccl__sock_cancelled()) {
+        ERRF("interrupted");
+        return CCL_ERR_INTERRUPTED;
+    }
+    return rc;
+}
+
 int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
                   uint32_t len, uint64_t deadline, char *err, size_t errlen)
 {
@@ -49,11 +60,13 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
         if (rc != CCL_ERR_IO || ccl__now_ms() + 100 >= deadline)
             break;
         ccl__sleep_ms(100);
+        if (ccl__sock_cancelled())
+            break;
     }
     if (rc) {
         ERRF("cannot reach the master at %s:%d: %s", c->master_host,
              c->master_port, e);
-        return CCL_ERR_MASTER_UNREACHABLE;
+        return stop_or(CCL_ERR_MASTER_UNREACHABLE, err, errlen);
     }
     ccl__hello mine;
     ccl__hs hs;
@@ -63,9 +76,11 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
     rc = ccl__handshake(c->master_fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
                         c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
     if (rc)
-        return rc == CCL_ERR_VERSION || rc == CCL_ERR_AUTH || rc == CCL_ERR_MISMATCH
-                   ? rc
-                   : CCL_ERR_MASTER_UNREACHABLE;
+        return stop_or(rc == CCL_ERR_VERSION || rc == CCL_ERR_AUTH ||
+                               rc == CCL_ERR_MISMATCH
+                           ? rc
+                           : CCL_ERR_MASTER_UNREACHABLE,
+                       err, errlen);
     if (hs.theirs.role != CCL_ROLE_MASTER) {
         ERRF("%s is not a pyccl master", who);
         return CCL_ERR_PROTOCOL;
@@ -114,9 +129,12 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
             }
         }
         if (rc == CCL_ERR_VERSION || rc == CCL_ERR_PROTOCOL || rc == CCL_ERR_AUTH ||
-            rc == CCL_ERR_MISMATCH)
+            rc == CCL_ERR_MISMATCH || rc == CCL_ERR_INTERRUPTED)
             break;
         ccl__sleep_ms(100);
+        rc = stop_or(rc, err, errlen);
+        if (rc == CCL_ERR_INTERRUPTED)
+            break;
     }
     ccl__sock_close(c->master_fd);
     c->master_fd = -1;
@@ -151,7 +169,9 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     rc = ccl__sock_recv_all(c->master_fd, hb, sizeof hb, deadline, e, sizeof e);
     if (rc) {
         ERRF("waiting for the group from %s: %s", who, e);
-        return rc == CCL_ERR_TIMEOUT ? CCL_ERR_TIMEOUT : CCL_ERR_MASTER_UNREACHABLE;
+        return stop_or(rc == CCL_ERR_TIMEOUT ? CCL_ERR_TIMEOUT
+                                             : CCL_ERR_MASTER_UNREACHABLE,
+                       err, errlen);
     }
     if (ccl__hdr_decode(hb, &h) ||
         (h.type != CCL_FT_GROUP && h.type != CCL_FT_REJECT)) {
@@ -165,7 +185,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     if (rc) {
         free(payload);
         ERRF("reading the group from %s: %s", who, e);
-        return CCL_ERR_MASTER_UNREACHABLE;
+        return stop_or(CCL_ERR_MASTER_UNREACHABLE, err, errlen);
     }
     if (h.type == CCL_FT_REJECT) {
         int code = 0;

@@ -35,7 +35,8 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
             int rc = ccl__sock_connect(m->host, m->port, deadline, &fd, e, sizeof e);
             if (rc) {
                 snprintf(err, errlen, "connect to %s: %s", who, e);
-                return rc == CCL_ERR_TIMEOUT ? rc : CCL_ERR_PEER_LOST;
+                return rc == CCL_ERR_TIMEOUT || rc == CCL_ERR_INTERRUPTED ? rc
+                                                                  : CCL_ERR_PEER_LOST;
             }
             ccl__hello mine;
             ccl__hs hs;

@@ -24,13 +24,18 @@ const char *ccl_strerror(int rc)
     case CCL_ERR_REJECTED: return "rejected by the master";
     case CCL_ERR_INTERNAL: return "internal error";
     case CCL_ERR_PENDING: return "still running";
+    case CCL_ERR_INTERRUPTED: return "interrupted";
     default: return "unknown error";
     }
 }
 
 const char *ccl_version(void)
 {
-    return "0.1.0";
+    /* Built from the header's numbers so the two cannot drift. */
+#define CCL_STR_(x) #x
+#define CCL_STR(x) CCL_STR_(x)
+    return CCL_STR(CCL_VERSION_MAJOR) "." CCL_STR(CCL_VERSION_MINOR) "." CCL_STR(
+        CCL_VERSION_PATCH);
 }
 
 size_t ccl_dtype_size(int dtype)

@@ -46,6 +46,29 @@ static int remaining_ms(uint64_t deadline_ms)
     return left > 1000000 ? 1000000 : (int)left;
 }
 
+/* The calling thread's cancel flag (see sock.h).  Blocking waits look at
+ * it at least every CANCEL_SLICE_MS while it is set. */
+#define CANCEL_SLICE_MS 50
+static __thread const int *cancel_flag;
+
+void ccl__sock_set_cancel(const int *flag)
+{
+    cancel_flag = flag;
+}
+
+int ccl__sock_cancelled(void)
+{
+    return cancel_flag && __atomic_load_n(cancel_flag, __ATOMIC_ACQUIRE);
+}
+
+/* How long one poll of a blocking wait may sleep: what is left, in slices
+ * when someone may cancel the wait. */
+static int slice_ms(uint64_t deadline_ms)
+{
+    int ms = remaining_ms(deadline_ms);
+    return cancel_flag && ms > CANCEL_SLICE_MS ? CANCEL_SLICE_MS : ms;
+}
+
 /* Resolves host:port to the first IPv4/IPv6 stream address. */
 static int resolve(const char *host, int port, int passive,
                    struct sockaddr_storage *ss, socklen_t *sslen,
@@ -128,9 +151,16 @@ int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
         }
         struct pollfd p = {s, POLLOUT, 0};
         int n;
-        do {
-            n = poll(&p, 1, remaining_ms(deadline_ms));
-        } while (n < 0 && errno == EINTR);
+        for (;;) {
+            if (ccl__sock_cancelled()) {
+                ERRF("connect %s:%d: interrupted", host, port);
+                close(s);
+                return CCL_ERR_INTERRUPTED;
+            }
+            n = poll(&p, 1, slice_ms(deadline_ms));
+            if (n > 0 || (n < 0 && errno != EINTR) || remaining_ms(deadline_ms) == 0)
+                break;
+        }
         if (n == 0) {
             ERRF("connect %s:%d: timed out", host, port);
             close(s);
@@ -238,13 +268,16 @@ int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
         }
         if (*fd >= 0)
             return CCL_OK;
-        int ms = remaining_ms(deadline_ms);
-        if (ms == 0) {
+        if (remaining_ms(deadline_ms) == 0) {
             ERRF("accept: timed out waiting for peers to connect");
             return CCL_ERR_TIMEOUT;
         }
+        if (ccl__sock_cancelled()) {
+            ERRF("accept: interrupted");
+            return CCL_ERR_INTERRUPTED;
+        }
         struct pollfd p = {lfd, POLLIN, 0};
-        if (poll(&p, 1, ms) < 0 && errno != EINTR) {
+        if (poll(&p, 1, slice_ms(deadline_ms)) < 0 && errno != EINTR) {
             ERRF("poll: %s", strerror(errno));
             return CCL_ERR_IO;
         }
@@ -265,13 +298,16 @@ int ccl__sock_send_all(int fd, const void *buf, size_t len,
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            int ms = remaining_ms(deadline_ms);
-            if (ms == 0) {
+            if (remaining_ms(deadline_ms) == 0) {
                 ERRF("send: timed out");
                 return CCL_ERR_TIMEOUT;
             }
+            if (ccl__sock_cancelled()) {
+                ERRF("send: interrupted");
+                return CCL_ERR_INTERRUPTED;
+            }
             struct pollfd pf = {fd, POLLOUT, 0};
-            poll(&pf, 1, ms);
+            poll(&pf, 1, slice_ms(deadline_ms));
             continue;
         }
         ERRF("send: %s", n < 0 ? strerror(errno) : "connection closed");
@@ -298,13 +334,16 @@ int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int ms = remaining_ms(deadline_ms);
-            if (ms == 0) {
+            if (remaining_ms(deadline_ms) == 0) {
                 ERRF("recv: timed out");
                 return CCL_ERR_TIMEOUT;
             }
+            if (ccl__sock_cancelled()) {
+                ERRF("recv: interrupted");
+                return CCL_ERR_INTERRUPTED;
+            }
             struct pollfd pf = {fd, POLLIN, 0};
-            poll(&pf, 1, ms);
+            poll(&pf, 1, slice_ms(deadline_ms));
             continue;
         }
         ERRF("recv: %s", strerror(errno));
@@ -316,13 +355,16 @@ int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen)
 {
     for (;;) {
-        int ms = remaining_ms(deadline_ms);
-        if (ms == 0) {
+        if (remaining_ms(deadline_ms) == 0) {
             ERRF("timed out");
             return CCL_ERR_TIMEOUT;
         }
+        if (ccl__sock_cancelled()) {
+            ERRF("interrupted");
+            return CCL_ERR_INTERRUPTED;
+        }
         struct pollfd p = {fd, POLLIN, 0};
-        int n = poll(&p, 1, ms);
+        int n = poll(&p, 1, slice_ms(deadline_ms));
         if (n > 0)
             return CCL_OK;
         if (n < 0 && errno != EINTR) {
@@ -496,5 +538,11 @@ int ccl__ncpus(void)
 
 void ccl__sleep_ms(int ms)
 {
-    poll(NULL, 0, ms);
+    uint64_t until = ccl__now_ms() + (uint64_t)(ms > 0 ? ms : 0);
+    while (!ccl__sock_cancelled()) {
+        int left = remaining_ms(until);
+        if (left == 0)
+            return;
+        poll(NULL, 0, cancel_flag && left > CANCEL_SLICE_MS ? CANCEL_SLICE_MS : left);
+    }
 }

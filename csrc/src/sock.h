@@ -74,6 +74,13 @@ int ccl__wakefd_create(int *fd);
 void ccl__wakefd_signal(int fd);
 void ccl__wakefd_drain(int fd);
 
+/* A thread's blocking helpers (connect, accept, send_all, recv_all,
+ * wait_readable, sleep_ms) return CCL_ERR_INTERRUPTED within 50 ms once
+ * *flag becomes nonzero; NULL (the default) turns this off.  The flag is
+ * the caller's, set from any thread. */
+void ccl__sock_set_cancel(const int *flag);
+int ccl__sock_cancelled(void);
+
 /* Fresh random bytes (getrandom). */
 int ccl__random_bytes(void *buf, size_t len);
 int ccl__ncpus(void);

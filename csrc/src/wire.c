@@ -629,7 +629,8 @@ size_t ccl__reform_encode(uint8_t *out, size_t cap, const ccl__reform_msg *m)
     ccl__put_u32(out + 4, m->wait_ms);
     ccl__put_u32(out + 8, m->nlost);
     for (uint32_t i = 0; i < m->nlost; i++) {
-        if (m->lost[i] >= CCL_MAX_WORLD)
+        /* The decoder's rule: sorted by rank, ranks distinct. */
+        if (m->lost[i] >= CCL_MAX_WORLD || (i > 0 && m->lost[i] <= m->lost[i - 1]))
             return 0;
         ccl__put_u32(out + 12 + 4 * i,
                      m->lost[i] | (m->expel[i] ? CCL_REFORM_EXPEL : 0));
@@ -665,7 +666,8 @@ int ccl__reform_decode(const uint8_t *in, size_t len, ccl__reform_msg *m)
 size_t ccl__rejoin_encode(uint8_t *out, size_t cap, uint32_t epoch,
                           const ccl__register_msg *m)
 {
-    if (cap < 4 || epoch == 0)
+    /* A member comes back with its rank: the decoder refuses "any". */
+    if (cap < 4 || epoch == 0 || m->rank < 0)
         return 0;
     size_t n = ccl__register_encode(out + 4, cap - 4, m);
     if (!n)

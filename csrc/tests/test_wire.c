@@ -1508,9 +1508,15 @@ static void test_rejoin(void)
     for (size_t len = 0; len < n; len++)
         PASS(ccl__rejoin_decode(buf, len, &e, &d) == CCL_ERR_PROTOCOL);
     PASS(ccl__rejoin_encode(buf, sizeof buf, 0, &m) == 0); /* epoch 0 */
+    /* Rank -1 ("any") is refused both ways: the encoder keeps the
+     * decoder's rule, and bytes that say so anyway do not decode. */
     m.rank = -1;
+    PASS(ccl__rejoin_encode(buf, sizeof buf, 9, &m) == 0);
+    m.rank = 2;
     n = ccl__rejoin_encode(buf, sizeof buf, 9, &m);
-    PASS(n > 0 && ccl__rejoin_decode(buf, n, &e, &d) == CCL_ERR_PROTOCOL);
+    PASS(n > 8);
+    memset(buf + 8, 0xff, 4); /* the rank field of the REGISTER part */
+    PASS(ccl__rejoin_decode(buf, n, &e, &d) == CCL_ERR_PROTOCOL);
 }
 
 static void test_reform(void)
