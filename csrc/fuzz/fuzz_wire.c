@@ -67,12 +67,13 @@ static void fuzz_hello(const uint8_t *data, size_t size)
 
 static int hdr_ok(const ccl__hdr *h)
 {
-    if (h->flags != 0)
+    if (h->type != CCL_FT_DATA && h->root != 0)
         return 0;
     switch (h->type) {
     case CCL_FT_DATA:
         return h->coll >= 1 && h->coll <= 6 && h->dtype < CCL_DTYPE_COUNT &&
-               h->redop < CCL_REDOP_COUNT &&
+               h->redop < CCL_REDOP_COUNT && h->root < CCL_MAX_WORLD &&
+               (h->step != CCL_STEP_PROBE || (h->length == 0 && h->offset == 0)) &&
                h->length <= CCL_MAX_DATA_PAYLOAD && h->offset <= h->total &&
                h->total - h->offset >= h->length;
     case CCL_FT_ABORT:

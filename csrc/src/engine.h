@@ -28,6 +28,9 @@
  * the connections read on after PARK_STUCK_MS. */
 #define EARLY_CAP_BYTES (64ull << 20)
 #define PARK_STUCK_MS 100
+/* An op that made no progress for this long describes itself to its
+ * peers once (a probe), so ranks that issued different ops learn it. */
+#define PROBE_AFTER_MS 200
 
 typedef struct ccl__early ccl__early;
 typedef struct ccl__early_done ccl__early_done;

@@ -45,6 +45,7 @@ void ccl__op_fail_quiet(ccl_op *op, int code, const char *fmt, ...)
 #endif
     ;
 ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag);
+void ccl__op_probe(ccl_op *op);
 void ccl__engine_peer_lost(ccl__engine *e, int peer, int code, const char *msg,
                            uint64_t from_tag, int notify);
 int ccl__abort_code(int theirs);

@@ -20,17 +20,37 @@
 static int frame_matches(const ccl_op *op, const ccl__hdr *h)
 {
     return h->coll == op->algo->coll && h->dtype == op->dtype &&
-           h->redop == op->redop && h->total == op->nbytes;
+           h->redop == op->redop && h->total == op->nbytes && h->root == op->root;
 }
 
+/* Ranks that issued different ops under one tag made a usage error: the
+ * op fails on every rank with MISMATCH naming what differs (this rank's
+ * value first), and the communicator stays usable. */
 static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
 {
+    char d[300];
+    size_t n = 0;
+    d[0] = 0;
+#define DIFF(...) n += (size_t)snprintf(d + n, n < sizeof d ? sizeof d - n : 0, __VA_ARGS__)
+    if (h->coll != op->algo->coll)
+        DIFF("%s vs %s; ", ccl__coll_name(op->algo->coll), ccl__coll_name(h->coll));
+    if (h->dtype != op->dtype)
+        DIFF("dtype %s vs %s; ", ccl__dtype_name(op->dtype), ccl__dtype_name(h->dtype));
+    if (h->redop != op->redop)
+        DIFF("op %s vs %s; ", ccl__redop_name(op->redop), ccl__redop_name(h->redop));
+    if (h->total != op->nbytes)
+        DIFF("%llu vs %llu bytes; ", (unsigned long long)op->nbytes,
+             (unsigned long long)h->total);
+    if (h->root != op->root)
+        DIFF("%s root %d vs %u; ", ccl__coll_name(op->algo->coll), op->root, h->root);
+#undef DIFF
+    n = strlen(d);
+    if (n >= 2)
+        d[n - 2] = 0; /* the last "; " */
     ccl__op_fail(op, CCL_ERR_MISMATCH,
-                 "op %llu: peer %d sent (kind %u, dtype %u, op %u, %llu bytes) "
-                 "but this rank has (kind %u, dtype %d, op %d, %llu bytes)",
-                 (unsigned long long)op->tag, peer, h->coll, h->dtype, h->redop,
-                 (unsigned long long)h->total, op->algo->coll, op->dtype,
-                 op->redop, (unsigned long long)op->nbytes);
+                 "op %llu differs between this rank (%d) and rank %d: %s "
+                 "(every rank must issue the same collectives in the same order)",
+                 (unsigned long long)op->tag, op->rank, peer, d);
 }
 
 /* Runs the algorithm's on_data.  The op cannot complete while the
@@ -127,6 +147,8 @@ static void on_data_header(ccl__engine *e, int peer, const ccl__hdr *h,
 {
     if (h->epoch != e->epoch)
         return; /* an old epoch's frame: drop it */
+    if (h->tag >= e->activated_upto && h->step == CCL_STEP_PROBE)
+        return; /* a probe for an op not posted here: we are only behind */
     if (h->tag >= e->activated_upto) {
         /* Early: the peer is ahead of us.  Keep the payload, or stop
          * reading this connection if too much is kept already. */
@@ -141,6 +163,11 @@ static void on_data_header(ccl__engine *e, int peer, const ccl__hdr *h,
     ccl_op *op = ccl__engine_find(e, h->tag);
     if (!op)
         return; /* the op already ended here: drop its late bytes */
+    if (h->step == CCL_STEP_PROBE) {
+        if (!frame_matches(op, h))
+            mismatch(op, peer, h);
+        return;
+    }
     int violation;
     if (place(op, peer, h, sink, &violation)) {
         memset(sink, 0, sizeof *sink);
@@ -412,8 +439,11 @@ void ccl__engine_tick(ccl__engine *e, uint64_t now)
              * nobody, so nobody can have succeeded, and failing stays
              * consistent.  (A silent peer is lost sooner, at
              * peer_timeout.) */
-            if (now - op->last_progress_ms <= limit)
+            if (now - op->last_progress_ms <= limit) {
+                if (!op->probed && now - op->last_progress_ms >= PROBE_AFTER_MS)
+                    ccl__op_probe(op);
                 continue;
+            }
             ccl__op_fail(op, CCL_ERR_TIMEOUT,
                          "op %llu made no progress for %d ms (a peer may be "
                          "stalled, or ranks issued different ops)",

@@ -377,6 +377,7 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     h.offset = offset;
     h.total = op->nbytes;
     h.step = step;
+    h.root = (uint16_t)op->root;
     op->send_left++;
     if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
         op->send_left--;
@@ -425,4 +426,26 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
         return 0;
     ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
     return -1;
+}
+
+/* An op that made no progress for a while describes itself to every
+ * peer (a DATA probe: no payload), once: a peer running a different op
+ * under this tag then fails both with MISMATCH at once, where otherwise
+ * each would wait for the other until op_timeout. */
+void ccl__op_probe(ccl_op *op)
+{
+    op->probed = 1;
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = CCL_FT_DATA;
+    h.coll = op->algo->coll;
+    h.dtype = (uint8_t)op->dtype;
+    h.redop = (uint8_t)op->redop;
+    h.tag = op->tag;
+    h.total = op->nbytes;
+    h.step = CCL_STEP_PROBE;
+    h.root = (uint16_t)op->root;
+    for (int p = 0; p < op->size && op->active; p++)
+        if (p != op->rank && !op->eng->lost[p])
+            ccl__xport_send(op->eng->xp, p, &h, NULL, 0, NULL);
 }

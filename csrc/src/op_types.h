@@ -63,6 +63,7 @@ struct ccl_op {
     uint64_t *peer_rx;    /* star hub: bytes and frames received per peer */
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
+    int probed;     /* described itself to the peers (op_rx.c) */
     uint8_t *done_seen; /* per rank: DONE received */
     int active; /* in the engine's active list */
     int hold;   /* >0 while an algorithm callback runs: no completion */

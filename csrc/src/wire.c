@@ -304,6 +304,29 @@ int ccl__hello_decode(const uint8_t in[CCL_HELLO_LEN], ccl__hello *h)
 /* ------------------------------------------------------------------ */
 /* Frame header */
 
+const char *ccl__coll_name(int coll)
+{
+    static const char *const names[] = {
+        "unknown", "all_reduce (ring)", "all_reduce (star)", "broadcast",
+        "all_gather", "reduce_scatter", "barrier"};
+    return coll >= 1 && coll <= CCL_COLL_BARRIER ? names[coll] : names[0];
+}
+
+const char *ccl__dtype_name(int dtype)
+{
+    static const char *const names[CCL_DTYPE_COUNT] = {
+        "float32", "float64", "float16", "bfloat16", "int8",   "int16",
+        "int32",   "int64",   "uint8",   "uint16",   "uint32", "uint64"};
+    return dtype >= 0 && dtype < CCL_DTYPE_COUNT ? names[dtype] : "unknown";
+}
+
+const char *ccl__redop_name(int redop)
+{
+    static const char *const names[CCL_REDOP_COUNT] = {"sum", "avg", "min", "max",
+                                                       "prod"};
+    return redop >= 0 && redop < CCL_REDOP_COUNT ? names[redop] : "unknown";
+}
+
 void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h)
 {
     out[0] = h->type;
@@ -316,7 +339,7 @@ void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h)
     ccl__put_u64(out + 24, h->total);
     ccl__put_u32(out + 32, h->length);
     ccl__put_u16(out + 36, h->step);
-    ccl__put_u16(out + 38, h->flags);
+    ccl__put_u16(out + 38, h->root);
 }
 
 /* DATA carries the op's identity so the receiver can catch ranks that
@@ -330,6 +353,8 @@ static int data_hdr_ok(const ccl__hdr *h)
     if (h->dtype >= CCL_DTYPE_COUNT || h->redop >= CCL_REDOP_COUNT)
         return 0;
     if (h->length > CCL_MAX_DATA_PAYLOAD)
+        return 0;
+    if (h->step == CCL_STEP_PROBE && (h->length != 0 || h->offset != 0))
         return 0;
     return h->offset <= h->total && h->length <= h->total - h->offset;
 }
@@ -374,10 +399,12 @@ int ccl__hdr_decode(const uint8_t in[CCL_HDR_LEN], ccl__hdr *h)
     h->total = ccl__get_u64(in + 24);
     h->length = ccl__get_u32(in + 32);
     h->step = ccl__get_u16(in + 36);
-    h->flags = ccl__get_u16(in + 38);
+    h->root = ccl__get_u16(in + 38);
 
     cap = type_max_len(h->type, &known);
-    if (!known || h->flags != 0 || h->length > cap)
+    if (!known || h->length > cap)
+        return CCL_ERR_PROTOCOL;
+    if (h->type == CCL_FT_DATA ? h->root >= CCL_MAX_WORLD : h->root != 0)
         return CCL_ERR_PROTOCOL;
     if (h->type == CCL_FT_DATA && !data_hdr_ok(h))
         return CCL_ERR_PROTOCOL;

@@ -104,8 +104,14 @@ typedef struct ccl__hdr {
     uint64_t total;   /* DATA: the sender's op size in bytes, to catch mismatches */
     uint32_t length;  /* payload bytes that follow the header */
     uint16_t step;    /* DATA: algorithm step the payload belongs to */
-    uint16_t flags;   /* 0; reserved */
+    uint16_t root;    /* DATA: the op's root rank (< CCL_MAX_WORLD), 0 for ops
+                         without one; other types: 0 */
 } ccl__hdr;
+
+/* DATA with this step and no payload is a probe: an op that made no
+ * progress for a while describes itself to its peers, so ranks that
+ * issued different ops find out at once (never given to an algorithm). */
+#define CCL_STEP_PROBE 0xffffu
 
 enum ccl__coll {
     CCL_COLL_ALLREDUCE_RING = 1,
@@ -117,9 +123,16 @@ enum ccl__coll {
 };
 
 void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h);
+/* Names of the enums that travel in frames, for messages ("broadcast",
+ * "float32", "sum"); "unknown" for values outside them. */
+const char *ccl__coll_name(int coll);
+const char *ccl__dtype_name(int dtype);
+const char *ccl__redop_name(int redop);
+
 /* Returns 0 or CCL_ERR_PROTOCOL (unknown type, unknown coll/dtype/redop on
  * DATA, length above the type's cap, payload on a type that has none,
- * nonzero flags, offset + length overflowing or beyond total). */
+ * a nonzero root on a type other than DATA or a root >= CCL_MAX_WORLD,
+ * offset + length overflowing or beyond total). */
 int ccl__hdr_decode(const uint8_t in[CCL_HDR_LEN], ccl__hdr *h);
 
 /* ---- control payloads ---- */

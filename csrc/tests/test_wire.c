@@ -97,7 +97,7 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x02, 0x00,                                 /* version 2 */
+        0x03, 0x00,                                 /* version 3 */
         0x02,                                       /* role PEER_TO_PEER */
         0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
@@ -112,7 +112,7 @@ static void test_hello_bytes(void)
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 2); /* the array above spells version 2 */
+    PASS(CCL_PROTOCOL_VERSION == 3); /* the array above spells version 3 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);
@@ -245,7 +245,7 @@ static int hdr_same(const ccl__hdr *a, const ccl__hdr *b)
            a->redop == b->redop && a->epoch == b->epoch && a->tag == b->tag &&
            a->offset == b->offset && a->total == b->total &&
            a->length == b->length && a->step == b->step &&
-           a->flags == b->flags;
+           a->root == b->root;
 }
 
 /* Encodes h, decodes a heap copy of the bytes and returns the result. */
@@ -302,7 +302,8 @@ static void test_hdr_round_trip(void)
     h.offset = UINT64_MAX - CCL_MAX_DATA_PAYLOAD;
     h.length = CCL_MAX_DATA_PAYLOAD;
     h.epoch = UINT32_MAX;
-    h.step = UINT16_MAX;
+    h.step = UINT16_MAX - 1; /* UINT16_MAX is the probe step: no payload */
+    h.root = CCL_MAX_WORLD - 1;
     PASS(hdr_check(&h, &d) == 0 && hdr_same(&h, &d));
 
     /* Every control type at its cap and at zero length. */
@@ -361,16 +362,30 @@ static void test_hdr_rejects_type_and_flags(void)
         PASS(d.type == (uint8_t)t); /* filled even when rejected */
     }
 
-    /* Nonzero flags on every known type, each bit on its own. */
+    /* Bytes 38-39: a root on DATA (below CCL_MAX_WORLD), zero elsewhere;
+     * each bit on its own. */
     for (t = 0; t < 256; t++) {
         if (!type_known(t))
             continue;
         for (bit = 0; bit < 16; bit++) {
             h = t == CCL_FT_DATA ? sample_data_hdr() : ctrl_hdr((uint8_t)t, 0);
-            h.flags = (uint16_t)(1u << bit);
-            PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
+            h.root = (uint16_t)(1u << bit);
+            int ok = t == CCL_FT_DATA && h.root < CCL_MAX_WORLD;
+            PASS(hdr_check(&h, &d) == (ok ? 0 : CCL_ERR_PROTOCOL));
+            PASS(!ok || d.root == h.root);
         }
     }
+    /* A probe carries nothing and points nowhere. */
+    h = sample_data_hdr();
+    h.step = CCL_STEP_PROBE;
+    h.length = 0;
+    h.offset = 0;
+    PASS(hdr_check(&h, &d) == 0 && d.step == CCL_STEP_PROBE);
+    h.length = 4;
+    PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
+    h.length = 0;
+    h.offset = 1;
+    PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
 }
 
 static void test_hdr_rejects_data(void)
@@ -1207,12 +1222,13 @@ static void fuzz_hello(const uint8_t *in, size_t len, fuzz_stats *st)
 
 static int hdr_invariants(const ccl__hdr *h)
 {
-    if (h->flags != 0)
+    if (h->type != CCL_FT_DATA && h->root != 0)
         return 0;
     switch (h->type) {
     case CCL_FT_DATA:
         return h->coll >= 1 && h->coll <= 6 && h->dtype < CCL_DTYPE_COUNT &&
-               h->redop < CCL_REDOP_COUNT &&
+               h->redop < CCL_REDOP_COUNT && h->root < CCL_MAX_WORLD &&
+               (h->step != CCL_STEP_PROBE || (h->length == 0 && h->offset == 0)) &&
                h->length <= CCL_MAX_DATA_PAYLOAD && h->offset <= h->total &&
                h->total - h->offset >= h->length;
     case CCL_FT_ABORT:
