@@ -1,0 +1,486 @@
+/*
+ * master_policy.c - the membership policy's events (register, rejoin,
+ * reform, lost, tick) and its queue of decisions.  The rules are written
+ * out in master_policy.h; forming epochs is in master_epoch.c.
+ *
+ * Invariants: a known connection is a peer in mp->peers, either waiting
+ * or a member; a member of rank r is slots[r].peer and that slot is
+ * SLOT_HERE; a peer the policy rejected or closed is forgotten at once,
+ * so no later decision can name it.
+ */
+#include "master_state.h"
+
+#include "ccl.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ccl__mpol_create(uint64_t now, uint32_t rejoin_grace_ms, ccl__mpol **out)
+{
+    ccl__mpol *mp = calloc(1, sizeof *mp);
+    *out = mp;
+    if (!mp)
+        return CCL_ERR_NOMEM;
+    mp->grace_end = now + rejoin_grace_ms;
+    return CCL_OK;
+}
+
+static void peer_free(mp_peer *p)
+{
+    free(p->lost);
+    free(p);
+}
+
+void ccl__mpol_destroy(ccl__mpol *mp)
+{
+    if (!mp)
+        return;
+    for (int i = 0; i < mp->npeers; i++)
+        peer_free(mp->peers[i]);
+    free(mp->peers);
+    free(mp->slots);
+    free(mp->members);
+    free(mp->forgiven);
+    free(mp->acts);
+    free(mp);
+}
+
+/* ---- decisions ---- */
+
+ccl__mpol_action *ccl__mp_act(ccl__mpol *mp, int kind, void *conn)
+{
+    if (mp->head == mp->nacts)
+        mp->head = mp->nacts = 0;
+    if (mp->nacts == mp->cap_acts) {
+        size_t cap = mp->cap_acts ? 2 * mp->cap_acts : 64;
+        ccl__mpol_action *a = realloc(mp->acts, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        mp->acts = a;
+        mp->cap_acts = cap;
+    }
+    ccl__mpol_action *a = &mp->acts[mp->nacts++];
+    a->kind = kind;
+    a->conn = conn;
+    a->epoch = mp->epoch;
+    a->rank = 0;
+    a->count = 0;
+    a->code = 0;
+    a->text[0] = 0;
+    return a;
+}
+
+void ccl__mp_log(ccl__mpol *mp, int level, const char *fmt, ...)
+{
+    ccl__mpol_action *a = ccl__mp_act(mp, CCL_MPOL_LOG, NULL);
+    if (!a)
+        return; /* a log line is the one decision that may be lost */
+    a->code = level;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->text, sizeof a->text, fmt, ap);
+    va_end(ap);
+}
+
+int ccl__mpol_next(ccl__mpol *mp, ccl__mpol_action *a)
+{
+    while (mp->head < mp->nacts) {
+        ccl__mpol_action *q = &mp->acts[mp->head++];
+        if (q->kind != CCL_MPOL_NONE) {
+            *a = *q;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- peers ---- */
+
+const char *ccl__mp_name(const mp_peer *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s:%u", p->reg.host, (unsigned)p->reg.listen_port);
+    return buf;
+}
+
+mp_peer *ccl__mp_find(const ccl__mpol *mp, const void *conn)
+{
+    for (int i = 0; i < mp->npeers; i++)
+        if (mp->peers[i]->conn == conn)
+            return mp->peers[i];
+    return NULL;
+}
+
+mp_peer *ccl__mp_add(ccl__mpol *mp, void *conn, const ccl__register_msg *reg)
+{
+    if (mp->npeers == mp->cap_peers) {
+        int cap = mp->cap_peers ? 2 * mp->cap_peers : 16;
+        mp_peer **v = realloc(mp->peers, (size_t)cap * sizeof *v);
+        if (!v)
+            return NULL;
+        mp->peers = v;
+        mp->cap_peers = cap;
+    }
+    mp_peer *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->conn = conn;
+    p->reg = *reg;
+    p->order = mp->arrivals++;
+    mp->peers[mp->npeers++] = p;
+    return p;
+}
+
+void ccl__mp_remove(ccl__mpol *mp, mp_peer *p)
+{
+    for (int i = 0; i < mp->npeers; i++)
+        if (mp->peers[i] == p) {
+            mp->peers[i] = mp->peers[--mp->npeers];
+            break;
+        }
+    peer_free(p);
+}
+
+int ccl__mp_waiting(const ccl__mpol *mp)
+{
+    int n = 0;
+    for (int i = 0; i < mp->npeers; i++)
+        n += !mp->peers[i]->member;
+    return n;
+}
+
+int ccl__mpol_waiting_count(const ccl__mpol *mp)
+{
+    return ccl__mp_waiting(mp);
+}
+
+int ccl__mpol_members_count(const ccl__mpol *mp)
+{
+    int n = 0;
+    for (uint32_t r = 0; r < mp->world; r++)
+        n += mp->slots[r].state == SLOT_HERE;
+    return n;
+}
+
+/* A member's rank no longer has it: the epoch must change. */
+static void vacate(ccl__mpol *mp, mp_peer *p, int state)
+{
+    mp_slot *s = &mp->slots[p->rank];
+    s->state = state;
+    s->peer = NULL;
+    mp->lost_any = 1;
+    mp->left_in_epoch++;
+    if (p->reported) {
+        p->reported = 0; /* its reports no longer count */
+        ccl__mp_recount(mp);
+    }
+}
+
+void ccl__mp_recount(ccl__mpol *mp)
+{
+    for (uint32_t r = 0; r < mp->world; r++)
+        mp->slots[r].accused = 0;
+    for (uint32_t a = 0; a < mp->world; a++) {
+        const mp_peer *p = mp->slots[a].peer;
+        if (mp->slots[a].state != SLOT_HERE || !p->reported)
+            continue;
+        for (uint32_t i = 0; i < p->nlost; i++) {
+            mp_slot *s = &mp->slots[p->lost[i]];
+            if (!s->accused || p->report_ms < s->accused_ms) {
+                s->accused = 1;
+                s->accused_ms = p->report_ms;
+                s->accuser = a;
+            }
+        }
+    }
+}
+
+void ccl__mp_reject(ccl__mpol *mp, mp_peer *p, int code, const char *text)
+{
+    ccl__mpol_action *a = ccl__mp_act(mp, CCL_MPOL_REJECT, p->conn);
+    if (a) {
+        a->code = code;
+        snprintf(a->text, sizeof a->text, "%s", text);
+    } else {
+        /* Without room to explain, the link still has to go. */
+        a = ccl__mp_act(mp, CCL_MPOL_CLOSE, p->conn);
+    }
+    if (p->member)
+        vacate(mp, p, SLOT_GONE);
+    ccl__mp_remove(mp, p);
+}
+
+void ccl__mp_refuse(ccl__mpol *mp, mp_peer *p, int code, const char *fmt, ...)
+{
+    char text[CCL_MPOL_TEXT], name[CCL_MAX_HOST + 8];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    ccl__mp_log(mp, CCL_LOG_WARNING, "master: refused peer %s: %s",
+                ccl__mp_name(p, name, sizeof name), text);
+    ccl__mp_reject(mp, p, code, text);
+}
+
+void ccl__mp_drop(ccl__mpol *mp, mp_peer *p, const char *why)
+{
+    char text[CCL_MPOL_TEXT], name[CCL_MAX_HOST + 8];
+    ccl__mp_log(mp, CCL_LOG_INFO, "master: rank %u (%s) left epoch %u: dropped, %s",
+                p->rank, ccl__mp_name(p, name, sizeof name), mp->epoch, why);
+    snprintf(text, sizeof text, "this peer was dropped from the group at epoch "
+             "%u: %s", mp->epoch, why);
+    ccl__mp_reject(mp, p, CCL_ERR_REJECTED, text);
+}
+
+void ccl__mp_end_run(ccl__mpol *mp)
+{
+    for (int i = 0; i < mp->npeers; i++) {
+        mp_peer *p = mp->peers[i];
+        p->member = 0; /* (none are left when a run ends on its own) */
+        p->reported = 0;
+    }
+    free(mp->slots);
+    mp->slots = NULL;
+    mp->world = 0;
+    mp->run = RUN_NONE;
+    mp->reforming = 0;
+    mp->lost_any = 0;
+    mp->left_in_epoch = 0;
+    mp->last_pending_sent = 0;
+}
+
+/* Tells every member how many joiners wait, when that number changed. */
+static void announce_pending(ccl__mpol *mp)
+{
+    if (mp->run == RUN_NONE || ccl__mpol_members_count(mp) == 0)
+        return;
+    int n = ccl__mp_waiting(mp);
+    if (n == mp->last_pending_sent)
+        return;
+    mp->last_pending_sent = n;
+    for (uint32_t r = 0; r < mp->world; r++)
+        if (mp->slots[r].state == SLOT_HERE) {
+            ccl__mpol_action *a = ccl__mp_act(mp, CCL_MPOL_PENDING,
+                                              mp->slots[r].peer->conn);
+            if (a)
+                a->count = (uint64_t)n;
+        }
+}
+
+/* ---- events ---- */
+
+int ccl__mpol_register(ccl__mpol *mp, void *conn, const ccl__register_msg *reg,
+                       uint64_t now)
+{
+    char name[CCL_MAX_HOST + 8], oname[CCL_MAX_HOST + 8];
+    if (ccl__mp_find(mp, conn))
+        return CCL_ERR_INVALID_ARG;
+    mp_peer *p = ccl__mp_add(mp, conn, reg);
+    if (!p)
+        return CCL_ERR_NOMEM;
+    ccl__mp_name(p, name, sizeof name);
+    if (mp->run == RUN_NONE) {
+        /* Peers waiting for a first group must agree.  A size conflict
+         * means the run is misconfigured: everyone involved hears it now
+         * rather than at connect_timeout. */
+        for (int i = 0; i < mp->npeers; i++) {
+            mp_peer *o = mp->peers[i];
+            if (o == p || o->reg.world_size == reg->world_size)
+                continue;
+            uint32_t theirs = o->reg.world_size;
+            ccl__mp_name(o, oname, sizeof oname);
+            ccl__mp_refuse(mp, p, CCL_ERR_MISMATCH, "world_size %u differs from "
+                           "world_size %u of peer %s, which is already waiting: "
+                           "the peers of a run must agree", reg->world_size,
+                           theirs, oname);
+            for (int j = 0; j < mp->npeers;) {
+                o = mp->peers[j];
+                if (o->member || o->reg.world_size == reg->world_size) {
+                    j++;
+                    continue;
+                }
+                ccl__mp_refuse(mp, o, CCL_ERR_MISMATCH, "world_size %u differs "
+                               "from world_size %u of peer %s, which registered "
+                               "after it: the peers of a run must agree",
+                               o->reg.world_size, reg->world_size, name);
+            }
+            return CCL_OK;
+        }
+        for (int i = 0; i < mp->npeers; i++) {
+            mp_peer *o = mp->peers[i];
+            if (o != p && reg->rank >= 0 && o->reg.rank == reg->rank) {
+                ccl__mp_name(o, oname, sizeof oname);
+                ccl__mp_refuse(mp, p, CCL_ERR_MISMATCH, "rank %d is already "
+                               "taken by waiting peer %s", reg->rank, oname);
+                return CCL_OK;
+            }
+        }
+    }
+    if (reg->rank >= 0)
+        snprintf(oname, sizeof oname, "rank %d", reg->rank);
+    else
+        snprintf(oname, sizeof oname, "any rank");
+    if (mp->run == RUN_NONE) {
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: peer %s registered (world_size %u, "
+                    "%s): %d waiting", name, reg->world_size, oname,
+                    ccl__mp_waiting(mp));
+        ccl__mp_form_first(mp, now);
+    } else {
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: peer %s waits to join epoch %u at "
+                    "the next update_topology", name, mp->epoch);
+        announce_pending(mp);
+    }
+    return CCL_OK;
+}
+
+/* Rank r is reported for breaking the protocol: out at once, for good. */
+static void expel(ccl__mpol *mp, uint32_t r, const mp_peer *accuser)
+{
+    char name[CCL_MAX_HOST + 8] = "not connected";
+    mp_slot *s = &mp->slots[r];
+    if (s->state == SLOT_GONE)
+        return;
+    if (s->known && mp->nexpelled < MP_MAX_EXPELLED)
+        memcpy(mp->expelled[mp->nexpelled++], s->uuid, 16);
+    if (s->state == SLOT_HERE)
+        ccl__mp_name(s->peer, name, sizeof name);
+    ccl__mp_log(mp, CCL_LOG_WARNING, "master: rank %u (%s) left epoch %u: "
+                "expelled, rank %u reports that it broke the protocol", r, name,
+                mp->epoch, accuser->rank);
+    if (s->state == SLOT_HERE) {
+        char text[CCL_MPOL_TEXT];
+        snprintf(text, sizeof text, "this peer was expelled: rank %u reports that "
+                 "it broke the protocol (malformed frames or failed frame MACs)",
+                 accuser->rank);
+        ccl__mp_reject(mp, s->peer, CCL_ERR_REJECTED, text);
+    } else {
+        s->state = SLOT_GONE;
+        mp->lost_any = 1;
+        mp->left_in_epoch++;
+    }
+}
+
+int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
+                     uint64_t now)
+{
+    mp_peer *p = ccl__mp_find(mp, conn);
+    if (!p)
+        return CCL_ERR_INVALID_ARG;
+    if (!p->member) {
+        ccl__mp_refuse(mp, p, CCL_ERR_PROTOCOL, "REFORM from a peer that is "
+                       "not a member of the group");
+        return CCL_OK;
+    }
+    if (msg->epoch != mp->epoch) {
+        ccl__mp_refuse(mp, p, CCL_ERR_REJECTED, "REFORM for epoch %u, which is "
+                       "over (the group is at epoch %u): this peer was removed "
+                       "from the group", msg->epoch, mp->epoch);
+        return CCL_OK;
+    }
+    uint32_t *lost = malloc((msg->nlost ? msg->nlost : 1) * sizeof *lost);
+    if (!lost)
+        return CCL_ERR_NOMEM;
+    free(p->lost);
+    p->lost = lost;
+    p->nlost = 0;
+    p->reported = 1;
+    p->report_ms = now;
+    uint32_t wait = msg->wait_ms ? msg->wait_ms : 1;
+    uint32_t reserve = wait / 4;
+    if (reserve > CCL_MPOL_RESERVE_MAX_MS)
+        reserve = CCL_MPOL_RESERVE_MAX_MS;
+    uint64_t deadline = now + wait - reserve;
+    if (!mp->reforming || deadline < mp->reform_deadline)
+        mp->reform_deadline = deadline;
+    mp->reforming = 1;
+    /* The ranks it lost: gone at once if they broke the protocol, else
+     * judged at the end of the reform (master_epoch.c). */
+    for (uint32_t i = 0; i < msg->nlost; i++) {
+        uint32_t r = msg->lost[i];
+        if (r >= mp->world || r == p->rank)
+            continue;
+        if (msg->expel[i]) {
+            expel(mp, r, p);
+            continue;
+        }
+        p->lost[p->nlost++] = r;
+    }
+    char name[CCL_MAX_HOST + 8];
+    ccl__mp_log(mp, CCL_LOG_DEBUG, "master: rank %u (%s) reached update_topology "
+                "in epoch %u, reporting %u lost", p->rank,
+                ccl__mp_name(p, name, sizeof name), mp->epoch, p->nlost);
+    ccl__mp_recount(mp);
+    ccl__mp_finish_reform(mp, now);
+    return CCL_OK;
+}
+
+void ccl__mpol_lost(ccl__mpol *mp, void *conn, uint64_t now)
+{
+    char name[CCL_MAX_HOST + 8];
+    (void)now;
+    mp_peer *p = ccl__mp_find(mp, conn);
+    if (!p)
+        return;
+    for (size_t i = mp->head; i < mp->nacts; i++)
+        if (mp->acts[i].conn == conn)
+            mp->acts[i].kind = CCL_MPOL_NONE;
+    ccl__mp_name(p, name, sizeof name);
+    if (!p->member) {
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: peer %s stopped waiting: its link "
+                    "closed", name);
+        ccl__mp_remove(mp, p);
+        announce_pending(mp);
+        return;
+    }
+    ccl__mp_log(mp, CCL_LOG_INFO, "master: rank %u (%s) left epoch %u: its control "
+                "link closed", p->rank, name, mp->epoch);
+    vacate(mp, p, SLOT_LEFT);
+    ccl__mp_remove(mp, p);
+    if (ccl__mpol_members_count(mp) == 0) {
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u ended: no member is left",
+                    mp->epoch);
+        ccl__mp_end_run(mp);
+    }
+}
+
+void ccl__mpol_tick(ccl__mpol *mp, uint64_t now)
+{
+    ccl__mp_finish_reform(mp, now);
+    if (mp->run == RUN_NONE)
+        ccl__mp_form_first(mp, now); /* the run ended: waiting peers start anew */
+    announce_pending(mp);
+}
+
+/* ---- queries ---- */
+
+int ccl__mpol_timer_ms(const ccl__mpol *mp, uint64_t now, int cap)
+{
+    uint64_t next = now + (uint64_t)(cap > 0 ? cap : 0);
+    if (mp->reforming) {
+        if (mp->reform_deadline < next)
+            next = mp->reform_deadline;
+        for (uint32_t r = 0; r < mp->world; r++) {
+            const mp_slot *s = &mp->slots[r];
+            uint64_t end = s->accused_ms + CCL_MPOL_ACCUSED_GRACE_MS;
+            if (s->accused && end < next)
+                next = end;
+        }
+    }
+    if (!mp->ever_run && mp->grace_end < next && ccl__mp_waiting(mp))
+        next = mp->grace_end;
+    return next <= now ? 0 : (int)(next - now);
+}
+
+uint32_t ccl__mpol_epoch(const ccl__mpol *mp)
+{
+    return mp->epoch;
+}
+
+const ccl__member *ccl__mpol_members(const ccl__mpol *mp, uint32_t *world,
+                                     uint16_t *conns_per_peer)
+{
+    *world = mp->members_world;
+    *conns_per_peer = mp->conns_per_peer;
+    return mp->members;
+}
