@@ -328,7 +328,7 @@ void ccl__mp_finish_reform(ccl__mpol *mp, uint64_t now)
     mp->adopted_untouched = 0;
     drop_silent(mp);
     int relink = settle_links(mp);
-    if (ccl__mpol_members_count(mp) == 0) {
+    if (ccl__mp_members(mp) == 0) {
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u ended: no member is left",
                     mp->epoch);
         ccl__mp_end_run(mp);

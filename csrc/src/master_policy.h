@@ -59,36 +59,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "master_decision.h"
 #include "wire.h"
-
-/* How long an accused member that has not reported yet is waited for. */
-#define CCL_MPOL_ACCUSED_GRACE_MS 1000
-/* The most of a reporter's wait kept back for building the next mesh. */
-#define CCL_MPOL_RESERVE_MAX_MS 2000
-
-typedef struct ccl__mpol ccl__mpol;
-
-enum ccl__mpol_kind {
-    CCL_MPOL_NONE = 0,  /* (a decision that no longer applies) */
-    CCL_MPOL_GROUP,     /* send GROUP of `epoch` to conn, as rank `rank` */
-    CCL_MPOL_NOCHANGE,  /* send NOCHANGE to conn */
-    CCL_MPOL_PENDING,   /* send PENDING: `count` joiners wait */
-    CCL_MPOL_REJECT,    /* send REJECT (`code`, `text`), then close conn */
-    CCL_MPOL_CLOSE,     /* close conn without a word */
-    CCL_MPOL_LOG        /* log `text` at level `code` (a ccl_log_level) */
-};
-
-#define CCL_MPOL_TEXT 400
-
-typedef struct ccl__mpol_action {
-    int kind;         /* enum ccl__mpol_kind */
-    void *conn;       /* the connection it concerns (not LOG) */
-    uint32_t epoch;   /* the epoch for the frame header */
-    uint32_t rank;    /* GROUP: the receiver's rank */
-    uint64_t count;   /* PENDING */
-    int code;         /* REJECT: a ccl_result; LOG: a ccl_log_level */
-    char text[CCL_MPOL_TEXT];
-} ccl__mpol_action;
 
 /* A policy for a master that started at `now`.  CCL_OK or CCL_ERR_NOMEM. */
 int ccl__mpol_create(uint64_t now, uint32_t rejoin_grace_ms, ccl__mpol **out);

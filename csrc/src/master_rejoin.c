@@ -4,6 +4,7 @@
  * them), or after a member's control link broke.  The rules are written
  * out in master_policy.h ("Restart").
  */
+#include "master_policy.h"
 #include "master_state.h"
 
 #include "ccl.h"

@@ -1,14 +1,16 @@
 /*
  * master_state.h - the insides of the membership policy (master_policy.h),
- * shared by its files: master_policy.c (the events, the decision queue),
- * master_rejoin.c (members coming back) and master_epoch.c (forming
- * epochs: the first group, the end of a reform).  Nothing else includes
- * it.
+ * shared by its files, each using only those below it: master_peers.c
+ * (the decision queue, the peers, what happens to a member's rank),
+ * master_epoch.c (forming epochs: the first group, the end of a reform),
+ * master_rejoin.c (members coming back) and master_policy.c (the other
+ * events).  Nothing else includes it.
  */
 #ifndef CCL_MASTER_STATE_H
 #define CCL_MASTER_STATE_H
 
-#include "master_policy.h"
+#include "master_decision.h"
+#include "wire.h"
 
 /* A connection that registered or came back. */
 typedef struct mp_peer {
@@ -81,7 +83,7 @@ struct ccl__mpol {
     size_t head, nacts, cap_acts;
 };
 
-/* ---- master_policy.c ---- */
+/* ---- master_peers.c ---- */
 
 /* Queues a decision of `kind` about conn; NULL without memory. */
 ccl__mpol_action *ccl__mp_act(ccl__mpol *mp, int kind, void *conn);
@@ -91,12 +93,22 @@ void ccl__mp_log(ccl__mpol *mp, int level, const char *fmt, ...)
 #endif
     ;
 /* The peer of a connection, or NULL; a new peer for a connection (NULL
- * without memory); forgetting one (a member's slot is the caller's). */
+ * without memory); forgetting one (a member's slot is the caller's);
+ * freeing one's memory. */
 mp_peer *ccl__mp_find(const ccl__mpol *mp, const void *conn);
 mp_peer *ccl__mp_add(ccl__mpol *mp, void *conn, const ccl__register_msg *reg);
 void ccl__mp_remove(ccl__mpol *mp, mp_peer *p);
+void ccl__mp_free(mp_peer *p);
 /* "host:port" where the peer listens, for log lines and messages. */
 const char *ccl__mp_name(const mp_peer *p, char *buf, size_t len);
+/* Peers waiting to join; members of the current epoch. */
+int ccl__mp_waiting(const ccl__mpol *mp);
+int ccl__mp_members(const ccl__mpol *mp);
+/* A member's rank no longer has it (state SLOT_LEFT or SLOT_GONE): the
+ * epoch must change, and its reports stop counting. */
+void ccl__mp_vacate(ccl__mpol *mp, mp_peer *p, int state);
+/* Recomputes the slots' accusations from the reports of present members. */
+void ccl__mp_recount(ccl__mpol *mp);
 /* REJECTs the peer with `text` and forgets it; a member's rank becomes
  * SLOT_GONE (it may not come back) and the epoch is due to change. */
 void ccl__mp_reject(ccl__mpol *mp, mp_peer *p, int code, const char *text);
@@ -108,11 +120,10 @@ void ccl__mp_refuse(ccl__mpol *mp, mp_peer *p, int code, const char *fmt, ...)
     ;
 /* Drops a member at the end of a reform: logs who and why, and tells it. */
 void ccl__mp_drop(ccl__mpol *mp, mp_peer *p, const char *why);
-int ccl__mp_waiting(const ccl__mpol *mp);
 /* Ends the run: every rank is forgotten, the epoch number stays. */
 void ccl__mp_end_run(ccl__mpol *mp);
-/* Recomputes the slots' accusations from the reports of present members. */
-void ccl__mp_recount(ccl__mpol *mp);
+/* Tells every member how many joiners wait, when that number changed. */
+void ccl__mp_announce(ccl__mpol *mp);
 
 /* ---- master_epoch.c ---- */
 
