@@ -4,6 +4,11 @@ Each worker joins the group, runs a loop of all-reduces whose results are
 exactly known, and reports what happened through a queue: the index of the
 first failed op and its exception class, whether the failed op gave the
 input back, and what the group looked like after update_topology.
+
+The test watches the members' progress instead of a clock: each member
+counts its completed ops in its slot of a shared array (``progress``),
+and the test acts (kills a peer, restarts the master) once the counts say
+the run is where it wants it.
 """
 from __future__ import annotations
 
@@ -24,8 +29,23 @@ def data(i: int, n: int) -> np.ndarray:
     return ((np.arange(n, dtype=np.int64) + i) % 7).astype(np.float32)
 
 
+class Progress:
+    """This member's slot of the test's shared op counters (or nothing)."""
+
+    def __init__(self, counters: Any, rank: int) -> None:
+        self.counters, self.rank = counters, rank
+
+    def tick(self) -> None:
+        if self.counters is not None:
+            self.counters[self.rank] += 1
+
+
+NO_PROGRESS = Progress(None, 0)
+
+
 def run_until_failure(comm: pyccl.Communicator, max_ops: int,
-                      stop_after: int = -1) -> dict:
+                      stop_after: int = -1,
+                      progress: Progress = NO_PROGRESS) -> dict:
     """All-reduces until one fails; checks results and input restore."""
     world = comm.world_size
     report: dict = {"first_fail": max_ops, "error": None, "wrong": 0,
@@ -43,10 +63,12 @@ def run_until_failure(comm: pyccl.Communicator, max_ops: int,
             break
         if not np.array_equal(x, data(i, n) * world):
             report["wrong"] += 1
+        progress.tick()
     return report
 
 
-def async_until_failure(comm: pyccl.Communicator, batch: int = 8) -> dict:
+def async_until_failure(comm: pyccl.Communicator, batch: int = 8,
+                        progress: Progress = NO_PROGRESS) -> dict:
     """Batches of concurrent async all-reduces until one fails; records
     every op's outcome so survivors can be compared op by op."""
     world = comm.world_size
@@ -76,6 +98,7 @@ def async_until_failure(comm: pyccl.Communicator, batch: int = 8) -> dict:
                     report["restored"] = False
         if failed:
             break
+        progress.tick()
     report["outcomes"] = outcomes
     report["first_fail"] = outcomes.index("fail")
     return report
@@ -91,18 +114,21 @@ def after_update(comm: pyccl.Communicator, timeout: float = 20.0) -> dict:
 
 
 def member(address: str, world: int, rank: int, q: Any, mode: str,
-           kw: dict) -> None:
-    """One member; `mode` picks the scenario."""
+           kw: dict, counters: Any = None, flags: Any = None) -> None:
+    """One member; `mode` picks the scenario.  ``counters``: the shared
+    progress counters (one per rank); ``flags``: for "restart", a shared
+    array whose slot 0 the test sets once the new master is up."""
+    progress = Progress(counters, rank)
     try:
         comm = pyccl.Communicator(address, world_size=world, rank=rank,
                                   op_timeout=30.0, **kw)
         q.put({"rank": rank, "ready": True})  # the group stands
         out: dict = {"rank": rank}
         if mode == "loop":
-            out["run"] = run_until_failure(comm, 100000)
+            out["run"] = run_until_failure(comm, 100000, progress=progress)
             out["after"] = after_update(comm)
         elif mode == "async":
-            out["run"] = async_until_failure(comm)
+            out["run"] = async_until_failure(comm, progress=progress)
             out["after"] = after_update(comm)
         elif mode == "retry":
             # Sum of ones: world size, whatever the group is by then.
@@ -112,6 +138,7 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
                 pyccl.run_with_retry(comm, lambda: comm.all_reduce(x),
                                      min_peers=2)
                 results.append(int(x[0]))
+                progress.tick()
                 time.sleep(0.002)
             out["sums"] = results
             out["after"] = {"size": comm.world_size}
@@ -122,6 +149,7 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
                     x = np.ones(1000, dtype=np.float32)
                     pyccl.run_with_retry(comm, lambda: comm.all_reduce(x),
                                          min_peers=2)
+                    progress.tick()
                     time.sleep(0.002)
             except pyccl.CclError as e:
                 out["error"] = type(e).__name__
@@ -154,17 +182,22 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
                 comm.all_reduce(seen, op="min")
             out["after"] = after_update(comm)
         elif mode == "restart":
-            # Compute while the test kills the master and starts another.
-            # A fixed count, the same on every member (a collective loop
-            # must not end on each member's own clock): about 3 s.
-            x = np.ones(4, dtype=np.float32)
-            n_ok = 0
-            for _ in range(300):
-                x[:] = 1
+            # Compute while the test closes the master and starts another.
+            # The loop ends on the test's word, "the new master is up"
+            # (flags[0]), but every member must leave it in the same
+            # iteration: each op also sums who has seen the word, and
+            # all leave once everyone has.
+            x = np.ones(2, dtype=np.float32)
+            out["ops"] = out["wrong"] = 0
+            for _ in range(100000):
+                x[:] = (1, flags[0])
                 comm.all_reduce(x)
-                n_ok += int((x == world).all())
-                time.sleep(0.01)
-            out["ops_without_master"] = n_ok
+                out["ops"] += 1
+                out["wrong"] += int(x[0] != world)
+                progress.tick()
+                if x[1] == world:
+                    break
+                time.sleep(0.005)
             out["after"] = after_update(comm)
         comm.close()
         q.put(out)
@@ -172,10 +205,10 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
         q.put({"rank": rank, "exception": repr(e)})
 
 
-def joiner(address: str, q: Any, delay: float) -> None:
-    """Arrives after the group formed and waits to be admitted."""
+def joiner(address: str, q: Any) -> None:
+    """Arrives after the group formed (the test starts it then) and waits
+    to be admitted."""
     try:
-        time.sleep(delay)
         comm = pyccl.Communicator(address, world_size=1, connect_timeout=60.0)
         x = np.ones(1001, dtype=np.float32)
         comm.all_reduce(x)
@@ -189,9 +222,10 @@ def joiner(address: str, q: Any, delay: float) -> None:
 
 
 def cut_member(address: str, world: int, rank: int, q: Any, victim: int,
-               uid: int) -> None:
+               uid: int, counters: Any = None) -> None:
     """Loops small all-reduces; the victim runs as another user so that the
     test can silence its packets with an iptables owner match."""
+    progress = Progress(counters, rank)
     try:
         if rank == victim:
             os.setuid(uid)
@@ -205,6 +239,7 @@ def cut_member(address: str, world: int, rank: int, q: Any, victim: int,
                 x[:] = 1
                 comm.all_reduce(x)
                 n_ok += 1
+                progress.tick()
                 time.sleep(0.005)
             except pyccl.CclError as e:
                 failed_at = time.time()

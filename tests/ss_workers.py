@@ -75,6 +75,7 @@ def member_then_joiner(address: str, world: int, rank: int, q: Any,
     """A member that admits a joiner and shares the state with it."""
     try:
         comm = pyccl.Communicator(address, world_size=world, rank=rank)
+        q.put({"rank": rank, "ready": True})  # the group stands
         state = make_state(big=big)
         seen = np.zeros(1, dtype=np.int32)
         for _ in range(1500):  # a count, not a clock: members agree when to stop
@@ -92,8 +93,8 @@ def member_then_joiner(address: str, world: int, rank: int, q: Any,
 
 
 def joiner(address: str, q: Any, big: int) -> None:
+    """Arrives after the group formed (the test starts it then)."""
     try:
-        time.sleep(1.0)
         t0 = time.monotonic()
         comm = pyccl.Communicator(address, world_size=1, connect_timeout=60.0)
         state = pyccl.SharedState({

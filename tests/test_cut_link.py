@@ -41,15 +41,21 @@ def test_silently_dropped_packets_are_caught_by_deadlines() -> None:
     world, victim = 3, 2
     with pyccl.Master() as master:
         q = CTX.Queue()
+        ops = CTX.RawArray("l", world)
         procs = [CTX.Process(target=ft_workers.cut_member,
-                             args=(master.address, world, r, q, victim, UID))
+                             args=(master.address, world, r, q, victim, UID,
+                                   ops))
                  for r in range(world)]
         for p in procs:
             p.start()
         try:
             ready = [q.get(timeout=60) for _ in range(world)]
             assert all(r.get("ready") for r in ready), ready
-            time.sleep(0.5)
+            # Ops are flowing (counted, not timed), then the link goes.
+            deadline = time.monotonic() + 60
+            while ops[victim] < 20:
+                assert time.monotonic() < deadline, list(ops)
+                time.sleep(0.002)
             assert _iptables("-A")
             t_cut = time.time()
             reports = []

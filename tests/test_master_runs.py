@@ -19,6 +19,14 @@ def _join(address, world, rank, out, key, **kw):
         out[key] = e
 
 
+def wait_pending(comm, n, limit_s=30.0):
+    """Returns once the master has announced n waiting joiners to comm."""
+    deadline = time.monotonic() + limit_s
+    while comm.peers_pending() < n:
+        assert time.monotonic() < deadline, comm.peers_pending()
+        time.sleep(0.005)
+
+
 @pytest.mark.timeout(120)
 def test_conflicting_waiters_are_refused_and_master_survives():
     with pyccl.Master() as master:
@@ -35,16 +43,21 @@ def test_conflicting_waiters_are_refused_and_master_survives():
                                                     "j%d" % k),
                                kwargs={"connect_timeout": 4.0})
               for k in range(2)]
-        for j in js:
+        for k, j in enumerate(js):
             j.start()
-            time.sleep(0.2)
-        time.sleep(0.3)
+            # Registered and waiting: the master announces it to the run.
+            wait_pending(out[0], k + 1)
         for r in range(2):
             out[r].close()  # the run ends: the waiters form the next one
         for j in js:
             j.join(30)
         kinds = sorted(type(out[k]).__name__ for k in ("j0", "j1"))
-        assert "Rejected" in kinds, out  # the second rank-0 is refused
+        # The second rank-0 is refused; the first, alone, waits for a
+        # partner until its connect_timeout.
+        assert kinds == ["Rejected", "Timeout"], out
+        refused = [out[k] for k in ("j0", "j1")
+                   if isinstance(out[k], pyccl.Rejected)][0]
+        assert "rank 0 is already wanted" in str(refused), refused
         for k in ("j0", "j1"):
             if isinstance(out[k], pyccl.Communicator):
                 out[k].close()

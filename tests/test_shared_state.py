@@ -63,10 +63,13 @@ def test_torch_tensors_receive_only():
 
 
 def _collect(q, n, timeout):
+    """The next n reports (readiness notes are skipped)."""
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < n:
-        out.append(q.get(timeout=max(0.1, deadline - time.monotonic())))
+        r = q.get(timeout=max(0.1, deadline - time.monotonic()))
+        if not r.get("ready"):
+            out.append(r)
     for r in out:
         assert "exception" not in r, r
     return out
@@ -80,10 +83,15 @@ def test_joiner_gets_the_full_state():
         procs = [CTX.Process(target=ss_workers.member_then_joiner,
                              args=(master.address, 2, r, q, big))
                  for r in range(2)]
-        procs.append(CTX.Process(target=ss_workers.joiner,
-                                 args=(master.address, q, big)))
         for p in procs:
             p.start()
+        for _ in range(2):
+            note = q.get(timeout=90)
+            assert note.get("ready"), note
+        # The group of two stands: the joiner arrives after it formed.
+        procs.append(CTX.Process(target=ss_workers.joiner,
+                                 args=(master.address, q, big)))
+        procs[-1].start()
         results = _collect(q, 3, 150)
         for p in procs:
             p.join(timeout=10)

@@ -1,0 +1,102 @@
+/*
+ * master_policy.h - the master's membership decisions as a pure state
+ * machine: events in, decisions out.  No sockets, no clock (every event
+ * carries `now`, in milliseconds on any monotonic clock), no logging of
+ * its own: the event loop of master.c feeds it what happened on the
+ * control links and carries out what it decided, and the unit tests
+ * (tests/test_master_policy.c) feed it events and check the decisions.
+ *
+ * Connections are named by an opaque handle (`conn`) that the caller
+ * chooses; the policy gives it back in its decisions.  A handle is known
+ * to the policy from its REGISTER or REJOIN until the policy decides to
+ * REJECT or CLOSE it, or the caller reports it lost, whichever is first.
+ *
+ * The rules (docs/fault-tolerance.md explains them for users):
+ *
+ * First group.  Peers register and wait; when `world_size` of them wait
+ * (the earliest sets the size) the master fixes ranks (wanted ranks
+ * first, then arrival order) and forms epoch last+1.  A peer whose
+ * world_size differs from that of the peers already waiting is refused,
+ * and so are they, each told both sizes: such a run cannot form as
+ * configured, and nobody should wait connect_timeout to learn it.
+ *
+ * Restart.  A master knows nothing of the run it may be replacing.  A
+ * member that comes back with REJOIN (epoch, rank, world size) makes a
+ * master without a run adopt that epoch, even while new peers wait; the
+ * waiting peers become joiners of the adopted run.  Of two REJOINs for
+ * different epochs, the higher one is the run's (a member behind it was
+ * dropped from the group before the restart).  So that a fresh master
+ * does not hand its first epoch to newcomers before the survivors had a
+ * chance to come back, it forms no first group during `rejoin_grace_ms`
+ * after it started (the caller passes 0 where no run can be waiting for
+ * it, e.g. on a port picked by the kernel).
+ *
+ * Reform.  At update_topology every member sends REFORM (the ranks it
+ * lost, how long it waits for the answer).  The master waits for every
+ * member of the epoch until the earliest reporter's deadline minus a
+ * reserve (report time + wait_ms - min(wait_ms / 4, 2 s); the reserve
+ * leaves the members time to build the next mesh), so skew between
+ * members up to that bound is harmless.  A member reported lost by
+ * another one that has not reported itself is waited for only
+ * ACCUSED_GRACE_MS more (a stopped or cut-off peer, already silent for
+ * peer_timeout, would hold everyone up for nothing).  Then:
+ *   - members that did not report are dropped;
+ *   - a lost link between two members that both reported is repaired, not
+ *     judged: both stay and the next epoch builds a fresh mesh.  Only if
+ *     the same pair loses its link again by the very next reform is it a
+ *     partition: then the member with the most broken links goes (ties:
+ *     the lower rank), until no broken link remains.  A healthy group is
+ *     never split into singletons by a transient loss (members parked in
+ *     update_topology, a master restart);
+ *   - a member reported for breaking the protocol is expelled at once and
+ *     may not come back;
+ *   - NOCHANGE when nothing changed, else the next epoch: survivors keep
+ *     their order, joiners follow in arrival order.
+ */
+#ifndef CCL_MASTER_POLICY_H
+#define CCL_MASTER_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "master_decision.h"
+#include "wire.h"
+
+/* A policy for a master that started at `now`.  CCL_OK or CCL_ERR_NOMEM. */
+int ccl__mpol_create(uint64_t now, uint32_t rejoin_grace_ms, ccl__mpol **out);
+void ccl__mpol_destroy(ccl__mpol *mp);
+
+/* Events.  Each returns CCL_OK, or CCL_ERR_NOMEM when the policy could not
+ * take the event in (the caller then closes that connection: the peer
+ * retries).  `conn` must not be known yet for register and rejoin; it
+ * must be known for reform (an unknown one is an error: CCL_ERR_INVALID_ARG). */
+int ccl__mpol_register(ccl__mpol *mp, void *conn, const ccl__register_msg *reg,
+                       uint64_t now);
+int ccl__mpol_rejoin(ccl__mpol *mp, void *conn, uint32_t epoch,
+                     const ccl__register_msg *reg, uint64_t now);
+int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
+                     uint64_t now);
+/* The caller closed a known connection (end of file, an error, a send
+ * that failed).  Decisions still queued for it are dropped. */
+void ccl__mpol_lost(ccl__mpol *mp, void *conn, uint64_t now);
+/* Time passed: deadlines and graces end here. */
+void ccl__mpol_tick(ccl__mpol *mp, uint64_t now);
+
+/* Takes the next decision into *a; 0 when there is none.  Callers drain
+ * the queue after every event, in order. */
+int ccl__mpol_next(ccl__mpol *mp, ccl__mpol_action *a);
+
+/* Milliseconds until the policy needs a tick (at most `cap`). */
+int ccl__mpol_timer_ms(const ccl__mpol *mp, uint64_t now, int cap);
+/* The current epoch (0 before the first group). */
+uint32_t ccl__mpol_epoch(const ccl__mpol *mp);
+/* The members of the epoch the last GROUP decisions announced, in rank
+ * order, and the connections per peer pair it asks for; valid until the
+ * next event. */
+const ccl__member *ccl__mpol_members(const ccl__mpol *mp, uint32_t *world,
+                                     uint16_t *conns_per_peer);
+/* Peers in the current epoch, and peers waiting to join. */
+int ccl__mpol_members_count(const ccl__mpol *mp);
+int ccl__mpol_waiting_count(const ccl__mpol *mp);
+
+#endif
