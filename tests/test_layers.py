@@ -28,7 +28,6 @@ def run_checker(*args):
                           capture_output=True, text=True, timeout=240)
 
 
-@pytest.mark.xfail(strict=False, reason="engine refactor in progress")
 def test_tree_follows_layers():
     r = run_checker()
     assert r.returncode == 0, r.stdout + r.stderr
