@@ -19,7 +19,7 @@ from pyccl.dtypes import ReduceOp
 from pyccl.errors import (Aborted, AuthError, CclError, Closed, CommIOError,
                           InternalError, InvalidArgument, InvalidUsage,
                           MasterUnreachable, Mismatch, OutOfMemory, PeerLost,
-                          ProtocolError, Rejected, StillRunning, Timeout,
+                          Interrupted, ProtocolError, Rejected, StillRunning, Timeout,
                           TooFewPeers, VersionMismatch)
 from pyccl.master import Master
 from pyccl.retry import run_with_retry
@@ -44,5 +44,5 @@ __all__ = [
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",
     "MasterUnreachable", "TooFewPeers", "Closed", "InvalidUsage", "AuthError",
-    "Rejected", "InternalError", "StillRunning",
+    "Rejected", "InternalError", "StillRunning", "Interrupted",
 ]

@@ -144,13 +144,20 @@ class StillRunning(Timeout):
     default_code = lib.CCL_ERR_PENDING
 
 
+class Interrupted(CclError, InterruptedError):
+    """A blocking call stopped because the caller asked it to (pyccl turns
+    Ctrl-C during ``Communicator(...)`` or ``update_topology()`` into this,
+    then raises the ``KeyboardInterrupt`` itself)."""
+    default_code = lib.CCL_ERR_INTERRUPTED
+
+
 _BY_CODE: dict[int, type[CclError]] = {
     cls.default_code: cls
     for cls in (
         InvalidArgument, OutOfMemory, CommIOError, Timeout, PeerLost,
         ProtocolError, VersionMismatch, Mismatch, Aborted, MasterUnreachable,
         TooFewPeers, Closed, InvalidUsage, AuthError, Rejected, InternalError,
-        StillRunning,
+        StillRunning, Interrupted,
     )
 }
 
@@ -197,6 +204,6 @@ __all__ = [
     "CclError", "InvalidArgument", "OutOfMemory", "CommIOError", "Timeout",
     "PeerLost", "ProtocolError", "VersionMismatch", "Mismatch", "Aborted",
     "MasterUnreachable", "TooFewPeers", "Closed", "InvalidUsage", "AuthError",
-    "Rejected", "InternalError", "StillRunning", "check", "create_checked",
+    "Rejected", "InternalError", "StillRunning", "Interrupted", "check", "create_checked",
     "error_class", "strerror", "warn_caller",
 ]

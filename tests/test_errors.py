@@ -27,6 +27,7 @@ TABLE = [
     (pyccl.Rejected, "CCL_ERR_REJECTED", ConnectionError),
     (pyccl.InternalError, "CCL_ERR_INTERNAL", RuntimeError),
     (pyccl.StillRunning, "CCL_ERR_PENDING", TimeoutError),
+    (pyccl.Interrupted, "CCL_ERR_INTERRUPTED", InterruptedError),
 ]
 
 
