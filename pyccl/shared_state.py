@@ -16,10 +16,10 @@ point, like a collective) makes the bytes identical everywhere:
    source j mod S);
 4. receivers check the hash after the transfer.
 
-Steady state (nothing changed) moves no tensor bytes.  The design note
-(shared/DESIGN.md) puts the election at the master; doing it on a gathered
-table gives the same single answer on every peer without a master round
-trip, and keeps working while the master restarts.
+Steady state (nothing changed) moves no tensor bytes.  The election runs
+on the gathered table rather than at the master: every peer reaches the
+same single answer without a master round trip, and it keeps working while
+the master restarts.
 
 Strategies: ``"enforce_popular"`` (vote, and adopt the winner),
 ``"receive_only"`` (never vote or send, adopt the winner; for newcomers),

@@ -3,7 +3,9 @@ others (the rule in pyccl/communicator.py's docstring).  A group of two
 in this process: rank 0 enters update_topology while rank 1 never does,
 so the call waits for its whole timeout; meanwhile other threads read
 rank 0's state at once, cannot start ops or a second update (InvalidUsage),
-and close() returns at once, after which the update raises Closed."""
+and close() returns at once, after which the update raises Closed.  How
+the update itself ends (the master gives up on rank 1, or the timeout)
+is the master's policy, not checked here."""
 import threading
 import time
 
@@ -41,7 +43,7 @@ def pair():
 
 def start_update(comm):
     """Runs comm.update_topology in a thread; returns (thread, outcome)
-    once the update is in progress."""
+    once the update is in progress (or over)."""
     outcome = {}
 
     def run():
@@ -55,8 +57,8 @@ def start_update(comm):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
-    while not comm._updating:  # set under the lock as the update begins
-        assert thread.is_alive() and time.monotonic() < deadline, outcome
+    while not comm._updating and not outcome:  # set as the update begins
+        assert time.monotonic() < deadline, outcome
         time.sleep(0.001)
     return thread, outcome
 
@@ -72,18 +74,23 @@ def quick(call):
 def test_state_reads_do_not_wait_for_update_topology(pair):
     comm, _ = pair
     thread, outcome = start_update(comm)
-    # For a while, as long as the update is surely inside the core.
+    # Read again and again while the update is still running (rank 1 never
+    # joins it, so it lasts until the master gives up on rank 1 or until
+    # its timeout, whichever the master's policy makes first).
+    reads = 0
     end = time.monotonic() + 1.0
-    while time.monotonic() < end:
+    while time.monotonic() < end and thread.is_alive():
         assert quick(comm.peers_pending) == 0
         assert quick(lambda: comm.epoch) >= 1
         assert quick(lambda: (comm.rank, comm.world_size)) == (0, 2)
         assert not quick(lambda: comm.closed)
+        if thread.is_alive():
+            reads += 1
         time.sleep(0.01)
-    assert thread.is_alive(), outcome  # the update still waits for rank 1
+    assert reads >= 10, (reads, outcome)
     thread.join(UPDATE_TIMEOUT + 10)
-    # Rank 1 never came: the update runs out, as the core says.
-    assert isinstance(outcome.get("error"), pyccl.Timeout), outcome
+    assert not thread.is_alive()
+    assert outcome["took"] > 0.1, outcome
 
 
 def test_ops_and_a_second_update_are_refused_meanwhile(pair):
@@ -111,7 +118,7 @@ def test_close_during_update_topology_returns_at_once(pair):
         quick(comm.barrier)
     thread.join(UPDATE_TIMEOUT + 10)
     assert not thread.is_alive()
-    # The update ended (at its deadline: rank 1 never came) and then the
-    # communicator was destroyed; the caller learns that it was closed.
+    # The update ended, then the communicator was destroyed; the caller
+    # learns that it was closed, whatever the update's own outcome.
     assert isinstance(outcome.get("error"), pyccl.Closed), outcome
     comm.close()  # idempotent
