@@ -35,6 +35,7 @@ from pyccl._lib import ffi, lib
 from pyccl.buffers import Buffer, as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                           parse_op)
+from pyccl.interrupt import call_interruptibly
 from pyccl.log import start_reader
 from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
                           create_checked)
@@ -187,9 +188,17 @@ class Communicator:
         key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
 
+        # Ctrl-C while the group forms stops the join within 50 ms.
+        cancel = ffi.new("int *")
+        cfg.cancel = cancel
+
+        def stop() -> None:
+            cancel[0] = 1
+
         start_reader()  # before the core's first line
-        self._c = create_checked(lib.ccl_comm_create, cfg, "ccl_comm",
-                                 lib.ccl_comm_destroy)
+        self._c = call_interruptibly(
+            lambda: create_checked(lib.ccl_comm_create, cfg, "ccl_comm",
+                                   lib.ccl_comm_destroy), stop, "join")
         self._identify(self._c)
 
     def _identify(self, c: Any) -> None:
@@ -264,13 +273,17 @@ class Communicator:
                 update_topology.
             Closed: the communicator was closed (before or during it).
             MasterUnreachable, Timeout, Rejected: see :mod:`pyccl.errors`.
+            KeyboardInterrupt: Ctrl-C in the main thread stops the wait
+                within 0.2 s (the update then failed: call it again).
         """
         if self._pending:
             self._sweep()
         ms = _ms(timeout, "timeout")
         with self._use(updating=True) as c:
             before = self._epoch
-            rc = lib.ccl_comm_update_topology(c, ms)
+            rc = call_interruptibly(
+                lambda: lib.ccl_comm_update_topology(c, ms),
+                lambda: lib.ccl_comm_interrupt(c), "update_topology")
             detail = self._detail(c) if rc != lib.CCL_OK else ""
             if rc == lib.CCL_OK:
                 self._identify(c)
