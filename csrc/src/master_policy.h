@@ -29,7 +29,8 @@
  * does not hand its first epoch to newcomers before the survivors had a
  * chance to come back, it forms no first group during `rejoin_grace_ms`
  * after it started (the caller passes 0 where no run can be waiting for
- * it, e.g. on a port picked by the kernel).
+ * it, e.g. on a port picked by the kernel); adopting a run ends the
+ * grace.
  *
  * Reform.  At update_topology every member sends REFORM (the ranks it
  * lost, how long it waits for the answer).  The master waits for every
@@ -38,9 +39,10 @@
  * leaves the members time to build the next mesh), so skew between
  * members up to that bound is harmless.  A member reported lost by
  * another one that has not reported itself is waited for only
- * ACCUSED_GRACE_MS more (a stopped or cut-off peer, already silent for
- * peer_timeout, would hold everyone up for nothing).  Then:
- *   - members that did not report are dropped;
+ * CCL_MPOL_ACCUSED_GRACE_MS (1 s) more: a stopped or cut-off peer,
+ * already silent for peer_timeout, would hold everyone up for nothing.
+ * Then:
+ *   - members that did not report are dropped, and told why (REJECT);
  *   - a lost link between two members that both reported is repaired, not
  *     judged: both stay and the next epoch builds a fresh mesh.  Only if
  *     the same pair loses its link again by the very next reform is it a
