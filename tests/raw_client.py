@@ -18,7 +18,7 @@ HDR = struct.Struct("<BBBBIQQQIHH")  # the 40-byte frame header
 
 def hello(version=None, role=ROLE_PEER_TO_MASTER, flags=FLAG_AUTH, epoch=0,
           rank=0xFFFFFFFF, conn_index=0, uuid=None, nonce=None):
-    """A 64-byte HELLO (protocol version 2 layout); random uuid and nonce
+    """A 64-byte HELLO (the layout of protocol versions 2 and 3); random uuid and nonce
     unless given."""
     version = pyccl.PROTOCOL_VERSION if version is None else version
     uuid = secrets.token_bytes(16) if uuid is None else uuid
