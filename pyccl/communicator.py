@@ -178,6 +178,7 @@ class Communicator:
         cfg.listen_host = listen_c
         cfg.connect_timeout_ms = _ms(connect_timeout, "connect_timeout")
         cfg.op_timeout_ms = _ms(op_timeout, "op_timeout")
+        self._op_timeout = cfg.op_timeout_ms / 1000.0
         cfg.spin_us = _int_arg(spin_us, "spin_us", -1, _INT_MAX)
         cfg.star_max_bytes = _int_arg(star_max_bytes, "star_max_bytes", 0,
                                       2**64 - 1)
@@ -251,7 +252,7 @@ class Communicator:
         with self._lock:
             return int(lib.ccl_comm_peers_pending(self._handle()))
 
-    def update_topology(self, timeout: float = 60.0) -> bool:
+    def update_topology(self, timeout: Optional[float] = None) -> bool:
         """The safe point for membership changes.
 
         Every member calls it at the same point of its loop, with no op
@@ -263,6 +264,14 @@ class Communicator:
         It does not hold the communicator's lock while it waits (see the
         module's docstring): other threads may read the communicator's
         state or close it meanwhile.
+
+        Args:
+            timeout: seconds to wait for the master's answer and the new
+                mesh.  None (the default): ``op_timeout + 5`` seconds, so
+                that members may reach the safe point up to ``op_timeout``
+                apart (the master waits for the last of them until the
+                first one's deadline, less a reserve of at most 2 s for
+                building the next mesh).
 
         Returns:
             True when the group changed (new epoch, maybe new rank and
@@ -278,6 +287,8 @@ class Communicator:
         """
         if self._pending:
             self._sweep()
+        if timeout is None:
+            timeout = self._op_timeout + 5.0
         ms = _ms(timeout, "timeout")
         with self._use(updating=True) as c:
             before = self._epoch

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, TypeVar
 
-from pyccl.errors import Aborted, PeerLost, Timeout, TooFewPeers
+from pyccl.errors import Aborted, PeerLost, StillRunning, Timeout, TooFewPeers
 
 T = TypeVar("T")
 
@@ -18,7 +18,7 @@ RETRYABLE = (PeerLost, Aborted, Timeout)
 
 
 def run_with_retry(comm: Any, fn: Callable[[], T], *, min_peers: int = 1,
-                   max_attempts: int = 10, update_timeout: float = 60.0,
+                   max_attempts: int = 10, update_timeout: Optional[float] = None,
                    on_change: Optional[Callable[[], None]] = None) -> T:
     """Runs ``fn()`` (one or several collectives on ``comm``) until it
     succeeds.
@@ -29,6 +29,10 @@ def run_with_retry(comm: Any, fn: Callable[[], T], *, min_peers: int = 1,
     rescale by the new world size or sync shared state).  All survivors
     must call this at the same point, like a collective.
 
+    ``update_timeout`` is passed to ``update_topology`` (None: its
+    default).  A :class:`StillRunning` from ``fn`` (a ``wait(timeout)`` of
+    its own that ran out) is not a failure and is raised as it is.
+
     Raises:
         TooFewPeers: the group shrank below ``min_peers``.
         The last error, once ``max_attempts`` runs failed.
@@ -38,6 +42,10 @@ def run_with_retry(comm: Any, fn: Callable[[], T], *, min_peers: int = 1,
         attempt += 1
         try:
             return fn()
+        except StillRunning:
+            # A wait(timeout) of the caller's own ran out: the op is still
+            # pending, nothing failed, and update_topology would refuse.
+            raise
         except RETRYABLE:
             if attempt >= max_attempts:
                 raise

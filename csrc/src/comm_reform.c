@@ -136,8 +136,12 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     if (rc)
         return rc;
     rc = await_answer(c, deadline);
-    if (rc == CCL_ERR_TIMEOUT)
+    if (rc == CCL_ERR_TIMEOUT) {
+        /* The answer may still come, for this REFORM: a fresh link at the
+         * next update_topology keeps it from being taken for that one's. */
+        ccl__master_gone(c);
         return fail(c, rc, "%s", "no answer from the master before the deadline");
+    }
     if (rc == CCL_ERR_INTERRUPTED) {
         /* The answer may still come: read it at the next update_topology
          * from a fresh link rather than mistake it for that one's. */
