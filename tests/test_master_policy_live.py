@@ -153,3 +153,55 @@ def test_master_logs_joins_leaves_and_epochs():
     finally:
         logger.removeHandler(lines)
         logger.setLevel(old_level)
+
+
+def parked_member(address: str, rank: int, q: Any) -> None:
+    """A member of 3: runs one op, then (ranks 0 and 1) parks in
+    update_topology; rank 2 never comes (the test kills it)."""
+    try:
+        comm = pyccl.Communicator(address, world_size=3, rank=rank,
+                                  peer_timeout=30.0, op_timeout=30.0)
+        comm.all_reduce(np.ones(4, dtype=np.float32))
+        q.put({"rank": rank, "ready": True})
+        if rank == 2:
+            time.sleep(60)  # the victim: killed while the others are parked
+            return
+        q.put({"rank": rank, "parking": time.time()})
+        comm.update_topology(60.0)
+        q.put({"rank": rank, "back": time.time(), "size": comm.world_size,
+               "sum": float(comm.all_reduce(np.ones(4, dtype=np.float32))[0])})
+        comm.close()
+    except BaseException as e:  # reported, never swallowed
+        q.put({"rank": rank, "exception": repr(e)})
+
+
+@pytest.mark.timeout(120)
+def test_kill_while_parked_is_noticed_at_once():
+    """A member killed while the others wait at the safe point (with
+    peer_timeout and the update's timeout far away) is dropped as soon as
+    its links close: the survivors come back within a second, as a group
+    of 2 that computes correctly."""
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = [CTX.Process(target=parked_member, args=(master.address, r, q))
+                 for r in range(3)]
+        try:
+            for p in procs:
+                p.start()
+            ready = collect(q, 3)
+            assert all(r.get("ready") for r in ready), ready
+            parking = collect(q, 2)
+            assert all("parking" in r for r in parking), parking
+            # Both are about to enter (or in) update_topology; where the kill
+            # lands within that call does not matter.
+            time.sleep(0.3)
+            t_kill = time.time()
+            procs[2].kill()
+            back = collect(q, 2)
+        finally:
+            reap(procs)
+    assert all("back" in r for r in back), back
+    assert all(r["size"] == 2 and r["sum"] == 2.0 for r in back), back
+    slowest = max(r["back"] for r in back) - t_kill
+    print("survivors back from update_topology %.0f ms after the kill" % (slowest * 1e3))
+    assert slowest < 1.0, back
