@@ -5,6 +5,7 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "result.h"
 #include "sock.h"
 
 #include <stdio.h>
@@ -61,12 +62,8 @@ static void comm_free(ccl_comm *c)
 int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
                     size_t errlen)
 {
-    char dummy[2];
-    if (!err || !errlen) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = 0;
+    char scratch[2];
+    err = ccl__err_out(err, &errlen, scratch);
     if (!out || !cfg) {
         ERRF("NULL argument");
         return CCL_ERR_INVALID_ARG;

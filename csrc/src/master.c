@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "ccl.h"
 #include "handshake.h"
+#include "result.h"
 #include "log.h"
 #include "master_policy.h"
 #include "sock.h"
@@ -121,13 +122,7 @@ static int send_frame(mconn *k, int type, uint32_t epoch, uint64_t tag,
                       const uint8_t *payload, size_t len)
 {
     uint8_t hdr[CCL_HDR_LEN];
-    ccl__hdr h;
-    memset(&h, 0, sizeof h);
-    h.type = (uint8_t)type;
-    h.epoch = epoch;
-    h.tag = tag;
-    h.length = (uint32_t)len;
-    ccl__hdr_encode(hdr, &h);
+    ccl__ctl_hdr_encode(hdr, type, epoch, tag, (uint32_t)len);
     uint64_t dl = ccl__now_ms() + SEND_MS;
     int rc = ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0);
     if (!rc && len)
@@ -467,12 +462,8 @@ static void *master_main(void *arg)
 int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
                       size_t errlen)
 {
-    char dummy[2];
-    if (!err || !errlen) {
-        err = dummy;
-        errlen = sizeof dummy;
-    }
-    err[0] = 0;
+    char scratch[2];
+    err = ccl__err_out(err, &errlen, scratch);
     if (!out)
         return CCL_ERR_INVALID_ARG;
     *out = NULL;

@@ -35,12 +35,7 @@ int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
                   uint32_t len, uint64_t deadline, char *err, size_t errlen)
 {
     uint8_t hdr[CCL_HDR_LEN];
-    ccl__hdr h;
-    memset(&h, 0, sizeof h);
-    h.type = (uint8_t)type;
-    h.epoch = epoch;
-    h.length = len;
-    ccl__hdr_encode(hdr, &h);
+    ccl__ctl_hdr_encode(hdr, type, epoch, 0, len);
     int rc = ccl__sock_send_all(c->master_fd, hdr, sizeof hdr, deadline, err, errlen);
     if (!rc && len)
         rc = ccl__sock_send_all(c->master_fd, payload, len, deadline, err, errlen);

@@ -92,6 +92,18 @@ mp_peer *ccl__mp_add(ccl__mpol *mp, void *conn, const ccl__register_msg *reg)
     return p;
 }
 
+int ccl__mp_admit(ccl__mpol *mp, void *conn, const ccl__register_msg *reg,
+                  mp_peer **out, char *name, size_t namelen)
+{
+    if (ccl__mp_find(mp, conn))
+        return CCL_ERR_INVALID_ARG; /* one REGISTER or REJOIN a connection */
+    *out = ccl__mp_add(mp, conn, reg);
+    if (!*out)
+        return CCL_ERR_NOMEM;
+    ccl__mp_name(*out, name, namelen);
+    return CCL_OK;
+}
+
 void ccl__mp_remove(ccl__mpol *mp, mp_peer *p)
 {
     for (int i = 0; i < mp->npeers; i++)

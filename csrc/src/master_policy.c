@@ -63,12 +63,10 @@ int ccl__mpol_register(ccl__mpol *mp, void *conn, const ccl__register_msg *reg,
                        uint64_t now)
 {
     char name[CCL_MAX_HOST + 8], oname[CCL_MAX_HOST + 8];
-    if (ccl__mp_find(mp, conn))
-        return CCL_ERR_INVALID_ARG;
-    mp_peer *p = ccl__mp_add(mp, conn, reg);
-    if (!p)
-        return CCL_ERR_NOMEM;
-    ccl__mp_name(p, name, sizeof name);
+    mp_peer *p;
+    int rc = ccl__mp_admit(mp, conn, reg, &p, name, sizeof name);
+    if (rc)
+        return rc;
     if (mp->run == RUN_NONE) {
         /* Peers waiting for a first group must agree.  A size conflict
          * means the run is misconfigured: everyone involved hears it now

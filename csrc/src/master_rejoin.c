@@ -55,12 +55,10 @@ int ccl__mpol_rejoin(ccl__mpol *mp, void *conn, uint32_t epoch,
 {
     char name[CCL_MAX_HOST + 8], oname[CCL_MAX_HOST + 8];
     (void)now;
-    if (ccl__mp_find(mp, conn))
-        return CCL_ERR_INVALID_ARG;
-    mp_peer *p = ccl__mp_add(mp, conn, reg);
-    if (!p)
-        return CCL_ERR_NOMEM;
-    ccl__mp_name(p, name, sizeof name);
+    mp_peer *p;
+    int rc = ccl__mp_admit(mp, conn, reg, &p, name, sizeof name);
+    if (rc)
+        return rc;
     if (is_expelled(mp, reg->uuid)) {
         ccl__mp_refuse(mp, p, CCL_ERR_REJECTED, "this peer was expelled for "
                        "breaking the protocol");

@@ -97,6 +97,10 @@ void ccl__mp_log(ccl__mpol *mp, int level, const char *fmt, ...)
  * freeing one's memory. */
 mp_peer *ccl__mp_find(const ccl__mpol *mp, const void *conn);
 mp_peer *ccl__mp_add(ccl__mpol *mp, void *conn, const ccl__register_msg *reg);
+/* Records the peer of a new connection and names it (find, add, name);
+ * CCL_ERR_INVALID_ARG if the connection has a peer already. */
+int ccl__mp_admit(ccl__mpol *mp, void *conn, const ccl__register_msg *reg,
+                  mp_peer **out, char *name, size_t namelen);
 void ccl__mp_remove(ccl__mpol *mp, mp_peer *p);
 void ccl__mp_free(mp_peer *p);
 /* "host:port" where the peer listens, for log lines and messages. */

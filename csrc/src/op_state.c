@@ -362,22 +362,28 @@ uint64_t ccl__engine_close(ccl__engine *e)
     return bye;
 }
 
+/* A DATA header naming the op (the receiver checks every field of it). */
+static void data_header(const ccl_op *op, ccl__hdr *h, uint16_t step, uint64_t offset)
+{
+    memset(h, 0, sizeof *h);
+    h->type = CCL_FT_DATA;
+    h->coll = op->algo->coll;
+    h->dtype = (uint8_t)op->dtype;
+    h->redop = (uint8_t)op->redop;
+    h->tag = op->tag;
+    h->offset = offset;
+    h->total = op->nbytes;
+    h->step = step;
+    h->root = (uint16_t)op->root;
+}
+
 int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
                  const uint8_t *data, uint32_t len)
 {
     if (!op->active)
         return CCL_ERR_ABORTED; /* failed inside the caller's callback */
     ccl__hdr h;
-    memset(&h, 0, sizeof h);
-    h.type = CCL_FT_DATA;
-    h.coll = op->algo->coll;
-    h.dtype = (uint8_t)op->dtype;
-    h.redop = (uint8_t)op->redop;
-    h.tag = op->tag;
-    h.offset = offset;
-    h.total = op->nbytes;
-    h.step = step;
-    h.root = (uint16_t)op->root;
+    data_header(op, &h, step, offset);
     op->send_left++;
     if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
         op->send_left--;
@@ -436,15 +442,7 @@ void ccl__op_probe(ccl_op *op)
 {
     op->probed = 1;
     ccl__hdr h;
-    memset(&h, 0, sizeof h);
-    h.type = CCL_FT_DATA;
-    h.coll = op->algo->coll;
-    h.dtype = (uint8_t)op->dtype;
-    h.redop = (uint8_t)op->redop;
-    h.tag = op->tag;
-    h.total = op->nbytes;
-    h.step = CCL_STEP_PROBE;
-    h.root = (uint16_t)op->root;
+    data_header(op, &h, CCL_STEP_PROBE, 0);
     for (int p = 0; p < op->size && op->active; p++)
         if (p != op->rank && !op->eng->lost[p])
             ccl__xport_send(op->eng->xp, p, &h, NULL, 0, NULL);

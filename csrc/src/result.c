@@ -1,6 +1,7 @@
 /* result.c - names of result codes, dtype sizes, the version string, and
  * the public face of the hash. */
 #include "ccl.h"
+#include "result.h"
 #include "reduce.h"
 
 const char *ccl_strerror(int rc)
@@ -52,4 +53,14 @@ size_t ccl_dtype_size(int dtype)
 uint64_t ccl_hash64(const void *data, size_t len, uint64_t seed)
 {
     return ccl__hash64(data, len, seed);
+}
+
+char *ccl__err_out(char *err, size_t *errlen, char scratch[2])
+{
+    if (!err || !*errlen) {
+        err = scratch;
+        *errlen = 2;
+    }
+    err[0] = 0;
+    return err;
 }

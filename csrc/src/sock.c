@@ -284,72 +284,50 @@ int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
     }
 }
 
-int ccl__sock_send_all(int fd, const void *buf, size_t len,
-                       uint64_t deadline_ms, char *err, size_t errlen)
+/* Moves exactly len bytes (send when `out`, else recv) before the
+ * deadline, waiting for readiness (in slices when a cancel flag is set). */
+static int move_all(int fd, char *p, size_t len, int out, uint64_t deadline_ms,
+                    char *err, size_t errlen)
 {
-    const char *p = buf;
+    const char *what = out ? "send" : "recv";
     while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        ssize_t n = out ? send(fd, p, len, MSG_NOSIGNAL) : recv(fd, p, len, 0);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
             continue;
         }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            if (remaining_ms(deadline_ms) == 0) {
-                ERRF("send: timed out");
-                return CCL_ERR_TIMEOUT;
-            }
-            if (ccl__sock_cancelled()) {
-                ERRF("send: interrupted");
-                return CCL_ERR_INTERRUPTED;
-            }
-            struct pollfd pf = {fd, POLLOUT, 0};
-            poll(&pf, 1, slice_ms(deadline_ms));
-            continue;
+        if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
+            ERRF("%s: %s", what, n == 0 ? "connection closed by the other end"
+                                        : strerror(errno));
+            return CCL_ERR_PEER_LOST;
         }
-        ERRF("send: %s", n < 0 ? strerror(errno) : "connection closed");
-        return CCL_ERR_PEER_LOST;
+        if (errno == EINTR)
+            continue;
+        if (remaining_ms(deadline_ms) == 0) {
+            ERRF("%s: timed out", what);
+            return CCL_ERR_TIMEOUT;
+        }
+        if (ccl__sock_cancelled()) {
+            ERRF("%s: interrupted", what);
+            return CCL_ERR_INTERRUPTED;
+        }
+        struct pollfd pf = {fd, (short)(out ? POLLOUT : POLLIN), 0};
+        poll(&pf, 1, slice_ms(deadline_ms));
     }
     return CCL_OK;
+}
+
+int ccl__sock_send_all(int fd, const void *buf, size_t len,
+                       uint64_t deadline_ms, char *err, size_t errlen)
+{
+    return move_all(fd, (char *)buf, len, 1, deadline_ms, err, errlen);
 }
 
 int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
                        char *err, size_t errlen)
 {
-    char *p = buf;
-    while (len > 0) {
-        ssize_t n = recv(fd, p, len, 0);
-        if (n > 0) {
-            p += n;
-            len -= (size_t)n;
-            continue;
-        }
-        if (n == 0) {
-            ERRF("recv: connection closed by the other end");
-            return CCL_ERR_PEER_LOST;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            if (remaining_ms(deadline_ms) == 0) {
-                ERRF("recv: timed out");
-                return CCL_ERR_TIMEOUT;
-            }
-            if (ccl__sock_cancelled()) {
-                ERRF("recv: interrupted");
-                return CCL_ERR_INTERRUPTED;
-            }
-            struct pollfd pf = {fd, POLLIN, 0};
-            poll(&pf, 1, slice_ms(deadline_ms));
-            continue;
-        }
-        ERRF("recv: %s", strerror(errno));
-        return CCL_ERR_PEER_LOST;
-    }
-    return CCL_OK;
+    return move_all(fd, buf, len, 0, deadline_ms, err, errlen);
 }
 
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen)

@@ -342,6 +342,18 @@ void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h)
     ccl__put_u16(out + 38, h->root);
 }
 
+void ccl__ctl_hdr_encode(uint8_t out[CCL_HDR_LEN], int type, uint32_t epoch,
+                         uint64_t tag, uint32_t length)
+{
+    ccl__hdr h;
+    memset(&h, 0, sizeof h);
+    h.type = (uint8_t)type;
+    h.epoch = epoch;
+    h.tag = tag;
+    h.length = length;
+    ccl__hdr_encode(out, &h);
+}
+
 /* DATA carries the op's identity so the receiver can catch ranks that
  * disagree; anything outside the known enums cannot belong to a valid op,
  * and the range check guarantees offset + length fits the op's buffer

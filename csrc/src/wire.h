@@ -122,6 +122,10 @@ enum ccl__coll {
     CCL_COLL_BARRIER = 6
 };
 
+/* A frame header with only type, epoch, tag and length set (control
+ * frames). */
+void ccl__ctl_hdr_encode(uint8_t out[CCL_HDR_LEN], int type, uint32_t epoch,
+                         uint64_t tag, uint32_t length);
 void ccl__hdr_encode(uint8_t out[CCL_HDR_LEN], const ccl__hdr *h);
 /* Names of the enums that travel in frames, for messages ("broadcast",
  * "float32", "sum"); "unknown" for values outside them. */
