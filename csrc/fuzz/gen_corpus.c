@@ -2,7 +2,8 @@
  * gen_corpus.c - writes the seed corpus for fuzz_wire into a directory.
  *
  *   cc -std=c99 -D_GNU_SOURCE -Icsrc/include -Icsrc/src \
- *       csrc/fuzz/gen_corpus.c csrc/src/wire.c csrc/src/result.c -o /tmp/gen_corpus
+ *       csrc/fuzz/gen_corpus.c csrc/src/wire.c csrc/src/result.c csrc/src/reduce.c \
+ *       -lm -o /tmp/gen_corpus
  *   /tmp/gen_corpus csrc/fuzz/corpus/wire csrc/fuzz/corpus/session
  *
  * Each file holds one valid encoding produced by the real encoders, so the
