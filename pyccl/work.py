@@ -22,7 +22,7 @@ from pyccl.errors import StillRunning, error_class
 
 # A wait with no timeout returns to Python this often, so Ctrl-C can
 # interrupt it; the op keeps running and its Work stays valid.
-_SLICE_MS = 500
+_SLICE_MS = 100
 
 
 class Work:

@@ -1,8 +1,8 @@
 """Ctrl-C (SIGINT) reaches Python while pyccl blocks: a process waiting in
-``Communicator(...)`` for a group that never completes, and one waiting in
-``update_topology()`` for a member that never comes, both raise
-KeyboardInterrupt soon after the signal instead of after their timeouts
-(60 s here).  Real processes, a real master, a real signal."""
+``Communicator(...)`` for a group that never completes, one waiting in
+``update_topology()`` for a member that never comes, and one in a blocking
+``all_reduce`` that its peer never posts, all raise KeyboardInterrupt soon
+after the signal instead of after their timeouts (60 s here).  Real processes, a real master, a real signal."""
 from __future__ import annotations
 
 import os
@@ -52,6 +52,27 @@ sys.exit(1)
 """
 
 
+OP = """
+import sys, threading, numpy as np, pyccl
+address = sys.argv[1]
+comms = {}
+def join(r):
+    comms[r] = pyccl.Communicator(address, world_size=2, rank=r, op_timeout=60)
+t = threading.Thread(target=join, args=(1,))
+t.start()
+join(0)
+t.join()
+print("reducing", flush=True)
+try:
+    comms[0].all_reduce(np.ones(4, "f4"))   # rank 1 never posts it
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(0)
+print("returned?!", flush=True)
+sys.exit(1)
+"""
+
+
 def interrupt_after(script: str, ready: str, address: str) -> float:
     """Runs script, waits for its `ready` line, lets it block, sends SIGINT
     and returns the seconds until it says it was interrupted."""
@@ -89,4 +110,12 @@ def test_ctrl_c_in_update_topology():
     with pyccl.Master() as master:
         took = interrupt_after(UPDATE, "updating", master.address)
     print("KeyboardInterrupt %.1f ms after SIGINT in update_topology()" % (took * 1e3))
+    assert took < 2.0
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_in_a_blocking_all_reduce():
+    with pyccl.Master() as master:
+        took = interrupt_after(OP, "reducing", master.address)
+    print("KeyboardInterrupt %.1f ms after SIGINT in all_reduce()" % (took * 1e3))
     assert took < 2.0

@@ -91,6 +91,7 @@ struct ccl__xport {
     xp_req *free_reqs;
     uint64_t tx_bytes, rx_bytes;
     uint64_t gen;
+    uint64_t next_tick_ms; /* liveness checks run at most this often */
 };
 
 /* xport_conn.c */

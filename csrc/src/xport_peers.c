@@ -204,6 +204,11 @@ static int peer_parked(const xp_peer *pe)
 
 void ccl__xport_tick(ccl__xport *x, uint64_t now)
 {
+    /* Every 10 ms at most: liveness needs no finer grain, and the loop
+     * passes far more often than that while small ops run. */
+    if (now < x->next_tick_ms)
+        return;
+    x->next_tick_ms = now + 10;
     uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];
