@@ -58,7 +58,7 @@ typedef enum ccl_dtype {
 size_t ccl_dtype_size(int dtype);
 
 typedef enum ccl_redop {
-    CCL_SUM, CCL_AVG, CCL_MIN, CCL_MAX, CCL_PROD,
+    CCL_SUM, CCL_AVG, CCL_MIN, CCL_MAX, CCL_PROD, CCL_BAND, CCL_BOR, CCL_BXOR,
     ...
 } ccl_redop;
 #define CCL_REDOP_COUNT ...
@@ -140,6 +140,12 @@ int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
                              uint64_t count, int dtype, int redop,
                              ccl_op **out);
 int ccl_barrier_async(ccl_comm *c, ccl_op **out);
+#define CCL_ANY_SOURCE ...
+int ccl_send_async(ccl_comm *c, const void *buf, uint64_t count, int dtype,
+                   int peer, uint32_t tag, ccl_op **out);
+int ccl_recv_async(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
+                   uint32_t tag, ccl_op **out);
+int ccl_op_source(ccl_op *op);
 
 int ccl_op_wait(ccl_op *op, int timeout_ms);
 int ccl_op_test(ccl_op *op, int *done);

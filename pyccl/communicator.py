@@ -41,7 +41,7 @@ from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
                           create_checked)
 from pyccl.keys import KeyLike, configure as configure_key
 from pyccl.master import Master
-from pyccl.work import Work
+from pyccl.work import Completer, Work
 
 _INT_MAX = 2**31 - 1
 
@@ -164,6 +164,7 @@ class Communicator:
         self._users = 0           # threads inside a call that may block
         self._doomed = None       # the handle close() left to the last user
         self._updating = False    # an update_topology runs
+        self._completer: Optional[Completer] = None  # for get_future()
 
         cfg = ffi.new("ccl_comm_config *")
         lib.ccl_comm_config_init(cfg)
@@ -354,10 +355,20 @@ class Communicator:
         for work in pending:
             work._sweep()
 
+    def _get_completer(self) -> Completer:
+        """The thread that completes the futures of this communicator's
+        ops (see :meth:`Work.get_future`), made on first use."""
+        with self._lock:
+            if self._completer is None:
+                self._completer = Completer("pyccl futures")
+            return self._completer
+
     def _post(self, name: str, start: Any, result: Any, keep: tuple,
-              async_op: bool) -> Any:
+              async_op: bool, ordered: bool = True) -> Any:
         """Posts one op (``start(c, out)`` calls the ``ccl_*_async``
-        function), then waits for it unless ``async_op``."""
+        function), then waits for it unless ``async_op``.  ``ordered``:
+        a collective, which ends in posting order (point-to-point ops
+        are not)."""
         if self._pending:
             self._sweep()
         out = ffi.new("ccl_op **")
@@ -372,7 +383,8 @@ class Communicator:
             rc = start(c, out)
             if rc != lib.CCL_OK:
                 check(rc, self._detail(c) or "%s could not start" % name)
-            work = Work(self._forget, out[0], result, keep, name)
+            work = Work(self._forget, out[0], result, keep, name,
+                        self._get_completer, ordered)
             self._pending.add(work)
         return work if async_op else work.wait()
 

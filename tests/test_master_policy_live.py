@@ -188,10 +188,10 @@ def test_kill_while_parked_is_noticed_at_once():
         try:
             for p in procs:
                 p.start()
-            ready = collect(q, 3)
-            assert all(r.get("ready") for r in ready), ready
-            parking = collect(q, 2)
-            assert all("parking" in r for r in parking), parking
+            # 3 "ready" and 2 "parking" reports, in whatever order they come.
+            first = collect(q, 5)
+            assert sum(1 for r in first if r.get("ready")) == 3, first
+            assert sum(1 for r in first if "parking" in r) == 2, first
             # Both are about to enter (or in) update_topology; where the kill
             # lands within that call does not matter.
             time.sleep(0.3)

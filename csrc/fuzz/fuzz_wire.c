@@ -71,7 +71,7 @@ static int hdr_ok(const ccl__hdr *h)
         return 0;
     switch (h->type) {
     case CCL_FT_DATA:
-        return h->coll >= 1 && h->coll <= 6 && h->dtype < CCL_DTYPE_COUNT &&
+        return h->coll >= 1 && h->coll <= CCL_COLL_LAST && h->dtype < CCL_DTYPE_COUNT &&
                h->redop < CCL_REDOP_COUNT && h->root < CCL_MAX_WORLD &&
                (h->step != CCL_STEP_PROBE || (h->length == 0 && h->offset == 0)) &&
                h->length <= CCL_MAX_DATA_PAYLOAD && h->offset <= h->total &&

@@ -116,9 +116,10 @@ size_t ccl_dtype_size(int dtype);
 
 /* Reduction operators.  Values travel on the wire: never renumber. */
 typedef enum ccl_redop {
-    CCL_SUM = 0, CCL_AVG = 1, CCL_MIN = 2, CCL_MAX = 3, CCL_PROD = 4
+    CCL_SUM = 0, CCL_AVG = 1, CCL_MIN = 2, CCL_MAX = 3, CCL_PROD = 4,
+    CCL_BAND = 5, CCL_BOR = 6, CCL_BXOR = 7 /* bitwise: integer dtypes only */
 } ccl_redop;
-#define CCL_REDOP_COUNT 5
+#define CCL_REDOP_COUNT 8
 
 /* All-reduce algorithms.  AUTO picks by size and world size. */
 typedef enum ccl_algo {
@@ -250,6 +251,27 @@ int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
                              ccl_op **out);
 int ccl_barrier_async(ccl_comm *c, ccl_op **out);
 
+/* Point-to-point.  The k-th send from rank a to rank b with a tag meets
+ * the k-th recv at b from a with that tag (a recv from CCL_ANY_SOURCE
+ * takes the oldest message of its tag that is next in line from some
+ * rank); many may be in flight.  Counts (and dtypes) of a send and its
+ * recv must agree, else both fail with CCL_ERR_MISMATCH.  They have the
+ * deadlines and failure rules of collectives (a lost peer fails them),
+ * and end the same way on both sides.  Recvs from any source are matched
+ * in the order they were posted; a recv from a given rank takes the next
+ * message from that rank even while an older recv from any source with
+ * the same tag is still unmatched.
+ * Unlike collectives they need not be posted in the same order on every
+ * rank. */
+#define CCL_ANY_SOURCE (-1)
+int ccl_send_async(ccl_comm *c, const void *buf, uint64_t count, int dtype,
+                   int peer, uint32_t tag, ccl_op **out);
+int ccl_recv_async(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
+                   uint32_t tag, ccl_op **out);
+/* The rank a finished recv got its message from (-1 if not a finished
+ * recv). */
+int ccl_op_source(ccl_op *op);
+
 /* Waits up to timeout_ms (-1: until the op ends, which its own deadline
  * bounds).  Returns the op's result (CCL_ERR_TIMEOUT there means the op
  * failed on its own deadline), or CCL_ERR_PENDING if it is still running
@@ -272,6 +294,11 @@ int ccl_allgather(ccl_comm *c, const void *send, void *recv, uint64_t count,
 int ccl_reduce_scatter(ccl_comm *c, const void *send, void *recv,
                        uint64_t count, int dtype, int redop);
 int ccl_barrier(ccl_comm *c);
+int ccl_send(ccl_comm *c, const void *buf, uint64_t count, int dtype, int peer,
+             uint32_t tag);
+/* *source (may be NULL) gets the sender's rank. */
+int ccl_recv(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
+             uint32_t tag, int *source);
 
 #ifdef __cplusplus
 }

@@ -19,5 +19,7 @@ extern const ccl__algo ccl__ring_reduce_scatter_algo;
 extern const ccl__algo ccl__star_allreduce_algo;
 extern const ccl__algo ccl__broadcast_algo;
 extern const ccl__algo ccl__barrier_algo;
+extern const ccl__algo ccl__send_algo;
+extern const ccl__algo ccl__recv_algo;
 
 #endif

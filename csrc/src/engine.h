@@ -35,6 +35,7 @@
 typedef struct ccl__early ccl__early;
 typedef struct ccl__early_done ccl__early_done;
 typedef struct ccl__aborted ccl__aborted;
+typedef struct ccl__p2p_seq ccl__p2p_seq;
 
 struct ccl__engine {
     ccl__xport *xp;
@@ -56,6 +57,7 @@ struct ccl__engine {
     int force_early; /* unparking stuck connections: keep over the cap */
     ccl__aborted *aborted;
     ccl__early_done *early_done;
+    ccl__p2p_seq *p2p_seqs; /* message counters per (peer, user tag) */
     /* Big working buffers (input backups, scratch) kept for the next op:
      * fresh memory costs a page fault per 4 KiB, more than the copy. */
     void *spare[2];

@@ -7,6 +7,7 @@
  */
 #include "algos.h"
 #include "communicator.h"
+#include "reduce.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +32,10 @@ static uint32_t unit_bytes(const ccl_comm *c, size_t esize)
 }
 
 /* Checks the arguments and makes an op over `blocks` blocks of count
- * elements (the full buffer every frame describes). */
-static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send, void *recv,
-                  uint64_t count, uint64_t blocks, int dtype, int redop, int root,
-                  ccl_op **out)
+ * elements (the full buffer every frame describes), not posted yet. */
+static int op_build(ccl_comm *c, const ccl__algo *algo, const void *send, void *recv,
+                    uint64_t count, uint64_t blocks, int dtype, int redop, int root,
+                    ccl_op **out)
 {
     if (!out)
         return CCL_ERR_INVALID_ARG;
@@ -47,6 +48,9 @@ static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send, void *re
         return comm_err(c, CCL_ERR_INVALID_ARG, "unknown dtype");
     if (redop < 0 || redop >= CCL_REDOP_COUNT)
         return comm_err(c, CCL_ERR_INVALID_ARG, "unknown reduction op");
+    if (!ccl__redop_valid(dtype, redop))
+        return comm_err(c, CCL_ERR_INVALID_ARG,
+                        "bitwise reductions (band, bor, bxor) need an integer dtype");
     if (count > (UINT64_MAX / 2) / esize / (uint64_t)size)
         return comm_err(c, CCL_ERR_INVALID_ARG, "count too large");
     if (count > 0 && (!send || !recv))
@@ -69,13 +73,72 @@ static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send, void *re
     op->out = recv;
     op->count = count * blocks;
     op->nbytes = op->count * esize;
-    if (ccl__engine_post(&c->eng, op) != CCL_OK) {
-        free(op);
+    *out = op;
+    return CCL_OK;
+}
+
+/* Posts a built op: it is the caller's from here on. */
+static int op_submit(ccl_comm *c, ccl_op **out)
+{
+    if (ccl__engine_post(&c->eng, *out) != CCL_OK) {
+        free(*out);
+        *out = NULL;
         return comm_err(c, CCL_ERR_CLOSED, "communicator closed");
     }
     ccl__loop_kick(c);
-    *out = op;
     return CCL_OK;
+}
+
+static int op_new(ccl_comm *c, const ccl__algo *algo, const void *send, void *recv,
+                  uint64_t count, uint64_t blocks, int dtype, int redop, int root,
+                  ccl_op **out)
+{
+    int rc = op_build(c, algo, send, recv, count, blocks, dtype, redop, root, out);
+    return rc ? rc : op_submit(c, out);
+}
+
+/* Point-to-point: matched per (source, destination, tag) in posting order
+ * (op_p2p.c). */
+static int p2p_new(ccl_comm *c, const ccl__algo *algo, int kind, const void *send,
+                   void *recv, uint64_t count, int dtype, int peer, uint32_t tag,
+                   ccl_op **out)
+{
+    int rc = op_build(c, algo, send, recv, count, 1, dtype, CCL_SUM, 0, out);
+    if (rc)
+        return rc;
+    int rank = ccl_comm_rank(c), size = ccl_comm_size(c);
+    if (peer == rank || peer >= size || peer < (kind == CCL__P2P_RECV ? -1 : 0)) {
+        free(*out);
+        *out = NULL;
+        return comm_err(c, CCL_ERR_INVALID_ARG,
+                        "peer must be another rank of the group (or CCL_ANY_SOURCE "
+                        "for a recv)");
+    }
+    (*out)->p2p = kind;
+    (*out)->peer = peer;
+    (*out)->utag = tag;
+    return op_submit(c, out);
+}
+
+int ccl_send_async(ccl_comm *c, const void *buf, uint64_t count, int dtype, int peer,
+                   uint32_t tag, ccl_op **out)
+{
+    return p2p_new(c, &ccl__send_algo, CCL__P2P_SEND, buf, (void *)buf, count, dtype,
+                   peer, tag, out);
+}
+
+int ccl_recv_async(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
+                   uint32_t tag, ccl_op **out)
+{
+    return p2p_new(c, &ccl__recv_algo, CCL__P2P_RECV, buf, buf, count, dtype, peer,
+                   tag, out);
+}
+
+int ccl_op_source(ccl_op *op)
+{
+    if (!op || op->p2p != CCL__P2P_RECV || !__atomic_load_n(&op->done, __ATOMIC_ACQUIRE))
+        return -1;
+    return op->peer;
 }
 
 static const ccl__algo *allreduce_algo(ccl_comm *c, uint64_t nbytes, int algo)
@@ -267,6 +330,30 @@ int ccl_reduce_scatter(ccl_comm *c, const void *send, void *recv,
 {
     ccl_op *op = NULL;
     int rc = ccl_reduce_scatter_async(c, send, recv, count, dtype, redop, &op);
+    return wait_free(rc, op);
+}
+
+int ccl_send(ccl_comm *c, const void *buf, uint64_t count, int dtype, int peer,
+             uint32_t tag)
+{
+    ccl_op *op = NULL;
+    int rc = ccl_send_async(c, buf, count, dtype, peer, tag, &op);
+    return wait_free(rc, op);
+}
+
+int ccl_recv(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer, uint32_t tag,
+             int *source)
+{
+    ccl_op *op = NULL;
+    int rc = ccl_recv_async(c, buf, count, dtype, peer, tag, &op);
+    if (rc == CCL_OK && source) {
+        rc = ccl_op_wait(op, -1);
+        *source = ccl_op_source(op);
+        if (rc)
+            ccl__engine_set_error(op->eng, op->err);
+        ccl_op_free(op);
+        return rc;
+    }
     return wait_free(rc, op);
 }
 

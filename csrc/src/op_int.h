@@ -16,20 +16,47 @@ struct ccl__early {
     uint8_t *data;
 };
 
-/* A DONE that arrived before its op was posted here. */
+/* A DONE that arrived before its op was posted here (p2p: of a recv). */
 struct ccl__early_done {
     struct ccl__early_done *next;
     uint64_t tag;
     int peer;
+    int p2p;
 };
 
 /* A tag aborted by a peer before it was posted here. */
 struct ccl__aborted {
     struct ccl__aborted *next;
     uint64_t tag;
+    int peer; /* p2p: the sender; -1 for collectives */
     int code;
     char msg[CCL_MAX_ERRMSG + 32];
 };
+
+/* Messages counted per (peer, user tag) in each direction: the k-th send
+ * to a peer with a tag meets the k-th recv from us with that tag. */
+struct ccl__p2p_seq {
+    struct ccl__p2p_seq *next;
+    int peer;
+    uint32_t utag;
+    uint32_t tx, rx;
+};
+
+/* op_p2p.c */
+enum {
+    CCL__P2P_FOR_OP = 1, /* a frame of op's message */
+    CCL__P2P_MATCHED,    /* ... which it has just been matched with */
+    CCL__P2P_EARLY,      /* of a message no recv has taken yet: keep it */
+    CCL__P2P_STALE,      /* of a message whose recv ended: drop it */
+    CCL__P2P_WRONG       /* names one of our sends: a protocol violation */
+};
+/* Numbers an activated send or recv (a recv from any source only if a
+ * kept message is next in line).  CCL_OK or CCL_ERR_NOMEM. */
+int ccl__p2p_number(ccl__engine *e, ccl_op *op);
+/* Finds the op a p2p DATA frame from peer belongs to (*out), matching an
+ * unmatched recv from any source if it is next in line; one of the codes
+ * above, or -CCL_ERR_NOMEM. */
+int ccl__p2p_route(ccl__engine *e, int peer, const ccl__hdr *h, ccl_op **out);
 
 /* op_input.c */
 void *ccl__buf_get(ccl__engine *e, size_t len, size_t *got);
@@ -45,6 +72,9 @@ void ccl__op_fail_quiet(ccl_op *op, int code, const char *fmt, ...)
 #endif
     ;
 ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag);
+ccl_op *ccl__engine_find_p2p(ccl__engine *e, int peer, uint64_t tag);
+/* The counters of (peer, utag), created at 0; NULL without memory. */
+ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag);
 void ccl__op_probe(ccl_op *op);
 void ccl__engine_peer_lost(ccl__engine *e, int peer, int code, const char *msg,
                            uint64_t from_tag, int notify);

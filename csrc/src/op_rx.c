@@ -119,14 +119,24 @@ static void early_push(ccl__engine *e, ccl__early *x)
     e->early_tail = x;
 }
 
-/* Takes the early frames of tag out of the list, delivering them to op
- * when it is given and still running. */
-static void take_early(ccl__engine *e, uint64_t tag, ccl_op *op)
+/* Whether a kept frame is for this tag: a collective's (src -1), or a
+ * message from src (point-to-point tags are a space of their own). */
+static int early_for(const ccl__early *x, int src, uint64_t tag)
+{
+    if (x->h.tag != tag)
+        return 0;
+    return src < 0 ? x->h.coll != CCL_COLL_P2P
+                   : x->h.coll == CCL_COLL_P2P && x->peer == src;
+}
+
+/* Takes the early frames of (src, tag) out of the list, delivering them
+ * to op when it is given and still running. */
+static void take_early(ccl__engine *e, int src, uint64_t tag, ccl_op *op)
 {
     ccl__early **xp = &e->early_head, *prev = NULL;
     while (*xp) {
         ccl__early *x = *xp;
-        if (x->h.tag != tag) {
+        if (!early_for(x, src, tag)) {
             prev = x;
             xp = &x->next;
             continue;
@@ -142,27 +152,73 @@ static void take_early(ccl__engine *e, uint64_t tag, ccl_op *op)
     }
 }
 
+/* An early frame: the peer is ahead of us.  Keep the payload, or stop
+ * reading this connection if too much is kept already. */
+static void keep_early(ccl__engine *e, const ccl__hdr *h, ccl__sink *sink)
+{
+    if (e->early_bytes + h->length > EARLY_CAP_BYTES && !e->force_early) {
+        sink->kind = CCL_SINK_PARK;
+        return;
+    }
+    e->early_bytes += h->length;
+    sink->kind = CCL_SINK_KEEP;
+}
+
+static void take_early_dones(ccl__engine *e, ccl_op *op);
+static int refuse_start(ccl__engine *e, ccl_op *op);
+
+/* A recv from any source was just matched with a message from op->peer:
+ * what came for that message before now belongs to it. */
+static void matched(ccl__engine *e, ccl_op *op)
+{
+    take_early_dones(e, op);
+    if (refuse_start(e, op))
+        return;
+    take_early(e, op->peer, op->tag, op);
+}
+
+/* The op a frame acts on: a collective by its tag; a point-to-point
+ * message through op_p2p.c.  NULL: keep it (sink set), or drop it. */
+static ccl_op *frame_op(ccl__engine *e, int peer, const ccl__hdr *h, ccl__sink *sink)
+{
+    if (h->coll != CCL_COLL_P2P) {
+        if (h->tag >= e->activated_upto) {
+            if (h->step != CCL_STEP_PROBE) /* a probe from ahead: ignore */
+                keep_early(e, h, sink);
+            return NULL;
+        }
+        return ccl__engine_find(e, h->tag); /* NULL: it ended here already */
+    }
+    ccl_op *op = NULL;
+    switch (ccl__p2p_route(e, peer, h, &op)) {
+    case CCL__P2P_FOR_OP:
+        return op;
+    case CCL__P2P_MATCHED:
+        matched(e, op);
+        return op->active ? op : NULL;
+    case CCL__P2P_EARLY:
+        keep_early(e, h, sink);
+        return NULL;
+    case CCL__P2P_STALE:
+        return NULL;
+    case CCL__P2P_WRONG:
+        ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL,
+                         "a message sent to us names one of our own sends");
+        return NULL;
+    default:
+        ccl__xport_break(e->xp, peer, CCL_ERR_NOMEM, "out of memory matching a message");
+        return NULL;
+    }
+}
+
 static void on_data_header(ccl__engine *e, int peer, const ccl__hdr *h,
                            ccl__sink *sink)
 {
     if (h->epoch != e->epoch)
         return; /* an old epoch's frame: drop it */
-    if (h->tag >= e->activated_upto && h->step == CCL_STEP_PROBE)
-        return; /* a probe for an op not posted here: we are only behind */
-    if (h->tag >= e->activated_upto) {
-        /* Early: the peer is ahead of us.  Keep the payload, or stop
-         * reading this connection if too much is kept already. */
-        if (e->early_bytes + h->length > EARLY_CAP_BYTES && !e->force_early) {
-            sink->kind = CCL_SINK_PARK;
-            return;
-        }
-        e->early_bytes += h->length;
-        sink->kind = CCL_SINK_KEEP;
-        return;
-    }
-    ccl_op *op = ccl__engine_find(e, h->tag);
+    ccl_op *op = frame_op(e, peer, h, sink);
     if (!op)
-        return; /* the op already ended here: drop its late bytes */
+        return;
     if (h->step == CCL_STEP_PROBE) {
         if (!frame_matches(op, h))
             mismatch(op, peer, h);
@@ -203,14 +259,15 @@ static void rx_done(ccl__engine *e, int peer, const ccl__hdr *h)
 {
     if (h->epoch != e->epoch)
         return;
-    ccl_op *op = ccl__engine_find(e, h->tag);
+    int p2p = h->coll == CCL_COLL_P2P;
+    ccl_op *op = p2p ? ccl__engine_find_p2p(e, peer, h->tag) : ccl__engine_find(e, h->tag);
     if (op) {
         op->done_seen[peer] = 1;
         op->last_progress_ms = ccl__now_ms();
         ccl__op_check_done(op);
         return;
     }
-    if (h->tag < e->activated_upto)
+    if (!p2p && h->tag < e->activated_upto)
         return; /* the op ended here already */
     ccl__early_done *d = malloc(sizeof *d);
     if (!d) {
@@ -219,6 +276,7 @@ static void rx_done(ccl__engine *e, int peer, const ccl__hdr *h)
     }
     d->tag = h->tag;
     d->peer = peer;
+    d->p2p = p2p;
     d->next = e->early_done;
     e->early_done = d;
 }
@@ -233,13 +291,14 @@ static void rx_abort(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t 
     }
     if (h->epoch != e->epoch)
         return;
-    ccl_op *op = ccl__engine_find(e, h->tag);
+    int p2p = h->coll == CCL_COLL_P2P;
+    ccl_op *op = p2p ? ccl__engine_find_p2p(e, peer, h->tag) : ccl__engine_find(e, h->tag);
     if (op) {
         ccl__op_fail_quiet(op, ccl__abort_code(code), "aborted by peer %d: %s", peer,
                            msg);
         return;
     }
-    if (h->tag < e->activated_upto)
+    if (!p2p && h->tag < e->activated_upto)
         return;
     ccl__aborted *a = calloc(1, sizeof *a);
     if (!a) {
@@ -247,6 +306,7 @@ static void rx_abort(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t 
         return;
     }
     a->tag = h->tag;
+    a->peer = p2p ? peer : -1;
     a->code = code;
     snprintf(a->msg, sizeof a->msg, "peer %d: %s", peer, msg);
     a->next = e->aborted;
@@ -267,9 +327,18 @@ static void rx_kept(ccl__engine *e, int peer, const ccl__hdr *h, uint8_t *data)
     x->h = *h;
     x->data = data;
     early_push(e, x);
-    if (h->tag < e->activated_upto)
+    if (h->coll == CCL_COLL_P2P) {
+        /* A recv may have taken this message while its payload arrived. */
+        ccl_op *op = NULL;
+        int r = ccl__p2p_route(e, peer, h, &op);
+        if (r == CCL__P2P_MATCHED)
+            matched(e, op);
+        else if (r == CCL__P2P_FOR_OP || r == CCL__P2P_STALE)
+            take_early(e, peer, h->tag, r == CCL__P2P_FOR_OP ? op : NULL);
+    } else if (h->tag < e->activated_upto) {
         /* Its op was posted while the payload was still arriving. */
-        take_early(e, h->tag, ccl__engine_find(e, h->tag));
+        take_early(e, -1, h->tag, ccl__engine_find(e, h->tag));
+    }
 }
 
 static void on_frame(void *ctx, int peer, const ccl__hdr *h, const ccl__sink *sink,
@@ -336,8 +405,9 @@ static int refuse_start(ccl__engine *e, ccl_op *op)
         ccl__op_fail_quiet(op, e->broken, "%s", e->broken_msg);
         return 1;
     }
+    int src = op->p2p ? op->peer : -1;
     ccl__aborted **ap = &e->aborted;
-    while (*ap && (*ap)->tag != op->tag)
+    while (*ap && ((*ap)->tag != op->tag || (*ap)->peer != src))
         ap = &(*ap)->next;
     if (!*ap)
         return 0;
@@ -352,7 +422,8 @@ static void take_early_dones(ccl__engine *e, ccl_op *op)
 {
     for (ccl__early_done **dp = &e->early_done; *dp;) {
         ccl__early_done *d = *dp;
-        if (d->tag == op->tag) {
+        if (d->tag == op->tag && d->p2p == (op->p2p != 0) &&
+            (!op->p2p || d->peer == op->peer)) {
             op->done_seen[d->peer] = 1;
             *dp = d->next;
             free(d);
@@ -371,9 +442,23 @@ static void activate(ccl__engine *e, ccl_op *op)
     op->size = e->size;
     op->epoch = e->epoch;
     op->last_progress_ms = ccl__now_ms();
-    e->activated_upto = op->tag + 1;
+    if (op->p2p) {
+        if (op->peer >= e->size) {
+            ccl__op_fail_quiet(op, CCL_ERR_INVALID_ARG, "peer %d is not in the group "
+                               "of %d", op->peer, e->size);
+            return;
+        }
+        if (ccl__p2p_number(e, op) != CCL_OK) {
+            ccl__op_fail_quiet(op, CCL_ERR_NOMEM, "out of memory");
+            return;
+        }
+    } else {
+        e->activated_upto = op->tag + 1;
+    }
+    int src = op->p2p ? op->peer : -1; /* an unmatched recv has no frames yet */
     if (refuse_start(e, op)) {
-        take_early(e, op->tag, NULL);
+        if (!op->p2p || src >= 0)
+            take_early(e, src, op->tag, NULL);
         return;
     }
     op->done_seen = calloc((size_t)e->size, 1);
@@ -387,7 +472,8 @@ static void activate(ccl__engine *e, ccl_op *op)
     op->hold--;
     if (rc != 0)
         return; /* start failed the op itself */
-    take_early(e, op->tag, op);
+    if (!op->p2p || src >= 0)
+        take_early(e, src, op->tag, op);
     ccl__op_check_done(op);
 }
 

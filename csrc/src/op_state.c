@@ -58,6 +58,26 @@ void ccl__engine_forget_epoch(ccl__engine *e)
         e->early_done = d->next;
         free(d);
     }
+    while (e->p2p_seqs) {
+        ccl__p2p_seq *q = e->p2p_seqs;
+        e->p2p_seqs = q->next;
+        free(q);
+    }
+}
+
+ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag)
+{
+    for (ccl__p2p_seq *q = e->p2p_seqs; q; q = q->next)
+        if (q->peer == peer && q->utag == utag)
+            return q;
+    ccl__p2p_seq *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->peer = peer;
+    q->utag = utag;
+    q->next = e->p2p_seqs;
+    e->p2p_seqs = q;
+    return q;
 }
 
 int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch)
@@ -115,7 +135,10 @@ int ccl__engine_post(ccl__engine *e, ccl_op *op)
         pthread_mutex_unlock(&e->post_mu);
         return CCL_ERR_CLOSED;
     }
-    op->tag = e->next_tag++;
+    /* Collectives are matched by their sequence number in the epoch;
+     * point-to-point ops get theirs per (peer, tag) at activation. */
+    if (!op->p2p)
+        op->tag = e->next_tag++;
     op->next = NULL;
     if (e->post_tail)
         e->post_tail->next = op;
@@ -145,7 +168,15 @@ void ccl__engine_mark_broken(ccl__engine *e, int code, const char *msg)
 ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag)
 {
     for (ccl_op *op = e->active; op; op = op->next)
-        if (op->tag == tag)
+        if (op->tag == tag && !op->p2p)
+            return op;
+    return NULL;
+}
+
+ccl_op *ccl__engine_find_p2p(ccl__engine *e, int peer, uint64_t tag)
+{
+    for (ccl_op *op = e->active; op; op = op->next)
+        if (op->p2p && op->peer == peer && op->tag == tag)
             return op;
     return NULL;
 }
@@ -194,6 +225,8 @@ void ccl__engine_reap(ccl__engine *e)
 static int commit_ready(ccl_op *op)
 {
     ccl__engine *e = op->eng;
+    if (op->p2p) /* only the other side takes part */
+        return op->done_seen[op->peer] || e->lost[op->peer];
     for (int p = 0; p < op->size; p++)
         if (p != op->rank && !op->done_seen[p] && !e->lost[p])
             return 0;
@@ -206,6 +239,7 @@ static void send_done(ccl_op *op, int peer)
     memset(&h, 0, sizeof h);
     h.type = CCL_FT_DONE;
     h.tag = op->tag;
+    h.coll = op->p2p ? CCL_COLL_P2P : 0; /* p2p tags are a space of their own */
     if (ccl__xport_send(op->eng->xp, peer, &h, NULL, 0, NULL) != CCL_OK)
         /* A peer that never hears our DONE cannot succeed, and fails the
          * op at its deadline: not wrong, only slow.  Say so loudly. */
@@ -230,7 +264,7 @@ void ccl__op_check_done(ccl_op *op)
         op->committing = 1;
         op->hold++;
         for (int p = 0; p < op->size && op->active; p++)
-            if (p != op->rank && !op->eng->lost[p])
+            if (p != op->rank && !op->eng->lost[p] && (!op->p2p || p == op->peer))
                 send_done(op, p);
         op->hold--;
     }
@@ -243,12 +277,13 @@ static void tell_abort(ccl_op *op, int code)
     uint8_t buf[6 + CCL_MAX_ERRMSG];
     size_t n = ccl__errmsg_encode(buf, sizeof buf, code, op->err);
     for (int p = 0; p < op->size; p++) {
-        if (p == op->rank)
+        if (p == op->rank || (op->p2p && p != op->peer))
             continue;
         ccl__hdr h;
         memset(&h, 0, sizeof h);
         h.type = CCL_FT_ABORT;
         h.tag = op->tag;
+        h.coll = op->p2p ? CCL_COLL_P2P : 0;
         /* Without memory the peer fails the op at its deadline instead. */
         ccl__xport_send(op->eng->xp, p, &h, buf, (uint32_t)n, NULL);
     }
@@ -305,7 +340,7 @@ void ccl__engine_peer_lost(ccl__engine *e, int peer, int code, const char *msg,
     for (int again = 1; again;) {
         again = 0;
         for (ccl_op *op = e->active; op; op = op->next)
-            if (op->tag >= from_tag && !op->committing) {
+            if ((op->p2p || op->tag >= from_tag) && !op->committing) {
                 if (notify)
                     ccl__op_fail(op, code, "%s", msg);
                 else
@@ -345,10 +380,13 @@ uint64_t ccl__engine_close(ccl__engine *e)
      * one and every later one, and keep the ones we completed. */
     uint64_t bye = e->activated_upto;
     for (ccl_op *op = e->active; op; op = op->next)
-        if (!op->committing && op->tag < bye)
+        if (!op->p2p && !op->committing && op->tag < bye)
             bye = op->tag; /* ops complete here may succeed elsewhere */
-    if (posted && posted->tag < bye)
-        bye = posted->tag;
+    for (ccl_op *op = posted; op; op = op->next)
+        if (!op->p2p && op->tag < bye) {
+            bye = op->tag;
+            break;
+        }
     /* Ops posted but never started end as closed too. */
     while (posted) {
         ccl_op *op = posted;
@@ -441,6 +479,8 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
 void ccl__op_probe(ccl_op *op)
 {
     op->probed = 1;
+    if (op->p2p)
+        return; /* tags of their own: a mismatch shows in the frames */
     ccl__hdr h;
     data_header(op, &h, CCL_STEP_PROBE, 0);
     for (int p = 0; p < op->size && op->active; p++)

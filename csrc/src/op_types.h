@@ -38,6 +38,12 @@ struct ccl_op {
     ccl_op *next;
     const ccl__algo *algo;
     int dtype, redop, root;
+    /* Point-to-point (send/recv): the other rank (-1: a recv from any
+     * source not matched yet) and the caller's tag; the wire tag is
+     * utag << 32 | the message's sequence number on that (pair, utag). */
+    int p2p;    /* CCL__P2P_SEND, CCL__P2P_RECV, or 0 for a collective */
+    int peer;
+    uint32_t utag;
     size_t esize;
     uint64_t tag;
     uint32_t epoch;
@@ -71,6 +77,8 @@ struct ccl_op {
     int result;
     char err[256];
 };
+
+enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };
 
 static inline int ccl__mod(int a, int n)
 {

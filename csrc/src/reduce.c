@@ -158,6 +158,9 @@ uint16_t ccl__f32_to_bf16(float f) { return (uint16_t)f32_to_bf16_inline(f); }
 #define COMBINE_UMUL(T, a, b) ((T)(1u * (a) * (b)))
 #define COMBINE_FMUL(T, a, b) ((T)((a) * (b)))
 #define COMBINE_MIN(T, a, b) ((a) < (b) ? (a) : (b))
+#define COMBINE_AND(T, a, b) ((T)((a) & (b)))
+#define COMBINE_OR(T, a, b) ((T)((a) | (b)))
+#define COMBINE_XOR(T, a, b) ((T)((a) ^ (b)))
 #define COMBINE_MAX(T, a, b) ((a) > (b) ? (a) : (b))
 
 /* Float min and max follow a < b ? a : b (so min(-0, +0) is +0, the
@@ -328,6 +331,17 @@ DEFINE_REDUCE(max_u64, uint64_t, COMBINE_MAX)
 DEFINE_REDUCE(min_i64, int64_t, COMBINE_MIN)
 DEFINE_REDUCE(max_i64, int64_t, COMBINE_MAX)
 
+/* Bitwise operators, integers only (signed ones share the unsigned
+ * loops: the bits are the same). */
+#define DEFINE_BITWISE(T, bits)                                            \
+    DEFINE_REDUCE(band_u##bits, T, COMBINE_AND)                            \
+    DEFINE_REDUCE(bor_u##bits, T, COMBINE_OR)                              \
+    DEFINE_REDUCE(bxor_u##bits, T, COMBINE_XOR)
+DEFINE_BITWISE(uint8_t, 8)
+DEFINE_BITWISE(uint16_t, 16)
+DEFINE_BITWISE(uint32_t, 32)
+DEFINE_BITWISE(uint64_t, 64)
+
 typedef void (*reduce_fn)(unsigned char *restrict d,
                           const unsigned char *restrict s, size_t n);
 
@@ -335,27 +349,36 @@ typedef void (*reduce_fn)(unsigned char *restrict d,
 #define ROW(sum, prod, min, max)                                           \
     { [CCL_SUM] = sum, [CCL_AVG] = sum, [CCL_MIN] = min, [CCL_MAX] = max,  \
       [CCL_PROD] = prod }
+#define IROW(sum, prod, min, max, bits)                                    \
+    { [CCL_SUM] = sum, [CCL_AVG] = sum, [CCL_MIN] = min, [CCL_MAX] = max,  \
+      [CCL_PROD] = prod, [CCL_BAND] = band_u##bits, [CCL_BOR] = bor_u##bits, \
+      [CCL_BXOR] = bxor_u##bits }
 
 static const reduce_fn reduce_table[CCL_DTYPE_COUNT][CCL_REDOP_COUNT] = {
     [CCL_F32] = ROW(sum_f32, prod_f32, min_f32, max_f32),
     [CCL_F64] = ROW(sum_f64, prod_f64, min_f64, max_f64),
     [CCL_F16] = ROW(sum_f16, prod_f16, min_f16, max_f16),
     [CCL_BF16] = ROW(sum_bf16, prod_bf16, min_bf16, max_bf16),
-    [CCL_I8] = ROW(sum_u8, prod_u8, min_i8, max_i8),
-    [CCL_I16] = ROW(sum_u16, prod_u16, min_i16, max_i16),
-    [CCL_I32] = ROW(sum_u32, prod_u32, min_i32, max_i32),
-    [CCL_I64] = ROW(sum_u64, prod_u64, min_i64, max_i64),
-    [CCL_U8] = ROW(sum_u8, prod_u8, min_u8, max_u8),
-    [CCL_U16] = ROW(sum_u16, prod_u16, min_u16, max_u16),
-    [CCL_U32] = ROW(sum_u32, prod_u32, min_u32, max_u32),
-    [CCL_U64] = ROW(sum_u64, prod_u64, min_u64, max_u64),
+    [CCL_I8] = IROW(sum_u8, prod_u8, min_i8, max_i8, 8),
+    [CCL_I16] = IROW(sum_u16, prod_u16, min_i16, max_i16, 16),
+    [CCL_I32] = IROW(sum_u32, prod_u32, min_i32, max_i32, 32),
+    [CCL_I64] = IROW(sum_u64, prod_u64, min_i64, max_i64, 64),
+    [CCL_U8] = IROW(sum_u8, prod_u8, min_u8, max_u8, 8),
+    [CCL_U16] = IROW(sum_u16, prod_u16, min_u16, max_u16, 16),
+    [CCL_U32] = IROW(sum_u32, prod_u32, min_u32, max_u32, 32),
+    [CCL_U64] = IROW(sum_u64, prod_u64, min_u64, max_u64, 64),
 };
+
+int ccl__redop_valid(int dtype, int redop)
+{
+    return dtype >= 0 && dtype < CCL_DTYPE_COUNT && redop >= 0 &&
+           redop < CCL_REDOP_COUNT && reduce_table[dtype][redop] != NULL;
+}
 
 /* dst and src must not overlap: the kernels take them as restrict. */
 int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
 {
-    if (dtype < 0 || dtype >= CCL_DTYPE_COUNT || redop < 0 ||
-        redop >= CCL_REDOP_COUNT)
+    if (!ccl__redop_valid(dtype, redop))
         return -1;
     reduce_table[dtype][redop]((unsigned char *)dst,
                                (const unsigned char *)src, n);

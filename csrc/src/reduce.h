@@ -17,6 +17,9 @@
  * unknown dtype or op. */
 int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop);
 
+/* Whether redop applies to dtype (the bitwise ones only to integers). */
+int ccl__redop_valid(int dtype, int redop);
+
 /* Applies the final step of an op to n elements in place: for AVG,
  * divides by nranks (integers: truncating division of the wrapped sum);
  * for every other op it does nothing. */

@@ -308,8 +308,10 @@ const char *ccl__coll_name(int coll)
 {
     static const char *const names[] = {
         "unknown", "all_reduce (ring)", "all_reduce (star)", "broadcast",
-        "all_gather", "reduce_scatter", "barrier"};
-    return coll >= 1 && coll <= CCL_COLL_BARRIER ? names[coll] : names[0];
+        "all_gather", "reduce_scatter", "barrier", "send/recv", "gather",
+        "scatter", "all_to_all", "all_gather (sizes per rank)",
+        "reduce_scatter (sizes per rank)", "reduce"};
+    return coll >= 1 && coll <= CCL_COLL_LAST ? names[coll] : names[0];
 }
 
 const char *ccl__dtype_name(int dtype)
@@ -322,8 +324,8 @@ const char *ccl__dtype_name(int dtype)
 
 const char *ccl__redop_name(int redop)
 {
-    static const char *const names[CCL_REDOP_COUNT] = {"sum", "avg", "min", "max",
-                                                       "prod"};
+    static const char *const names[CCL_REDOP_COUNT] = {
+        "sum", "avg", "min", "max", "prod", "band", "bor", "bxor"};
     return redop >= 0 && redop < CCL_REDOP_COUNT ? names[redop] : "unknown";
 }
 
@@ -360,7 +362,7 @@ void ccl__ctl_hdr_encode(uint8_t out[CCL_HDR_LEN], int type, uint32_t epoch,
  * without any addition that could overflow. */
 static int data_hdr_ok(const ccl__hdr *h)
 {
-    if (h->coll < CCL_COLL_ALLREDUCE_RING || h->coll > CCL_COLL_BARRIER)
+    if (h->coll < CCL_COLL_ALLREDUCE_RING || h->coll > CCL_COLL_LAST)
         return 0;
     if (h->dtype >= CCL_DTYPE_COUNT || h->redop >= CCL_REDOP_COUNT)
         return 0;

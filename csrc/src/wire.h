@@ -119,8 +119,16 @@ enum ccl__coll {
     CCL_COLL_BROADCAST = 3,
     CCL_COLL_ALLGATHER = 4,
     CCL_COLL_REDUCE_SCATTER = 5,
-    CCL_COLL_BARRIER = 6
+    CCL_COLL_BARRIER = 6,
+    CCL_COLL_P2P = 7,         /* send/recv: tag = user tag << 32 | sequence */
+    CCL_COLL_GATHER = 8,      /* gather, scatter, all-to-all(v), all-gather(v): direct.c */
+    CCL_COLL_SCATTER = 9,
+    CCL_COLL_ALLTOALLV = 10,
+    CCL_COLL_ALLGATHERV = 11,
+    CCL_COLL_REDUCE_SCATTERV = 12,
+    CCL_COLL_REDUCE = 13
 };
+#define CCL_COLL_LAST CCL_COLL_REDUCE
 
 /* A frame header with only type, epoch, tag and length set (control
  * frames). */

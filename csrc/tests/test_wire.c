@@ -286,7 +286,7 @@ static void test_hdr_round_trip(void)
     PASS(hdr_same(&h, &d));
 
     /* Every valid collective, dtype and operator. */
-    for (coll = CCL_COLL_ALLREDUCE_RING; coll <= CCL_COLL_BARRIER; coll++)
+    for (coll = CCL_COLL_ALLREDUCE_RING; coll <= CCL_COLL_LAST; coll++)
         for (dt = 0; dt < CCL_DTYPE_COUNT; dt++)
             for (op = 0; op < CCL_REDOP_COUNT; op++) {
                 h.coll = (uint8_t)coll;
@@ -395,7 +395,7 @@ static void test_hdr_rejects_data(void)
     h = sample_data_hdr();
     h.coll = 0;
     PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
-    h.coll = CCL_COLL_BARRIER + 1;
+    h.coll = CCL_COLL_LAST + 1;
     PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
     h.coll = 0xff;
     PASS(hdr_check(&h, &d) == CCL_ERR_PROTOCOL);
@@ -1226,7 +1226,7 @@ static int hdr_invariants(const ccl__hdr *h)
         return 0;
     switch (h->type) {
     case CCL_FT_DATA:
-        return h->coll >= 1 && h->coll <= 6 && h->dtype < CCL_DTYPE_COUNT &&
+        return h->coll >= 1 && h->coll <= CCL_COLL_LAST && h->dtype < CCL_DTYPE_COUNT &&
                h->redop < CCL_REDOP_COUNT && h->root < CCL_MAX_WORLD &&
                (h->step != CCL_STEP_PROBE || (h->length == 0 && h->offset == 0)) &&
                h->length <= CCL_MAX_DATA_PAYLOAD && h->offset <= h->total &&
