@@ -146,6 +146,20 @@ int ccl_send_async(ccl_comm *c, const void *buf, uint64_t count, int dtype,
 int ccl_recv_async(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
                    uint32_t tag, ccl_op **out);
 int ccl_op_source(ccl_op *op);
+int ccl_reduce_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                     int dtype, int redop, int root, ccl_op **out);
+int ccl_gather_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                     int dtype, int root, ccl_op **out);
+int ccl_scatter_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                      int dtype, int root, ccl_op **out);
+int ccl_alltoallv_async(ccl_comm *c, const void *send, const uint64_t *send_counts,
+                        void *recv, const uint64_t *recv_counts, int dtype,
+                        ccl_op **out);
+int ccl_allgatherv_async(ccl_comm *c, const void *send, uint64_t count, void *recv,
+                         const uint64_t *counts, int dtype, ccl_op **out);
+int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
+                              const uint64_t *counts, int dtype, int redop,
+                              ccl_op **out);
 
 int ccl_op_wait(ccl_op *op, int timeout_ms);
 int ccl_op_test(ccl_op *op, int *done);

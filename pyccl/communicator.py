@@ -38,12 +38,15 @@ from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
 from pyccl.interrupt import call_interruptibly
 from pyccl.log import start_reader
 from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
-                          create_checked)
+                          create_checked, warn_caller)
 from pyccl.keys import KeyLike, configure as configure_key
 from pyccl.master import Master
 from pyccl.work import Completer, Work
 
 _INT_MAX = 2**31 - 1
+
+# "Not passed" for arguments where None has a meaning of its own.
+_UNSET: Any = object()
 
 MasterLike = Union[str, Tuple[str, int], Master]
 
@@ -424,36 +427,55 @@ class Communicator:
                 algo, o),
             recv.obj, (send, recv), async_op)
 
-    def broadcast(self, tensor: Any, root: int = 0, *,
+    def broadcast(self, tensor: Any, src: Optional[int] = None, *,
+                  root: Optional[int] = None,
                   dtype: Optional[DtypeLike] = None,
                   async_op: bool = False) -> Any:
-        """Copies ``root``'s ``tensor`` into ``tensor`` on every rank.
+        """Copies rank ``src``'s ``tensor`` into ``tensor`` on every rank
+        (``src`` defaults to 0; ``root=`` is its old, deprecated name).
 
         Returns ``tensor``, or a :class:`Work` when ``async_op``."""
-        root = _int_arg(root, "root", 0, self._size - 1)
+        if root is not None:
+            if src is not None:
+                raise InvalidArgument("pass src, not both src and root")
+            _deprecated("broadcast(tensor, root=r)",
+                        "broadcast(tensor, src=r)")
+            src = root
+        src = _int_arg(0 if src is None else src, "src", 0, self._size - 1)
         buf = as_buffer(tensor, writable=True, dtype=dtype)
         return self._post(
             "broadcast",
             lambda c, o: lib.ccl_broadcast_async(c, buf.ptr, buf.count,
-                                                 buf.dtype, root, o),
+                                                 buf.dtype, src, o),
             buf.obj, (buf,), async_op)
 
-    def all_gather(self, tensor: Any, out: Any = None, *,
+    def all_gather(self, output: Any = _UNSET, input: Any = _UNSET, *,
+                   out: Any = None, tensor: Any = None,
                    dtype: Optional[DtypeLike] = None,
                    async_op: bool = False) -> Any:
-        """Gathers every rank's ``tensor`` into ``out``, in rank order.
+        """Gathers every rank's ``input`` into ``output``, in rank order
+        (torch's argument order).
 
         Args:
-            tensor: this rank's contribution (n elements).
-            out: world_size * n elements of the same type; None allocates
-                one of shape ``(world_size,) + tensor.shape``.
+            output: world_size * n elements of the input's type.
+            input: this rank's contribution (n elements).
 
-        Returns ``out``, or a :class:`Work` when ``async_op``."""
-        send = as_buffer(tensor, writable=False, dtype=dtype)
-        if out is None:
-            out = empty_like_shape(tensor, (self._size,) + tuple(tensor.shape))
-        recv = as_buffer(out, writable=True, dtype=dtype, what="out")
-        _check_sizes(recv, send, self._size, "out", "world_size * tensor")
+        ``all_gather(input)`` (one argument) allocates the output, of
+        shape ``(world_size,) + input.shape``.  The old spelling
+        ``all_gather(tensor, out)`` / ``all_gather(tensor, out=out)``
+        still works with a DeprecationWarning when the sizes tell it
+        apart; with world_size 1 two positional arguments of equal size
+        are read in the new order (output first).
+
+        Returns ``output``, or a :class:`Work` when ``async_op``."""
+        output, input = self._sort_args(
+            "all_gather", output, input, out, tensor, dtype, gather=True)
+        send = as_buffer(input, writable=False, dtype=dtype, what="input")
+        if output is None:
+            output = empty_like_shape(input,
+                                      (self._size,) + tuple(input.shape))
+        recv = as_buffer(output, writable=True, dtype=dtype, what="output")
+        _check_sizes(recv, send, self._size, "output", "world_size * input")
         _no_overlap(send, recv)
         return self._post(
             "all_gather",
@@ -461,40 +483,136 @@ class Communicator:
                                                  send.count, send.dtype, o),
             recv.obj, (send, recv), async_op)
 
-    def reduce_scatter(self, tensor: Any, out: Any = None,
+    def reduce_scatter(self, output: Any = _UNSET, input: Any = _UNSET,
                        op: Union[ReduceOp, str] = "sum", *,
+                       out: Any = None, tensor: Any = None,
                        dtype: Optional[DtypeLike] = None,
                        async_op: bool = False) -> Any:
-        """Reduces ``tensor`` over all ranks; rank r receives block r.
+        """Reduces ``input`` over all ranks; rank r receives block r in
+        ``output`` (torch's argument order).
 
         Args:
-            tensor: world_size * n elements.
-            out: n elements of the same type; None allocates one, of shape
-                ``tensor.shape[1:]`` when ``tensor`` has two or more
-                dimensions and ``tensor.shape[0] == world_size``, else
-                ``(n,)``.
+            output: n elements.
+            input: world_size * n elements of the same type.
             op: the reduction (see :meth:`all_reduce`).
 
-        Returns ``out``, or a :class:`Work` when ``async_op``."""
+        ``reduce_scatter(input)`` (one argument) allocates the output, of
+        shape ``input.shape[1:]`` when ``input`` has two or more dimensions
+        and ``input.shape[0] == world_size``, else ``(n,)``.  The old
+        spelling ``reduce_scatter(tensor, out)`` / ``(tensor, out=out)``
+        still works with a DeprecationWarning when the sizes tell it
+        apart (world_size 1: the new order).
+
+        Returns ``output``, or a :class:`Work` when ``async_op``."""
         redop = parse_op(op)
-        send = as_buffer(tensor, writable=False, dtype=dtype)
+        output, input = self._sort_args(
+            "reduce_scatter", output, input, out, tensor, dtype, gather=False)
+        send = as_buffer(input, writable=False, dtype=dtype, what="input")
         if send.count % self._size:
             raise InvalidArgument(
-                "tensor has %d elements, not a multiple of world_size %d"
+                "input has %d elements, not a multiple of world_size %d"
                 % (send.count, self._size))
         n = send.count // self._size
-        if out is None:
-            shape = tuple(tensor.shape)
+        if output is None:
+            shape = tuple(input.shape)
             blocks = len(shape) >= 2 and shape[0] == self._size
-            out = empty_like_shape(tensor, shape[1:] if blocks else (n,))
-        recv = as_buffer(out, writable=True, dtype=dtype, what="out")
-        _check_sizes(send, recv, self._size, "tensor", "world_size * out")
+            output = empty_like_shape(input, shape[1:] if blocks else (n,))
+        recv = as_buffer(output, writable=True, dtype=dtype, what="output")
+        _check_sizes(send, recv, self._size, "input", "world_size * output")
         _no_overlap(send, recv)
         return self._post(
             "reduce_scatter",
             lambda c, o: lib.ccl_reduce_scatter_async(
                 c, send.ptr, recv.ptr, n, send.dtype, int(redop), o),
             recv.obj, (send, recv), async_op)
+
+    def _sort_args(self, name: str, first: Any, second: Any, out: Any,
+                   tensor: Any, dtype: Optional[DtypeLike],
+                   gather: bool) -> Tuple[Any, Any]:
+        """``(output or None, input)`` of an all_gather (``gather``) or a
+        reduce_scatter called in any of the accepted spellings."""
+        old = "%s(tensor, out)" % name
+        new = "%s(output, input)" % name
+        if out is not None or tensor is not None:  # the old keywords
+            if tensor is not None and first is not _UNSET:
+                raise InvalidArgument("%s: pass the input once" % name)
+            if second is not _UNSET:
+                raise InvalidArgument("%s: pass the output once" % name)
+            _deprecated("%s(tensor=..., out=...)" % name, new)
+            return out, tensor if tensor is not None else first
+        if first is _UNSET:
+            if second is _UNSET:
+                raise InvalidArgument("%s needs an input" % name)
+            return None, second          # all_gather(input=x)
+        if second is _UNSET:
+            return None, first           # all_gather(x): allocate
+        # Two tensors: the output holds world_size times the input's
+        # elements for all_gather, a world_size-th for reduce_scatter.
+        a = as_buffer(first, writable=False, dtype=dtype, what="output")
+        b = as_buffer(second, writable=False, dtype=dtype, what="input")
+        n = self._size
+        big, small = (a, b) if gather else (b, a)
+        if big.count == small.count * n:
+            return first, second
+        big, small = (b, a) if gather else (a, b)
+        if big.count == small.count * n:
+            _deprecated(old, new)
+            return second, first
+        return first, second             # the size check explains
+
+    # -- point-to-point ---------------------------------------------------
+
+    def send(self, tensor: Any, dst: int, tag: int = 0, *,
+             dtype: Optional[DtypeLike] = None,
+             async_op: bool = False) -> Any:
+        """Sends ``tensor`` to rank ``dst``, where a :meth:`recv` with the
+        same tag takes it (the k-th send from a to b with a tag meets the
+        k-th recv at b from a with that tag; counts and types must agree,
+        else both fail with :class:`~pyccl.Mismatch`).  Unlike collectives,
+        sends and recvs need not be posted in the same order on every rank.
+
+        Returns None, or a :class:`Work` when ``async_op``."""
+        dst = self._peer_arg(dst, "dst")
+        tag = _int_arg(tag, "tag", 0, 2**32 - 1)
+        buf = as_buffer(tensor, writable=False, dtype=dtype)
+        return self._post(
+            "send",
+            lambda c, o: lib.ccl_send_async(c, buf.ptr, buf.count, buf.dtype,
+                                            dst, tag, o),
+            None, (buf,), async_op, ordered=False)
+
+    def recv(self, tensor: Any, src: Optional[int] = None, tag: int = 0, *,
+             dtype: Optional[DtypeLike] = None,
+             async_op: bool = False) -> Any:
+        """Receives into ``tensor`` the next message from rank ``src`` with
+        this tag (``src=None``: from any rank; recvs from any source are
+        matched in the order they were posted).
+
+        Returns the sender's rank, as torch's ``recv`` does; with
+        ``async_op`` a :class:`Work` whose ``wait()`` returns ``tensor``
+        and whose ``source_rank()`` names the sender."""
+        peer = (lib.CCL_ANY_SOURCE if src is None
+                else self._peer_arg(src, "src"))
+        tag = _int_arg(tag, "tag", 0, 2**32 - 1)
+        buf = as_buffer(tensor, writable=True, dtype=dtype)
+        work = self._post(
+            "recv",
+            lambda c, o: lib.ccl_recv_async(c, buf.ptr, buf.count, buf.dtype,
+                                            peer, tag, o),
+            buf.obj, (buf,), True, ordered=False)
+        if async_op:
+            return work
+        work.wait()
+        return work.source_rank()
+
+    def _peer_arg(self, peer: Any, name: str) -> int:
+        peer = _int_arg(peer, name, 0, self._size - 1)
+        if peer == self._rank:
+            raise InvalidArgument("%s is this rank (%d): a rank cannot send "
+                                  "to itself" % (name, peer))
+        return peer
+
+    # -- synchronisation --------------------------------------------------
 
     def barrier(self, *, async_op: bool = False) -> Optional[Work]:
         """Returns once every rank has entered the barrier (or a
@@ -556,6 +674,11 @@ def _check_sizes(big: Buffer, small: Buffer, n: int, big_name: str,
         raise InvalidArgument("%s has %d elements, expected %s = %d"
                               % (big_name, big.count, want,
                                  small.count * n))
+
+
+def _deprecated(old: str, new: str) -> None:
+    warn_caller("pyccl: %s is deprecated; use %s (torch's spelling)"
+                % (old, new), DeprecationWarning)
 
 
 def _no_overlap(a: Buffer, b: Buffer) -> None:

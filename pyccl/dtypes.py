@@ -17,13 +17,20 @@ from pyccl.errors import InvalidArgument
 
 
 class ReduceOp(enum.IntEnum):
-    """Reduction operators; the strings ``"sum"``, ``"avg"``, ``"min"``,
-    ``"max"`` and ``"prod"`` are accepted wherever a ReduceOp is."""
+    """Reduction operators; their names in any case (``"sum"``, ``"avg"``,
+    ``"min"``, ``"max"``, ``"prod"``, ``"product"``, ``"band"``, ``"bor"``,
+    ``"bxor"``) are accepted wherever a ReduceOp is.  ``PRODUCT`` is
+    torch's name for ``PROD``.  The bitwise ones take integer types only
+    (InvalidArgument on floating-point types)."""
     SUM = lib.CCL_SUM
     AVG = lib.CCL_AVG
     MIN = lib.CCL_MIN
     MAX = lib.CCL_MAX
     PROD = lib.CCL_PROD
+    PRODUCT = lib.CCL_PROD  # an alias: ReduceOp.PRODUCT is ReduceOp.PROD
+    BAND = lib.CCL_BAND     # bitwise and, or, xor: integer types only
+    BOR = lib.CCL_BOR
+    BXOR = lib.CCL_BXOR
 
 
 #: Canonical short name of each C element type.
@@ -150,7 +157,8 @@ def parse_dtype(value: DtypeLike) -> int:
     return from_numpy(dt)
 
 
-_OPS = {op.name.lower(): op for op in ReduceOp}
+# Every name, aliases included ("product" -> PROD).
+_OPS = {name.lower(): op for name, op in ReduceOp.__members__.items()}
 
 
 def parse_op(op: Union[ReduceOp, str]) -> ReduceOp:

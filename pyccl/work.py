@@ -123,6 +123,7 @@ class Work:
         self._completer = completer  # gives the communicator's Completer
         self._ordered = ordered      # a collective (ends in posting order)
         self._future: Any = None
+        self._source = -1            # a finished recv: the sender's rank
 
     # -- completion; each runs with self._lock held -----------------------
 
@@ -131,6 +132,8 @@ class Work:
         if rc != lib.CCL_OK:
             self._detail = ffi.string(lib.ccl_op_error(op)).decode(
                 "utf-8", "replace")
+        else:
+            self._source = int(lib.ccl_op_source(op))
         lib.ccl_op_free(op)
         self._op = None
         self._keep = ()
@@ -206,6 +209,13 @@ class Work:
         """True once the op has ended (successfully or not); never blocks."""
         with self._lock:
             return self._poll()
+
+    def source_rank(self) -> int:
+        """The rank a finished recv got its message from (useful after a
+        recv from any source); -1 while it runs, and for other ops."""
+        with self._lock:
+            self._poll()
+            return self._source
 
     def exception(self) -> Optional[BaseException]:
         """The op's error once it has failed; None while it runs or after

@@ -246,7 +246,7 @@ def all_gather_cases(comm: pyccl.Communicator) -> List[str]:
                 _fail(failures, "%s count %d (allocated): shape %s"
                       % (dt, count, got.shape))
             out = np.zeros(n * count, dtype=mine.dtype)
-            got = comm.all_gather(mine, out, dtype=override(dt))
+            got = comm.all_gather(out, mine, dtype=override(dt))
             if got is not out or not same_bits(out, want):
                 _fail(failures, "%s count %d (given out)" % (dt, count))
     grid = np.arange(6, dtype=np.float64).reshape(2, 3) + 10 * r
@@ -278,7 +278,7 @@ def reduce_scatter_cases(comm: pyccl.Communicator) -> List[str]:
     if got.shape != (4,) or not np.all(got == n * (n + 1) // 2):
         _fail(failures, "2-D reduce_scatter: shape %s" % (got.shape,))
     out = np.empty(4, dtype=np.float32)
-    got = comm.reduce_scatter(two_d, out, op="max")
+    got = comm.reduce_scatter(out, two_d, op="max")
     if got is not out or not np.all(out == n):
         _fail(failures, "reduce_scatter into out: %s" % out.tolist())
     return failures

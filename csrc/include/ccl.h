@@ -251,6 +251,38 @@ int ccl_reduce_scatter_async(ccl_comm *c, const void *send, void *recv,
                              ccl_op **out);
 int ccl_barrier_async(ccl_comm *c, ccl_op **out);
 
+/* Collectives with a root or a size per rank (one hop each way: every
+ * block goes straight from its source to its destination).  Sizes in
+ * elements; blocks packed in rank order.  Like every collective, they
+ * must be issued in the same order on every rank, and what two ranks say
+ * about the block between them must agree (else CCL_ERR_MISMATCH).
+ * Reductions combine contributions in rank order (the same bits on a
+ * retry).  recv may be NULL on ranks that receive nothing, send on ranks
+ * that send nothing. */
+/* recv (root only) = op over ranks of send, count elements. */
+int ccl_reduce_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                     int dtype, int redop, int root, ccl_op **out);
+/* recv (root only, size*count elements): rank r's send lands at r*count. */
+int ccl_gather_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                     int dtype, int root, ccl_op **out);
+/* send (root only, size*count elements): block r goes to rank r's recv. */
+int ccl_scatter_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                      int dtype, int root, ccl_op **out);
+/* send_counts[j] elements of send go to rank j; recv_counts[i] elements
+ * come from rank i.  This rank's own two counts must be equal. */
+int ccl_alltoallv_async(ccl_comm *c, const void *send, const uint64_t *send_counts,
+                        void *recv, const uint64_t *recv_counts, int dtype,
+                        ccl_op **out);
+/* Every rank sends count elements; recv gets counts[r] from rank r
+ * (counts[this rank] == count). */
+int ccl_allgatherv_async(ccl_comm *c, const void *send, uint64_t count, void *recv,
+                         const uint64_t *counts, int dtype, ccl_op **out);
+/* send holds sum(counts) elements; rank r's recv gets counts[r] elements:
+ * block r of the reduction. */
+int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
+                              const uint64_t *counts, int dtype, int redop,
+                              ccl_op **out);
+
 /* Point-to-point.  The k-th send from rank a to rank b with a tag meets
  * the k-th recv at b from a with that tag (a recv from CCL_ANY_SOURCE
  * takes the oldest message of its tag that is next in line from some

@@ -21,5 +21,11 @@ extern const ccl__algo ccl__broadcast_algo;
 extern const ccl__algo ccl__barrier_algo;
 extern const ccl__algo ccl__send_algo;
 extern const ccl__algo ccl__recv_algo;
+extern const ccl__algo ccl__gather_algo;
+extern const ccl__algo ccl__scatter_algo;
+extern const ccl__algo ccl__alltoallv_algo;
+extern const ccl__algo ccl__allgatherv_algo;
+extern const ccl__algo ccl__reduce_scatterv_algo;
+extern const ccl__algo ccl__reduce_algo;
 
 #endif

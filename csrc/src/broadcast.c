@@ -76,4 +76,5 @@ static int bcast_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__broadcast_algo = {
-    CCL_COLL_BROADCAST, bcast_start, bcast_on_header, bcast_on_data, 0};
+    .coll = CCL_COLL_BROADCAST, .start = bcast_start,
+    .on_header = bcast_on_header, .on_data = bcast_on_data};

@@ -107,6 +107,9 @@ static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline)
                            sizeof err);
     free(buf);
     if (rc) {
+        /* A master that closed the link after a REJECT resets what we send:
+         * the REJECT may still be waiting to be read. */
+        ccl__master_link_read(c);
         ccl__master_gone(c);
         return fail(c, CCL_ERR_MASTER_UNREACHABLE, "sending REFORM: %s", err);
     }
@@ -119,6 +122,9 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     if (ccl__engine_pending(&c->eng))
         return fail(c, CCL_ERR_INVALID_USAGE, "%s",
                     "update_topology with ops pending: wait for them first");
+    /* The master may have told us something the loop has not read yet (a
+     * REJECT just before it closed the link). */
+    ccl__master_link_read(c);
     if (c->rejected[0])
         return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
     if (c->master_fd < 0 || c->master_lost) {
@@ -133,6 +139,8 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
                         "again: %s", err);
     }
     int rc = send_reform(c, timeout_ms, deadline);
+    if (rc && c->rejected[0])
+        return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
     if (rc)
         return rc;
     rc = await_answer(c, deadline);

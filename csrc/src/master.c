@@ -102,7 +102,8 @@ static void conn_close(ccl_master *m, mconn *k)
     if (k->phase == P_CONTROL)
         ccl__mpol_lost(m->policy, k, ccl__now_ms());
     ccl__poller_del(m->poller, k->fd);
-    ccl__sock_close(k->fd);
+    /* A REJECT (or anything else) we just sent must reach the peer. */
+    ccl__sock_close_after_send(k->fd);
     ccl__hsm_wipe(&k->hs);
     m->nconns--;
     free(k);

@@ -268,11 +268,9 @@ void ccl__ctl_reject_text(ccl_comm *c, char text[CCL_MAX_ERRMSG + 1])
     ccl__errmsg_decode(c->ctl_payload, c->ctl_h.length, &code, text);
 }
 
-/* The event loop saw the control link readable (the caller drives). */
-static void ctl_event(ccl__io_handler *h, unsigned events)
+void ccl__master_link_read(ccl_comm *c)
 {
-    ccl_comm *c = (ccl_comm *)((char *)h - offsetof(ccl_comm, master_ev));
-    for (;;) {
+    while (c->master_fd >= 0) {
         int rc = ccl__ctl_step(c);
         if (rc < 0) {
             ccl__master_gone(c);
@@ -299,6 +297,12 @@ static void ctl_event(ccl__io_handler *h, unsigned events)
         }
         /* Anything else outside update_topology is ignored. */
     }
+}
+
+/* The event loop saw the control link readable (the caller drives). */
+static void ctl_event(ccl__io_handler *h, unsigned events)
+{
+    ccl__master_link_read((ccl_comm *)((char *)h - offsetof(ccl_comm, master_ev)));
 }
 
 void ccl__master_link_watch(ccl_comm *c)

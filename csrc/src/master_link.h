@@ -14,5 +14,8 @@ int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
 int ccl__ctl_step(ccl_comm *c);
 void ccl__ctl_reject_text(ccl_comm *c, char text[CCL_MAX_ERRMSG + 1]);
 void ccl__master_gone(ccl_comm *c);
+/* Reads what the master sent outside update_topology (PENDING counts, a
+ * REJECT, the link's end) without waiting. */
+void ccl__master_link_read(ccl_comm *c);
 
 #endif

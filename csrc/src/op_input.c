@@ -20,6 +20,7 @@ void ccl__op_release(ccl_op *op)
     if (__atomic_sub_fetch(&op->refs, 1, __ATOMIC_ACQ_REL) == 0) {
         free(op->scratch);
         free(op->peer_rx);
+        free(op->blocks);
         free(op->done_seen);
         free(op->backup);
         free(op->saved);

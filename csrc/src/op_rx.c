@@ -16,11 +16,18 @@
 #include "reduce.h"
 #include "sock.h"
 
-/* Checks that a DATA frame describes the same op as ours. */
-static int frame_matches(const ccl_op *op, const ccl__hdr *h)
+/* The size a frame from peer must carry as `total`. */
+static uint64_t total_from(const ccl_op *op, int peer)
+{
+    return op->algo->block_total ? op->algo->block_total(op, peer, 0) : op->nbytes;
+}
+
+/* Checks that a DATA frame from peer describes the same op as ours. */
+static int frame_matches(const ccl_op *op, int peer, const ccl__hdr *h)
 {
     return h->coll == op->algo->coll && h->dtype == op->dtype &&
-           h->redop == op->redop && h->total == op->nbytes && h->root == op->root;
+           h->redop == op->redop && h->total == total_from(op, peer) &&
+           h->root == op->root;
 }
 
 /* Ranks that issued different ops under one tag made a usage error: the
@@ -38,8 +45,8 @@ static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
         DIFF("dtype %s vs %s; ", ccl__dtype_name(op->dtype), ccl__dtype_name(h->dtype));
     if (h->redop != op->redop)
         DIFF("op %s vs %s; ", ccl__redop_name(op->redop), ccl__redop_name(h->redop));
-    if (h->total != op->nbytes)
-        DIFF("%llu vs %llu bytes; ", (unsigned long long)op->nbytes,
+    if (h->total != total_from(op, peer))
+        DIFF("%llu vs %llu bytes; ", (unsigned long long)total_from(op, peer),
              (unsigned long long)h->total);
     if (h->root != op->root)
         DIFF("%s root %d vs %u; ", ccl__coll_name(op->algo->coll), op->root, h->root);
@@ -75,7 +82,7 @@ static int place(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink,
                  int *violation)
 {
     *violation = 0;
-    if (!frame_matches(op, h)) {
+    if (!frame_matches(op, peer, h)) {
         mismatch(op, peer, h);
         return -1;
     }
@@ -220,7 +227,7 @@ static void on_data_header(ccl__engine *e, int peer, const ccl__hdr *h,
     if (!op)
         return;
     if (h->step == CCL_STEP_PROBE) {
-        if (!frame_matches(op, h))
+        if (!frame_matches(op, peer, h))
             mismatch(op, peer, h);
         return;
     }

@@ -401,7 +401,8 @@ uint64_t ccl__engine_close(ccl__engine *e)
 }
 
 /* A DATA header naming the op (the receiver checks every field of it). */
-static void data_header(const ccl_op *op, ccl__hdr *h, uint16_t step, uint64_t offset)
+static void data_header(const ccl_op *op, ccl__hdr *h, int peer, uint16_t step,
+                        uint64_t offset)
 {
     memset(h, 0, sizeof *h);
     h->type = CCL_FT_DATA;
@@ -410,7 +411,7 @@ static void data_header(const ccl_op *op, ccl__hdr *h, uint16_t step, uint64_t o
     h->redop = (uint8_t)op->redop;
     h->tag = op->tag;
     h->offset = offset;
-    h->total = op->nbytes;
+    h->total = op->algo->block_total ? op->algo->block_total(op, peer, 1) : op->nbytes;
     h->step = step;
     h->root = (uint16_t)op->root;
 }
@@ -421,7 +422,7 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     if (!op->active)
         return CCL_ERR_ABORTED; /* failed inside the caller's callback */
     ccl__hdr h;
-    data_header(op, &h, step, offset);
+    data_header(op, &h, peer, step, offset);
     op->send_left++;
     if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
         op->send_left--;
@@ -479,10 +480,10 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
 void ccl__op_probe(ccl_op *op)
 {
     op->probed = 1;
-    if (op->p2p)
-        return; /* tags of their own: a mismatch shows in the frames */
+    if (op->p2p || op->algo->block_total)
+        return; /* a mismatch shows in the frames every rank sends */
     ccl__hdr h;
-    data_header(op, &h, CCL_STEP_PROBE, 0);
+    data_header(op, &h, 0, CCL_STEP_PROBE, 0);
     for (int p = 0; p < op->size && op->active; p++)
         if (p != op->rank && !op->eng->lost[p])
             ccl__xport_send(op->eng->xp, p, &h, NULL, 0, NULL);

@@ -30,6 +30,11 @@ typedef struct ccl__algo {
     /* Whether landing (not only reducing) overwrites input that
      * restore_input must save first. */
     int save_on_land;
+    /* NULL: every frame's `total` is the op's nbytes.  Else the byte size
+     * of the block exchanged with peer (what frames carry as `total`): the
+     * one this rank sends to it, or receives from it.  Such ops send no
+     * probes (their sizes differ per rank). */
+    uint64_t (*block_total)(const ccl_op *op, int peer, int sending);
 } ccl__algo;
 
 struct ccl_op {
@@ -67,6 +72,10 @@ struct ccl_op {
     uint64_t send_left;   /* frames still to write to sockets */
     uint32_t frames_left; /* star/broadcast: frames still expected */
     uint64_t *peer_rx;    /* star hub: bytes and frames received per peer */
+    /* direct.c: per rank, bytes at [0..n) the offset and [n..2n) the size
+     * of the block sent to it, [2n..3n) and [3n..4n) of the block received
+     * from it (CCL__NO_BLOCK: no message that way). */
+    uint64_t *blocks;
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */
@@ -79,6 +88,7 @@ struct ccl_op {
 };
 
 enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };
+#define CCL__NO_BLOCK UINT64_MAX
 
 static inline int ccl__mod(int a, int n)
 {

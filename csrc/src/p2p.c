@@ -53,6 +53,9 @@ static int recv_on_data(ccl_op *op, int peer, const ccl__hdr *h)
     return 0;
 }
 
-const ccl__algo ccl__send_algo = {CCL_COLL_P2P, send_start, send_on_header, NULL, 0};
-const ccl__algo ccl__recv_algo = {CCL_COLL_P2P, recv_start, recv_on_header,
-                                  recv_on_data, 0};
+const ccl__algo ccl__send_algo = {
+    .coll = CCL_COLL_P2P, .start = send_start,
+    .on_header = send_on_header};
+const ccl__algo ccl__recv_algo = {
+    .coll = CCL_COLL_P2P, .start = recv_start,
+    .on_header = recv_on_header, .on_data = recv_on_data};

@@ -194,8 +194,11 @@ static int ring_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__ring_allreduce_algo = {
-    CCL_COLL_ALLREDUCE_RING, ring_start, ring_on_header, ring_on_data, 0};
+    .coll = CCL_COLL_ALLREDUCE_RING, .start = ring_start,
+    .on_header = ring_on_header, .on_data = ring_on_data};
 const ccl__algo ccl__ring_reduce_scatter_algo = {
-    CCL_COLL_REDUCE_SCATTER, ring_start, ring_on_header, ring_on_data, 0};
+    .coll = CCL_COLL_REDUCE_SCATTER, .start = ring_start,
+    .on_header = ring_on_header, .on_data = ring_on_data};
 const ccl__algo ccl__ring_allgather_algo = {
-    CCL_COLL_ALLGATHER, ring_start, ring_on_header, ring_on_data, 0};
+    .coll = CCL_COLL_ALLGATHER, .start = ring_start,
+    .on_header = ring_on_header, .on_data = ring_on_data};

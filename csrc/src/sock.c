@@ -215,6 +215,20 @@ static int addr_is_loopback(const struct sockaddr_storage *ss)
     return 0;
 }
 
+void ccl__sock_close_after_send(int fd)
+{
+    if (fd < 0)
+        return;
+    shutdown(fd, SHUT_WR);
+    char sink[4096];
+    for (int i = 0; i < 64; i++) { /* at most 256 KiB: a peer cannot keep us */
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            break;
+    }
+    close(fd);
+}
+
 int ccl__sock_peer_is_loopback(int fd)
 {
     struct sockaddr_storage ss;

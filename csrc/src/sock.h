@@ -40,6 +40,11 @@ long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen
 long ccl__sock_writev_some(int fd, struct iovec *iov, int iovcnt, char *err,
                            size_t errlen);
 void ccl__sock_close(int fd);
+/* Closes after a last message: ends our side (FIN), reads and drops what
+ * the other end already sent, then closes.  A plain close with unread
+ * bytes would send a reset, which can make the other end lose our last
+ * message before it reads it. */
+void ccl__sock_close_after_send(int fd);
 /* 1 if the other end of fd has a loopback address (127/8, ::1, or an IPv4
  * loopback mapped into IPv6), else 0. */
 int ccl__sock_peer_is_loopback(int fd);

@@ -110,6 +110,8 @@ static int star_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__star_allreduce_algo = {
-    CCL_COLL_ALLREDUCE_STAR, star_start, star_on_header, star_on_data, 1};
+    .coll = CCL_COLL_ALLREDUCE_STAR, .start = star_start,
+    .on_header = star_on_header, .on_data = star_on_data, .save_on_land = 1};
 const ccl__algo ccl__barrier_algo = {
-    CCL_COLL_BARRIER, star_start, star_on_header, star_on_data, 1};
+    .coll = CCL_COLL_BARRIER, .start = star_start,
+    .on_header = star_on_header, .on_data = star_on_data, .save_on_land = 1};
