@@ -11,7 +11,7 @@ classes live in this module under the pyccl names
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch.distributed as dist
 
@@ -20,9 +20,27 @@ import pyccl.errors as _base
 _TORCH_CLASS: Dict[type, type] = {}
 
 
+def _init(self: Any, detail: str = "", *, code: Optional[int] = None,
+          call: Optional[str] = None) -> None:
+    _base.CclError.__init__(self, detail, code=code)
+    if call:
+        # The torch call first; gloo's words for a deadline ("Timed out"),
+        # so logs and tests that look for them find ours too.
+        what = _base.strerror(self.code)
+        detail = ": " + self.detail if self.detail else ""
+        if isinstance(self, _base.StillRunning):
+            # detail: how long the caller waited ("100ms")
+            what = "Timed out waiting %s (the op is still running)" \
+                % self.detail
+            detail = ""
+        elif isinstance(self, _base.Timeout):
+            what = "Timed out (no progress within the group's timeout)"
+        self.args = ("pyccl %s failed: %s%s" % (call, what, detail),)
+
+
 def _make(cls: type) -> type:
     torch_cls = type(cls.__name__, (cls, dist.DistBackendError), {
-        "__module__": __name__,
+        "__module__": __name__, "__init__": _init,
         "__doc__": "%s, raised through torch (also a DistBackendError)."
                    % cls.__name__})
     _TORCH_CLASS[cls] = torch_cls
@@ -35,16 +53,18 @@ for _cls in [_base.CclError] + [getattr(_base, name) for name in _base.__all__
     _make(_cls)
 
 
-def as_torch_error(exc: BaseException) -> BaseException:
+def as_torch_error(exc: BaseException,
+                   call: Optional[str] = None) -> BaseException:
     """``exc`` as the matching dual class (a pyccl error that is also a
-    DistBackendError); anything else unchanged."""
+    DistBackendError), its message naming the torch ``call``; anything
+    else unchanged."""
     if isinstance(exc, dist.DistBackendError) or \
             not isinstance(exc, _base.CclError):
         return exc
     torch_cls = _TORCH_CLASS.get(type(exc))
     if torch_cls is None:
         return exc
-    new = torch_cls(exc.detail, code=exc.code)
+    new = torch_cls(exc.detail, code=exc.code, call=call)
     new.__traceback__ = exc.__traceback__
     return new
 

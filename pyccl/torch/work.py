@@ -95,7 +95,8 @@ class PycclWork(dist.Work):
                     error = exc
             if self._works:
                 self._source = self._works[-1].source_rank()
-            self._exc = None if error is None else as_torch_error(error)
+            self._exc = None if error is None else as_torch_error(
+                error, self._name)
             self._works = []
             self._finish = []
             self._done.set()
@@ -121,13 +122,13 @@ class PycclWork(dist.Work):
         if self._owned:
             if not self._done.wait(seconds if deadline else None):
                 raise as_torch_error(StillRunning(
-                    "%s still running after wait(timeout=%s)"
-                    % (self._name, timeout)))
+                    "%dms" % (seconds * 1000)), self._name)
         else:
             try:
                 self._complete(deadline)
-            except StillRunning as exc:
-                raise as_torch_error(exc) from None
+            except StillRunning:
+                raise as_torch_error(StillRunning(
+                    "%dms" % (seconds * 1000)), self._name) from None
         self._raise()
         return True
 
