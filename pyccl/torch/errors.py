@@ -69,4 +69,12 @@ def as_torch_error(exc: BaseException,
     return new
 
 
-__all__ = ["as_torch_error"]
+def unsupported(call: str, why: str = "") -> NotImplementedError:
+    """The error for a torch call that pyccl does not offer (never
+    torch's misleading "No backend type associated with device type")."""
+    return NotImplementedError(
+        "torch.distributed backend 'pyccl' does not support %s%s"
+        % (call, ": " + why if why else ""))
+
+
+__all__ = ["as_torch_error", "unsupported"]

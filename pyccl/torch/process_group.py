@@ -35,6 +35,7 @@ from pyccl.communicator import Communicator
 from pyccl.dtypes import ReduceOp
 from pyccl.master import Master
 from pyccl.torch.collectives import CollectivesMixin
+from pyccl.torch.errors import unsupported
 from pyccl.torch.options import Options
 from pyccl.torch.p2p import PointToPointMixin
 from pyccl.torch.work import PycclWork
@@ -50,13 +51,6 @@ _REDOPS = {
     dist.ReduceOp.MAX: ReduceOp.MAX, dist.ReduceOp.BAND: ReduceOp.BAND,
     dist.ReduceOp.BOR: ReduceOp.BOR, dist.ReduceOp.BXOR: ReduceOp.BXOR,
 }
-
-
-def unsupported(call: str, why: str = "") -> NotImplementedError:
-    """The error for a torch call pyccl does not offer."""
-    return NotImplementedError(
-        "torch.distributed backend 'pyccl' does not support %s%s"
-        % (call, ": " + why if why else ""))
 
 
 class ProcessGroupPyccl(CollectivesMixin, PointToPointMixin,
@@ -157,6 +151,15 @@ class ProcessGroupPyccl(CollectivesMixin, PointToPointMixin,
         if self._coalescing is not None:
             self._coalescing.append(work)
         return work
+
+    def _need(self, method: str) -> Callable[..., Any]:
+        """The Communicator's ``method``; NotImplementedError naming it if
+        this build of the C core lacks the op."""
+        found = getattr(self._comm, method, None)
+        if found is None:
+            raise unsupported(method, "this build of pyccl's C core has no "
+                              "%s yet" % method)
+        return found
 
     @staticmethod
     def _reduce_op(opts: Any, call: str) -> ReduceOp:

@@ -40,6 +40,14 @@ _BYTE_VIEWABLE = {torch.bool, torch.complex32, torch.complex64,
                   torch.complex128}
 
 
+def core_elements(dtype: torch.dtype) -> int:
+    """Elements the core sees per element of ``dtype`` in an op that
+    only moves data: 1, or the element size for types moved as bytes."""
+    if dtype == torch.bool or supported(dtype):
+        return 1
+    return torch.empty(0, dtype=dtype).element_size()
+
+
 def supported(dtype: torch.dtype) -> bool:
     """True if the core reduces this element type itself."""
     try:
@@ -171,6 +179,61 @@ def reduce_op_for(op: ReduceOp, dtype: torch.dtype) -> ReduceOp:
     return op
 
 
+def host_buffer(count: int, like: torch.Tensor) -> torch.Tensor:
+    """A flat host tensor of ``count`` elements of ``like``'s type (pinned
+    when ``like`` lives on a CUDA device), for gathering into lists."""
+    pin = like.device.type == "cuda" and torch.cuda.is_available()
+    return torch.empty(count, dtype=like.dtype, device="cpu", pin_memory=pin)
+
+
+def copy_in(t: torch.Tensor, host: torch.Tensor) -> None:
+    """Fills the host tensor ``host`` (same number of elements) from
+    ``t``, wherever ``t`` lives."""
+    host = host.view(t.shape)
+    if on_device(t):
+        device_to_host(t, host)
+    else:
+        host.copy_(t)
+
+
+def copy_out(host: torch.Tensor, t: torch.Tensor) -> None:
+    """Writes the host result ``host`` (same number of elements) into
+    ``t``, wherever ``t`` lives."""
+    host = host.view(t.shape)
+    if on_device(t):
+        host_to_device(host, t)
+    else:
+        t.copy_(host)
+
+
+def contiguous_block(tensors: List[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A flat tensor over the memory of ``tensors`` when they are CPU,
+    contiguous, of one type and lie back to back in one storage, in order
+    (``list(flat.chunk(n))`` does that): a gather can then land in them
+    directly.  None otherwise."""
+    if not tensors:
+        return None
+    first = tensors[0]
+    if on_device(first) or first.layout != torch.strided:
+        return None
+    k = first.numel()
+    if k == 0:
+        return None
+    step = k * first.element_size()
+    base = first.data_ptr()
+    storage = first.untyped_storage().data_ptr()
+    for i, t in enumerate(tensors):
+        if (t.device.type != "cpu" or t.dtype != first.dtype
+                or t.numel() != k or not t.is_contiguous()
+                or t.data_ptr() != base + i * step or t.is_neg()
+                or t.is_conj() or t.untyped_storage().data_ptr() != storage):
+            return None
+    flat = torch.empty(0, dtype=first.dtype)
+    flat.set_(first.untyped_storage(), first.storage_offset(),
+              (k * len(tensors),))
+    return flat
+
+
 def write_all_back(staged: List[Staged]) -> Optional[Callable[[], None]]:
     """A function that writes back every copied tensor of ``staged``, or
     None when nothing was copied."""
@@ -186,4 +249,5 @@ def write_all_back(staged: List[Staged]) -> Optional[Callable[[], None]]:
 
 __all__ = ["Staged", "stage", "reduce_op_for", "supported", "on_device",
            "write_all_back", "device_to_host", "host_to_device",
-           "pinned_empty"]
+           "pinned_empty", "host_buffer", "copy_in", "copy_out",
+           "contiguous_block", "core_elements"]

@@ -66,6 +66,8 @@ class PycclWork(dist.Work):
         self._source = -1
         self._future: Any = None
         self._owned = False   # the Completer finishes it (future asked)
+        # wait() without a timeout waits this long (barrier(timeout=...)).
+        self._default_timeout: Optional[timedelta] = None
 
     # -- completion -------------------------------------------------------
 
@@ -117,6 +119,8 @@ class PycclWork(dist.Work):
         """Blocks until the call has ended; returns True or raises its
         error.  A positive ``timeout`` bounds the wait (then
         ``pyccl.StillRunning`` if it passes; the call stays pending)."""
+        if not timeout and self._default_timeout is not None:
+            timeout = self._default_timeout
         seconds = timeout.total_seconds() if timeout else 0.0
         deadline = time.monotonic() + seconds if seconds > 0 else None
         if self._owned:
