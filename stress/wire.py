@@ -38,8 +38,7 @@ def encode(msg: Dict[str, Any]) -> bytes:
 def decode_body(body: bytes) -> Dict[str, Any]:
     """The map inside one frame body; FrameError if it is not one."""
     try:
-        msg = msgpack.unpackb(body, raw=False, strict_map_key=False,
-                              max_buffer_size=MAX_FRAME)
+        msg = msgpack.unpackb(body, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated classes
         raise FrameError("malformed msgpack frame: %s" % exc) from None
     if not isinstance(msg, dict) or "t" not in msg:
