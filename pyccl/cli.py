@@ -5,6 +5,7 @@
     pyccl keygen [FILE]
     pyccl demo [--peers 4] [--sizes 4,4K,1M,16M] [--iters 5] [--algorithm auto]
     pyccl bench ...        (pyccl bench --help)
+    pyccl stress ...       (pyccl stress --help; the churn tester in stress/)
 
 Each subcommand lives in its own module (:mod:`pyccl.demo`,
 :mod:`pyccl.bench`); this one only dispatches, and none of them imports
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "bench", add_help=False,
         help="benchmark tables against torch gloo (pyccl bench --help)")
+    sub.add_parser(
+        "stress", add_help=False,
+        help="churn tester: kills, stops, joins, master restarts while "
+             "verifying every op (pyccl stress --help)")
     return parser
 
 
@@ -133,6 +138,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if argv[:1] == ["bench"]:
         from pyccl.bench.command import main as bench_main
         return bench_main(argv[1:])
+    if argv[:1] == ["stress"]:
+        from stress.cli import main as stress_main
+        return stress_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.command == "master":
         return _run_master(args.host, args.port, args.key_file,

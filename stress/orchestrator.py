@@ -691,12 +691,23 @@ class Orchestrator:
         s.setdefault("cpu", 0.0)
         s.setdefault("wall", max(1e-9, self.rel()))
         rec: Dict[str, List[float]] = {}
+        slow = []
         for f in self.ledger.faults:
+            if f.kind == "leave" and f.victim is not None:
+                bye_t = self.peers[f.victim].bye_t
+                if bye_t is not None and bye_t > f.t:
+                    f.t = bye_t  # it left at its next batch boundary
             if not f.changes_membership:
                 continue
             r = self.ledger.recovery(f)
+            f.recovery = r  # type: ignore[attr-defined]
             if r is not None:
                 rec.setdefault(f.kind, []).append(r)
+                slow.append((r, f))
+        slow.sort(key=lambda x: -x[0])
+        s["slowest"] = [{"kind": f.kind, "victim": f.victim,
+                         "t": round(f.t - self.t0, 3), "recovery": round(r, 3)}
+                        for r, f in slow[:5]]
         s["recovery"] = {k: {"n": len(v), "p50": percentile(v, 50),
                              "p99": percentile(v, 99), "max": max(v)}
                          for k, v in rec.items()}

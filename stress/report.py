@@ -64,6 +64,11 @@ def final_table(orch: Any) -> str:
                           "n %d  p50 %s  p99 %s  max %s" % (
                               r["n"], _ms(r["p50"]), _ms(r["p99"]),
                               _ms(r["max"]))))
+    if s.get("slowest"):
+        lines.append(_row("slowest recoveries", ", ".join(
+            "%s of peer %s at %.1fs: %.2f s" % (x["kind"], x["victim"],
+                                                x["t"], x["recovery"])
+            for x in s["slowest"][:3])))
     jl = s["join_latency"]
     if jl["n"]:
         lines.append(_row("join to first op", "n %d  p50 %s  p99 %s  max %s"
@@ -150,8 +155,10 @@ def json_report(orch: Any) -> Dict[str, Any]:
                                for k, n in led.kinds_ok.items()}},
         "faults": {"injected": s["injected"], "skipped": s["skipped"],
                    "list": [{"kind": f.kind, "t": round(f.t - orch.t0, 3),
-                             "victim": f.victim, "detail": f.detail}
+                             "victim": f.victim, "detail": f.detail,
+                             "recovery": getattr(f, "recovery", None)}
                             for f in led.faults]},
+        "slowest_recoveries": s.get("slowest", []),
         "recovery": s["recovery"], "join_latency": s["join_latency"],
         "master_reconnect": s["master_reconnect"],
         "epochs": len(led.group_members), "rejections": led.rejections,
