@@ -53,7 +53,10 @@ ffibuilder.set_source(
                    for p in glob(os.path.join(ROOT, "csrc", "src", "*.h")))
     + [_path("csrc", "include", "ccl.h"), _path("bindings", "ccl_cdef.h")],
     include_dirs=[_path("csrc", "include"), _path("csrc", "src")],
-    extra_compile_args=["-O2", "-std=c99", "-D_GNU_SOURCE", "-pthread"],
+    # -ffp-contract=off: no fused multiply-add, so decoded and reduced
+    # floats are the same bits on every rank (csrc/src/quant.c).
+    extra_compile_args=["-O2", "-std=c99", "-D_GNU_SOURCE", "-ffp-contract=off",
+                        "-pthread"],
     libraries=["pthread", "m"],
 )
 

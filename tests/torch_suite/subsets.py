@@ -1,0 +1,32 @@
+"""The short list of suite cases that CI runs against pyccl (about a
+minute per world size): DDP, all_reduce variants, broadcast, all_gather,
+reduce_scatter, send/recv, barrier, subgroups, object collectives."""
+
+CI = [
+    "test_DistributedDataParallel_SyncBatchNorm_Diff_Input_Sizes_Running_Value",
+    "test_ddp_comm_hook_logging",
+    "test_ddp_hook_parity_allreduce",
+    "test_DistributedDataParallel_non_default_stream",
+    "test_all_reduce_sum",
+    "test_all_reduce_sum_async",
+    "test_all_reduce_max",
+    "test_all_reduce_product",
+    "test_all_reduce_result_cuda",
+    "test_all_reduce_coalesced_sum",
+    "test_all_reduce_complex_unsupported_ops",
+    "test_broadcast",
+    "test_broadcast_group",
+    "test_all_gather",
+    "test_all_gather_into_tensor_ops",
+    "test_all_gather_object_default_pg",
+    "test_reduce_scatter_tensor",
+    "test_send_recv",
+    "test_send_recv_any_source",
+    "test_isend",
+    "test_irecv",
+    "test_barrier",
+    "test_barrier_group",
+    "test_backend_group",
+    "test_destroy_group",
+    "test_batch_isend_irecv_gloo",
+]
