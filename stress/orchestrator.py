@@ -55,6 +55,10 @@ class Orchestrator:
         self.token = secrets.token_hex(8)
         self.run_dir = opts.log_dir or tempfile.mkdtemp(prefix="pyccl-stress-")
         os.makedirs(self.run_dir, exist_ok=True)
+        # The run's marker, for whoever wants to check that nothing of
+        # it survives (the tests do).
+        with open(os.path.join(self.run_dir, "token"), "w") as f:
+            f.write(self.token + "\n")
         self.ledger = Ledger(time.monotonic())
         self.peers: Dict[int, PeerProc] = {}
         self.next_id = 0
@@ -144,7 +148,12 @@ class Orchestrator:
             self.master = MasterProc(os.path.join(self.run_dir, "master.log"),
                                      host, 0, prefix, self.env)
         await self.master.start()
+        self._note_pid(self.master.proc.pid, "master")
         self.master_up.set()
+
+    def _note_pid(self, pid: int, what: str) -> None:
+        with open(os.path.join(self.run_dir, "pids"), "a") as f:
+            f.write("%d %s\n" % (pid, what))
 
     async def spawn(self, joiner: bool) -> PeerProc:
         pid_ = self.next_id
@@ -163,8 +172,7 @@ class Orchestrator:
             cfg["listen_host"] = host
             p.host = host
         await p.start(prefix, cfg, self.env)
-        with open(os.path.join(self.run_dir, "pids"), "a") as f:
-            f.write("%d peer %d\n" % (p.pid, pid_))
+        self._note_pid(p.pid, "peer %d" % pid_)
         if joiner:
             self.joins += 1
         self._tasks.append(asyncio.get_running_loop().create_task(
@@ -406,6 +414,7 @@ class Orchestrator:
         await asyncio.sleep(ev.arg["down"])
         try:
             await self.master.start()
+            self._note_pid(self.master.proc.pid, "master")
         except RuntimeError as exc:
             self.violation("master", str(exc))
             self.stop_event.set()
