@@ -106,6 +106,9 @@ def test_no_process_outlives_the_orchestrator(tmp_path, sig):
             assert "INTERRUPTED" in out, out
         left = _wait_for_survivors_to_go(token)
         assert left == [], "left behind: %s" % left
+        deadline = time.monotonic() + 10
+        while [p for p in pids if _alive(p)] and time.monotonic() < deadline:
+            time.sleep(0.1)  # dying ones are gone (or zombies) in ms
         assert [p for p in pids if _alive(p)] == []
     finally:
         if proc.poll() is None:
