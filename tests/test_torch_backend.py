@@ -59,7 +59,7 @@ def everything(rank, n):
     out["future value"] = [t.tolist() for t in fut.wait()]
     work.wait()
     out["work done"] = [work.is_completed(), work.exception() is None]
-    tensors = [_vals(rank, 3), _vals(rank, 2, torch.float64)]
+    tensors = [_vals(rank, 3), _vals(rank, 2)]
     dist.group.WORLD.allreduce_coalesced(tensors).wait()
     out["allreduce_coalesced"] = [t.tolist() for t in tensors]
 
@@ -87,7 +87,7 @@ def everything(rank, n):
     flat = torch.zeros(3 * n)
     dist.all_gather(list(flat.chunk(n)), _vals(rank, 3))  # lands in place
     out["all_gather chunks"] = flat.tolist()
-    o = torch.zeros(n, 3)
+    o = torch.zeros(3 * n)
     dist.all_gather_into_tensor(o, _vals(rank, 3))
     out["all_gather_into_tensor"] = o.tolist()
     bl = [torch.zeros(2, dtype=torch.bool) for _ in range(n)]
@@ -116,10 +116,15 @@ def everything(rank, n):
     o = torch.zeros(sum(out_splits), 2)
     dist.all_to_all_single(o, src, out_splits, in_splits)
     out["all_to_all_single unequal"] = o.tolist()
-    outs = [torch.zeros(j + 1) for j in range(n)]
-    dist.all_to_all(outs, [torch.full((rank + 1,), float(rank * 10 + j))
+    outs = [torch.zeros(2) for j in range(n)]
+    dist.all_to_all(outs, [torch.full((2,), float(rank * 10 + j))
                            for j in range(n)])
-    out["all_to_all lists"] = [t.tolist() for t in outs]
+    out["all_to_all lists equal"] = [t.tolist() for t in outs]
+    if backend == "pyccl":  # gloo takes equal sizes only
+        outs = [torch.zeros(j + 1) for j in range(n)]
+        dist.all_to_all(outs, [torch.full((rank + 1,), float(rank * 10 + j))
+                               for j in range(n)])
+        out["all_to_all lists"] = [t.tolist() for t in outs]
 
     dist.barrier()
     if rank == 0:
