@@ -299,6 +299,10 @@ class Peer:
                 ok = True
             except pyccl.CclError as exc:
                 ok, err = False, type(exc).__name__
+                if not failed:  # the first failure of the batch, for the log
+                    log.warning("epoch %d %s failed after %.3f s: %s",
+                                self.epoch, spec.describe(),
+                                time.monotonic() - t0, exc)
                 if isinstance(exc, pyccl.Mismatch):
                     self.violation("mismatch", spec, str(exc))
             t1 = time.monotonic()

@@ -164,6 +164,7 @@ def json_report(orch: Any) -> Dict[str, Any]:
         "epochs": len(led.group_members), "rejections": led.rejections,
         "healthy_drops": s["healthy_drops"],
         "excused_differences": led.excused_differences,
+        "excused_list": led.excused_list,
         "violations": [v.to_dict() for v in led.violations],
         "violation_counts": dict(violation_counts(orch)),
         "orchestrator_cpu": {"cpu_s": s["cpu"], "wall_s": s["wall"],

@@ -166,7 +166,12 @@ def test_a_victim_of_the_group_is_excused():
     led.on_ops(1, g, [[0, 0, True, "", 1, 8, 1.0, 0.1]], 1.0)
     led.on_ops(2, g, [[0, 0, False, "PeerLost", None, 8, 1.0, 0.1]], 1.0)
     led.fault(Fault("stop", 0.5, victim=2, gid=g))
+    assert len(led.resolve(100.0)) == 1  # a stopped member kept is a survivor
+    led.on_ops(1, g, [[1, 0, True, "", 1, 8, 1.0, 0.1]], 1.0)
+    led.on_ops(2, g, [[1, 0, False, "PeerLost", None, 8, 1.0, 0.1]], 1.0)
+    led.excuse(2, g)  # ... but not one the master dropped (Rejected)
     assert led.resolve(100.0) == [] and led.excused_differences == 1
+    assert "op 1" in led.excused_list[0]
 
 
 def test_candidates_wait_for_their_excuse():
