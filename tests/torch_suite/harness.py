@@ -56,10 +56,13 @@ def run_torch_group(n: int, fn: Callable, *args: Any, backend: str = "pyccl",
                     init: str = "tcp", timeout: float = 120.0,
                     pg_timeout: float = 60.0,
                     env: Optional[Dict[str, str]] = None,
-                    allow_missing: bool = False) -> List[Any]:
+                    allow_missing: bool = False,
+                    reporting: Optional[List[int]] = None) -> List[Any]:
     """``fn(rank, n, *args)`` on every rank; the results by rank.  With
     ``allow_missing``, ranks that die without reporting (killed on
-    purpose) give None instead of failing the call."""
+    purpose) give None instead of failing the call; ``reporting`` names
+    the ranks to wait for (the others, e.g. stopped ones, are killed
+    once those have reported)."""
     __tracebackhide__ = True
     ctx = multiprocessing.get_context("spawn")
     results = ctx.Queue()
@@ -73,7 +76,8 @@ def run_torch_group(n: int, fn: Callable, *args: Any, backend: str = "pyccl",
     got: Dict[int, Any] = {}
     errors: List[str] = []
     deadline = time.monotonic() + timeout
-    while len(got) + len(errors) < n:
+    want = n if reporting is None else len(reporting)
+    while len(got) + len(errors) < want:
         try:
             rank, ok, value = results.get(timeout=0.5)
         except queue_mod.Empty:

@@ -37,6 +37,14 @@ def main(argv=None) -> int:
         names = [n for n in names if n in wanted]
     if args.k:
         names = [n for n in names if any(k in n for k in args.k)]
+    done = set()
+    if os.path.exists(args.out):  # resume: cases already run are kept
+        with open(args.out) as f:
+            done = {json.loads(line)["case"] for line in f if line.strip()}
+    # The quick collective cases first, the long DDP ones last.
+    names = sorted((n for n in names if n not in done),
+                   key=lambda n: ("ddp" in n.lower() or "DataParallel" in n
+                                  or "model_averager" in n, n))
     with open(args.out, "a") as out:
         for name in names:
             result = unittest.TestResult()
