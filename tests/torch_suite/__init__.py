@@ -21,7 +21,9 @@ which backend, mostly by asking ``BACKEND == "gloo"``.  Both runs import
 the module as gloo's, then set the module's ``BACKEND`` to the backend
 under test, so pyccl runs exactly the cases gloo runs ("every case gloo
 passes on CPU must pass"), and the cases' own code (``init_process_group
-(backend=BACKEND)``) uses pyccl.
+(backend=BACKEND)``) uses pyccl.  Where a case's body branches on
+``BACKEND == "gloo"`` to pick its CPU path, pyccl's name compares equal to
+"gloo" so it takes that path (see ``cases.CpuBackendName``).
 
 The full run (about an hour and a half on 2 cores)::
 

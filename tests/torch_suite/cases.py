@@ -22,10 +22,34 @@ import torch  # noqa: E402
 import torch.testing._internal.common_distributed as common  # noqa: E402
 import torch.testing._internal.distributed.distributed_test as dt  # noqa: E402
 
+class CpuBackendName(str):
+    """The name "pyccl" that also compares equal to "gloo".
+
+    Some cases branch at run time on ``BACKEND == "gloo"`` (or ``"mpi" or
+    "gloo"``) to choose their CPU code path and have no branch for any
+    other CPU backend (``_test_accumulate_gradients_no_sync`` then fails
+    with UnboundLocalError).  With this name they take gloo's CPU path;
+    ``init_process_group(backend=BACKEND)`` still gets "pyccl" (its
+    ``upper()``/``lower()`` are plain strings), and a case that checks
+    something only gloo does (a message naming ProcessGroupGloo) fails,
+    as it should.
+    """
+
+    def __eq__(self, other):
+        return other in ("gloo", "pyccl") if isinstance(other, str) \
+            else NotImplemented
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    __hash__ = str.__hash__
+
+
 if BACKEND_UNDER_TEST == "pyccl":
     import pyccl.torch  # noqa: E402,F401 - registers the backend
 
-    dt.BACKEND = "pyccl"
+    dt.BACKEND = CpuBackendName("pyccl")
     # What the cases ask at run time about "their" backend: pyccl has what
     # gloo has on CPU.
     for feature in ("gpu", "cuda", "ddp", "subgroup"):
