@@ -48,13 +48,22 @@ def core_elements(dtype: torch.dtype) -> int:
     return torch.empty(0, dtype=dtype).element_size()
 
 
-def supported(dtype: torch.dtype) -> bool:
-    """True if the core reduces this element type itself."""
+def _reduced_by_core(dtype: torch.dtype) -> bool:
     try:
         from_torch(dtype)
     except InvalidArgument:
         return False
     return True
+
+
+_SUPPORTED = frozenset(
+    dt for dt in vars(torch).values()
+    if isinstance(dt, torch.dtype) and _reduced_by_core(dt))
+
+
+def supported(dtype: torch.dtype) -> bool:
+    """True if the core reduces this element type itself."""
+    return dtype in _SUPPORTED
 
 
 def on_device(t: torch.Tensor) -> bool:
@@ -122,6 +131,9 @@ def stage(t: Any, *, reads: bool = True, reduces: bool = False,
     if not isinstance(t, torch.Tensor):
         raise InvalidArgument("%s must be a torch.Tensor, not %s"
                               % (what, type(t).__name__))
+    if (t.dtype in _SUPPORTED and t.is_contiguous() and not on_device(t)
+            and t.layout == torch.strided and not t.is_neg()):
+        return Staged(t, t, t, False, False)  # the common case: as it is
     if t.layout != torch.strided:
         raise InvalidArgument("%s has layout %s; this op takes dense tensors"
                               % (what, t.layout))

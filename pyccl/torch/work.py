@@ -36,6 +36,37 @@ from pyccl.torch.errors import as_torch_error
 from pyccl.work import Completer, Work, torch_future
 
 
+class _Done:
+    """A threading.Event made only when a thread must wait for it (most
+    Works are waited for by the thread that completes them)."""
+    __slots__ = ("_flag", "_event")
+
+    _guard = threading.Lock()
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._event: Optional[threading.Event] = None
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with self._guard:
+            self._flag = True
+            event = self._event
+        if event is not None:
+            event.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        with self._guard:
+            if self._flag:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
+
+
 class PycclWork(dist.Work):
     """The result of one call on a :class:`ProcessGroupPyccl`.
 
@@ -61,7 +92,7 @@ class PycclWork(dist.Work):
         self._completer = completer
         self._ordered = ordered
         self._lock = threading.Lock()
-        self._done = threading.Event()
+        self._done = _Done()
         self._exc: Optional[BaseException] = None
         self._source = -1
         self._future: Any = None
