@@ -146,6 +146,13 @@ int ccl_send_async(ccl_comm *c, const void *buf, uint64_t count, int dtype,
 int ccl_recv_async(ccl_comm *c, void *buf, uint64_t count, int dtype, int peer,
                    uint32_t tag, ccl_op **out);
 int ccl_op_source(ccl_op *op);
+typedef enum ccl_quant {
+    CCL_QUANT_U8, CCL_QUANT_U4, CCL_QUANT_E3M0, CCL_QUANT_F16, CCL_QUANT_BF16,
+    ...
+} ccl_quant;
+int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv,
+                              uint64_t count, int redop, int format, uint32_t block,
+                              uint64_t seed, ccl_op **out);
 int ccl_reduce_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
                      int dtype, int redop, int root, ccl_op **out);
 int ccl_gather_async(ccl_comm *c, const void *send, void *recv, uint64_t count,

@@ -99,6 +99,7 @@ class NetLab:
         self.master_ns = "pst%sm" % tag
         self.namespaces: List[str] = []
         self.helpers: List[asyncio.subprocess.Process] = []
+        self._ns_helpers: Dict[str, List[asyncio.subprocess.Process]] = {}
         self.notes: List[str] = []
         self.nfq, why = build_nfq_delay(cache_dir)
         if self.nfq is None:
@@ -174,6 +175,7 @@ class NetLab:
             stderr=asyncio.subprocess.DEVNULL, env=self.env,
             start_new_session=True)
         self.helpers.append(proc)
+        self._ns_helpers.setdefault(ns, []).append(proc)
 
     async def add_master(self) -> Tuple[List[str], str]:
         """(command prefix, address) for the master's process."""
@@ -188,6 +190,12 @@ class NetLab:
 
     async def remove_peer(self, peer_id: int) -> None:
         ns = self.ns_of(peer_id)
+        for proc in self._ns_helpers.pop(ns, []):
+            if proc.returncode is None:
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
         if ns in self.namespaces:
             self.namespaces.remove(ns)
             await self._run("ip", "netns", "del", ns, check=False)

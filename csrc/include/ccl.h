@@ -283,6 +283,25 @@ int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
                               const uint64_t *counts, int dtype, int redop,
                               ccl_op **out);
 
+/* Quantized all-reduce of f32 data: every contribution crosses the wire
+ * encoded in `format`, the sum is taken in f32, encoded once, and every
+ * rank (the one that reduced too) ends with that encoding decoded: the
+ * same bits everywhere.  Formats: min-max u8 and u4 and the e3m0 format
+ * (sign and 3-bit exponent) with per-block scales over `block` elements
+ * (a power of two up to 65536), f16 and bf16 per element.  seed 0 rounds
+ * to nearest; any other seed rounds stochastically, every rank drawing
+ * the same numbers for the same element.  Today it runs as a star (every
+ * contribution to rank 0 and back).  NaN or infinity in the input of
+ * u8/u4/e3m0 fail the op with CCL_ERR_INVALID_ARG; f16/bf16 carry them.
+ * Error bounds: docs/quantization.md. */
+typedef enum ccl_quant {
+    CCL_QUANT_U8 = 1, CCL_QUANT_U4 = 2, CCL_QUANT_E3M0 = 3, CCL_QUANT_F16 = 4,
+    CCL_QUANT_BF16 = 5
+} ccl_quant;
+int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv,
+                              uint64_t count, int redop, int format, uint32_t block,
+                              uint64_t seed, ccl_op **out);
+
 /* Point-to-point.  The k-th send from rank a to rank b with a tag meets
  * the k-th recv at b from a with that tag (a recv from CCL_ANY_SOURCE
  * takes the oldest message of its tag that is next in line from some

@@ -27,5 +27,6 @@ extern const ccl__algo ccl__alltoallv_algo;
 extern const ccl__algo ccl__allgatherv_algo;
 extern const ccl__algo ccl__reduce_scatterv_algo;
 extern const ccl__algo ccl__reduce_algo;
+extern const ccl__algo ccl__star_q_algo;
 
 #endif

@@ -234,6 +234,31 @@ int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
     return direct_post(c, out, sum, 0, 0);
 }
 
+int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
+                              int redop, int format, uint32_t block, uint64_t seed,
+                              ccl_op **out)
+{
+    int log2b = 0;
+    while (log2b < 17 && (1u << log2b) != block)
+        log2b++;
+    if (format == CCL_QUANT_F16 || format == CCL_QUANT_BF16)
+        log2b = 0; /* no blocks */
+    else if (format < CCL_QUANT_U8 || format > CCL_QUANT_E3M0 || log2b > 16)
+        return ccl__api_err(c, CCL_ERR_INVALID_ARG, "quantized all-reduce: format "
+                            "u8, u4, e3m0, f16 or bf16; block a power of two up to "
+                            "65536");
+    int rc = ccl__op_build(c, &ccl__star_q_algo, send, recv, count, 1, CCL_F32, redop, 0,
+                           out);
+    if (rc)
+        return rc;
+    ccl_op *op = *out;
+    op->qfmt = format;
+    op->qblock = 1u << log2b;
+    op->qseed = seed;
+    op->root = format | log2b << 3; /* carried in every frame: ranks must agree */
+    return ccl__op_submit(c, out);
+}
+
 int ccl_op_source(ccl_op *op)
 {
     if (!op || op->p2p != CCL__P2P_RECV || !__atomic_load_n(&op->done, __ATOMIC_ACQUIRE))

@@ -21,6 +21,7 @@ void ccl__op_release(ccl_op *op)
         free(op->scratch);
         free(op->peer_rx);
         free(op->blocks);
+        free(op->wire);
         free(op->done_seen);
         free(op->backup);
         free(op->saved);

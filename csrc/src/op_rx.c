@@ -48,7 +48,10 @@ static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
     if (h->total != total_from(op, peer))
         DIFF("%llu vs %llu bytes; ", (unsigned long long)total_from(op, peer),
              (unsigned long long)h->total);
-    if (h->root != op->root)
+    if (h->root != op->root && op->algo->coll == CCL_COLL_ALLREDUCE_STAR_Q)
+        DIFF("quantization %d/%d vs %u/%u (format/log2 block); ", op->root & 7,
+             op->root >> 3, h->root & 7u, (unsigned)h->root >> 3);
+    else if (h->root != op->root)
         DIFF("%s root %d vs %u; ", ccl__coll_name(op->algo->coll), op->root, h->root);
 #undef DIFF
     n = strlen(d);
@@ -66,7 +69,9 @@ static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
  * afterwards. */
 static void call_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
-    op->recv_left -= h->length;
+    /* Saturating: algorithms whose payload is not the op's bytes
+     * (quantized) count their progress themselves and keep this at 0. */
+    op->recv_left -= h->length < op->recv_left ? h->length : op->recv_left;
     op->last_progress_ms = ccl__now_ms();
     op->hold++;
     int rc = op->algo->on_data(op, peer, h);

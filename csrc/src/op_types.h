@@ -76,6 +76,14 @@ struct ccl_op {
      * of the block sent to it, [2n..3n) and [3n..4n) of the block received
      * from it (CCL__NO_BLOCK: no message that way). */
     uint64_t *blocks;
+    /* star_q.c: the wire format (ccl_quant), its block and seed, the
+     * encoded units (each a u32 element count, then the encoding), and a
+     * frame that did not decode. */
+    int qfmt, qbad;
+    uint32_t qblock;
+    uint64_t qseed;
+    uint8_t *wire;
+    size_t wire_len;
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */

@@ -19,25 +19,25 @@
 
 static size_t codes_bytes(int fmt, size_t m)
 {
-    return fmt == CCL__QUANT_U8 ? m : (m + 1) / 2;
+    return fmt == CCL_QUANT_U8 ? m : (m + 1) / 2;
 }
 
 size_t ccl__quant_size(int fmt, size_t n, uint32_t block)
 {
     switch (fmt) {
-    case CCL__QUANT_F16:
-    case CCL__QUANT_BF16:
+    case CCL_QUANT_F16:
+    case CCL_QUANT_BF16:
         return 2 * n;
-    case CCL__QUANT_U8:
-    case CCL__QUANT_U4:
-    case CCL__QUANT_E3M0:
+    case CCL_QUANT_U8:
+    case CCL_QUANT_U4:
+    case CCL_QUANT_E3M0:
         break;
     default:
         return 0;
     }
     if (block == 0)
         return 0;
-    size_t hdr = fmt == CCL__QUANT_E3M0 ? E3_HDR : MM_HDR;
+    size_t hdr = fmt == CCL_QUANT_E3M0 ? E3_HDR : MM_HDR;
     size_t full = n / block, rest = n % block;
     return full * (hdr + codes_bytes(fmt, block)) + (rest ? hdr + codes_bytes(fmt, rest) : 0);
 }
@@ -148,9 +148,9 @@ static void e3_encode(const float *x, size_t m, uint64_t seed, uint64_t index0,
 int ccl__quant_encode(int fmt, const float *x, size_t n, uint32_t block,
                       uint64_t seed, uint64_t index0, uint8_t *out)
 {
-    if (fmt == CCL__QUANT_F16 || fmt == CCL__QUANT_BF16) {
+    if (fmt == CCL_QUANT_F16 || fmt == CCL_QUANT_BF16) {
         for (size_t i = 0; i < n; i++) {
-            uint16_t h = fmt == CCL__QUANT_F16 ? ccl__f32_to_f16(x[i])
+            uint16_t h = fmt == CCL_QUANT_F16 ? ccl__f32_to_f16(x[i])
                                                : ccl__f32_to_bf16(x[i]);
             out[2 * i] = (uint8_t)h;
             out[2 * i + 1] = (uint8_t)(h >> 8);
@@ -163,11 +163,11 @@ int ccl__quant_encode(int fmt, const float *x, size_t n, uint32_t block,
         size_t m = n - b < block ? n - b : block;
         if (!finite_block(x + b, m))
             return -1;
-        if (fmt == CCL__QUANT_E3M0)
+        if (fmt == CCL_QUANT_E3M0)
             e3_encode(x + b, m, seed, index0 + b, out);
         else
-            mm_encode(x + b, m, fmt == CCL__QUANT_U8 ? 255 : 15, seed, index0 + b, out,
-                      fmt == CCL__QUANT_U4);
+            mm_encode(x + b, m, fmt == CCL_QUANT_U8 ? 255 : 15, seed, index0 + b, out,
+                      fmt == CCL_QUANT_U4);
         out += ccl__quant_size(fmt, m, block);
     }
     return 0;
@@ -175,12 +175,12 @@ int ccl__quant_encode(int fmt, const float *x, size_t n, uint32_t block,
 
 static float decode_one(int fmt, const uint8_t *blk, size_t i)
 {
-    if (fmt == CCL__QUANT_E3M0) {
+    if (fmt == CCL_QUANT_E3M0) {
         int code = (blk[E3_HDR + i / 2] >> (4 * (i % 2))) & 15;
         float v = e3_level(get_f32(blk), code & 7);
         return code & 8 ? -v : v;
     }
-    int q = fmt == CCL__QUANT_U8 ? blk[MM_HDR + i]
+    int q = fmt == CCL_QUANT_U8 ? blk[MM_HDR + i]
                                  : (blk[MM_HDR + i / 2] >> (4 * (i % 2))) & 15;
     float t = (float)q * get_f32(blk + 4); /* two steps: never fused */
     return get_f32(blk) + t;
@@ -189,10 +189,10 @@ static float decode_one(int fmt, const uint8_t *blk, size_t i)
 static void decode(int fmt, const uint8_t *in, size_t n, uint32_t block, float *out,
                    int add)
 {
-    if (fmt == CCL__QUANT_F16 || fmt == CCL__QUANT_BF16) {
+    if (fmt == CCL_QUANT_F16 || fmt == CCL_QUANT_BF16) {
         for (size_t i = 0; i < n; i++) {
             uint16_t h = (uint16_t)(in[2 * i] | in[2 * i + 1] << 8);
-            float v = fmt == CCL__QUANT_F16 ? ccl__f16_to_f32(h) : ccl__bf16_to_f32(h);
+            float v = fmt == CCL_QUANT_F16 ? ccl__f16_to_f32(h) : ccl__bf16_to_f32(h);
             out[i] = add ? out[i] + v : v;
         }
         return;

@@ -2,8 +2,7 @@
  * quant.h - quantized encodings of f32 data for the wire: pure functions
  * over memory, no I/O, the same bytes on every platform.
  *
- * Formats (enum ccl__quant; internal until the quantized all-reduce that
- * uses them is in the public API):
+ * Formats (enum ccl_quant in ccl.h):
  *  - U8, U4: min-max per block of `block` elements: an 8-byte header (the
  *    block's minimum and step, f32 little-endian), then one code per
  *    element (U8: a byte; U4: a nibble, low nibble first).  A value
@@ -26,10 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum ccl__quant {
-    CCL__QUANT_NONE = 0, CCL__QUANT_U8 = 1, CCL__QUANT_U4 = 2,
-    CCL__QUANT_E3M0 = 3, CCL__QUANT_F16 = 4, CCL__QUANT_BF16 = 5
-};
+#include "ccl.h" /* enum ccl_quant */
 
 /* Bytes that n elements take in format fmt; 0 for an unknown format or a
  * block of 0 (U8, U4, E3M0).  The nibble formats take the same bytes for

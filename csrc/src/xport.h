@@ -50,6 +50,9 @@ struct ccl__sink {
     void (*consume)(const ccl__sink *s, const uint8_t *src, size_t off, size_t len);
     void *owner;   /* the layer above's tag (an op): ccl__xport_detach */
     void *arg;     /* anything consume needs */
+    uint8_t *target; /* STAGE: for consume's use (kept apart from dst, which */
+    uint64_t where;  /*  the op layer reads as "bytes about to be written") */
+    int from;        /* STAGE: for consume's use (the sending rank) */
 };
 
 typedef struct ccl__xport_ops {

@@ -75,7 +75,34 @@ def monitored_barrier(group: Optional[Any] = None,
     pg.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
 
 
+def patch_monitored_barrier() -> None:
+    """Opt-in: makes ``torch.distributed.monitored_barrier`` serve pyccl
+    groups too (torch's own raises "monitored_barrier is only implemented
+    for GLOO backend" before it asks the group).  Other groups go to
+    torch's function unchanged.  Idempotent."""
+    original = dist.monitored_barrier
+    if getattr(original, "_pyccl_patch", False):
+        return
+
+    def monitored_barrier(group: Optional[Any] = None,
+                          timeout: Optional[Any] = None,
+                          wait_all_ranks: bool = False) -> None:
+        pg = group
+        if pg is None and dist.is_initialized():
+            pg = dist.distributed_c10d._get_default_group()
+        if isinstance(pg, ProcessGroupPyccl):
+            if timeout is not None and not isinstance(timeout, timedelta):
+                timeout = timedelta(seconds=float(timeout))
+            return pg.monitored_barrier(timeout, wait_all_ranks=wait_all_ranks)
+        return original(group, timeout, wait_all_ranks)
+
+    monitored_barrier._pyccl_patch = True  # type: ignore[attr-defined]
+    monitored_barrier.__doc__ = original.__doc__
+    dist.monitored_barrier = monitored_barrier
+    dist.distributed_c10d.monitored_barrier = monitored_barrier
+
+
 register()
 
 __all__ = ["Options", "ProcessGroupPyccl", "PycclWork", "register",
-           "monitored_barrier", "BACKEND_NAME"]
+           "monitored_barrier", "patch_monitored_barrier", "BACKEND_NAME"]

@@ -77,19 +77,23 @@ class PointToPointMixin:
 
     def monitored_barrier(self, timeout: Optional[timedelta] = None,
                           wait_all_ranks: bool = False) -> None:
-        """gloo's monitored_barrier (see the module docstring); raises
-        RuntimeError naming the rank(s) that did not arrive in time."""
+        """gloo's monitored_barrier (see the module docstring): raises
+        RuntimeError naming the rank(s) that did not arrive in time, with
+        gloo's messages."""
         if timeout is None:
             timeout = timedelta(seconds=self._options.op_timeout)
         elif not isinstance(timeout, timedelta):
             timeout = timedelta(seconds=float(timeout))
         ms = int(timeout.total_seconds() * 1000)
-        seconds = max(timeout.total_seconds(), 0.001)
+        if ms <= 0:
+            raise RuntimeError("Rank %d timed out in monitoredBarrier after "
+                               "%d ms" % (self._rank, ms))
+        seconds = ms / 1000.0
         self._monitored += 1
         tag = RESERVED_TAGS + self._monitored % (2**32 - RESERVED_TAGS)
-        token = torch.zeros(1, dtype=torch.uint8)
         if self._rank != 0:
-            self._comm.send(token, 0, tag, async_op=True)
+            self._comm.send(torch.zeros(1, dtype=torch.uint8), 0, tag,
+                            async_op=True)
             answer = torch.zeros(1, dtype=torch.uint8)
             try:
                 self._comm.recv(answer, 0, tag, async_op=True).wait(seconds)
@@ -97,19 +101,27 @@ class PointToPointMixin:
                 raise RuntimeError(
                     "Rank %d timed out in monitoredBarrier after %d ms (rank "
                     "0 did not answer: %s)" % (self._rank, ms, exc)) from None
+            if answer.item():
+                raise RuntimeError(
+                    "Rank %d successfully reached monitoredBarrier, but "
+                    "received errors while waiting for send/recv from rank "
+                    "0 (it found other ranks missing)" % self._rank)
             return
         pending = [(r, self._comm.recv(torch.zeros(1, dtype=torch.uint8), r,
                                        tag, async_op=True))
                    for r in range(1, self._size)]
+        arrived: List[int] = []
         missing: List[int] = []
         deadline = time.monotonic() + seconds
         for r, work in pending:
             try:
                 work.wait(max(0.001, deadline - time.monotonic()))
+                arrived.append(r)
             except (StillRunning, CclError):
                 missing.append(r)
-                if not wait_all_ranks:
-                    break
+        verdict = torch.full((1,), 1 if missing else 0, dtype=torch.uint8)
+        for r in arrived:
+            self._comm.send(verdict, r, tag, async_op=True)
         if missing:
             if wait_all_ranks:
                 raise RuntimeError(
@@ -117,8 +129,6 @@ class PointToPointMixin:
                     % (", ".join(map(str, missing)), ms))
             raise RuntimeError("Rank %d failed to pass monitoredBarrier in "
                                "%d ms" % (missing[0], ms))
-        for r in range(1, self._size):
-            self._comm.send(token, r, tag, async_op=True)
 
 
 __all__ = ["PointToPointMixin", "RESERVED_TAGS"]

@@ -1,0 +1,140 @@
+/* test_allreduce_quant.c - the quantized all-reduce across 1 to 4 ranks
+ * (threads, a real master): every rank ends with the same bytes for every
+ * format; the result is within the format's bound of the exact sum; small
+ * chunks (many units) and an odd count; AVG; a rerun gives the same bits;
+ * NaN fails the op on every rank with the input given back; ranks that
+ * disagree on the format fail with MISMATCH; empty ops work. */
+#include "ccl.h"
+#include "harness.h"
+
+#include <math.h>
+#include <pthread.h>
+
+#define N 1001
+#define MAXW 4
+
+typedef struct {
+    int port, world, rank, bad;
+    float res[6][N];
+    int nan_rc, mismatch_rc;
+    int restored;
+} rank_t;
+
+static float val(int r, int i)
+{
+    return (float)sin(0.37 * i + r) * (float)(1 + r);
+}
+
+static int run(ccl_comm *c, float *x, int n, int redop, int fmt, uint32_t block,
+               uint64_t seed)
+{
+    ccl_op *op;
+    int rc = ccl_allreduce_quant_async(c, x, x, (uint64_t)n, redop, fmt, block, seed, &op);
+    if (rc)
+        return rc;
+    rc = ccl_op_wait(op, -1);
+    ccl_op_free(op);
+    return rc;
+}
+
+static void *rank_main(void *p)
+{
+    rank_t *r = p;
+    ccl_comm_config cfg = harness_comm_config(r->port, r->world, r->rank);
+    cfg.chunk_bytes = 256; /* 64 elements a unit: many units */
+    cfg.op_timeout_ms = 20000;
+    ccl_comm *c = NULL;
+    char err[256];
+    if (ccl_comm_create(&cfg, &c, err, sizeof err)) {
+        r->bad++;
+        return NULL;
+    }
+    static const double tol[6] = {0, 0.01, 0.2, 0.5, 0.002, 0.02}; /* of the range */
+    for (int fmt = CCL_QUANT_U8; fmt <= CCL_QUANT_BF16; fmt++) {
+        float *x = r->res[fmt];
+        for (int i = 0; i < N; i++)
+            x[i] = val(r->rank, i);
+        if (run(c, x, N, CCL_SUM, fmt, 64, fmt == CCL_QUANT_U4 ? 77 : 0)) {
+            r->bad++;
+            continue;
+        }
+        for (int i = 0; i < N; i++) {
+            double want = 0;
+            for (int k = 0; k < r->world; k++)
+                want += val(k, i);
+            /* a generous, format-scaled bound: the scale is the world's */
+            if (fabs(x[i] - want) > tol[fmt] * 2.0 * r->world * r->world + 1e-6)
+                r->bad++;
+        }
+    }
+    /* A rerun gives the same bits; AVG divides once. */
+    float a[N], b[N];
+    for (int k = 0; k < 2; k++) {
+        float *x = k ? b : a;
+        for (int i = 0; i < N; i++)
+            x[i] = val(r->rank, i);
+        r->bad += run(c, x, N, CCL_AVG, CCL_QUANT_E3M0, 16, 5) != 0;
+    }
+    r->bad += memcmp(a, b, sizeof a) != 0;
+    /* Empty. */
+    r->bad += run(c, NULL, 0, CCL_SUM, CCL_QUANT_U8, 64, 0) != 0;
+    if (r->world > 1) {
+        /* NaN on one rank: every rank fails, inputs come back. */
+        float z[N];
+        for (int i = 0; i < N; i++)
+            z[i] = val(r->rank, i);
+        if (r->rank == r->world - 1)
+            z[5] = NAN;
+        r->nan_rc = run(c, z, N, CCL_SUM, CCL_QUANT_U8, 64, 0);
+        r->restored = 1;
+        for (int i = 0; i < N; i++)
+            r->restored &= i == 5 && r->rank == r->world - 1 ? isnan(z[i])
+                                                             : z[i] == val(r->rank, i);
+        /* Formats that disagree. */
+        for (int i = 0; i < N; i++)
+            z[i] = val(r->rank, i);
+        r->mismatch_rc = run(c, z, 8, CCL_SUM, r->rank ? CCL_QUANT_U4 : CCL_QUANT_U8, 64, 0);
+        float one = 1;
+        r->bad += ccl_allreduce(c, &one, &one, 1, CCL_F32, CCL_SUM, CCL_ALGO_AUTO) != 0 ||
+                  one != (float)r->world;
+    }
+    ccl_comm_destroy(c);
+    return NULL;
+}
+
+int main(void)
+{
+    static rank_t r[MAXW];
+    for (int world = 1; world <= MAXW; world++) {
+        ccl_master *m = harness_master_on(0);
+        PASS(m != NULL);
+        if (!m)
+            break;
+        pthread_t th[MAXW];
+        for (int i = 0; i < world; i++) {
+            memset(&r[i], 0, sizeof r[i]);
+            r[i].port = ccl_master_port(m);
+            r[i].world = world;
+            r[i].rank = i;
+            pthread_create(&th[i], NULL, rank_main, &r[i]);
+        }
+        for (int i = 0; i < world; i++)
+            pthread_join(th[i], NULL);
+        int bad = 0, same = 1;
+        for (int i = 0; i < world; i++) {
+            bad += r[i].bad;
+            same &= memcmp(r[i].res, r[0].res, sizeof r[0].res) == 0;
+            if (world > 1) {
+                PASS(r[i].nan_rc == (i == world - 1 ? CCL_ERR_INVALID_ARG
+                                                    : CCL_ERR_ABORTED));
+                PASS(r[i].restored);
+                PASS(r[i].mismatch_rc == CCL_ERR_MISMATCH);
+            }
+        }
+        fprintf(stderr, "  world %d: %d wrong, identical on every rank: %d\n", world, bad,
+                same);
+        PASS(bad == 0 && same);
+        ccl_master_destroy(m);
+    }
+    return HARNESS_DONE("test_allreduce_quant");
+}
