@@ -2,9 +2,15 @@
 
 A :class:`Master` coordinates; each process joins a group with a
 :class:`Communicator` and runs collectives (all-reduce, broadcast,
-all-gather, reduce-scatter, barrier) on numpy arrays or CPU torch tensors,
-blocking or asynchronously (:class:`Work`).  Every failure raises a
-subclass of :class:`CclError` that also inherits the matching builtin.
+all-gather, reduce-scatter, reduce, gather, scatter, all-to-all, their
+sizes-per-rank forms, barrier) and point-to-point send/recv on numpy
+arrays or CPU torch tensors, blocking or asynchronously (:class:`Work`,
+with a torch-style ``get_future()``).  Argument names and order follow
+torch.distributed.  Every failure raises a subclass of :class:`CclError`
+that also inherits the matching builtin.
+
+``import pyccl.torch`` registers pyccl as the torch.distributed backend
+"pyccl" (docs/torch.md).
 
 Example::
 
