@@ -290,8 +290,8 @@ int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
  * (sign and 3-bit exponent) with per-block scales over `block` elements
  * (a power of two up to 65536), f16 and bf16 per element.  seed 0 rounds
  * to nearest; any other seed rounds stochastically, every rank drawing
- * the same numbers for the same element.  Today it runs as a star (every
- * contribution to rank 0 and back).  NaN or infinity in the input of
+ * the same numbers for the same element.  It runs as a star up to
+ * star_max_bytes, as a ring above (like AUTO).  NaN or infinity in the input of
  * u8/u4/e3m0 fail the op with CCL_ERR_INVALID_ARG; f16/bf16 carry them.
  * Error bounds: docs/quantization.md. */
 typedef enum ccl_quant {

@@ -13,6 +13,12 @@ void ccl__sink_land(ccl__sink *s, ccl_op *op, uint8_t *dst);
 /* Payload is reduced (op's dtype and redop) into dst as it arrives. */
 void ccl__sink_reduce(ccl__sink *s, ccl_op *op, uint8_t *dst);
 
+/* `total` of quantized frames (star_q.c). */
+uint64_t ccl__quant_total(const ccl_op *op, int peer, int sending);
+
+/* Byte range of segment k of the op's buffer cut into n (ring.c). */
+void ccl__ring_segment(const ccl_op *op, int n, int k, uint64_t *off, uint64_t *len);
+
 extern const ccl__algo ccl__ring_allreduce_algo;
 extern const ccl__algo ccl__ring_allgather_algo;
 extern const ccl__algo ccl__ring_reduce_scatter_algo;
@@ -28,5 +34,6 @@ extern const ccl__algo ccl__allgatherv_algo;
 extern const ccl__algo ccl__reduce_scatterv_algo;
 extern const ccl__algo ccl__reduce_algo;
 extern const ccl__algo ccl__star_q_algo;
+extern const ccl__algo ccl__ring_q_algo;
 
 #endif

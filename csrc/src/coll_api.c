@@ -247,8 +247,12 @@ int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_
         return ccl__api_err(c, CCL_ERR_INVALID_ARG, "quantized all-reduce: format "
                             "u8, u4, e3m0, f16 or bf16; block a power of two up to "
                             "65536");
-    int rc = ccl__op_build(c, &ccl__star_q_algo, send, recv, count, 1, CCL_F32, redop, 0,
-                           out);
+    /* As AUTO chooses for plain all-reduce: a star for small ops, a ring
+     * for large ones (ranks must agree on star_max_bytes). */
+    const ccl__algo *algo = count * 4 <= c->cfg.star_max_bytes || ccl_comm_size(c) <= 1
+                                ? &ccl__star_q_algo
+                                : &ccl__ring_q_algo;
+    int rc = ccl__op_build(c, algo, send, recv, count, 1, CCL_F32, redop, 0, out);
     if (rc)
         return rc;
     ccl_op *op = *out;

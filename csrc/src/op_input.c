@@ -22,6 +22,9 @@ void ccl__op_release(ccl_op *op)
         free(op->peer_rx);
         free(op->blocks);
         free(op->wire);
+        for (size_t i = 0; i < op->nqunits; i++)
+            free(op->qunits[i].bytes);
+        free(op->qunits);
         free(op->done_seen);
         free(op->backup);
         free(op->saved);

@@ -48,7 +48,8 @@ static void mismatch(ccl_op *op, int peer, const ccl__hdr *h)
     if (h->total != total_from(op, peer))
         DIFF("%llu vs %llu bytes; ", (unsigned long long)total_from(op, peer),
              (unsigned long long)h->total);
-    if (h->root != op->root && op->algo->coll == CCL_COLL_ALLREDUCE_STAR_Q)
+    if (h->root != op->root && (op->algo->coll == CCL_COLL_ALLREDUCE_STAR_Q ||
+                                 op->algo->coll == CCL_COLL_ALLREDUCE_RING_Q))
         DIFF("quantization %d/%d vs %u/%u (format/log2 block); ", op->root & 7,
              op->root >> 3, h->root & 7u, (unsigned)h->root >> 3);
     else if (h->root != op->root)

@@ -432,6 +432,24 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     return op->active ? CCL_OK : CCL_ERR_ABORTED;
 }
 
+int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
+                       uint8_t *owned, uint32_t len)
+{
+    if (!op->active) {
+        free(owned);
+        return CCL_ERR_ABORTED;
+    }
+    ccl__hdr h;
+    data_header(op, &h, peer, step, offset);
+    op->send_left++;
+    if (ccl__xport_send_owned(op->eng->xp, peer, &h, owned, len, op) != CCL_OK) {
+        op->send_left--;
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
+        return CCL_ERR_NOMEM;
+    }
+    return op->active ? CCL_OK : CCL_ERR_ABORTED;
+}
+
 int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
                        uint64_t off, uint64_t len)
 {

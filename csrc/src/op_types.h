@@ -30,10 +30,10 @@ typedef struct ccl__algo {
     /* Whether landing (not only reducing) overwrites input that
      * restore_input must save first. */
     int save_on_land;
-    /* NULL: every frame's `total` is the op's nbytes.  Else the byte size
-     * of the block exchanged with peer (what frames carry as `total`): the
-     * one this rank sends to it, or receives from it.  Such ops send no
-     * probes (their sizes differ per rank). */
+    /* NULL: every frame's `total` is the op's nbytes.  Else what frames
+     * exchanged with peer carry as `total` (sending: ours; else theirs):
+     * the size of the block (direct.c), or a bound on encoded units
+     * (quantized).  Such ops send no probes. */
     uint64_t (*block_total)(const ccl_op *op, int peer, int sending);
 } ccl__algo;
 
@@ -84,6 +84,11 @@ struct ccl_op {
     uint64_t qseed;
     uint8_t *wire;
     size_t wire_len;
+    /* ring_q.c: units decoded but not yet acted on (their element count,
+     * and the bytes to forward), and elements still to receive. */
+    struct ccl__qunit *qunits;
+    size_t nqunits, capqunits;
+    uint64_t qleft;
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */
@@ -96,6 +101,11 @@ struct ccl_op {
 };
 
 enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };
+
+struct ccl__qunit {
+    uint64_t first, n; /* elements */
+    uint8_t *bytes;    /* owned: the unit as received, to forward */
+};
 #define CCL__NO_BLOCK UINT64_MAX
 
 static inline int ccl__mod(int a, int n)
@@ -107,6 +117,10 @@ static inline int ccl__mod(int a, int n)
 /* Queues one DATA frame of the op to peer (data borrowed until written). */
 int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
                  const uint8_t *data, uint32_t len);
+/* The same with a payload that becomes the transport's (freed once
+ * written, or when the op fails; also when this fails). */
+int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
+                       uint8_t *owned, uint32_t len);
 /* Queues bytes [off, off + len) of base to peer in units (nothing if len
  * is 0). */
 int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,

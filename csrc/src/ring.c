@@ -37,8 +37,7 @@
 #include <string.h>
 
 /* Byte range of segment k. */
-static void seg_range(const ccl_op *op, int n, int k, uint64_t *off,
-                      uint64_t *len)
+void ccl__ring_segment(const ccl_op *op, int n, int k, uint64_t *off, uint64_t *len)
 {
     uint64_t base = op->count / (uint64_t)n, rem = op->count % (uint64_t)n;
     uint64_t uk = (uint64_t)k;
@@ -69,7 +68,7 @@ static int phases(const ccl_op *op)
 static void rs_deliver(ccl_op *op, uint64_t off, uint64_t len)
 {
     uint64_t soff, slen;
-    seg_range(op, op->size, op->rank, &soff, &slen);
+    ccl__ring_segment(op, op->size, op->rank, &soff, &slen);
     memcpy(op->out + (off - soff), op->buf + off, len);
 }
 
@@ -86,7 +85,7 @@ static int ring_start(ccl_op *op)
              * r-1 is only overwritten by the all-gather: save it now. */
             if (ccl__op_keep_input(op))
                 return -1;
-            seg_range(op, n, ccl__mod(r - 1, n), &off, &len);
+            ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
             if (ccl__op_save(op, off, len))
                 return -1;
         }
@@ -99,7 +98,7 @@ static int ring_start(ccl_op *op)
         op->buf = op->scratch;
     } else {
         op->buf = op->out;
-        seg_range(op, n, r, &off, &len);
+        ccl__ring_segment(op, n, r, &off, &len);
         if (op->send != op->buf + off)
             memmove(op->buf + off, op->send, len);
     }
@@ -113,17 +112,17 @@ static int ring_start(ccl_op *op)
     }
     op->recv_left = 0;
     for (int k = 0; k < n; k++) {
-        seg_range(op, n, k, &off, &len);
+        ccl__ring_segment(op, n, k, &off, &len);
         if ((ph & DO_RS) && k != ccl__mod(r - 1, n))
             op->recv_left += len;
         if ((ph & DO_AG) && k != r)
             op->recv_left += len;
     }
     if (ph & DO_RS) {
-        seg_range(op, n, ccl__mod(r - 1, n), &off, &len);
+        ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
         return send_right(op, 0, off, len);
     }
-    seg_range(op, n, r, &off, &len);
+    ccl__ring_segment(op, n, r, &off, &len);
     return send_right(op, (uint16_t)(n - 1), off, len);
 }
 
@@ -153,7 +152,7 @@ static int ring_on_header(ccl_op *op, int peer, const ccl__hdr *h,
         goto bad_step;
     }
     uint64_t off, len;
-    seg_range(op, n, k, &off, &len);
+    ccl__ring_segment(op, n, k, &off, &len);
     if (h->offset < off || h->offset + h->length > off + len ||
         h->length % op->esize || h->length == 0) {
         snprintf(op->err, sizeof op->err, "ring frame at bytes [%llu, +%u) is "

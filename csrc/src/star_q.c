@@ -27,6 +27,15 @@
 
 #define HUB 0
 
+/* What quantized frames carry as `total`: a bound that every unit's
+ * offset (f32 bytes) plus encoded length stays under, the same on every
+ * rank: at most 9 encoded bytes and 4 of count per element (u8 with
+ * blocks of 1), so 13 per element. */
+uint64_t ccl__quant_total(const ccl_op *op, int peer, int sending)
+{
+    return 13 * op->count + 64;
+}
+
 /* Elements per unit: the chunk, in f32 elements. */
 static uint64_t unit_elems(const ccl_op *op)
 {
@@ -206,5 +215,5 @@ static int q_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 }
 
 const ccl__algo ccl__star_q_algo = {
-    .coll = CCL_COLL_ALLREDUCE_STAR_Q, .start = q_start,
-    .on_header = q_on_header, .on_data = q_on_data};
+    .coll = CCL_COLL_ALLREDUCE_STAR_Q, .start = q_start, .on_header = q_on_header,
+    .on_data = q_on_data, .block_total = ccl__quant_total};

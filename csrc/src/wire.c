@@ -310,7 +310,8 @@ const char *ccl__coll_name(int coll)
         "unknown", "all_reduce (ring)", "all_reduce (star)", "broadcast",
         "all_gather", "reduce_scatter", "barrier", "send/recv", "gather",
         "scatter", "all_to_all", "all_gather (sizes per rank)",
-        "reduce_scatter (sizes per rank)", "reduce", "all_reduce (star, quantized)"};
+        "reduce_scatter (sizes per rank)", "reduce", "all_reduce (star, quantized)",
+        "all_reduce (ring, quantized)"};
     return coll >= 1 && coll <= CCL_COLL_LAST ? names[coll] : names[0];
 }
 

@@ -106,6 +106,10 @@ uint64_t ccl__xport_generation(const ccl__xport *x);
  * a control frame: data is copied.  0, or CCL_ERR_NOMEM. */
 int ccl__xport_send(ccl__xport *x, int peer, ccl__hdr *h, const uint8_t *data,
                     uint32_t len, void *cookie);
+/* The same with a payload that becomes the transport's (freed once
+ * written or dropped, also when this fails). */
+int ccl__xport_send_owned(ccl__xport *x, int peer, ccl__hdr *h, uint8_t *owned,
+                          uint32_t len, void *cookie);
 /* Takes back every queued frame of cookie (a half-written one is finished
  * from a copy: the stream must stay whole). */
 void ccl__xport_purge(ccl__xport *x, void *cookie);

@@ -144,36 +144,49 @@ void ccl__xp_kick(ccl__xport *x, int peer)
     }
 }
 
-int ccl__xport_send(ccl__xport *x, int peer, ccl__hdr *h, const uint8_t *data,
-                    uint32_t len, void *cookie)
+/* Queues a frame whose payload is data (borrowed) or owned (ours from
+ * now on, freed once written or dropped). */
+static int queue(ccl__xport *x, int peer, ccl__hdr *h, const uint8_t *data,
+                 uint8_t *owned, uint32_t len, void *cookie)
 {
     xp_peer *p = &x->peers[peer];
     int open = 0;
     for (int i = 0; i < p->nconns; i++)
         open |= p->conns[i].fd >= 0;
-    if (!open)
-        return CCL_OK; /* already out: its failure was reported */
-    xp_req *r = ccl__xp_req_alloc(x);
-    if (!r)
-        return CCL_ERR_NOMEM;
-    if (!cookie && len) {
-        r->owned = malloc(len);
-        if (!r->owned) {
-            ccl__xp_req_free(x, r);
-            return CCL_ERR_NOMEM;
-        }
-        memcpy(r->owned, data, len);
-        data = r->owned;
+    xp_req *r = open ? ccl__xp_req_alloc(x) : NULL;
+    if (!r) {
+        free(owned);
+        return open ? CCL_ERR_NOMEM : CCL_OK; /* out already: reported */
     }
+    r->owned = owned;
     h->epoch = x->epoch;
     h->length = len;
     ccl__hdr_encode(r->hdr, h);
     r->cookie = cookie;
-    r->data = data;
+    r->data = owned ? owned : data;
     r->len = len;
     peer_push(p, r);
     ccl__xp_kick(x, peer);
     return CCL_OK;
+}
+
+int ccl__xport_send(ccl__xport *x, int peer, ccl__hdr *h, const uint8_t *data,
+                    uint32_t len, void *cookie)
+{
+    uint8_t *owned = NULL;
+    if (!cookie && len) { /* a control frame: copied */
+        owned = malloc(len);
+        if (!owned)
+            return CCL_ERR_NOMEM;
+        memcpy(owned, data, len);
+    }
+    return queue(x, peer, h, data, owned, len, cookie);
+}
+
+int ccl__xport_send_owned(ccl__xport *x, int peer, ccl__hdr *h, uint8_t *owned,
+                          uint32_t len, void *cookie)
+{
+    return queue(x, peer, h, NULL, owned, len, cookie);
 }
 
 /* A half-written frame must still be finished (the stream would be

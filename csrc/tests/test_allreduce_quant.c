@@ -15,6 +15,7 @@
 
 typedef struct {
     int port, world, rank, bad;
+    uint64_t star_max; /* 0: the ring for everything but empty ops */
     float res[6][N];
     int nan_rc, mismatch_rc;
     int restored;
@@ -33,6 +34,9 @@ static int run(ccl_comm *c, float *x, int n, int redop, int fmt, uint32_t block,
     if (rc)
         return rc;
     rc = ccl_op_wait(op, -1);
+    if (rc && getenv("CCL_TEST_VERBOSE"))
+        fprintf(stderr, "    rank %d: %s: %s\n", ccl_comm_rank(c), ccl_strerror(rc),
+                ccl_op_error(op));
     ccl_op_free(op);
     return rc;
 }
@@ -42,6 +46,7 @@ static void *rank_main(void *p)
     rank_t *r = p;
     ccl_comm_config cfg = harness_comm_config(r->port, r->world, r->rank);
     cfg.chunk_bytes = 256; /* 64 elements a unit: many units */
+    cfg.star_max_bytes = r->star_max;
     cfg.op_timeout_ms = 20000;
     ccl_comm *c = NULL;
     char err[256];
@@ -105,7 +110,9 @@ static void *rank_main(void *p)
 int main(void)
 {
     static rank_t r[MAXW];
-    for (int world = 1; world <= MAXW; world++) {
+    for (int w = 2; w <= 2 * MAXW + 1; w++) {
+        int world = w / 2;
+        uint64_t star_max = w % 2 ? 0 : 65536; /* the ring, then the star */
         ccl_master *m = harness_master_on(0);
         PASS(m != NULL);
         if (!m)
@@ -116,6 +123,7 @@ int main(void)
             r[i].port = ccl_master_port(m);
             r[i].world = world;
             r[i].rank = i;
+            r[i].star_max = star_max;
             pthread_create(&th[i], NULL, rank_main, &r[i]);
         }
         for (int i = 0; i < world; i++)
@@ -131,8 +139,8 @@ int main(void)
                 PASS(r[i].mismatch_rc == CCL_ERR_MISMATCH);
             }
         }
-        fprintf(stderr, "  world %d: %d wrong, identical on every rank: %d\n", world, bad,
-                same);
+        fprintf(stderr, "  world %d (%s): %d wrong, identical on every rank: %d\n", world,
+                star_max ? "star" : "ring", bad, same);
         PASS(bad == 0 && same);
         ccl_master_destroy(m);
     }

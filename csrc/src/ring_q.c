@@ -1,0 +1,225 @@
+/*
+ * ring_q.c - quantized ring all-reduce of f32 data: the ring of ring.c
+ * (segments, steps, units picked by a segment's first sender and kept by
+ * every hop), with every unit encoded on the wire (quant.h).
+ *
+ * Reduce-scatter: a rank decodes an arriving unit and adds it into its f32
+ * buffer, then encodes that partial sum for the next hop.  At the last
+ * step the unit's owner holds the whole sum: it finishes it (AVG divides
+ * once), encodes it once, replaces its own copy with the decoded result,
+ * and starts it round the all-gather.  All-gather: every rank decodes the
+ * unit into place and forwards the very bytes it received.  So every rank
+ * decodes the owner's bytes with the same f32 operations: bit-identical
+ * results everywhere.  The error: one encoding per hop of a partial sum
+ * (N-1 of them) and one of the result.
+ *
+ * A frame is one unit: `offset` its first element times 4, the payload a
+ * u32 element count then the encoding; `root` carries the format and
+ * block as in star_q.c.  A unit is decoded when its payload is in
+ * (consume) and acted on (forwarded, finished) when its frame is whole
+ * (on_data); op->qunits holds what happens in between.
+ */
+#include "algos.h"
+#include "quant.h"
+#include "reduce.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A unit [first, first + n) encoded from the buffer: u32 n, encoding. */
+static uint8_t *encode_unit(ccl_op *op, uint64_t first, uint64_t n, uint32_t *len)
+{
+    size_t enc = ccl__quant_size(op->qfmt, n, op->qblock);
+    uint8_t *b = malloc(4 + enc);
+    if (!b) {
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for an encoded unit");
+        return NULL;
+    }
+    ccl__put_u32(b, (uint32_t)n);
+    if (ccl__quant_encode(op->qfmt, (const float *)op->buf + first, n, op->qblock,
+                          op->qseed, first, b + 4)) {
+        free(b);
+        ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
+                     "NaN or infinity (element %llu or after)",
+                     (unsigned long long)first);
+        return NULL;
+    }
+    *len = (uint32_t)(4 + enc);
+    return b;
+}
+
+static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
+{
+    uint32_t len;
+    uint8_t *b = encode_unit(op, first, n, &len);
+    if (!b)
+        return -1;
+    return ccl__op_send_owned(op, ccl__mod(op->rank + 1, op->size), step, first * 4, b,
+                              len) ? -1 : 0;
+}
+
+static int rq_start(ccl_op *op)
+{
+    int n = op->size, r = op->rank;
+    op->buf = op->out;
+    if (op->send != op->out && op->nbytes)
+        memcpy(op->buf, op->send, op->nbytes);
+    if (n > 1 && ccl__op_keep_input(op))
+        return -1;
+    if (op->backup && op->send == op->out && ccl__op_save(op, 0, op->nbytes))
+        return -1;
+    if (n == 1) {
+        ccl__reduce_finish(op->buf, op->count, CCL_F32, op->redop, 1);
+        return 0;
+    }
+    uint64_t off, len, u = op->unit / 4 ? op->unit / 4 : 1;
+    for (int k = 0; k < n; k++) {
+        ccl__ring_segment(op, n, k, &off, &len);
+        op->qleft += (k != ccl__mod(r - 1, n) ? len / 4 : 0) + (k != r ? len / 4 : 0);
+    }
+    op->frames_left = op->qleft ? 1 : 0;
+    ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
+    for (uint64_t e = off / 4; e < (off + len) / 4; e += u) {
+        uint64_t m = (off + len) / 4 - e < u ? (off + len) / 4 - e : u;
+        if (send_unit(op, 0, e, m))
+            return -1;
+    }
+    return 0;
+}
+
+/* The segment a frame at this step carries (ring.c's arithmetic). */
+static int step_segment(const ccl_op *op, uint16_t step, int *k)
+{
+    int n = op->size, r = op->rank;
+    if (step < n - 1)
+        *k = ccl__mod(r - step - 2, n);
+    else if (step <= 2 * n - 3)
+        *k = ccl__mod(r - (step - (n - 1)) - 1, n);
+    else
+        return -1;
+    return 0;
+}
+
+static void rq_consume(const ccl__sink *s, const uint8_t *src, size_t off, size_t len)
+{
+    ccl_op *op = s->arg;
+    uint64_t n = len >= 4 ? ccl__get_u32(src) : 0;
+    uint64_t first = s->where, soff, slen;
+    int k, ag = s->from >= op->size - 1;
+    step_segment(op, (uint16_t)s->from, &k);
+    ccl__ring_segment(op, op->size, k, &soff, &slen);
+    if (len < 4 || n == 0 || 4 + ccl__quant_size(op->qfmt, n, op->qblock) != len ||
+        first + n > (soff + slen) / 4 || n > op->count) {
+        op->qbad = 1;
+        return;
+    }
+    if (op->nqunits == op->capqunits) {
+        size_t cap = op->capqunits ? 2 * op->capqunits : 8;
+        struct ccl__qunit *q = realloc(op->qunits, cap * sizeof *q);
+        if (!q) {
+            op->qbad = 2;
+            return;
+        }
+        op->qunits = q;
+        op->capqunits = cap;
+    }
+    struct ccl__qunit *q = &op->qunits[op->nqunits];
+    q->first = first;
+    q->n = n;
+    q->bytes = NULL;
+    float *dst = (float *)op->buf + first;
+    if (ag) {
+        /* The owner's bytes: kept to forward verbatim. */
+        q->bytes = malloc(len);
+        if (!q->bytes) {
+            op->qbad = 2;
+            return;
+        }
+        memcpy(q->bytes, src, len);
+        ccl__quant_decode(op->qfmt, src + 4, n, op->qblock, dst);
+    } else {
+        ccl__quant_decode_add(op->qfmt, src + 4, n, op->qblock, dst);
+    }
+    op->nqunits++;
+}
+
+static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink)
+{
+    int k;
+    uint64_t soff, slen;
+    if (peer != ccl__mod(op->rank - 1, op->size) || step_segment(op, h->step, &k)) {
+        snprintf(op->err, sizeof op->err, "quantized ring frame (step %u) from rank %d "
+                 "not valid at rank %d", h->step, peer, op->rank);
+        return -1;
+    }
+    ccl__ring_segment(op, op->size, k, &soff, &slen);
+    if (h->offset % 4 || h->offset < soff || h->offset >= soff + slen || h->length < 4) {
+        snprintf(op->err, sizeof op->err, "quantized ring frame at byte %llu is outside "
+                 "segment %d of step %u", (unsigned long long)h->offset, k, h->step);
+        return -1;
+    }
+    memset(sink, 0, sizeof *sink);
+    sink->kind = CCL_SINK_STAGE;
+    sink->unit = h->length; /* the whole unit at once */
+    sink->consume = rq_consume;
+    sink->owner = op;
+    sink->arg = op;
+    sink->from = h->step;
+    sink->where = h->offset / 4;
+    return 0;
+}
+
+/* Takes the decoded unit that starts at first out of op->qunits. */
+static int take_unit(ccl_op *op, uint64_t first, struct ccl__qunit *out)
+{
+    for (size_t i = 0; i < op->nqunits; i++)
+        if (op->qunits[i].first == first) {
+            *out = op->qunits[i];
+            op->qunits[i] = op->qunits[--op->nqunits];
+            return 0;
+        }
+    return -1;
+}
+
+static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
+{
+    int n = op->size, step = h->step;
+    struct ccl__qunit q;
+    if (op->qbad || take_unit(op, h->offset / 4, &q)) {
+        ccl__op_fail(op, op->qbad == 2 ? CCL_ERR_NOMEM : CCL_ERR_PROTOCOL,
+                     op->qbad == 2 ? "out of memory for a quantized unit"
+                                   : "a quantized unit from rank %d does not decode "
+                                     "(its count and length disagree)", peer);
+        return -1;
+    }
+    op->qleft -= q.n;
+    if (op->qleft == 0)
+        op->frames_left = 0;
+    int rc = 0;
+    if (step < n - 2) {
+        rc = send_unit(op, (uint16_t)(step + 1), q.first, q.n); /* a partial sum on */
+    } else if (step == n - 2) {
+        /* The whole sum of this unit, here at its owner: finish, encode
+         * once, keep the decoded result, start it round. */
+        float *x = (float *)op->buf + q.first;
+        ccl__reduce_finish(x, q.n, CCL_F32, op->redop, n);
+        uint32_t len;
+        uint8_t *b = encode_unit(op, q.first, q.n, &len);
+        if (!b)
+            return -1;
+        ccl__quant_decode(op->qfmt, b + 4, q.n, op->qblock, x);
+        rc = ccl__op_send_owned(op, ccl__mod(op->rank + 1, n), (uint16_t)(n - 1),
+                                q.first * 4, b, len) ? -1 : 0;
+    } else if (step < 2 * n - 3) {
+        rc = ccl__op_send_owned(op, ccl__mod(op->rank + 1, n), (uint16_t)(step + 1),
+                                q.first * 4, q.bytes, (uint32_t)h->length) ? -1 : 0;
+        q.bytes = NULL; /* the transport's now */
+    }
+    free(q.bytes);
+    return rc;
+}
+
+const ccl__algo ccl__ring_q_algo = {
+    .coll = CCL_COLL_ALLREDUCE_RING_Q, .start = rq_start, .on_header = rq_on_header,
+    .on_data = rq_on_data, .block_total = ccl__quant_total};
