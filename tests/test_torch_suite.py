@@ -37,4 +37,6 @@ def test_ci_subset_passes_with_pyccl(tmp_path):
            if r["outcome"] not in ("passed", "skipped")}
     assert not bad, bad
     passed = [r["case"] for r in results if r["outcome"] == "passed"]
-    assert len(passed) >= len(CI) - 3, results  # a few need world size 3
+    # Some cases skip at world size 2 (they need 3 ranks or a GPU), for
+    # gloo as well.
+    assert len(passed) >= 18, results
