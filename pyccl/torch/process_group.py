@@ -219,6 +219,16 @@ class ProcessGroupPyccl(CollectivesMixin, PointToPointMixin,
         raise unsupported("_get_backend(%s)" % (device,), "a pyccl group is "
                           "a Python ProcessGroup with no C++ backend")
 
+    def _register_on_completion_hook(self, hook: Any) -> None:
+        raise unsupported("_register_on_completion_hook")
+
+    def _wait_for_pending_works(self) -> None:
+        pass  # on-completion hooks are not supported: none is pending
+
+    def _backend_id(self, backend_type: Any) -> int:
+        raise unsupported("_backend_id", "a pyccl group is a Python "
+                          "ProcessGroup with no C++ backend")
+
     def _get_sequence_number_for_group(self) -> int:
         raise unsupported("_get_sequence_number_for_group")
 
