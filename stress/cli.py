@@ -58,6 +58,18 @@ def _share(text: str) -> float:
     return v
 
 
+def _kinds(text: str) -> List[str]:
+    from stress.workload import KINDS
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    for k in kinds:
+        if k not in KINDS:
+            raise argparse.ArgumentTypeError(
+                "unknown collective %r (known: %s)" % (k, ",".join(KINDS)))
+    if not kinds:
+        raise argparse.ArgumentTypeError("no collective given")
+    return kinds
+
+
 def _algorithms(text: str) -> List[str]:
     algos = [a.strip() for a in text.split(",") if a.strip()]
     for a in algos:
@@ -144,6 +156,9 @@ def build_parser(prog: str = "pyccl stress") -> argparse.ArgumentParser:
                    help="update_topology every this many batches")
     w.add_argument("--algorithms", type=_algorithms, default=S,
                    help="all-reduce algorithms to use (default ring,star)")
+    w.add_argument("--kinds", type=_kinds, default=S,
+                   help="collectives to draw from (default all_reduce,"
+                        "broadcast,all_gather,reduce_scatter,barrier)")
     c = p.add_argument_group("pyccl")
     c.add_argument("--peer-timeout", type=float, default=S,
                    help="seconds (default 2)")

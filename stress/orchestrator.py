@@ -135,7 +135,8 @@ class Orchestrator:
                          "large_rate": o.large_rate,
                          "max_concurrent": o.max_concurrent,
                          "safe_every": o.safe_every,
-                         "algorithms": tuple(o.algorithms)},
+                         "algorithms": tuple(o.algorithms),
+                         "kinds": tuple(o.kinds)},
         }
 
     # -- children ---------------------------------------------------------

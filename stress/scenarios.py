@@ -42,6 +42,8 @@ class Options:
     max_concurrent: int = 4
     safe_every: int = 8
     algorithms: List[str] = field(default_factory=lambda: ["ring", "star"])
+    kinds: List[str] = field(default_factory=lambda: [
+        "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier"])
     state_elems: int = 1 << 16
     # pyccl settings
     peer_timeout: float = 2.0

@@ -42,6 +42,10 @@ _SMALL = (1, 3, 17, 257, 1025)
 _MEDIUM = (4099, 16411, 65537, 262147)
 
 
+_WEIGHTS = {"all_reduce": 45, "broadcast": 15, "all_gather": 15,
+            "reduce_scatter": 15, "barrier": 10}
+
+
 def mix64(x: int) -> int:
     """splitmix64's finaliser: a well-spread 64-bit function of x."""
     x = (x + 0x9E3779B97F4A7C15) & _MASK
@@ -123,6 +127,7 @@ class WorkloadConfig:
     max_concurrent: int = 4       # async ops in flight per batch (1..)
     safe_every: int = 8           # update_topology every that many batches
     algorithms: Tuple[str, ...] = ("ring", "star")
+    kinds: Tuple[str, ...] = KINDS  # the collectives batches draw from
 
 
 def _count(rng: random.Random, cfg: WorkloadConfig, itemsize: int,
@@ -153,7 +158,8 @@ def plan_batch(seed: int, epoch: int, batch: int, world: int,
     k = rng.randint(1, max(1, cfg.max_concurrent))
     for i in range(k):
         seq = batch * 64 + i
-        kind = rng.choices(KINDS, weights=(45, 15, 15, 15, 10))[0]
+        kinds = [k for k in KINDS if k in cfg.kinds] or ["barrier"]
+        kind = rng.choices(kinds, weights=[_WEIGHTS[k] for k in kinds])[0]
         dtype = rng.choice(DTYPES)
         item = np.dtype(dtype).itemsize
         if kind == "barrier":
