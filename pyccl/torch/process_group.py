@@ -222,6 +222,9 @@ class ProcessGroupPyccl(CollectivesMixin, PointToPointMixin,
     def _register_on_completion_hook(self, hook: Any) -> None:
         raise unsupported("_register_on_completion_hook")
 
+    def _has_hooks(self) -> bool:
+        return False
+
     def _wait_for_pending_works(self) -> None:
         pass  # on-completion hooks are not supported: none is pending
 
