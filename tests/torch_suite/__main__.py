@@ -21,7 +21,8 @@ OUTCOMES = ("passed", "failed", "error", "skipped")
 
 
 def run_config(backend: str, world_size: int, out: str, keys: List[str],
-               cases_file: str, timeout: int, log: str) -> Dict[str, dict]:
+               cases_file: str, timeout: int, log: str,
+               run: bool = True) -> Dict[str, dict]:
     env = dict(os.environ, PYCCL_SUITE_BACKEND=backend,
                WORLD_SIZE=str(world_size), PYTHONWARNINGS="ignore")
     env.pop("TEMP_DIR", None)
@@ -31,10 +32,11 @@ def run_config(backend: str, world_size: int, out: str, keys: List[str],
         cmd += ["-k", k]
     if cases_file:
         cmd += ["--cases", cases_file]
-    with open(log, "a") as logf:
-        subprocess.run(cmd, env=env, stdout=logf, stderr=logf,
-                       cwd=os.path.dirname(os.path.dirname(
-                           os.path.dirname(os.path.abspath(__file__)))))
+    if run:  # the worker resumes: cases already in ``out`` are kept
+        with open(log, "a") as logf:
+            subprocess.run(cmd, env=env, stdout=logf, stderr=logf,
+                           cwd=os.path.dirname(os.path.dirname(
+                               os.path.dirname(os.path.abspath(__file__)))))
     results = {}
     if os.path.exists(out):
         with open(out) as f:
@@ -56,6 +58,9 @@ def main(argv=None) -> int:
     parser.add_argument("--subset", choices=("ci",), default=None)
     parser.add_argument("--out-dir", default=None)
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: tabulate the results already in "
+                             "--out-dir (resumed runs, several machines)")
     args = parser.parse_args(argv)
     sizes = [int(x) for x in args.world_sizes.split(",") if x]
     backends = [b for b in args.backends.split(",") if b]
@@ -72,18 +77,26 @@ def main(argv=None) -> int:
     for ws in sizes:
         for backend in backends:
             out = os.path.join(out_dir, "%s-ws%d.jsonl" % (backend, ws))
-            print("running %s at world size %d ..." % (backend, ws),
-                  flush=True)
+            if not args.report_only:
+                print("running %s at world size %d ..." % (backend, ws),
+                      flush=True)
             table[backend, ws] = run_config(
                 backend, ws, out, args.k, cases_file, args.timeout,
-                os.path.join(out_dir, "%s-ws%d.log" % (backend, ws)))
+                os.path.join(out_dir, "%s-ws%d.log" % (backend, ws)),
+                run=not args.report_only)
     status = 0
     print()
+    print("(counted: the cases both backends ran)")
     print("%-12s %-8s" % ("world size", "backend")
           + "".join("%9s" % o for o in OUTCOMES) + "    total")
     for ws in sizes:
+        both = None
         for backend in backends:
-            c = counts(table[backend, ws])
+            cases = set(table[backend, ws])
+            both = cases if both is None else both & cases
+        for backend in backends:
+            c = counts({k: v for k, v in table[backend, ws].items()
+                        if k in (both or ())})
             print("%-12d %-8s" % (ws, backend)
                   + "".join("%9d" % c[o] for o in OUTCOMES)
                   + "%9d" % sum(c.values()))
@@ -92,8 +105,12 @@ def main(argv=None) -> int:
             continue
         gloo, ours = table["gloo", ws], table["pyccl", ws]
         bad = sorted(case for case, rec in gloo.items()
-                     if rec["outcome"] == "passed"
-                     and ours.get(case, {}).get("outcome") != "passed")
+                     if rec["outcome"] == "passed" and case in ours
+                     and ours[case]["outcome"] != "passed")
+        unrun = sorted(case for case in gloo if case not in ours)
+        if unrun:
+            print("\nworld size %d: %d case(s) gloo ran are not run with "
+                  "pyccl yet (not counted)" % (ws, len(unrun)))
         extra = sorted(case for case, rec in ours.items()
                        if rec["outcome"] == "passed"
                        and gloo.get(case, {}).get("outcome") != "passed")
@@ -101,8 +118,10 @@ def main(argv=None) -> int:
               % (ws, len(bad), ":" if bad else ""))
         for case in bad:
             rec = ours.get(case, {"outcome": "not run", "detail": ""})
-            last = rec["detail"].strip().splitlines()[-1:] or [""]
-            print("  %-60s %s %s" % (case, rec["outcome"], last[0][:150]))
+            lines = [line for line in rec["detail"].splitlines()
+                     if "Error" in line or "Exception" in line] or [""]
+            print("  %-60s %s %s" % (case, rec["outcome"],
+                                     lines[-1].strip()[:150]))
         if extra:
             print("world size %d: %d case(s) pass with pyccl but not gloo: %s"
                   % (ws, len(extra), ", ".join(extra)))

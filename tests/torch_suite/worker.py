@@ -26,6 +26,9 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", default=None,
                         help="file with exact case names, one a line")
     parser.add_argument("--timeout", type=int, default=300)
+    parser.add_argument("--rerun-failed", action="store_true",
+                        help="run again the cases --out records as failed "
+                             "or error (their old lines are dropped)")
     args = parser.parse_args(argv)
     os.environ["DISTRIBUTED_TESTS_DEFAULT_TIMEOUT"] = str(args.timeout)
     from tests.torch_suite.cases import TestDistBackendWithSpawn as cls
@@ -40,7 +43,13 @@ def main(argv=None) -> int:
     done = set()
     if os.path.exists(args.out):  # resume: cases already run are kept
         with open(args.out) as f:
-            done = {json.loads(line)["case"] for line in f if line.strip()}
+            records = [json.loads(line) for line in f if line.strip()]
+        if args.rerun_failed:
+            records = [r for r in records
+                       if r["outcome"] not in ("failed", "error")]
+            with open(args.out, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in records)
+        done = {r["case"] for r in records}
     # The quick collective cases first, the long DDP ones last.
     names = sorted((n for n in names if n not in done),
                    key=lambda n: ("ddp" in n.lower() or "DataParallel" in n
