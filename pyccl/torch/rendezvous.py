@@ -119,7 +119,10 @@ def connect(store: Any, rank: int, size: int, timeout: timedelta,
         info = json.loads(store.get(MASTER_KEY).decode())
         address, key = info["address"], info["key"]
     try:
-        seconds = max(1.0, timeout.total_seconds())
+        # Forming the group gets at least 30 s even when the group's op
+        # timeout is shorter (a 1 s timeout is for ops, not for starting
+        # processes on a loaded machine).
+        seconds = max(30.0, timeout.total_seconds())
         comm = Communicator(address, world_size=size, rank=rank,
                             listen_host=host, key=key,
                             connect_timeout=min(seconds, 2**31 / 1000 - 1),
