@@ -21,7 +21,7 @@ struct ccl__early_done {
     struct ccl__early_done *next;
     uint64_t tag;
     int peer;
-    int p2p;
+    int p2p; /* the kind of op it is for (CCL__P2P_*), 0: a collective */
 };
 
 /* A tag aborted by a peer before it was posted here. */
@@ -29,6 +29,7 @@ struct ccl__aborted {
     struct ccl__aborted *next;
     uint64_t tag;
     int peer; /* p2p: the sender; -1 for collectives */
+    int p2p;  /* the kind of op it is for (CCL__P2P_*), 0: a collective */
     int code;
     char msg[CCL_MAX_ERRMSG + 32];
 };
@@ -47,8 +48,7 @@ enum {
     CCL__P2P_FOR_OP = 1, /* a frame of op's message */
     CCL__P2P_MATCHED,    /* ... which it has just been matched with */
     CCL__P2P_EARLY,      /* of a message no recv has taken yet: keep it */
-    CCL__P2P_STALE,      /* of a message whose recv ended: drop it */
-    CCL__P2P_WRONG       /* names one of our sends: a protocol violation */
+    CCL__P2P_STALE       /* of a message whose recv ended: drop it */
 };
 /* Numbers an activated send or recv (a recv from any source only if a
  * kept message is next in line).  CCL_OK or CCL_ERR_NOMEM. */
@@ -72,7 +72,9 @@ void ccl__op_fail_quiet(ccl_op *op, int code, const char *fmt, ...)
 #endif
     ;
 ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag);
-ccl_op *ccl__engine_find_p2p(ccl__engine *e, int peer, uint64_t tag);
+/* The send or recv (kind) of the message tag exchanged with peer: a
+ * rank's send to a peer and its recv from it may share a tag. */
+ccl_op *ccl__engine_find_p2p(ccl__engine *e, int kind, int peer, uint64_t tag);
 /* The counters of (peer, utag), created at 0; NULL without memory. */
 ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag);
 void ccl__op_probe(ccl_op *op);

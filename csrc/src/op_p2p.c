@@ -66,9 +66,9 @@ int ccl__p2p_number(ccl__engine *e, ccl_op *op)
 
 int ccl__p2p_route(ccl__engine *e, int peer, const ccl__hdr *h, ccl_op **out)
 {
-    *out = ccl__engine_find_p2p(e, peer, h->tag);
+    *out = ccl__engine_find_p2p(e, CCL__P2P_RECV, peer, h->tag);
     if (*out)
-        return (*out)->p2p == CCL__P2P_RECV ? CCL__P2P_FOR_OP : CCL__P2P_WRONG;
+        return CCL__P2P_FOR_OP;
     ccl__p2p_seq *q = ccl__p2p_seq_of(e, peer, utag_of(h->tag));
     if (!q)
         return -CCL_ERR_NOMEM;

@@ -214,10 +214,6 @@ static ccl_op *frame_op(ccl__engine *e, int peer, const ccl__hdr *h, ccl__sink *
         return NULL;
     case CCL__P2P_STALE:
         return NULL;
-    case CCL__P2P_WRONG:
-        ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL,
-                         "a message sent to us names one of our own sends");
-        return NULL;
     default:
         ccl__xport_break(e->xp, peer, CCL_ERR_NOMEM, "out of memory matching a message");
         return NULL;
@@ -264,6 +260,23 @@ static void on_header(void *ctx, int peer, const ccl__hdr *h, ccl__sink *sink)
     }
 }
 
+/* Which of our ops a DONE or ABORT is for: 0 a collective; for a message,
+ * the other side's op (the frame's step says which side sent it: a send's
+ * DONE is for our recv, a recv's for our send).  -1: malformed (the link
+ * ends). */
+static int p2p_target(ccl__engine *e, int peer, const ccl__hdr *h)
+{
+    if (h->coll != CCL_COLL_P2P)
+        return 0;
+    if (h->step == CCL__P2P_SEND)
+        return CCL__P2P_RECV;
+    if (h->step == CCL__P2P_RECV)
+        return CCL__P2P_SEND;
+    ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL,
+                     "a message's DONE or ABORT names no side of it");
+    return -1;
+}
+
 /* A DONE: the peer completed op tag.  It is never dropped: an op waits
  * for every live peer's DONE, so a lost one would leave this rank to fail
  * an op that succeeded elsewhere.  Without memory to remember it the link
@@ -272,8 +285,11 @@ static void rx_done(ccl__engine *e, int peer, const ccl__hdr *h)
 {
     if (h->epoch != e->epoch)
         return;
-    int p2p = h->coll == CCL_COLL_P2P;
-    ccl_op *op = p2p ? ccl__engine_find_p2p(e, peer, h->tag) : ccl__engine_find(e, h->tag);
+    int p2p = p2p_target(e, peer, h);
+    if (p2p < 0)
+        return;
+    ccl_op *op = p2p ? ccl__engine_find_p2p(e, p2p, peer, h->tag)
+                     : ccl__engine_find(e, h->tag);
     if (op) {
         op->done_seen[peer] = 1;
         op->last_progress_ms = ccl__now_ms();
@@ -304,8 +320,11 @@ static void rx_abort(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t 
     }
     if (h->epoch != e->epoch)
         return;
-    int p2p = h->coll == CCL_COLL_P2P;
-    ccl_op *op = p2p ? ccl__engine_find_p2p(e, peer, h->tag) : ccl__engine_find(e, h->tag);
+    int p2p = p2p_target(e, peer, h);
+    if (p2p < 0)
+        return;
+    ccl_op *op = p2p ? ccl__engine_find_p2p(e, p2p, peer, h->tag)
+                     : ccl__engine_find(e, h->tag);
     if (op) {
         ccl__op_fail_quiet(op, ccl__abort_code(code), "aborted by peer %d: %s", peer,
                            msg);
@@ -320,6 +339,7 @@ static void rx_abort(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t 
     }
     a->tag = h->tag;
     a->peer = p2p ? peer : -1;
+    a->p2p = p2p;
     a->code = code;
     snprintf(a->msg, sizeof a->msg, "peer %d: %s", peer, msg);
     a->next = e->aborted;
@@ -420,7 +440,7 @@ static int refuse_start(ccl__engine *e, ccl_op *op)
     }
     int src = op->p2p ? op->peer : -1;
     ccl__aborted **ap = &e->aborted;
-    while (*ap && ((*ap)->tag != op->tag || (*ap)->peer != src))
+    while (*ap && ((*ap)->tag != op->tag || (*ap)->peer != src || (*ap)->p2p != op->p2p))
         ap = &(*ap)->next;
     if (!*ap)
         return 0;
@@ -435,8 +455,7 @@ static void take_early_dones(ccl__engine *e, ccl_op *op)
 {
     for (ccl__early_done **dp = &e->early_done; *dp;) {
         ccl__early_done *d = *dp;
-        if (d->tag == op->tag && d->p2p == (op->p2p != 0) &&
-            (!op->p2p || d->peer == op->peer)) {
+        if (d->tag == op->tag && d->p2p == op->p2p && (!op->p2p || d->peer == op->peer)) {
             op->done_seen[d->peer] = 1;
             *dp = d->next;
             free(d);

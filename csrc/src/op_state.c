@@ -173,10 +173,10 @@ ccl_op *ccl__engine_find(ccl__engine *e, uint64_t tag)
     return NULL;
 }
 
-ccl_op *ccl__engine_find_p2p(ccl__engine *e, int peer, uint64_t tag)
+ccl_op *ccl__engine_find_p2p(ccl__engine *e, int kind, int peer, uint64_t tag)
 {
     for (ccl_op *op = e->active; op; op = op->next)
-        if (op->p2p && op->peer == peer && op->tag == tag)
+        if (op->p2p == kind && op->peer == peer && op->tag == tag)
             return op;
     return NULL;
 }
@@ -240,6 +240,7 @@ static void send_done(ccl_op *op, int peer)
     h.type = CCL_FT_DONE;
     h.tag = op->tag;
     h.coll = op->p2p ? CCL_COLL_P2P : 0; /* p2p tags are a space of their own */
+    h.step = (uint16_t)op->p2p; /* ... where a send and a recv may share one */
     if (ccl__xport_send(op->eng->xp, peer, &h, NULL, 0, NULL) != CCL_OK)
         /* A peer that never hears our DONE cannot succeed, and fails the
          * op at its deadline: not wrong, only slow.  Say so loudly. */
@@ -284,6 +285,7 @@ static void tell_abort(ccl_op *op, int code)
         h.type = CCL_FT_ABORT;
         h.tag = op->tag;
         h.coll = op->p2p ? CCL_COLL_P2P : 0;
+        h.step = (uint16_t)op->p2p;
         /* Without memory the peer fails the op at its deadline instead. */
         ccl__xport_send(op->eng->xp, p, &h, buf, (uint32_t)n, NULL);
     }

@@ -146,6 +146,31 @@ static void *rank_main(void *p)
     x[0] = 1;
     OK(ccl_allreduce(c, x, x, 1, CCL_F32, CCL_SUM, CCL_ALGO_STAR));
     r->ok[5] = x[0] == 3.0f;
+    /* 6. Ranks 0 and 1 exchange with one tag, each posting its recv and
+     * then its send: a send and a recv with the same peer and tag on each
+     * side.  Once with counts that agree (data arrives), once with counts
+     * that disagree (all four ops fail with MISMATCH). */
+    if (r->rank < 2) {
+        int other = 1 - r->rank;
+        float mine[4], theirs[4];
+        for (int round = 0; round < 2; round++) {
+            for (int i = 0; i < 4; i++)
+                mine[i] = fill(r->rank, 13, (uint64_t)i);
+            ccl_op *rv, *sd;
+            uint64_t rcount = round ? 3 : 4;
+            OK(ccl_recv_async(c, theirs, rcount, CCL_F32, other, 13, &rv));
+            OK(ccl_send_async(c, mine, 4, CCL_F32, other, 13, &sd));
+            int rrc = ccl_op_wait(rv, -1), src = ccl_op_wait(sd, -1);
+            ccl_op_free(rv);
+            ccl_op_free(sd);
+            if (round == 0)
+                r->ok[6] = rrc == 0 && src == 0 && check(theirs, 4, other, 13);
+            else
+                r->ok[7] = rrc == CCL_ERR_MISMATCH && src == CCL_ERR_MISMATCH;
+        }
+    } else {
+        r->ok[6] = r->ok[7] = 1;
+    }
     pthread_barrier_wait(r->bar);
     /* 6. Rank 0 leaves while rank 1 waits for a message from it. */
     if (r->rank == 1) {
@@ -180,10 +205,11 @@ int main(void)
     }
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
-    const char *what[6] = {"in order", "many in flight", "collective between",
-                           "any source", "empty and big", "usable after mismatch"};
+    const char *what[8] = {"in order", "many in flight", "collective between",
+                           "any source", "empty and big", "usable after mismatch",
+                           "exchange", "exchange that disagrees"};
     for (int i = 0; i < 3; i++)
-        for (int k = 0; k < 6; k++) {
+        for (int k = 0; k < 8; k++) {
             if (k == 3 && i != 2)
                 continue;
             if (!r[i].ok[k])
