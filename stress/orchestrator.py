@@ -340,7 +340,14 @@ class Orchestrator:
         if kind in LINK_KINDS and self.netlab is None:
             self.skipped[kind] += 1
             return
+        # Nobody eligible right now (the group is between epochs): give
+        # it the same grace as the settling, then skip.
         targets = self._eligible()
+        deadline = self.now() + self.opts.max_defer
+        while not targets and self.now() < deadline \
+                and not self.stop_event.is_set():
+            await asyncio.sleep(0.05)
+            targets = self._eligible()
         if not targets or self._members_left() - 1 < self.opts.min_peers:
             self.skipped[kind] += 1
             return
