@@ -164,9 +164,14 @@ class NetLab:
 
     async def _delay_line(self, ns: str, queue: int, delay_ms: float,
                           seconds: float) -> None:
-        await self._ns_exec(ns, "iptables", "-t", "mangle", "-I",
-                            "PREROUTING", "-i", "eth0", "-j", "NFQUEUE",
-                            "--queue-num", str(queue))
+        if queue == 0:
+            await self._ns_exec(ns, "iptables", "-t", "mangle", "-I",
+                                "PREROUTING", "-i", "eth0", "-j", "NFQUEUE",
+                                "--queue-num", "0")
+        else:  # a fault's rule goes first, before the permanent line's
+            await self._ns_exec(ns, "iptables", "-t", "mangle", "-I",
+                                "PREROUTING", "1", "-i", "eth0", "-j",
+                                "NFQUEUE", "--queue-num", str(queue))
         assert self.nfq is not None
         proc = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", ns, sys.executable, "-m", "stress.child",
@@ -201,42 +206,42 @@ class NetLab:
             await self._run("ip", "netns", "del", ns, check=False)
 
     async def fault(self, kind: str, peer_id: int, duration: float) -> bool:
-        """Applies a link fault to the peer for ``duration`` seconds, then
-        heals it; False when that kind cannot be done here."""
+        """Applies a link fault to the peer (the caller heals it with
+        :meth:`heal` after ``duration`` seconds); False when that kind
+        cannot be done here."""
         ns = self.ns_of(peer_id)
         if kind == "drop":
-            rules = [["INPUT", "-i", "eth0", "-j", "DROP"],
-                     ["OUTPUT", "-o", "eth0", "-j", "DROP"]]
+            rules = [["filter", "INPUT", "-i", "eth0", "-j", "DROP"],
+                     ["filter", "OUTPUT", "-o", "eth0", "-j", "DROP"]]
         elif kind == "partition":
-            rules = [["INPUT", "-i", "eth0", "!", "-s", MASTER_ADDR, "-j",
-                      "DROP"],
-                     ["OUTPUT", "-o", "eth0", "!", "-d", MASTER_ADDR, "-j",
-                      "DROP"]]
+            rules = [["filter", "INPUT", "-i", "eth0", "!", "-s",
+                      MASTER_ADDR, "-j", "DROP"],
+                     ["filter", "OUTPUT", "-o", "eth0", "!", "-d",
+                      MASTER_ADDR, "-j", "DROP"]]
         elif kind == "delay":
             if not self.nfq:
                 return False
+            rules = [["mangle", "PREROUTING", "-i", "eth0", "-j", "NFQUEUE",
+                      "--queue-num", "1"]]
             await self._delay_line(ns, 1, max(50.0, self.delay_ms * 4 + 100),
-                                   duration)
-            asyncio.get_running_loop().call_later(
-                duration, lambda: asyncio.ensure_future(self._ns_exec(
-                    ns, "iptables", "-t", "mangle", "-D", "PREROUTING", "-i",
-                    "eth0", "-j", "NFQUEUE", "--queue-num", "1",
-                    check=False)))
+                                   duration + 5)
+            self._faults[peer_id] = rules
             return True
         else:
             return False
         for r in rules:
-            await self._ns_exec(ns, "iptables", "-I", *r, check=False)
+            await self._ns_exec(ns, "iptables", "-t", r[0], "-I", *r[1:],
+                                check=False)
         self._faults[peer_id] = rules
-        asyncio.get_running_loop().call_later(
-            duration, lambda: asyncio.ensure_future(self.heal(peer_id)))
         return True
 
     async def heal(self, peer_id: int) -> None:
+        """Removes the peer's link fault (returns once it is gone)."""
         rules = self._faults.pop(peer_id, [])
         ns = self.ns_of(peer_id)
         for r in rules:
-            await self._ns_exec(ns, "iptables", "-D", *r, check=False)
+            await self._ns_exec(ns, "iptables", "-t", r[0], "-D", *r[1:],
+                                check=False)
 
     async def heal_all(self) -> None:
         for peer_id in list(self._faults):

@@ -376,9 +376,16 @@ class Orchestrator:
                 return
             victim.link_fault = True
             self._record(kind, victim, "%.1f s" % ev.arg["duration"])
-            asyncio.get_running_loop().call_later(
-                ev.arg["duration"], lambda: setattr(victim, "link_fault",
-                                                    False))
+            asyncio.get_running_loop().create_task(
+                self._end_link_fault(victim, ev.arg["duration"]))
+
+    async def _end_link_fault(self, p: PeerProc, dur: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop_event.wait(), dur)
+        except asyncio.TimeoutError:
+            pass
+        await self.netlab.heal(p.id)
+        p.link_fault = False  # only once the rules are gone
 
     async def _end_stop(self, p: PeerProc, dur: float, then_kill: bool) -> None:
         try:

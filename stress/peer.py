@@ -254,13 +254,15 @@ class Peer:
             w = comm.all_reduce(x, spec.redop, out=out,
                                 algorithm=spec.algorithm, async_op=True)
         elif spec.kind == "broadcast":
-            w = comm.broadcast(x, root=spec.root, async_op=True)
+            w = comm.broadcast(x, src=spec.root, async_op=True)
         elif spec.kind == "all_gather":
+            # Keywords: the positional order is torch's (output, input).
             out = np.empty(x.size * world, dtype=x.dtype)
-            w = comm.all_gather(x, out, async_op=True)
+            w = comm.all_gather(output=out, input=x, async_op=True)
         else:
             out = np.empty(spec.count, dtype=x.dtype)
-            w = comm.reduce_scatter(x, out, spec.redop, async_op=True)
+            w = comm.reduce_scatter(output=out, input=x, op=spec.redop,
+                                    async_op=True)
         return w, x, out
 
     def _input_intact(self, spec: wl.OpSpec, key: int, world: int,

@@ -27,7 +27,6 @@ static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
 static int await_answer(ccl_comm *c, uint64_t deadline)
 {
     c->answered = 0;
-    c->awaiting = 1;
     while (!c->answered && c->master_fd >= 0 && !c->master_lost &&
            !ccl__sock_cancelled()) {
         uint64_t now = ccl__now_ms();
@@ -35,7 +34,6 @@ static int await_answer(ccl_comm *c, uint64_t deadline)
             break;
         ccl__loop_once(c, deadline - now > 50 ? 50 : (int)(deadline - now));
     }
-    c->awaiting = 0;
     if (c->answered)
         return CCL_OK;
     if (ccl__sock_cancelled())
@@ -186,7 +184,12 @@ int ccl_comm_update_topology(ccl_comm *c, int timeout_ms)
      * of ccl_comm_interrupt. */
     __atomic_store_n(&c->interrupt, 0, __ATOMIC_RELEASE);
     ccl__sock_set_cancel(&c->interrupt);
+    /* While it waits (for a restarted master, for the answer) the loop
+     * keeps running, so heartbeats go on both ways; ops posted meanwhile
+     * start in the next epoch. */
+    c->awaiting = 1;
     int rc = reform_locked(c, timeout_ms);
+    c->awaiting = 0;
     ccl__sock_set_cancel(NULL);
     if (rc == CCL_OK)
         ccl__engine_set_error(&c->eng, "");

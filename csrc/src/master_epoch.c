@@ -196,11 +196,14 @@ static uint64_t *broken_links(ccl__mpol *mp, size_t *n)
     return e;
 }
 
-/* Broken links between members that both reported.  A link broken for
- * the first time is forgiven (both stay, the next epoch rebuilds the
- * mesh); one forgiven at the last reform and broken again is a partition:
- * members go, most broken links first (ties: the lower rank), until no
- * such link remains.  Returns 1 if a link was forgiven. */
+/* Broken links between members that both reported.  Members go, most
+ * broken links first (ties: the lower rank), until no broken link
+ * remains.  No link is forgiven: a member that lost a peer may have
+ * completed ops without it (their DONE no longer awaited) that the peer
+ * then failed, so keeping both would let one group hold two outcomes of
+ * one op.  (Members waiting at the safe point keep their links alive, so
+ * a late arrival no longer breaks links.)  Returns 1 if a link was
+ * forgiven: never now. */
 static int settle_links(ccl__mpol *mp)
 {
     size_t n = 0, nf = 0;
@@ -217,7 +220,7 @@ static int settle_links(ccl__mpol *mp)
     for (size_t i = 0; i < n; i++) {
         uint32_t a = (uint32_t)(e[i] >> 32), b = (uint32_t)e[i];
         const uint8_t *ua = mp->slots[a].uuid, *ub = mp->slots[b].uuid;
-        int again = 0;
+        int again = 1; /* see above: every broken link counts */
         for (int k = 0; k < mp->nforgiven && !again; k++)
             again = pair_is(&mp->forgiven[k], ua, ub);
         if (again) {
@@ -248,9 +251,9 @@ static int settle_links(ccl__mpol *mp)
         }
         degree[worst] = 0;
         char why[160];
-        snprintf(why, sizeof why, "its link to rank %u broke again right after the "
-                 "last reform repaired it (a partition; the member with the most "
-                 "broken links goes)", other);
+        snprintf(why, sizeof why, "its link to rank %u broke (the member with the "
+                 "most broken links goes: the others may have completed ops without "
+                 "it)", other);
         ccl__mp_drop(mp, mp->slots[worst].peer, why);
     }
     free(mp->forgiven);

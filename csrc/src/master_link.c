@@ -54,7 +54,10 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
                                &c->master_fd, e, sizeof e);
         if (rc != CCL_ERR_IO || ccl__now_ms() + 100 >= deadline)
             break;
-        ccl__sleep_ms(100);
+        /* Wait by running the loop: while a member comes back to a
+         * restarting master its heartbeats go on (at creation there is
+         * no mesh yet, and the loop only sleeps). */
+        ccl__loop_once(c, 100);
         if (ccl__sock_cancelled())
             break;
     }
@@ -126,7 +129,9 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         if (rc == CCL_ERR_VERSION || rc == CCL_ERR_PROTOCOL || rc == CCL_ERR_AUTH ||
             rc == CCL_ERR_MISMATCH || rc == CCL_ERR_INTERRUPTED)
             break;
-        ccl__sleep_ms(100);
+        /* Wait by running the loop: heartbeats keep the mesh alive while
+         * the master is away. */
+        ccl__loop_once(c, 100);
         rc = stop_or(rc, err, errlen);
         if (rc == CCL_ERR_INTERRUPTED)
             break;

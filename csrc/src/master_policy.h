@@ -43,13 +43,13 @@
  * already silent for peer_timeout, would hold everyone up for nothing.
  * Then:
  *   - members that did not report are dropped, and told why (REJECT);
- *   - a lost link between two members that both reported is repaired, not
- *     judged: both stay and the next epoch builds a fresh mesh.  Only if
- *     the same pair loses its link again by the very next reform is it a
- *     partition: then the member with the most broken links goes (ties:
- *     the lower rank), until no broken link remains.  A healthy group is
- *     never split into singletons by a transient loss (members parked in
- *     update_topology, a master restart);
+ *   - where links between members that both reported broke, members go,
+ *     the one with the most broken links first (ties: the lower rank),
+ *     until no broken link remains: a member that lost a peer may have
+ *     completed ops without it that the peer failed, so both may not stay.
+ *     Members keep their links alive while they wait in update_topology
+ *     (also for a restarted master), so neither a late arrival nor a
+ *     master restart breaks links;
  *   - a member reported for breaking the protocol is expelled at once and
  *     may not come back;
  *   - NOCHANGE when nothing changed, else the next epoch: survivors keep

@@ -275,12 +275,13 @@ static void test_nochange(void)
     ccl__mpol_destroy(mp);
 }
 
-/* B2: ranks 1 and 2 reach update_topology at once, rank 0 2.5 s later,
- * having lost both (they were parked, silent for its peer_timeout).  The
- * group is repaired whole; only if the same links break again by the
- * next reform is it a partition, and then rank 0 (most broken links) goes:
- * never a split into singletons. */
-static void test_skewed_reform_keeps_the_group(void)
+/* Ranks 1 and 2 reach update_topology at once, rank 0 2.5 s later
+ * reporting both lost (its links broke: 1 and 2 may have completed ops
+ * without it).  The member with the most broken links goes at once; the
+ * other two continue as one group.  (Members waiting at the safe point
+ * keep their links alive, so a late arrival alone breaks nothing: see
+ * tests/test_master_policy_live.py.) */
+static void test_broken_links_drop_the_most_broken(void)
 {
     ccl__mpol *mp = formed(3);
     uint32_t both[2] = {1, 2};
@@ -291,40 +292,29 @@ static void test_skewed_reform_keeps_the_group(void)
     PASS(quiet());
     report(mp, 0, 1, 60000, both, 2, 2500);
     drain(mp);
-    PASS(count(CCL_MPOL_GROUP) == 3 && count(CCL_MPOL_REJECT) == 0);
-    PASS(ccl__mpol_epoch(mp) == 2 && find(CCL_MPOL_GROUP, 0)->rank == 0);
-    /* The same again by the next reform: a partition. */
-    report(mp, 1, 2, 60000, NULL, 0, 3000);
-    report(mp, 2, 2, 60000, NULL, 0, 3000);
-    report(mp, 0, 2, 60000, both, 2, 5500);
-    drain(mp);
-    PASS(find(CCL_MPOL_REJECT, 0) && strstr(find(CCL_MPOL_REJECT, 0)->text, "partition"));
+    PASS(find(CCL_MPOL_REJECT, 0) && strstr(find(CCL_MPOL_REJECT, 0)->text, "broke"));
     PASS(count(CCL_MPOL_GROUP) == 2 && find(CCL_MPOL_GROUP, 1)->rank == 0);
     PASS(find(CCL_MPOL_GROUP, 2) && find(CCL_MPOL_GROUP, 2)->rank == 1);
-    PASS(said(CCL_MPOL_LOG, "rank 0 (10.0.0.0:5000) left epoch 2: dropped"));
+    PASS(said(CCL_MPOL_LOG, "rank 0 (10.0.0.0:5000) left epoch 1: dropped"));
     ccl__mpol_destroy(mp);
 }
 
-/* A cut link between two live members, broken twice: the lower rank
- * goes (the same answer every time). */
-static void test_mutual_loss_twice(void)
+/* A cut link between two live members: the lower rank goes (the same
+ * answer every time), the other continues alone. */
+static void test_mutual_loss(void)
 {
     ccl__mpol *mp = formed(2);
     uint32_t r0 = 0, r1 = 1;
     report(mp, 0, 1, 10000, &r1, 1, 0);
     report(mp, 1, 1, 10000, &r0, 1, 0);
     drain(mp);
-    PASS(count(CCL_MPOL_GROUP) == 2 && ccl__mpol_epoch(mp) == 2);
-    report(mp, 0, 2, 10000, &r1, 1, 10);
-    report(mp, 1, 2, 10000, &r0, 1, 10);
-    drain(mp);
     PASS(find(CCL_MPOL_REJECT, 0) && find(CCL_MPOL_GROUP, 1));
-    PASS(find(CCL_MPOL_GROUP, 1)->rank == 0 && ccl__mpol_epoch(mp) == 3);
+    PASS(find(CCL_MPOL_GROUP, 1)->rank == 0 && ccl__mpol_epoch(mp) == 2);
     ccl__mpol_destroy(mp);
 }
 
-/* After a restart with every member parked past peer_timeout, all lose
- * all: repaired whole, not split. */
+/* After a restart, all members report all others lost: members go, most
+ * broken links first, until none remains (one is left). */
 static void test_all_lost_all_after_restart(void)
 {
     ccl__mpol *mp = NULL;
@@ -341,7 +331,8 @@ static void test_all_lost_all_after_restart(void)
         report(mp, i, 1, 20000, others, 2, (uint64_t)i * 300);
     }
     drain(mp);
-    PASS(count(CCL_MPOL_GROUP) == 3 && count(CCL_MPOL_REJECT) == 0);
+    PASS(count(CCL_MPOL_GROUP) == 1 && count(CCL_MPOL_REJECT) == 2);
+    PASS(find(CCL_MPOL_GROUP, 2) && find(CCL_MPOL_GROUP, 2)->rank == 0);
     ccl__mpol_destroy(mp);
 }
 
@@ -460,8 +451,8 @@ int main(void)
     test_rejoin_later_epoch_wins();
     test_restart_member_never_back();
     test_nochange();
-    test_skewed_reform_keeps_the_group();
-    test_mutual_loss_twice();
+    test_broken_links_drop_the_most_broken();
+    test_mutual_loss();
     test_all_lost_all_after_restart();
     test_silent_and_accused();
     test_expel();
