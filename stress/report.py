@@ -200,7 +200,9 @@ def write_png(orch: Any, path: str) -> Optional[str]:
                "(pip install matplotlib)"
     tl = orch.timeline
     t = [p["t"] for p in tl]
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        3, 1, figsize=(12, 7), sharex=True,
+        gridspec_kw={"height_ratios": [3, 2, 2]})
     ax1.step(t, [p["members"] for p in tl], where="post",
              label="members of the largest group")
     ax1.step(t, [p["live"] for p in tl], where="post", alpha=0.6,
@@ -208,20 +210,21 @@ def write_png(orch: Any, path: str) -> Optional[str]:
     ax1.set_ylabel("peers")
     ax2.plot(t, [p["ops_s"] for p in tl], color="tab:gray", lw=0.8)
     ax2.set_ylabel("ops/s (all peers)")
-    ax2.set_xlabel("seconds")
-    seen = set()
+    # One row of marks per fault kind, violations on the top row.
+    rows = [k for k in _COLORS if any(m["kind"] == k for m in orch.marks)]
+    rows.append("violation")
     for m in orch.marks:
         kind = m["kind"]
-        if kind.startswith("violation:"):
-            ax1.plot([m["t"]], [0.2], "rx", ms=8)
+        row = "violation" if kind.startswith("violation:") else kind
+        if row not in rows:
             continue
-        color = _COLORS.get(kind, "gray")
-        label = kind if kind not in seen else None
-        seen.add(kind)
-        for ax in (ax1, ax2):
-            ax.axvline(m["t"], color=color, lw=0.5, alpha=0.6,
-                       label=label if ax is ax1 else None)
-    ax1.legend(loc="upper right", fontsize=7, ncol=4)
+        ax3.plot([m["t"]], [rows.index(row)], "|" if row != "violation"
+                 else "x", color=_COLORS.get(row, "red"), ms=10)
+    ax3.set_yticks(range(len(rows)))
+    ax3.set_yticklabels(rows, fontsize=8)
+    ax3.set_ylim(-0.5, len(rows) - 0.5)
+    ax3.set_xlabel("seconds")
+    ax1.legend(loc="lower left", fontsize=7)
     ax1.set_title("pyccl stress: %s, seed %d" % (orch.opts.scenario,
                                                   orch.opts.seed))
     fig.tight_layout()
