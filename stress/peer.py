@@ -407,9 +407,12 @@ class Peer:
             finally:
                 t_close = time.monotonic()
                 comm.close()
+            if why == "rejected" and (self.leave.is_set()
+                                      or self.finish.is_set()):
+                # Dropped on its way out: it leaves all the same.
+                why = "leave" if self.leave.is_set() else "finish"
             if why == "rejected":
-                if self.cfg.get("rejoin", True) and not (
-                        self.leave.is_set() or self.finish.is_set()):
+                if self.cfg.get("rejoin", True):
                     self.newcomer = True
                     continue
                 self.send({"t": "bye", "why": "rejected", "tt": t_close})
