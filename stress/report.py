@@ -100,6 +100,7 @@ def final_table(orch: Any) -> str:
                       "%.0f s)" % (cpu, s["cpu"], s["wall"])))
     for note in s["notes"]:
         lines.append(_row("note", note))
+    lines.append(_row("logs", s["run_dir"]))
     verdict = "INTERRUPTED" if s["interrupted"] else (
         "FAIL: %d violation(s)" % len(led.violations) if led.violations
         else "PASS")
