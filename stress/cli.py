@@ -138,12 +138,14 @@ def build_parser(prog: str = "pyccl stress") -> argparse.ArgumentParser:
     f = p.add_argument_group("faults (per minute unless said)")
     for flag, field, text in _RATE_FLAGS:
         f.add_argument(flag, dest="rate_" + field, type=_nonneg_float,
-                       default=S, help=text)
+                       default=S, metavar="PER_MIN", help=text)
     f.add_argument("--master-restarts", type=int, default=S,
                    help="number of master restarts over --duration "
                         "(instead of --master-restart-rate)")
     for flag, field, typ, text in _SHAPE_FLAGS:
         f.add_argument(flag, dest="rate_" + field, type=typ, default=S,
+                       metavar="N" if typ is _positive else (
+                           "SHARE" if typ is _share else "SECONDS"),
                        help=text)
     w = p.add_argument_group("workload")
     w.add_argument("--max-bytes", type=_size, default=S,
