@@ -65,6 +65,11 @@ struct ccl__engine {
     uint64_t next_check_ms;
     int broken; /* a peer is out: ops of this epoch fail with this code */
     char broken_msg[400];
+    /* Only peers that left in order (BYE) are out: collectives below
+     * bye_from (the least tag a leaver did not finish) still run, since
+     * every leaver completed them and its bytes for them are in. */
+    int broken_hard;
+    uint64_t bye_from;
 
     /* posting and the error detail, under post_mu */
     pthread_mutex_t post_mu;
@@ -100,8 +105,10 @@ int ccl__engine_post(ccl__engine *e, ccl_op *op);
 int ccl__engine_pending(ccl__engine *e);
 void ccl__engine_reap(ccl__engine *e);
 void ccl__engine_fail_all(ccl__engine *e, int code, const char *why);
-/* Ops of this epoch fail with code from now on (first cause kept). */
+/* Ops of this epoch fail with code from now on (first cause kept); after
+ * a BYE (bye_tag) only collectives from that tag on. */
 void ccl__engine_mark_broken(ccl__engine *e, int code, const char *msg);
+void ccl__engine_mark_left(ccl__engine *e, uint64_t bye_tag, const char *msg);
 /* Ends every op (CCL_ERR_CLOSED); returns the tag of the first op this
  * peer did not finish (what BYE carries). */
 uint64_t ccl__engine_close(ccl__engine *e);

@@ -416,15 +416,17 @@ static void on_broken(void *ctx, int peer, int code, const char *why)
 /* A peer closed its communicator.  Ops it took part in already have all
  * its bytes (they were ahead of the BYE in every stream), so only ops it
  * never reached (tag >= the BYE's tag) fail, and so does every later op:
- * the group is smaller now.  Every survivor got the same BYE, so none
- * needs to be told. */
+ * the group is smaller now.  The others are told (ABORT): survivors may
+ * differ about such an op, some complete here and waiting for our DONE,
+ * others failing it like us, and they must end it alike without waiting
+ * for their deadline. */
 static void on_bye(void *ctx, int peer, uint64_t tag)
 {
     ccl__engine *e = ctx;
     char msg[80];
     snprintf(msg, sizeof msg, "peer %d left the group", peer);
-    ccl__engine_mark_broken(e, CCL_ERR_PEER_LOST, msg);
-    ccl__engine_peer_lost(e, peer, CCL_ERR_PEER_LOST, msg, tag, 0);
+    ccl__engine_mark_left(e, tag, msg);
+    ccl__engine_peer_lost(e, peer, CCL_ERR_PEER_LOST, msg, tag, 1);
 }
 
 const ccl__xport_ops ccl__engine_xport_ops = {on_header, on_frame, on_sent,
@@ -434,8 +436,12 @@ const ccl__xport_ops ccl__engine_xport_ops = {on_header, on_frame, on_sent,
  * before it was posted here. */
 static int refuse_start(ccl__engine *e, ccl_op *op)
 {
-    if (e->broken) {
-        ccl__op_fail_quiet(op, e->broken, "%s", e->broken_msg);
+    /* After a BYE, collectives the leaver completed still run (a peer
+     * ahead of us may have completed them too, and waits for our DONE).
+     * A refused op tells the others, whose copy may wait for our DONE:
+     * nobody can have succeeded without it. */
+    if (e->broken && (e->broken_hard || op->p2p || op->tag >= e->bye_from)) {
+        ccl__op_fail(op, e->broken, "%s", e->broken_msg);
         return 1;
     }
     int src = op->p2p ? op->peer : -1;

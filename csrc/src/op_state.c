@@ -17,6 +17,7 @@ int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input)
     e->op_timeout_ms = op_timeout_ms;
     e->restore_input = restore_input;
     e->rank = -1;
+    e->bye_from = UINT64_MAX;
     pthread_mutex_init(&e->group_mu, NULL);
     pthread_mutex_init(&e->post_mu, NULL);
     pthread_mutex_init(&e->done_mu, NULL);
@@ -98,6 +99,8 @@ int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch)
     pthread_mutex_unlock(&e->group_mu);
     e->activated_upto = 0;
     e->broken = 0;
+    e->broken_hard = 0;
+    e->bye_from = UINT64_MAX;
     e->broken_msg[0] = 0;
     return CCL_OK;
 }
@@ -159,9 +162,20 @@ int ccl__engine_pending(ccl__engine *e)
 
 void ccl__engine_mark_broken(ccl__engine *e, int code, const char *msg)
 {
+    e->broken_hard = 1;
     if (e->broken)
         return;
     e->broken = code;
+    snprintf(e->broken_msg, sizeof e->broken_msg, "%s", msg);
+}
+
+void ccl__engine_mark_left(ccl__engine *e, uint64_t bye_tag, const char *msg)
+{
+    if (bye_tag < e->bye_from)
+        e->bye_from = bye_tag;
+    if (e->broken)
+        return;
+    e->broken = CCL_ERR_PEER_LOST;
     snprintf(e->broken_msg, sizeof e->broken_msg, "%s", msg);
 }
 
@@ -423,6 +437,8 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
 {
     if (!op->active)
         return CCL_ERR_ABORTED; /* failed inside the caller's callback */
+    if (op->eng->lost[peer])
+        return CCL_OK; /* it left having completed this op: nothing to give it */
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
     op->send_left++;
@@ -437,9 +453,9 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
 int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
                        uint8_t *owned, uint32_t len)
 {
-    if (!op->active) {
+    if (!op->active || op->eng->lost[peer]) {
         free(owned);
-        return CCL_ERR_ABORTED;
+        return op->active ? CCL_OK : CCL_ERR_ABORTED;
     }
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
