@@ -17,6 +17,8 @@ Modules, one concern each:
 - :mod:`stress.child`: the launcher every child starts with (dies with
   the orchestrator);
 - :mod:`stress.procs`: process hygiene (parent-death signal, run marker);
+- :mod:`stress.children`: the master and peer processes as asyncio
+  objects (spawn, report channel, restart);
 - :mod:`stress.schedule`, :mod:`stress.scenarios`: the churn schedule and
   the named presets;
 - :mod:`stress.ledger`: agreement, violations, recovery times;
