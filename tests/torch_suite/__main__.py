@@ -112,8 +112,8 @@ def main(argv=None) -> int:
             print("\nworld size %d: %d case(s) gloo ran are not run with "
                   "pyccl yet (not counted)" % (ws, len(unrun)))
         extra = sorted(case for case, rec in ours.items()
-                       if rec["outcome"] == "passed"
-                       and gloo.get(case, {}).get("outcome") != "passed")
+                       if rec["outcome"] == "passed" and case in gloo
+                       and gloo[case]["outcome"] != "passed")
         print("\nworld size %d: %d case(s) pass with gloo but not pyccl%s"
               % (ws, len(bad), ":" if bad else ""))
         for case in bad:
