@@ -63,7 +63,8 @@ def test_torch_dtypes(torch):
 
 def test_reduce_ops():
     assert [op.name for op in pyccl.ReduceOp] == ["SUM", "AVG", "MIN", "MAX",
-                                                  "PROD"]
+                                                  "PROD", "BAND", "BOR", "BXOR"]
+    assert pyccl.ReduceOp.PRODUCT is pyccl.ReduceOp.PROD  # torch's name
     for op in pyccl.ReduceOp:
         assert int(op) == getattr(lib, "CCL_" + op.name)
         assert dtypes.parse_op(op) is op
