@@ -15,6 +15,10 @@ void ccl__sink_reduce(ccl__sink *s, ccl_op *op, uint8_t *dst);
 
 /* `total` of quantized frames (star_q.c). */
 uint64_t ccl__quant_total(const ccl_op *op, int peer, int sending);
+/* The start both quantized all-reduces share: the buffer, the whole input
+ * kept (in place), a group of one finished.  1: done (one rank), 0: go
+ * on, -1: failed (star_q.c). */
+int ccl__quant_begin(ccl_op *op);
 
 /* Byte range of segment k of the op's buffer cut into n (ring.c). */
 void ccl__ring_segment(const ccl_op *op, int n, int k, uint64_t *off, uint64_t *len);

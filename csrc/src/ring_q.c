@@ -61,18 +61,9 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 
 static int rq_start(ccl_op *op)
 {
-    int n = op->size, r = op->rank;
-    op->buf = op->out;
-    if (op->send != op->out && op->nbytes)
-        memcpy(op->buf, op->send, op->nbytes);
-    if (n > 1 && ccl__op_keep_input(op))
-        return -1;
-    if (op->backup && op->send == op->out && ccl__op_save(op, 0, op->nbytes))
-        return -1;
-    if (n == 1) {
-        ccl__reduce_finish(op->buf, op->count, CCL_F32, op->redop, 1);
-        return 0;
-    }
+    int n = op->size, r = op->rank, rc = ccl__quant_begin(op);
+    if (rc)
+        return rc < 0 ? -1 : 0;
     uint64_t off, len, u = op->unit / 4 ? op->unit / 4 : 1;
     for (int k = 0; k < n; k++) {
         ccl__ring_segment(op, n, k, &off, &len);

@@ -105,22 +105,29 @@ static void decode_all(ccl_op *op)
     }
 }
 
-static int q_start(ccl_op *op)
+int ccl__quant_begin(ccl_op *op)
 {
-    int n = op->size;
     op->buf = op->out;
     if (op->send != op->out && op->nbytes)
         memcpy(op->buf, op->send, op->nbytes);
     /* The result lands on the input: keep all of it up front (decoded
      * units are not the bytes the op layer would save per frame). */
-    if (n > 1 && ccl__op_keep_input(op))
+    if (op->size > 1 && ccl__op_keep_input(op))
         return -1;
     if (op->backup && op->send == op->out && ccl__op_save(op, 0, op->nbytes))
         return -1;
-    if (n == 1) {
+    if (op->size == 1) {
         ccl__reduce_finish(op->buf, op->count, CCL_F32, op->redop, 1);
-        return 0;
+        return 1;
     }
+    return 0;
+}
+
+static int q_start(ccl_op *op)
+{
+    int n = op->size, rc = ccl__quant_begin(op);
+    if (rc)
+        return rc < 0 ? -1 : 0;
     /* peer_rx[p]: elements decoded from p; peer_rx[n + p]: p is complete. */
     op->peer_rx = calloc(2 * (size_t)n, sizeof *op->peer_rx);
     if (!op->peer_rx) {
