@@ -218,6 +218,9 @@ def test_joiner_at_restarted_master_is_folded_into_the_run(joiner_world):
             p.start()
         ready = collect(q, 4, master)
         assert all(r.get("ready") for r in ready), ready
+        # Its log lines reach its output through a reader thread: let the
+        # one checked below out before the kill.
+        master.wait_for(r"master: epoch 1 formed: a new group of 3")
         master.kill()
         jgo.set()  # it knocks until the new master listens
         restarted = MasterProcess(master.port)
