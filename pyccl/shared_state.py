@@ -195,7 +195,7 @@ def sync_shared_state(comm: Any, state: SharedState,
                 continue
             root = sources[j % len(sources)]
             part = view[lo:hi] if me == root else sink[lo:hi]
-            comm.broadcast(part, root=root)
+            comm.broadcast(part, src=root)
             if me == root:
                 result.sent_bytes += hi - lo
         if receiving:
