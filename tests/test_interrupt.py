@@ -17,7 +17,9 @@ import pytest
 import pyccl
 
 JOIN = """
-import sys, time, pyccl
+import signal, sys, time, pyccl
+# A shell that started us in the background may have left SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 print("joining", flush=True)
 try:
     pyccl.Communicator(sys.argv[1], world_size=2, connect_timeout=60)
@@ -29,7 +31,8 @@ sys.exit(1)
 """
 
 UPDATE = """
-import sys, threading, time, pyccl
+import signal, sys, threading, time, pyccl
+signal.signal(signal.SIGINT, signal.default_int_handler)
 address = sys.argv[1]
 comms = {}
 def join(r):
@@ -53,7 +56,8 @@ sys.exit(1)
 
 
 OP = """
-import sys, threading, numpy as np, pyccl
+import signal, sys, threading, numpy as np, pyccl
+signal.signal(signal.SIGINT, signal.default_int_handler)
 address = sys.argv[1]
 comms = {}
 def join(r):
