@@ -121,8 +121,12 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
         return fail(c, CCL_ERR_INVALID_USAGE, "%s",
                     "update_topology with ops pending: wait for them first");
     /* The master may have told us something the loop has not read yet (a
-     * REJECT just before it closed the link). */
+     * REJECT just before it closed the link).  Read as outside a reform,
+     * so that frame is recorded rather than taken for the answer to the
+     * REFORM not yet sent. */
+    c->awaiting = 0;
     ccl__master_link_read(c);
+    c->awaiting = 1;
     if (c->rejected[0])
         return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
     if (c->master_fd < 0 || c->master_lost) {

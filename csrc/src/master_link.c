@@ -283,6 +283,14 @@ void ccl__master_link_read(ccl_comm *c)
         }
         if (rc == CTL_NONE)
             return;
+        if (c->ctl_h.type == CCL_FT_REJECT) {
+            /* Expelled: remembered, so this and the next update_topology
+             * say so instead of trying to come back. */
+            char text[CCL_MAX_ERRMSG + 1];
+            ccl__ctl_reject_text(c, text);
+            snprintf(c->rejected, sizeof c->rejected, "%s",
+                     text[0] ? text : "removed from the group");
+        }
         if (c->awaiting && c->ctl_h.type != CCL_FT_PENDING) {
             /* The answer to REFORM: left for update_topology, unread
              * bytes after it too. */
@@ -292,14 +300,6 @@ void ccl__master_link_read(ccl_comm *c)
         if (c->ctl_h.type == CCL_FT_PENDING)
             __atomic_store_n(&c->pending, (int)(c->ctl_h.tag > 1000000 ? 1000000
                                                 : c->ctl_h.tag), __ATOMIC_RELEASE);
-        if (c->ctl_h.type == CCL_FT_REJECT) {
-            /* Expelled: remembered, so the next update_topology says so
-             * instead of trying to come back. */
-            char text[CCL_MAX_ERRMSG + 1];
-            ccl__ctl_reject_text(c, text);
-            snprintf(c->rejected, sizeof c->rejected, "%s",
-                     text[0] ? text : "removed from the group");
-        }
         /* Anything else outside update_topology is ignored. */
     }
 }

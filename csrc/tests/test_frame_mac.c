@@ -26,6 +26,7 @@ typedef struct {
     pthread_barrier_t *bar;
     int rc_op, rc_topo, size_after, restored, alone_ok;
     char err[512];
+    char topo_err[512];
 } arg_t;
 
 static void *peer(void *p)
@@ -66,6 +67,7 @@ static void *peer(void *p)
     for (int i = 0; i < N; i++)
         a->restored &= x[i] == (float)(i + a->rank);
     a->rc_topo = ccl_comm_update_topology(a->c, 10000);
+    snprintf(a->topo_err, sizeof a->topo_err, "%s", ccl_comm_error(a->c));
     a->size_after = ccl_comm_size(a->c);
     if (a->rc_topo == 0 && a->size_after == 1) {
         x[0] = 3.0f;
@@ -129,8 +131,9 @@ int main(void)
     PASS(a[0].rc_topo == CCL_OK && a[0].size_after == 1 && a[0].alone_ok);
     PASS(a[1].rc_topo == CCL_ERR_REJECTED);
     fprintf(stderr, "  rank 0: %s: %s\n", ccl_strerror(a[0].rc_op), a[0].err);
-    fprintf(stderr, "  rank 1: %s: %s; update_topology: %s\n",
-            ccl_strerror(a[1].rc_op), a[1].err, ccl_strerror(a[1].rc_topo));
+    fprintf(stderr, "  rank 1: %s: %s; update_topology: %s (%s)\n",
+            ccl_strerror(a[1].rc_op), a[1].err, ccl_strerror(a[1].rc_topo),
+            a[1].topo_err);
     for (int r = 0; r < 2; r++)
         ccl_comm_destroy(a[r].c);
     ccl_master_destroy(m);
