@@ -33,7 +33,8 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 
 from pyccl._lib import ffi, lib
 from pyccl.buffers import as_buffer, empty_like_shape
-from pyccl.dtypes import DtypeLike, ReduceOp, parse_algorithm, parse_op
+from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
+                           parse_op, parse_quant)
 from pyccl.interrupt import call_interruptibly
 from pyccl.log import start_reader
 from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
@@ -389,7 +390,8 @@ class Communicator(DirectOps):
     def all_reduce(self, tensor: Any, op: Union[ReduceOp, str] = "sum", *,
                    out: Any = None, algorithm: str = "auto",
                    dtype: Optional[DtypeLike] = None,
-                   async_op: bool = False) -> Any:
+                   async_op: bool = False, quant: Optional[str] = None,
+                   quant_block: int = 256, quant_seed: int = 0) -> Any:
         """Reduces ``tensor`` element-wise over all ranks.
 
         Args:
@@ -401,12 +403,25 @@ class Communicator(DirectOps):
             algorithm: ``"auto"``, ``"ring"`` or ``"star"``.
             dtype: read the elements as this type instead (same width).
             async_op: return a :class:`Work` instead of waiting.
+            quant: send every contribution in a smaller format: ``"u8"``,
+                ``"u4"``, ``"e3m0"``, ``"f16"`` or ``"bf16"`` (float32 data
+                only; docs/quantization.md gives the error bounds).  The
+                sum is taken in float32 and every rank ends with the same
+                bits.  ``algorithm`` is then chosen as for ``"auto"``.
+            quant_block: elements per scale block of u8/u4/e3m0 (a power
+                of two up to 65536); ranks must agree.
+            quant_seed: 0 rounds to nearest; any other value rounds
+                stochastically (unbiased), the same draws on every rank.
 
         Returns:
             ``out`` (or ``tensor`` when in place), or a Work.
         """
         redop = parse_op(op)
         algo = parse_algorithm(algorithm)
+        if quant is not None:
+            return self._all_reduce_quant(tensor, redop, out, dtype, async_op,
+                                          parse_quant(quant), quant_block,
+                                          quant_seed)
         send = as_buffer(tensor, writable=out is None, dtype=dtype)
         recv = send
         if out is not None:
@@ -418,6 +433,31 @@ class Communicator(DirectOps):
             lambda c, o: lib.ccl_allreduce_async(
                 c, send.ptr, recv.ptr, send.count, send.dtype, int(redop),
                 algo, o),
+            recv.obj, (send, recv), async_op)
+
+    def _all_reduce_quant(self, tensor: Any, redop: ReduceOp, out: Any,
+                          dtype: Optional[DtypeLike], async_op: bool,
+                          fmt: int, block: int, seed: int) -> Any:
+        send = as_buffer(tensor, writable=out is None, dtype=dtype)
+        recv = send
+        if out is not None:
+            recv = as_buffer(out, writable=True, dtype=dtype, what="out")
+            _check_sizes(recv, send, 1, "out", "tensor's count")
+            _no_overlap(send, recv)
+        if send.dtype != lib.CCL_F32:
+            raise InvalidArgument("a quantized all-reduce takes float32 data, "
+                                  "not %s" % dtype_name(send.dtype))
+        if not isinstance(block, int) or block <= 0 or block > 65536 or \
+                block & (block - 1):
+            raise InvalidArgument("quant_block must be a power of two up to "
+                                  "65536, not %r" % (block,))
+        if not isinstance(seed, int) or not 0 <= seed < 1 << 64:
+            raise InvalidArgument("quant_seed must be an integer in [0, 2**64)")
+        return self._post(
+            "all_reduce",
+            lambda c, o: lib.ccl_allreduce_quant_async(
+                c, send.ptr, recv.ptr, send.count, int(redop), fmt, block,
+                seed, o),
             recv.obj, (send, recv), async_op)
 
     def broadcast(self, tensor: Any, src: Optional[int] = None, *,

@@ -187,6 +187,25 @@ def parse_algorithm(algorithm: str) -> int:
                           % (algorithm,))
 
 
-__all__ = ["ReduceOp", "DTYPE_NAMES", "dtype_size", "dtype_name",
+_QUANTS = {"u8": lib.CCL_QUANT_U8, "u4": lib.CCL_QUANT_U4,
+           "e3m0": lib.CCL_QUANT_E3M0, "f16": lib.CCL_QUANT_F16,
+           "bf16": lib.CCL_QUANT_BF16}
+
+#: Quantized wire formats by name (docs/quantization.md).
+QUANT_FORMATS = tuple(_QUANTS)
+
+
+def parse_quant(quant: str) -> int:
+    """C code of a quantized wire format: "u8", "u4", "e3m0", "f16" or
+    "bf16"."""
+    if isinstance(quant, str):
+        code = _QUANTS.get(quant.strip().lower())
+        if code is not None:
+            return code
+    raise InvalidArgument("unknown quantized format %r (expected one of %s)"
+                          % (quant, ", ".join(_QUANTS)))
+
+
+__all__ = ["ReduceOp", "QUANT_FORMATS", "parse_quant", "DTYPE_NAMES", "dtype_size", "dtype_name",
            "numpy_dtype", "from_numpy", "from_torch", "parse_dtype",
            "parse_op", "parse_algorithm"]
