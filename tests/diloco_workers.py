@@ -1,0 +1,193 @@
+"""Worker bodies for the DiLoCo tests (module level: picklable).
+
+Every worker trains the same tiny model (seeded) on data of its own
+(seeded by its id), one thread, so a run in another process repeats it
+bit for bit.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+import pyccl
+
+
+def make_model(seed: int = 0) -> Any:
+    import torch
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
+                               torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                               torch.nn.Linear(16, 4))
+
+
+def batch(worker: int, step: int) -> tuple:
+    import torch
+    g = torch.Generator().manual_seed(1000 * worker + step)
+    x = torch.randn(32, 8, generator=g)
+    y = torch.sin(x[:, :4] * (1 + worker % 3))
+    return x, y
+
+
+def inner_step(model: Any, opt: Any, worker: int, step: int) -> float:
+    import torch
+    x, y = batch(worker, step)
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    return float(loss.detach())
+
+
+def flat(tensors: List[Any]) -> np.ndarray:
+    import torch
+    return torch.cat([t.detach().reshape(-1) for t in tensors]).numpy().copy()
+
+
+def reference_rounds(n: int, H: int, rounds: int) -> Dict[str, Any]:
+    """DiLoCo by hand in one process: n simulated workers, pseudo-
+    gradients summed in rank order (as the star all-reduce does), divided
+    by n, SGD-Nesterov outer step.  Returns the global parameters after
+    each round."""
+    import torch
+    torch.set_num_threads(1)
+    models = [make_model() for _ in range(n)]
+    inners = [torch.optim.SGD(m.parameters(), lr=0.05) for m in models]
+    glob = [p.detach().clone() for p in models[0].parameters()]
+    outer = torch.optim.SGD(glob, lr=0.7, momentum=0.9, nesterov=True)
+    # The engine primes the momentum with zeros before the first step.
+    for g in glob:
+        outer.state[g]["momentum_buffer"] = torch.zeros_like(g)
+    out = []
+    step = 0
+    for _ in range(rounds):
+        for _ in range(H):
+            step += 1
+            for w in range(n):
+                inner_step(models[w], inners[w], w, step)
+                inners[w].step()
+        for i, g in enumerate(glob):
+            total = None
+            for w in range(n):
+                d = g - list(models[w].parameters())[i].detach()
+                total = d if total is None else total + d
+            g.grad = total / n
+        outer.step()
+        for m in models:
+            for p, g in zip(m.parameters(), glob):
+                p.data.copy_(g)
+        out.append(flat(glob))
+    return {"globals": out}
+
+
+def diloco_rounds(comm: pyccl.Communicator, H: int, rounds: int) -> dict:
+    """The same as reference_rounds, on a real group (star all-reduce)."""
+    import torch
+    from pyccl.diloco import DiLoCo
+    torch.set_num_threads(1)
+    model = make_model()
+    inner = torch.optim.SGD(model.parameters(), lr=0.05)
+    dl = DiLoCo(model, inner, comm, sync_every=H, algorithm="star")
+    out = []
+    w = comm.rank
+    for step in range(1, H * rounds + 1):
+        inner_step(model, inner, w, step)
+        dl.step()
+        if step % H == 0:
+            out.append(flat([f.global_ for f in dl.fragments]))
+            # local = global after the outer step
+            assert np.array_equal(flat(list(model.parameters())),
+                                  flat([p for f in dl.fragments
+                                        for p in f.params]))
+    names = [n for f in dl.fragments for n in f.names]
+    return {"globals": out, "names": names, "hash": dl.global_hash()}
+
+
+def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
+                    steps: int, quant: Optional[str]) -> dict:
+    """Records when each fragment is posted and waited for, the hash of
+    the global state after every outer step and the bytes per sync."""
+    import torch
+    from pyccl.diloco import DiLoCo
+    from pyccl.diloco import exchange as ex
+    torch.set_num_threads(1)
+    model = make_model()
+    inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    dl = DiLoCo(model, inner, comm, sync_every=H, fragments=P, overlap=tau,
+                quant=quant)
+    events: List[tuple] = []
+    post, wait = dl.exchange.post, ex.Pending.wait
+
+    def traced_post(f: Any, contributes: bool) -> Any:
+        events.append((dl.step_count, "send", f.index))
+        return post(f, contributes)
+
+    def traced_wait(self: Any) -> Any:
+        events.append((dl.step_count, "merge", self.fragment.index))
+        return wait(self)
+
+    dl.exchange.post = traced_post
+    ex.Pending.wait = traced_wait
+    hashes = []
+    last = 0
+    sync_bytes = []
+    for step in range(1, steps + 1):
+        inner_step(model, inner, comm.rank, step)
+        dl.step()
+        if dl.outer_steps != last:
+            last = dl.outer_steps
+            hashes.append((step, last, dl.global_hash()))
+    dl.finish()
+    ex.Pending.wait = wait
+    st = dl.stats
+    return {"events": events, "hashes": hashes, "syncs": st.syncs,
+            "bytes": st.bytes_sent, "peak": st.peak_sync_bytes,
+            "sizes": [f.numel for f in dl.fragments],
+            "final": dl.global_hash(), "sync_bytes": sync_bytes}
+
+
+def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
+                 P: int, tau: int, quant: Optional[str], delayed: bool,
+                 die_at: int, q: Any) -> None:
+    """A member (or joiner) of a churn run; reports (step, outer steps,
+    hash) after every outer step and a final summary.  ``die_at`` > 0:
+    SIGKILL itself right after that inner step (a fragment may be in
+    flight)."""
+    import torch
+    from pyccl.diloco import DiLoCo
+    torch.set_num_threads(1)
+    try:
+        comm = pyccl.Communicator(address, world_size=1 if joining else world,
+                                  peer_timeout=5.0, op_timeout=20.0,
+                                  connect_timeout=120.0)
+        model = make_model(seed=0 if not joining else 99)
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        dl = DiLoCo(model, inner, comm, sync_every=H, fragments=P,
+                    overlap=tau, quant=quant, delayed=delayed,
+                    joining=joining, min_peers=2)
+        me = os.getpid()
+        q.put({"pid": me, "started": dl.step_count})
+        seen = []
+        last = dl.outer_steps
+        while dl.step_count < steps:
+            step = dl.step_count + 1
+            inner_step(model, inner, me % 7, step)
+            dl.step()
+            if dl.outer_steps != last:
+                last = dl.outer_steps
+                seen.append((dl.step_count, last, dl.global_hash()))
+            if die_at and dl.step_count == die_at:
+                os.kill(me, signal.SIGKILL)
+            time.sleep(0.002)
+        dl.finish()
+        seen.append((dl.step_count, dl.outer_steps, dl.global_hash()))
+        q.put({"pid": me, "done": True, "seen": seen,
+               "final": dl.global_hash(), "world": comm.world_size,
+               "retries": dl.stats.retries, "resyncs": dl.stats.resyncs})
+        comm.close()
+    except BaseException as exc:  # noqa: B902 - reported to the test
+        import traceback
+        q.put({"pid": os.getpid(), "error": traceback.format_exc(),
+               "exc": repr(exc)})
