@@ -16,12 +16,15 @@ import numpy as np
 import pyccl
 
 
-def make_model(seed: int = 0) -> Any:
+def make_model(seed: int = 0, width: int = 16) -> Any:
+    """Four linear layers (four fragments at most)."""
     import torch
     torch.manual_seed(seed)
-    return torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Tanh(),
-                               torch.nn.Linear(16, 16), torch.nn.Tanh(),
-                               torch.nn.Linear(16, 4))
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(8, width), nn.Tanh(),
+                         nn.Linear(width, width), nn.Tanh(),
+                         nn.Linear(width, width), nn.Tanh(),
+                         nn.Linear(width, 4))
 
 
 def batch(worker: int, step: int) -> tuple:
@@ -106,14 +109,14 @@ def diloco_rounds(comm: pyccl.Communicator, H: int, rounds: int) -> dict:
 
 
 def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
-                    steps: int, quant: Optional[str]) -> dict:
+                    steps: int, quant: Optional[str], width: int = 64) -> dict:
     """Records when each fragment is posted and waited for, the hash of
     the global state after every outer step and the bytes per sync."""
     import torch
     from pyccl.diloco import DiLoCo
     from pyccl.diloco import exchange as ex
     torch.set_num_threads(1)
-    model = make_model()
+    model = make_model(width=width)
     inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
     dl = DiLoCo(model, inner, comm, sync_every=H, fragments=P, overlap=tau,
                 quant=quant)
@@ -154,7 +157,9 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
     """A member (or joiner) of a churn run; reports (step, outer steps,
     hash) after every outer step and a final summary.  ``die_at`` > 0:
     SIGKILL itself right after that inner step (a fragment may be in
-    flight)."""
+    flight); ``die_at`` < 0: SIGKILL itself as soon as a joiner waits at
+    the master, just before a step that sends a fragment (so the
+    survivors' sync fails and the joiner comes in at the recovery)."""
     import torch
     from pyccl.diloco import DiLoCo
     torch.set_num_threads(1)
@@ -169,10 +174,33 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
                     joining=joining, min_peers=2)
         me = os.getpid()
         q.put({"pid": me, "started": dl.step_count})
+        waiting = comm.peers_pending
+        if die_at < 0 and not joining:
+            # The members' syncs never announce the joiner, so it can only
+            # come in at the recovery from the victim's death.
+            comm.peers_pending = lambda: 0
         seen = []
         last = dl.outer_steps
-        while dl.step_count < steps:
+        # Members go on past ``steps`` until the group has changed and
+        # is whole again (they all see each change at the same step, so
+        # they stop together).
+        epoch0 = comm.epoch
+        # A joiner may take many seconds to start on a loaded machine.
+        give_up = time.monotonic() + 120.0
+
+        def going() -> bool:
+            if dl.step_count < steps:
+                return True
+            if time.monotonic() > give_up:
+                return False
+            return comm.world_size < world or (not joining
+                                               and comm.epoch == epoch0)
+
+        while going():
             step = dl.step_count + 1
+            if die_at < 0 and waiting() > 0 and \
+                    dl.schedule.sends_at(step):
+                os.kill(me, signal.SIGKILL)
             inner_step(model, inner, me % 7, step)
             dl.step()
             if dl.outer_steps != last:
@@ -180,12 +208,13 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
                 seen.append((dl.step_count, last, dl.global_hash()))
             if die_at and dl.step_count == die_at:
                 os.kill(me, signal.SIGKILL)
-            time.sleep(0.002)
+            time.sleep(0.005)
         dl.finish()
         seen.append((dl.step_count, dl.outer_steps, dl.global_hash()))
         q.put({"pid": me, "done": True, "seen": seen,
                "final": dl.global_hash(), "world": comm.world_size,
-               "retries": dl.stats.retries, "resyncs": dl.stats.resyncs})
+               "retries": dl.stats.retries, "resyncs": dl.stats.resyncs,
+               "caught_up": dl.caught_up})
         comm.close()
     except BaseException as exc:  # noqa: B902 - reported to the test
         import traceback

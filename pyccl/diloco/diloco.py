@@ -140,6 +140,9 @@ class DiLoCo:
         self._inflight: Optional[tuple] = None  # (p, Pending or None, contributes)
         self._admit = False
         self._fresh = bool(joining)
+        #: For a joiner: (fragment it redid or -1, whether it ran the
+        #: current step's sends) -- what its constructor caught up on.
+        self.caught_up: Optional[tuple] = None
         self._start(joining)
 
     # -- public -----------------------------------------------------------
@@ -288,6 +291,7 @@ class DiLoCo:
         pending = int(self.header[_PENDING])
         sends_due = bool(self.header[_SENDS_DUE])
         self.header[_SENDS_DUE] = 0  # as the members, once shared
+        self.caught_up = (pending, sends_due)
         if pending >= 0:
             f = self.fragments[pending]
             f.send.zero_()
