@@ -220,3 +220,45 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
         import traceback
         q.put({"pid": os.getpid(), "error": traceback.format_exc(),
                "exc": repr(exc)})
+
+
+def ddp_group_worker(address: str, store_port: int, group: int, local: int,
+                     steps: int, q: Any) -> None:
+    """One of 2 processes of worker group ``group``: DDP (gloo) inside the
+    group, the group's leader (local 0) in the outer pyccl group."""
+    try:
+        import torch
+        import torch.distributed as dist
+        from pyccl.diloco import DiLoCo
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d"
+                                % store_port, world_size=2, rank=local)
+        model = make_model()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        comm = None
+        if local == 0:
+            comm = pyccl.Communicator(address, world_size=2, peer_timeout=10.0)
+        dl = DiLoCo(model, inner, comm, sync_every=6, fragments=2, overlap=1,
+                    group=dist.group.WORLD)
+        hashes = []
+        for step in range(1, steps + 1):
+            x, y = batch(10 * group + local, step)
+            loss = torch.nn.functional.mse_loss(ddp(x), y)
+            inner.zero_grad()
+            loss.backward()
+            dl.step()
+            hashes.append(pyccl.shared_state.tensor_hash(
+                torch.from_numpy(flat(list(model.parameters())))))
+        dl.finish()
+        q.put({"group": group, "local": local, "local_hashes": hashes,
+               "final_local": pyccl.shared_state.tensor_hash(
+                   torch.from_numpy(flat(list(model.parameters())))),
+               "global": dl.global_hash() if local == 0 else None,
+               "outer": dl.outer_steps, "step": dl.step_count})
+        if comm is not None:
+            comm.close()
+        dist.destroy_process_group()
+    except BaseException:  # noqa: B902 - reported to the test
+        import traceback
+        q.put({"group": group, "local": local, "error": traceback.format_exc()})

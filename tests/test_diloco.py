@@ -168,3 +168,46 @@ def test_joiner_admitted_during_a_failed_sync_redoes_it(tau):
     _check_churn(joined, done)
     caught = [r["caught_up"] for r in done if r["caught_up"] is not None]
     assert len(caught) == 1 and caught[0][0] >= 0, caught
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.timeout(300)
+def test_ddp_inside_worker_groups_leaders_sync():
+    # 2 worker groups of 2 processes: DDP (gloo) inside each group, the
+    # outer Streaming DiLoCo among the 2 leaders over pyccl.
+    steps = 20
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = []
+        for g in range(2):
+            port = _free_port()
+            for local in range(2):
+                procs.append(CTX.Process(
+                    target=w.ddp_group_worker, daemon=True,
+                    args=(master.address, port, g, local, steps, q)))
+        for p in procs:
+            p.start()
+        try:
+            reports = [q.get(timeout=240) for _ in procs]
+        finally:
+            for p in procs:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+    for r in reports:
+        assert "error" not in r, r["error"]
+    by = {(r["group"], r["local"]): r for r in reports}
+    for g in range(2):
+        # Inside a group the replicas stay identical at every step.
+        assert by[(g, 0)]["local_hashes"] == by[(g, 1)]["local_hashes"]
+        assert by[(g, 1)]["step"] == steps
+    assert by[(0, 0)]["global"] == by[(1, 0)]["global"]
+    assert by[(0, 0)]["outer"] == by[(1, 0)]["outer"] > 0
+    # The groups trained on different data: their replicas differ.
+    assert by[(0, 0)]["final_local"] != by[(1, 0)]["final_local"]

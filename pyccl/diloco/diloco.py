@@ -40,6 +40,7 @@ import numpy as np
 
 from pyccl.diloco.exchange import Exchange, ExchangeStats, Pending
 from pyccl.diloco.fragments import Fragment, make_fragments
+from pyccl.diloco.group import GroupLink
 from pyccl.diloco.outer import default_outer_optimizer, make_outer, state_tensors
 from pyccl.diloco.schedule import Schedule
 from pyccl.errors import Aborted, InvalidArgument, PeerLost, Timeout, TooFewPeers
@@ -63,7 +64,8 @@ class DiLoCo:
             parameters (e.g. AdamW); it stays local.
         comm: the pyccl Communicator of the outer group (one member per
             worker or per worker group).  It must keep ``restore_input``
-            on (the default): a retry sends the same input again.
+            on (the default): a retry sends the same input again.  None on
+            the members of a worker group other than its leader.
         sync_every: H, inner steps per round.
         outer_optimizer: a factory ``params -> torch.optim.Optimizer``
             (elementwise: SGD, Adam, AdamW, NAdam, RAdam).  Default: SGD,
@@ -88,6 +90,10 @@ class DiLoCo:
         update_timeout: passed to ``comm.update_topology``.
         max_retries: consecutive failed attempts of one sync before the
             last error is raised.
+        group: the torch process group of this worker group when the
+            model trains with DDP inside it (``pyccl.diloco.group``): its
+            rank 0 is the leader and passes ``comm``; the others pass
+            ``comm=None`` and receive each merged fragment from it.
     """
 
     def __init__(self, model: Any, inner_optimizer: Any, comm: Any, *,
@@ -99,7 +105,7 @@ class DiLoCo:
                  algorithm: str = "auto", min_peers: int = 1,
                  joining: bool = False,
                  update_timeout: Optional[float] = None,
-                 max_retries: int = 50) -> None:
+                 max_retries: int = 50, group: Any = None) -> None:
         import torch
         if overlap is None:
             overlap = sync_every // fragments if delayed else 0
@@ -136,6 +142,13 @@ class DiLoCo:
         tensors.update(state_tensors(self.outer_optimizer, params))
         tensors["header"] = self.header
         self.state = SharedState(tensors)
+        self.link = GroupLink(group) if group is not None else None
+        self.follower = self.link is not None and not self.link.leader
+        if (comm is None) != self.follower:
+            raise InvalidArgument("comm must be given on every peer but the "
+                                  "members of a worker group other than its "
+                                  "leader")
+        self._starting = True
         self.exchange = Exchange(comm, quant, quant_block, algorithm)
         self._inflight: Optional[tuple] = None  # (p, Pending or None, contributes)
         self._admit = False
@@ -143,7 +156,12 @@ class DiLoCo:
         #: For a joiner: (fragment it redid or -1, whether it ran the
         #: current step's sends) -- what its constructor caught up on.
         self.caught_up: Optional[tuple] = None
-        self._start(joining)
+        if self.follower:
+            self._follow_start()
+        else:
+            self._start(joining)
+            self._share_all()
+        self._starting = False
 
     # -- public -----------------------------------------------------------
 
@@ -169,12 +187,23 @@ class DiLoCo:
         self.inner_optimizer.step()
         self._fresh = False
         self.header[_STEP] += 1
-        self._boundary(int(self.header[_STEP]))
+        if self.follower:
+            self._follow(int(self.header[_STEP]))
+        else:
+            self._boundary(int(self.header[_STEP]))
 
     def finish(self) -> None:
         """Waits for and merges the fragment in flight, if any (call it
         on every peer at the same point, e.g. after the last step)."""
-        if self._inflight is not None:
+        if self.follower:
+            flag = self._flag()
+            if int(flag[0]) >= 0:
+                self._receive(self.fragments[int(flag[0])])
+            return
+        p = -1 if self._inflight is None else self._inflight[0]
+        if self.link is not None:
+            self._flag(p)
+        if p >= 0:
             self._finish(sends_due=False)
 
     def global_hash(self) -> str:
@@ -254,6 +283,9 @@ class DiLoCo:
         self._inflight = None
         self.header[_PENDING] = -1
         self._apply(f, res.contributors, contributes, catch_up)
+        if self.link is not None and not self._starting:
+            f.gather(f.send)
+            self.link.broadcast(f.send)
         if res.joiners_waiting > 0:
             self._admit = True
 
@@ -276,6 +308,42 @@ class DiLoCo:
         else:
             f.send.mul_(self.alpha).add_(f.global_, alpha=1.0 - self.alpha)
         f.scatter(f.send)
+
+    # -- worker groups (DDP inside) ------------------------------------
+
+    def _share_all(self) -> None:
+        """The leader hands its step counter and parameters to its worker
+        group once it has started."""
+        if self.link is None:
+            return
+        import torch
+        self.link.broadcast(torch.from_numpy(self.header))
+        for f in self.fragments:
+            f.gather(f.send)
+            self.link.broadcast(f.send)
+
+    def _follow_start(self) -> None:
+        import torch
+        self.link.broadcast(torch.from_numpy(self.header))
+        for f in self.fragments:
+            self._receive(f)
+
+    def _receive(self, f: Fragment) -> None:
+        self.link.broadcast(f.send)
+        f.scatter(f.send)
+
+    def _flag(self, value: int = -1) -> Any:
+        import torch
+        flag = torch.tensor([value], dtype=torch.int64)
+        self.link.broadcast(flag)
+        return flag
+
+    def _follow(self, s: int) -> None:
+        """A follower's step boundary: receive what the leader merges."""
+        sched = self.schedule
+        merged = sched.merges_at(s) if sched.overlap else sched.sends_at(s)
+        for p in merged:
+            self._receive(self.fragments[p])
 
     # -- membership ------------------------------------------------------
 
