@@ -151,6 +151,12 @@ def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
             "final": dl.global_hash(), "sync_bytes": sync_bytes}
 
 
+def streaming_traces(comm: pyccl.Communicator, H: int, P: int, tau: int,
+                     steps: int, quants: List[Optional[str]]) -> dict:
+    """streaming_trace for each format in turn, on the same group."""
+    return {q: streaming_trace(comm, H, P, tau, steps, q) for q in quants}
+
+
 def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
                  P: int, tau: int, quant: Optional[str], delayed: bool,
                  die_at: int, q: Any) -> None:
