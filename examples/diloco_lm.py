@@ -402,7 +402,8 @@ def main() -> int:
     hp["steps"] = a.steps
     hp["eval_every"] = a.sync_every
     out = a.out or tempfile.mkdtemp(prefix="diloco-lm-")
-    snaps = tempfile.mkdtemp(prefix="diloco-lm-snap-")
+    snapdir = tempfile.TemporaryDirectory(prefix="diloco-lm-snap-")
+    snaps = snapdir.name
     results: Dict[str, dict] = {}
     t0 = time.monotonic()
     for name, cfg in run_configs(a).items():
@@ -418,6 +419,7 @@ def main() -> int:
         for e in r["events"]:
             print("           " + e)
         write_results(results, out, t0)  # after each run: partial results
+    snapdir.cleanup()
     tab = write_results(results, out, t0)
     print(tab)
     ok = all(r.get("identical", True) for r in results.values())
