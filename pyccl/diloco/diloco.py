@@ -63,9 +63,8 @@ class DiLoCo:
         inner_optimizer: the peer's own optimizer over ``model``'s
             parameters (e.g. AdamW); it stays local.
         comm: the pyccl Communicator of the outer group (one member per
-            worker or per worker group).  It must keep ``restore_input``
-            on (the default): a retry sends the same input again.  None on
-            the members of a worker group other than its leader.
+            worker or per worker group); None on the members of a worker
+            group other than its leader.
         sync_every: H, inner steps per round.
         outer_optimizer: a factory ``params -> torch.optim.Optimizer``
             (elementwise: SGD, Adam, AdamW, NAdam, RAdam).  Default: SGD,
@@ -134,6 +133,11 @@ class DiLoCo:
             if self.delayed:
                 f.snap = torch.zeros_like(f.global_)
         params = [f.global_ for f in self.fragments]
+        # The pseudo-gradient in flight, kept to send again after a
+        # failure whichever of the sync's two ops failed (pyccl gives back
+        # the input of a failed op, but not of one that succeeded next to
+        # it).  One fragment is in flight at a time: one buffer does.
+        self._backup = torch.zeros(max(f.numel for f in self.fragments))
         self.outer_optimizer = make_outer(
             outer_optimizer or default_outer_optimizer, params)
         self.header = np.zeros(4, dtype=np.int64)
@@ -256,6 +260,7 @@ class DiLoCo:
         torch.sub(f.global_, f.send, out=f.send)  # pseudo-gradient
         if not contributes:
             f.send.zero_()
+        self._backup[:f.numel].copy_(f.send)
         try:
             pend: Optional[Pending] = self.exchange.post(f, contributes)
         except RETRYABLE:
@@ -279,6 +284,7 @@ class DiLoCo:
                 failures += 1
                 if failures > self.max_retries:
                     raise
+                f.send.copy_(self._backup[:f.numel])
                 self._recover(pending=p, sends_due=sends_due)
         self._inflight = None
         self.header[_PENDING] = -1
@@ -363,6 +369,7 @@ class DiLoCo:
         if pending >= 0:
             f = self.fragments[pending]
             f.send.zero_()
+            self._backup.zero_()
             self._inflight = (pending, None, False)
             self._finish(sends_due=sends_due, catch_up=True)
         if sends_due:

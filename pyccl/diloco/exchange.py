@@ -9,9 +9,10 @@ zeros and counts 0.  ``joiners_waiting`` sums each peer's
 ``peers_pending()``; since the sum is the same on every peer, they all
 agree on whether to stop and admit joiners.
 
-Both inputs are all-reduced in place; a failed op gives them back
-(``restore_input``), so a retry after ``update_topology()`` sends the same
-contribution again.
+Both inputs are all-reduced in place.  After a failure the engine puts
+the pseudo-gradient back from its own copy (the head count is rebuilt),
+so a retry after ``update_topology()`` sends the same contribution again,
+whichever of the two ops failed.
 
 The exchange also keeps the traffic accounts: bytes this peer sent for
 each sync (the communicator's counters, headers included), the largest
