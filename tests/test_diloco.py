@@ -216,3 +216,23 @@ def test_ddp_inside_worker_groups_leaders_sync():
     assert by[(0, 0)]["outer"] == by[(1, 0)]["outer"] > 0
     # The groups trained on different data: their replicas differ.
     assert by[(0, 0)]["final_local"] != by[(1, 0)]["final_local"]
+
+
+def test_outer_state_is_primed_with_zeros_and_params_kept():
+    import torch
+    from pyccl.diloco.outer import make_outer, prime, state_tensors
+    for factory, keys in (
+            (lambda ps: torch.optim.SGD(ps, lr=0.7, momentum=0.9,
+                                        nesterov=True), {"momentum_buffer"}),
+            (lambda ps: torch.optim.AdamW(ps, lr=0.1),
+             {"step", "exp_avg", "exp_avg_sq"})):
+        ps = [torch.randn(5), torch.randn(3)]
+        before = [p.clone() for p in ps]
+        opt = make_outer(factory, ps)
+        assert all(torch.equal(a, b) for a, b in zip(ps, before))
+        names = state_tensors(opt, ps)
+        assert {n.split(".", 2)[2] for n in names} == keys
+        assert all(not t.any() for t in names.values())
+        assert all(p.grad is None for p in ps)
+    with pytest.raises(ValueError):
+        prime(torch.optim.Adagrad([torch.zeros(2)]), [])
