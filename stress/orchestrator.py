@@ -27,6 +27,7 @@ import os
 import random
 import resource
 import secrets
+import shutil
 import signal
 import sys
 import tempfile
@@ -43,6 +44,30 @@ from stress.schedule import LINK_KINDS, Event, make_schedule
 
 _DISRUPTIVE = ("kill", "stop", "leave", "master", "drop", "delay",
                "partition")
+
+
+async def native_stacks(pid: int, log_path: str, limit_s: float = 20.0) -> None:
+    """Appends every thread's C stack (gdb, where installed) to a hung
+    peer's log: Python's faulthandler shows only the Python frames, and a
+    hang inside the core needs the C ones."""
+    gdb = shutil.which("gdb")
+    if gdb is None:
+        return
+    try:
+        with open(log_path, "ab") as log:
+            log.write(b"\n--- native stacks (gdb) ---\n")
+            log.flush()
+            proc = await asyncio.create_subprocess_exec(
+                gdb, "-batch", "-nx", "-p", str(pid),
+                "-ex", "thread apply all bt", stdin=asyncio.subprocess.DEVNULL,
+                stdout=log, stderr=log)
+            try:
+                await asyncio.wait_for(proc.wait(), limit_s)
+            except asyncio.TimeoutError:
+                proc.kill()
+                await proc.wait()
+    except OSError:
+        pass
 
 
 class Orchestrator:
@@ -514,6 +539,7 @@ class Orchestrator:
         p.hung = True
         p.signal(signal.SIGUSR1)   # faulthandler: every thread's stack
         await asyncio.sleep(0.5)
+        await native_stacks(p.pid, p.log_path)
         self.violation("hang", "peer %d made no progress for %.0f s in "
                        "phase %s (epoch %d); its stacks are in %s" % (
                            p.id, now - p.last_msg, p.phase, p.epoch,

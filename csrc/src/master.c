@@ -242,8 +242,10 @@ static void on_frame(ccl_master *m, mconn *k)
             return; /* the member times out and retries */
         if (ccl__reform_decode(k->in, k->h.length, msg) != 0)
             reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
-        else
+        else {
+            msg->update = k->h.tag == CCL_REFORM_UPDATE;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
+        }
         free(msg);
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");

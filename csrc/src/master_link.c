@@ -34,8 +34,15 @@ static int stop_or(int rc, char *err, size_t errlen)
 int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
                   uint32_t len, uint64_t deadline, char *err, size_t errlen)
 {
+    return ccl__ctl_send_tagged(c, type, epoch, 0, payload, len, deadline, err, errlen);
+}
+
+int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
+                         const uint8_t *payload, uint32_t len, uint64_t deadline,
+                         char *err, size_t errlen)
+{
     uint8_t hdr[CCL_HDR_LEN];
-    ccl__ctl_hdr_encode(hdr, type, epoch, 0, len);
+    ccl__ctl_hdr_encode(hdr, type, epoch, tag, len);
     int rc = ccl__sock_send_all(c->master_fd, hdr, sizeof hdr, deadline, err, errlen);
     if (!rc && len)
         rc = ccl__sock_send_all(c->master_fd, payload, len, deadline, err, errlen);
