@@ -384,6 +384,23 @@ int ccl__sock_set_nodelay(int fd)
     return CCL_OK;
 }
 
+int ccl__sock_set_keepalive(int fd, int idle_s, int intvl_s, int count)
+{
+    /* The kernel probes an idle connection and resets it when the other
+     * host stops answering: how a connection to a host that vanished
+     * (power, network) ends without data of our own to send.  A stopped
+     * or busy process still answers (its kernel does). */
+    int one = 1, user_ms = (idle_s + intvl_s * count) * 1000;
+    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s, sizeof intvl_s) != 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0)
+        return CCL_ERR_IO;
+    /* Data sent and not acknowledged for as long ends it too. */
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
+    return CCL_OK;
+}
+
 long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
 {
     for (;;) {
