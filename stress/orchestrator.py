@@ -372,6 +372,17 @@ class Orchestrator(FaultInjector, Watchdog):
             await self.netlab.heal_all()
         for p in self.live_peers():
             p.link_fault = False
+        if not self.master_up.is_set():
+            # The end of the churn cancelled a master restart while the
+            # master was down: bring it back, as the restart would have.
+            try:
+                if self.master.alive:  # cancelled while it started
+                    await self.master.kill()
+                await self.master.start()
+                self._note_pid(self.master.proc.pid, "master")
+                self.master_up.set()
+            except RuntimeError as exc:
+                self.violation("master", str(exc))
         deadline = self.now() + self.opts.settle_timeout
         while not self.settled():
             if self.now() > deadline:

@@ -12,6 +12,7 @@
 #include "communicator.h"
 #include "handshake.h"
 #include "master_link.h"
+#include "conns_auto.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -101,7 +102,10 @@ static void fill_register(ccl_comm *c, ccl__register_msg *reg, uint32_t world,
     reg->world_size = world;
     reg->rank = rank;
     reg->listen_port = (uint16_t)c->listen_port;
-    reg->conns_per_peer = (uint16_t)c->cfg.conns_per_peer;
+    /* Automatic (0): open CCL_AUTO_CONNS_OPEN per pair; the transport
+     * uses as many as each pair's round trip needs. */
+    reg->conns_per_peer = (uint16_t)(c->cfg.conns_per_peer ? c->cfg.conns_per_peer
+                                                           : CCL_AUTO_CONNS_OPEN);
     memcpy(reg->uuid, c->uuid, 16);
     snprintf(reg->host, sizeof reg->host, "%s", c->listen_host);
 }
