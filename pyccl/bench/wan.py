@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "network namespaces, tbf rate, delay line, loss; pyccl "
                     "(connections automatic and fixed, quantized) against "
                     "torch gloo in the same run.  Root only.")
-    p.add_argument("--peers", type=positive_int, default=4)
+    p.add_argument("--peers", type=positive_int, default=4,
+                   help="peers, each in its own namespace (default 4)")
     p.add_argument("--rate", default="1gbit",
                    help="tbf rate of every peer's link, each way (default "
                         "1gbit)")
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    default=list(DEFAULT_VARIANTS),
                    help="comma-separated, from %s (default %s)"
                         % (",".join(VARIANTS), ",".join(DEFAULT_VARIANTS)))
+    p.add_argument("--no-full-warmup", action="store_true",
+                   help="warm up with a 4 MiB op per variant instead of a "
+                        "full-size one per pyccl variant")
     p.add_argument("--op-timeout", type=float, default=300.0,
                    help="seconds one op may take before the run fails "
                         "(default 300)")
@@ -136,7 +140,10 @@ def _cache_dir() -> str:
 
 # -- ss -tni: which streams carried data ------------------------------------
 
-_SS_ADDR = re.compile(r"(\d+\.\d+\.\d+\.\d+):(\d+)\s+(\d+\.\d+\.\d+\.\d+):(\d+)")
+# Local and remote address of a socket line; an IPv4 address may show
+# as [::ffff:a.b.c.d] on a dual-stack socket (torch's store).
+_IP = r"\[?(?:::ffff:)?(\d+\.\d+\.\d+\.\d+)\]?"
+_SS_ADDR = re.compile(_IP + r":(\d+)\s+" + _IP + r":(\d+)")
 
 
 def parse_ss(text: str) -> Dict[str, dict]:
@@ -144,10 +151,14 @@ def parse_ss(text: str) -> Dict[str, dict]:
     out: Dict[str, dict] = {}
     key = None
     for line in text.splitlines():
-        m = _SS_ADDR.search(line)
-        if m and not line.startswith(("\t", " ")):
-            key = "%s:%s %s:%s" % m.groups()
-            out[key] = {"remote": m.group(3), "acked": 0, "rtt_ms": None}
+        if not line.startswith(("\t", " ")):
+            # A socket's line (its details follow, indented); any other
+            # line (the header, an address we do not parse) ends the last.
+            m = _SS_ADDR.search(line)
+            key = "%s:%s %s:%s" % m.groups() if m else None
+            if key:
+                out[key] = {"remote": m.group(3), "acked": 0,
+                            "rtt_ms": None}
             continue
         if key is None:
             continue
@@ -334,9 +345,14 @@ class WanRun:
             if k and k not in keys:
                 keys.append(k)
         peers = await self.setup(keys, gloo)
-        self.note("groups ready; small warm-up op per variant")
+        # One untimed op per variant first: at full size for pyccl (its
+        # first op of a size allocates the working buffers it keeps), a
+        # small one for gloo (which keeps none: the time would be lost).
+        self.note("groups ready; one untimed warm-up op per variant")
         for v in a.variants:
-            await self.one_op(peers, v, -1, min(a.size, 4 << 20))
+            small = a.no_full_warmup or VARIANTS[v][0] == "gloo"
+            await self.one_op(peers, v, -1,
+                              min(a.size, 4 << 20) if small else a.size)
         for rnd in range(a.rounds):
             order = a.variants[rnd % len(a.variants):] + \
                 a.variants[:rnd % len(a.variants)]
