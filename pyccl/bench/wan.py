@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-full-warmup", action="store_true",
                    help="warm up with a 4 MiB op per variant instead of a "
                         "full-size one per pyccl variant")
+    p.add_argument("--trace-ss", type=float, default=0.0, metavar="S",
+                   help="while a pyccl f32 op runs, sample rank 0's TCP "
+                        "streams every S seconds into the --json record "
+                        "(default off)")
     p.add_argument("--op-timeout", type=float, default=300.0,
                    help="seconds one op may take before the run fails "
                         "(default 300)")
@@ -307,20 +311,44 @@ class WanRun:
             snaps.append(parse_ss(text.decode(errors="replace")))
         return snaps
 
+    async def _trace(self, out: List[tuple]) -> None:
+        """Samples rank 0's streams (bytes acked per connection) every
+        ``--trace-ss`` seconds while an op runs (see --json)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            proc = await asyncio.create_subprocess_exec(
+                "ip", "netns", "exec", self.lab.ns_of(0), "ss", "-tni",
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.DEVNULL)
+            text, _ = await proc.communicate()
+            snap = parse_ss(text.decode(errors="replace"))
+            out.append((loop.time(), {k: v["acked"] for k, v in snap.items()
+                                      if v["acked"] > (1 << 20)}))
+            await asyncio.sleep(self.args.trace_ss)
+
     async def one_op(self, peers: List[Proc], variant: str, rnd: int,
                      size: int) -> dict:
         watch = VARIANTS[variant][0] == "pyccl" and VARIANTS[variant][2] is None
         before = await self.ss_all() if watch else None
         for p in peers:
             p.send({"cmd": "run", "variant": variant, "size": size})
-        ranks = await asyncio.gather(*(p.read(self.args.op_timeout)
-                                       for p in peers))
+        trace: List[tuple] = []
+        sampler = (asyncio.ensure_future(self._trace(trace))
+                   if watch and self.args.trace_ss else None)
+        try:
+            ranks = await asyncio.gather(*(p.read(self.args.op_timeout)
+                                           for p in peers))
+        finally:
+            if sampler is not None:
+                sampler.cancel()
         why = wan_report.check_op(variant, ranks)
         if why:
             raise WanFailure(why)
         rec = {"variant": variant, "round": rnd, "size": size,
                "time_s": wan_report.op_time(ranks),
                "max_err": max(r["err"] for r in ranks), "ranks": ranks}
+        if trace:
+            rec["trace"] = trace
         if before is not None:
             after = await self.ss_all()
             # A stream that sent a twentieth of its share carried data.
