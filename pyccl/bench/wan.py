@@ -102,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-full-warmup", action="store_true",
                    help="warm up with a 4 MiB op per variant instead of a "
                         "full-size one per pyccl variant")
+    p.add_argument("--no-idle-restart", action="store_true",
+                   help="set net.ipv4.tcp_slow_start_after_idle=0 in the "
+                        "peers' namespaces (a stream idle for an RTO "
+                        "otherwise restarts from its initial window)")
     p.add_argument("--trace-ss", type=float, default=0.0, metavar="S",
                    help="while a pyccl f32 op runs, sample rank 0's TCP "
                         "streams every S seconds into the --json record "
@@ -278,6 +282,10 @@ class WanRun:
             prefix, addr = await self.lab.add_peer(r)
             prefixes.append(prefix)
             addrs.append(addr)
+            if a.no_idle_restart:
+                await self.lab._ns_exec(
+                    self.lab.ns_of(r), "sysctl", "-q", "-w",
+                    "net.ipv4.tcp_slow_start_after_idle=0")
         self.addrs = addrs
         masters: Dict[str, str] = {}
         if comm_keys:

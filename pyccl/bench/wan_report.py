@@ -104,7 +104,7 @@ def targets(rows: Dict[str, dict], loss: float) -> List[tuple]:
                         "%.2fx" % auto["vs_gloo"], auto["vs_gloo"] >= 5))
         return out
     out.append(("default >= 90% of link rate",
-                "%.0f%%" % (100 * auto["link_frac"]),
+                "%.1f%%" % (100 * auto["link_frac"]),
                 auto["link_frac"] >= 0.9))
     if auto["vs_gloo"] is not None:
         out.append(("default >= 3x gloo", "%.2fx" % auto["vs_gloo"],
