@@ -499,8 +499,11 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout,
     print("load (1/5/15 min) at start %.2f %.2f %.2f, at end %.2f %.2f "
           "%.2f" % (*load_start, *load_end), file=out)
     if failure:
-        print("pyccl bench --wan: FAILED: %s\ncommand: %s"
-              % (failure, command), file=out, flush=True)
+        print("pyccl bench --wan: FAILED: %s\ncommand: %s%s"
+              % (failure, command,
+                 "\nthe processes' stderr: %s" % run.logdir
+                 if getattr(run, "logdir", None) else ""),
+              file=out, flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": command,
