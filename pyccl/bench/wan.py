@@ -346,6 +346,12 @@ class WanRun:
         try:
             ranks = await asyncio.gather(*(p.read(self.args.op_timeout)
                                            for p in peers))
+        except asyncio.TimeoutError:
+            raise WanFailure("%s, %s: not every rank answered within %g s "
+                             "(--op-timeout)" % (
+                                 variant, "warm-up" if rnd < 0
+                                 else "round %d" % (rnd + 1),
+                                 self.args.op_timeout)) from None
         finally:
             if sampler is not None:
                 sampler.cancel()

@@ -120,7 +120,8 @@ class Peer:
             self.comms[key] = Communicator(
                 cfg["masters"][key], world_size=self.peers, rank=self.rank,
                 conns_per_peer=None if conns == "auto" else int(conns),
-                listen_host=cfg["addr"], connect_timeout=cfg["timeout"],
+                listen_host=cfg["addr"],
+                connect_timeout=max(60.0, cfg["timeout"]),
                 op_timeout=cfg["timeout"])
         if cfg.get("gloo"):
             os.environ["GLOO_SOCKET_IFNAME"] = cfg["ifname"]
