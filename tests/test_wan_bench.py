@@ -67,13 +67,18 @@ def test_skips_without_root(monkeypatch):
 
 
 def test_tiny_run_in_namespaces():
-    why = wan.why_skipped(need_delay=True)
-    if why:
-        pytest.skip(why)
+    # With root but no delay line (libnetfilter-queue-dev missing, as on
+    # CI), the namespaces, tbf and the checks still run, without delay.
+    rtt = "4"
+    if wan.why_skipped(need_delay=True):
+        why = wan.why_skipped(need_delay=False)
+        if why:
+            pytest.skip(why)
+        rtt = "0"
     env = dict(os.environ, PYTHONPATH=REPO)
     r = subprocess.run(
         [sys.executable, "-m", "pyccl", "bench", "--wan", "--peers", "2",
-         "--size", "1M", "--rounds", "1", "--rtt-ms", "4",
+         "--size", "1M", "--rounds", "1", "--rtt-ms", rtt,
          "--variants", "auto,k1,u8", "--op-timeout", "40",
          "--no-full-warmup"],
         capture_output=True, text=True, timeout=120, env=env, cwd=REPO)
