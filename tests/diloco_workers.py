@@ -171,7 +171,11 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
     torch.set_num_threads(1)
     try:
         comm = pyccl.Communicator(address, world_size=1 if joining else world,
-                                  peer_timeout=5.0, op_timeout=20.0,
+                                  # A SIGKILL is seen at once (EOF); long
+                                  # deadlines keep a loaded machine's
+                                  # scheduling hiccups from looking like
+                                  # failures.
+                                  peer_timeout=30.0, op_timeout=60.0,
                                   connect_timeout=120.0)
         model = make_model(seed=0 if not joining else 99)
         inner = torch.optim.AdamW(model.parameters(), lr=1e-2)

@@ -115,8 +115,14 @@ def _churn(steps, H, P, tau, quant, delayed, die_at, join_after_s=0.5):
                                  + (0, q))
             joiner.start()
             procs.append(joiner)
-            procs[3].join(timeout=120)
-            assert procs[3].exitcode == -9
+            procs[3].join(timeout=150)
+            if procs[3].exitcode != -9:
+                got = []
+                while not q.empty():
+                    got.append(q.get())
+                raise AssertionError("the victim did not die by SIGKILL "
+                                     "(exit code %r); reports: %r"
+                                     % (procs[3].exitcode, got))
             while sum(1 for r in reports if "done" in r) < 4:
                 m = q.get(timeout=180)
                 assert "error" not in m, m["error"]
