@@ -142,6 +142,7 @@ int ccl__engine_post(ccl__engine *e, ccl_op *op)
      * point-to-point ops get theirs per (peer, tag) at activation. */
     if (!op->p2p)
         op->tag = e->next_tag++;
+    op->t_post_ns = ccl__stats_now_ns();
     op->next = NULL;
     if (e->post_tail)
         e->post_tail->next = op;
@@ -206,6 +207,25 @@ static void active_remove(ccl__engine *e, ccl_op *op)
     op->active = 0;
 }
 
+/* One line in the communicator's op records (stats.h). */
+static void record(const ccl_op *op, int rc)
+{
+    ccl_op_record r;
+    memset(&r, 0, sizeof r);
+    r.epoch = op->epoch;
+    r.tag = op->tag;
+    r.coll = op->algo ? op->algo->coll : 0;
+    r.dtype = op->dtype;
+    r.redop = op->redop;
+    r.size = op->size;
+    r.result = rc;
+    r.bytes = op->nbytes;
+    r.tx_bytes = op->st_tx;
+    r.rx_bytes = op->st_rx;
+    r.wall_ns = ccl__stats_now_ns() - op->t_post_ns;
+    ccl__stats_op_end(ccl__xport_stats_of(op->eng->xp), &r);
+}
+
 static void op_finish(ccl_op *op, int rc)
 {
     ccl__engine *e = op->eng;
@@ -214,6 +234,7 @@ static void op_finish(ccl_op *op, int rc)
      * input already): hand them to the next op. */
     ccl__op_buffers_put(op);
     op->result = rc;
+    record(op, rc);
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&e->done_mu);
     pthread_cond_broadcast(&e->done_cv);
@@ -442,6 +463,7 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
     op->send_left++;
+    op->st_tx += len;
     if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
         op->send_left--;
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
@@ -460,6 +482,7 @@ int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
     op->send_left++;
+    op->st_tx += len;
     if (ccl__xport_send_owned(op->eng->xp, peer, &h, owned, len, op) != CCL_OK) {
         op->send_left--;
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");

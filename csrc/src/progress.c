@@ -33,6 +33,8 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
     uint64_t now = ccl__now_ms();
     ccl__xport_tick(c->xp, now);
     ccl__engine_tick(&c->eng, now);
+    if (c->tick_hook)
+        c->tick_hook(c, now);
     ccl__engine_reap(&c->eng);
 }
 

@@ -374,6 +374,16 @@ int ccl__sock_set_nonblock(int fd)
     return CCL_OK;
 }
 
+uint32_t ccl__sock_rtt_us(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return 0;
+    return ti.tcpi_rtt;
+}
+
 int ccl__sock_set_nodelay(int fd)
 {
     int one = 1;

@@ -34,6 +34,9 @@ int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_set_nonblock(int fd);
 int ccl__sock_set_nodelay(int fd);
+/* The kernel's smoothed round trip of a TCP socket (TCP_INFO), in
+ * microseconds; 0 when unknown. */
+uint32_t ccl__sock_rtt_us(int fd);
 /* Nonblocking I/O.  Returns bytes moved (0 = would block) or a negative
  * ccl_result; EOF on read is CCL_ERR_PEER_LOST. */
 long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen);

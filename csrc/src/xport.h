@@ -26,6 +26,7 @@
 
 #include "ccl.h"
 #include "handshake.h"
+#include "stats.h"
 #include "wire.h"
 
 typedef struct ccl__xport ccl__xport;
@@ -130,5 +131,7 @@ void ccl__xport_say_bye(ccl__xport *x, uint64_t tag);
 int ccl__xport_peer_open(const ccl__xport *x, int peer);
 int ccl__xport_peer_misbehaved(const ccl__xport *x, int peer);
 void ccl__xport_stats(const ccl__xport *x, uint64_t *tx, uint64_t *rx);
+/* The communicator's counters (stats.h); lives as long as the transport. */
+ccl__stats *ccl__xport_stats_of(ccl__xport *x);
 
 #endif

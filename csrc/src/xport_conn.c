@@ -55,6 +55,7 @@ void ccl__xp_conn_close(xp_conn *k)
     ccl__poller_del(k->x->poller, k->fd);
     ccl__sock_close(k->fd);
     k->fd = -1;
+    ccl__stats_conn(&k->x->stats, k->peer, -1);
     k->parked = 0;
     k->out_armed = 0;
     k->sink.kind = CCL_SINK_DISCARD;
@@ -80,6 +81,7 @@ void ccl__xp_conn_failed(xp_conn *k, int code, const char *why)
      * membership reports the peer at the safe point. */
     if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
         p->misbehaved = 1;
+    ccl__stats_error(&x->stats, peer);
     char msg[400];
     snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
              p->port, k->index, why);

@@ -275,6 +275,7 @@ static const struct { uint8_t type; uint32_t cap; } ctl[] = {
     {CCL_FT_NOCHANGE, 0},
     {CCL_FT_PENDING, 0},
     {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
+    {CCL_FT_STATS, 64 + 28 * 256},
 };
 
 static void test_hdr_round_trip(void)
@@ -345,7 +346,7 @@ static int type_known(int t)
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
            t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
            t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
-           t == CCL_FT_PENDING || t == CCL_FT_REJOIN;
+           t == CCL_FT_PENDING || t == CCL_FT_REJOIN || t == CCL_FT_STATS;
 }
 
 static void test_hdr_rejects_type_and_flags(void)
@@ -1240,6 +1241,7 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
+    case CCL_FT_STATS: return h->length <= 64 + 28 * 256;
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return h->length == 0;
     default: return 0;
