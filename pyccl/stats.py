@@ -219,7 +219,7 @@ class LinkReport(_Dict):
     z: float             #: robust z-score among the epoch's links
     slow: bool           #: flagged by the master
     slow_local: bool     #: flagged by the receiver itself
-    flagged_at_ops: int  #: receiver's finished ops when flagged (0: never)
+    flagged_at_ops: int  #: receiver's finished ops when first flagged (0: never)
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ typedef struct ccl_master_link_stats {
     int slow;            /* flagged by the master */
     int slow_local;      /* flagged by its receiver */
     uint64_t flagged_at_ops; /* receiver's ops_ok in the report that
-                                flagged it (0: not flagged) */
+                                first flagged it this epoch (0: never) */
 } ccl_master_link_stats;
 
 typedef struct ccl_master_stats_totals {

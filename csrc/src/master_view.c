@@ -110,9 +110,11 @@ static void judge(ccl__mview *v)
     int i = 0;
     for (mv_member *mb = v->members; mb; mb = mb->next)
         if (mb->hdr.epoch == epoch)
-            for (int l = 0; l < mb->nlinks; l++)
+            for (int l = 0; l < mb->nlinks; l++) {
+                flag[i] = (uint8_t)mb->links[l].slow;
                 val[i++] = mb->links[l].m.rate_kbs * 1000.0;
-    ccl__slow_detect(val, n, z, flag, scratch);
+            }
+    ccl__slow_detect(val, n, z, flag, flag, scratch);
     i = 0;
     for (mv_member *mb = v->members; mb; mb = mb->next) {
         if (mb->hdr.epoch != epoch)
@@ -121,7 +123,8 @@ static void judge(ccl__mview *v)
             mv_link *lk = &mb->links[l];
             lk->z = z[i];
             if (flag[i] && !lk->slow) {
-                lk->flagged_at_ops = mb->hdr.ops_ok;
+                if (!lk->flagged_at_ops)
+                    lk->flagged_at_ops = mb->hdr.ops_ok;
                 v->totals.slow_flags_raised++;
                 ccl__log(CCL_LOG_WARNING,
                          "pyccl master: slow link from rank %u to rank %u "

@@ -30,6 +30,7 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
     /* Ops posted while update_topology waits start in the next epoch. */
     if (!c->awaiting)
         ccl__engine_drain_posts(&c->eng);
+    ccl__xport_resume(c->xp);
     uint64_t now = ccl__now_ms();
     ccl__xport_tick(c->xp, now);
     ccl__engine_tick(&c->eng, now);

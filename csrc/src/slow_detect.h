@@ -6,10 +6,11 @@
  *
  * The robust z-score of value v among values V is
  *     z = 0.6745 * (v - median(V)) / MAD(V),   MAD = median(|V - median(V)|)
- * (Iglewicz and Hoaglin).  Links of a healthy group are near equal, so
+ * (Iglewicz and Hoaglin), where V are the other links (leave-one-out, up
+ * to 32 links; all of them beyond).  Links of a healthy group are near equal, so
  * the MAD is often close to 0 and any wobble would look huge; the MAD is
  * therefore floored at CCL__SLOW_MAD_FLOOR times the median.  A link is
- * flagged only when both hold: z < -CCL__SLOW_Z and v < median / 
+ * flagged only when both hold: z < -CCL__SLOW_Z and v < median /
  * CCL__SLOW_RATIO.  The second test keeps a box that is merely busy (a
  * link at half speed for a while) from being flagged; a link 4x slower
  * than the rest passes both.  Fewer than CCL__SLOW_MIN_LINKS values: no
@@ -22,14 +23,20 @@
 
 #define CCL__SLOW_Z 3.5
 #define CCL__SLOW_RATIO 3.0
+/* A flagged link stays flagged until it is clearly back: z >= -2 or
+ * within 2x of the median (hysteresis: no flapping near the line). */
+#define CCL__SLOW_Z_CLEAR 2.0
+#define CCL__SLOW_RATIO_CLEAR 2.0
 #define CCL__SLOW_MAD_FLOOR 0.05
 #define CCL__SLOW_MIN_LINKS 3
 
 /* Fills z[i] (0 when there is no verdict) and flag[i] for n values (each
  * > 0; a value <= 0 means "no measurement" and is left out).  Returns the
- * number of links flagged.  scratch holds 2*n doubles. */
+ * number of links flagged.  scratch holds 2*n doubles.  O(n^2 log n) up
+ * to 32 measured links, O(n log n) beyond.  prev (may be NULL): the last
+ * verdict, for the hysteresis; it may be the same array as flag. */
 int ccl__slow_detect(const double *v, int n, double *z, uint8_t *flag,
-                     double *scratch);
+                     const uint8_t *prev, double *scratch);
 
 /* The median of the n values in a (reordered in place); 0 for n == 0. */
 double ccl__median(double *a, int n);

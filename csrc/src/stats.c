@@ -67,8 +67,10 @@ void ccl__stats_frame_in(ccl__stats *s, int peer, uint64_t bytes, uint64_t ns)
 {
     if (!s->links || peer < 0 || peer >= s->size)
         return;
-    __atomic_fetch_add(&s->links[peer].busy_bytes, bytes, __ATOMIC_RELAXED);
-    __atomic_fetch_add(&s->links[peer].busy_ns, ns ? ns : 1, __ATOMIC_RELAXED);
+    ccl__link *l = &s->links[peer];
+    /* The last CCL__STATS_FRAMES frames: a ring over the array. */
+    l->frames[l->nframes % CCL__STATS_FRAMES] = (double)bytes * 1e9 / (double)(ns ? ns : 1);
+    l->nframes++;
 }
 
 void ccl__stats_conn(ccl__stats *s, int peer, int delta)
@@ -98,18 +100,17 @@ void ccl__stats_rtt(ccl__stats *s, int peer, double rtt_us)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Closes a rate sample of every link that moved enough bytes since its
- * last one.  Under s->mu. */
+/* Closes a rate sample of every link that delivered at least 2 large
+ * frames since its last one.  Under mu and s->mu. */
 static void take_samples(ccl__stats *s)
 {
     for (int p = 0; p < s->size; p++) {
         ccl__link *l = &s->links[p];
-        uint64_t b = ld(&l->busy_bytes), ns = ld(&l->busy_ns);
-        if (b - l->mark_bytes < CCL__STATS_MIN_SAMPLE || ns == l->mark_ns)
+        if (l->nframes < 2)
             continue;
-        double rate = (double)(b - l->mark_bytes) * 1e9 / (double)(ns - l->mark_ns);
-        l->mark_bytes = b;
-        l->mark_ns = ns;
+        int n = l->nframes < CCL__STATS_FRAMES ? l->nframes : CCL__STATS_FRAMES;
+        double rate = ccl__median(l->frames, n);
+        l->nframes = 0;
         l->window[l->wpos] = rate;
         l->wpos = (l->wpos + 1) % CCL__STATS_WINDOW;
         if (l->nwin < CCL__STATS_WINDOW)
@@ -133,9 +134,11 @@ static void judge(ccl__stats *s)
     uint8_t flag[MAXV];
     if (n <= 0)
         return;
-    for (int p = 0; p < n; p++)
+    for (int p = 0; p < n; p++) {
         v[p] = p == s->rank ? 0.0 : s->links[p].rate;
-    ccl__slow_detect(v, n, z, flag, scratch);
+        flag[p] = (uint8_t)s->links[p].slow;
+    }
+    ccl__slow_detect(v, n, z, flag, flag, scratch);
     int slow = 0;
     for (int p = 0; p < n; p++) {
         ccl__link *l = &s->links[p];
@@ -249,10 +252,10 @@ size_t ccl__stats_report(ccl__stats *s, uint8_t *buf, size_t cap)
             const ccl__link *l = &s->links[p];
             m.tx_bytes += ld(&l->tx_bytes);
             m.rx_bytes += ld(&l->rx_bytes);
-            /* Links that carried nothing to us say nothing: a ring member
-             * reports the one it receives on. */
+            /* Only links that carried data frames large enough to measure
+             * (a ring member: the one it receives on). */
             if (p == s->rank || m.nlinks >= CCL_STATS_MAX_LINKS ||
-                ld(&l->rx_bytes) == 0)
+                l->samples == 0)
                 continue;
             ccl__stats_link_msg *o = &m.links[m.nlinks++];
             o->peer = (uint32_t)p;

@@ -14,16 +14,18 @@
  * and the stats mutex, so a writer (under `mu`) and a reader (under the
  * stats mutex) never see it move.
  *
- * Rates.  A link's rate is what its receiver measures: payload bytes of
- * DATA frames of at least CCL__STATS_MIN_FRAME bytes divided by the time
+ * Rates.  A link's rate is what its receiver measures: the payload of a
+ * DATA frame of at least CCL__STATS_MIN_FRAME bytes divided by the time
  * from the frame's header to its last byte.  That is the speed at which
  * the link delivers a frame once the sender has started it, and is
  * independent of how long the sender had to wait for its own input (in a
  * ring every link waits for the slowest one; only the slow link is slow
- * inside a frame).  Each finished op closes a sample per link that moved
- * at least CCL__STATS_MIN_SAMPLE such bytes since the last sample; the
- * link's rate is the median of its last 3 samples, so one stall of the
- * receiving process does not move it.
+ * inside a frame).  Each finished op closes a sample per link that
+ * delivered at least 2 such frames since the last sample: the median of
+ * their rates (of the last CCL__STATS_FRAMES), so a frame whose sender
+ * was preempted halfway does not move it.  The link's rate is the median
+ * of its last 3 samples.  The frame rates are kept by the driver (under
+ * `mu`) and read when an op ends, also under `mu`.
  */
 #ifndef CCL_STATS_H
 #define CCL_STATS_H
@@ -35,19 +37,21 @@
 
 #define CCL__STATS_OPS 64                 /* finished ops kept */
 #define CCL__STATS_MIN_FRAME (64u << 10)  /* frames that give a rate */
-#define CCL__STATS_MIN_SAMPLE (64u << 10) /* bytes that make a sample */
+#define CCL__STATS_FRAMES 32              /* frame rates kept per sample */
 #define CCL__STATS_WINDOW 3               /* samples in a link's median */
 
 typedef struct ccl__link {
     /* hot: relaxed atomics, written by the driver */
     uint64_t tx_bytes, rx_bytes;
-    uint64_t busy_ns, busy_bytes; /* large DATA frames received */
     uint64_t connects, errors;
     int conns_open;
     /* under the stats mutex */
     char host[65];
     int port;
-    uint64_t mark_ns, mark_bytes; /* busy totals at the last sample */
+    /* under mu (the driver): rates of large frames since the last sample */
+    double frames[CCL__STATS_FRAMES];
+    int nframes;
+    /* under the stats mutex */
     double window[CCL__STATS_WINDOW];
     int nwin, wpos;
     uint32_t samples;

@@ -123,6 +123,10 @@ void ccl__xport_unpark_all(ccl__xport *x);
 /* Heartbeats and silence: call at least every ccl__xport_timer_ms. */
 void ccl__xport_tick(ccl__xport *x, uint64_t now_ms);
 int ccl__xport_timer_ms(const ccl__xport *x, int busy);
+/* Test hook (CCL_TEST_TX_BYTES_PER_S): connections held for the send rate
+ * write again.  Call on every loop pass, before taking the time for the
+ * timers (it completes frames, which stamps op progress). */
+void ccl__xport_resume(ccl__xport *x);
 /* Writes BYE (carrying tag) on every connection that is between frames,
  * waiting at most 200 ms per connection. */
 void ccl__xport_say_bye(ccl__xport *x, uint64_t tag);

@@ -249,7 +249,7 @@ static void sample_rtt(ccl__xport *x, uint64_t now)
 }
 
 /* Test hook: connections held for the send rate write again. */
-static void resume_throttled(ccl__xport *x)
+void ccl__xport_resume(ccl__xport *x)
 {
     if (!x->tx_waiting)
         return;
@@ -264,7 +264,6 @@ static void resume_throttled(ccl__xport *x)
 
 void ccl__xport_tick(ccl__xport *x, uint64_t now)
 {
-    resume_throttled(x);
     if (x->peers)
         sample_rtt(x, now);
     /* Every 10 ms at most: liveness needs no finer grain, and the loop
@@ -301,7 +300,7 @@ int ccl__xport_timer_ms(const ccl__xport *x, int busy)
     if (busy && t > 50)
         t = 50;
     if (x->tx_waiting)
-        t = 2;
+        t = 1;
     return t > 1000 ? 1000 : t < 1 ? 1 : t;
 }
 

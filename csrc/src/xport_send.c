@@ -89,14 +89,14 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
 }
 
 /* Test hook (CCL_TEST_TX_BYTES_PER_S): a token bucket over every send of
- * this process, refilled at tx_rate and holding at most 10 ms of it.
+ * this process, refilled at tx_rate and holding at most 5 ms of it.
  * Trims the iovec to the tokens there are; 0 when there are none (the
- * transport's tick resumes the connection within ~2 ms). */
+ * transport's tick resumes the connection within ~1 ms). */
 static int throttle(xp_conn *k, struct iovec *iov, int *n)
 {
     ccl__xport *x = k->x;
     uint64_t now = ccl__now_us();
-    double cap = x->tx_rate / 100.0 > 16384.0 ? x->tx_rate / 100.0 : 16384.0;
+    double cap = x->tx_rate / 200.0 > 16384.0 ? x->tx_rate / 200.0 : 16384.0;
     if (x->tx_refill_us)
         x->tx_tokens += x->tx_rate * (double)(now - x->tx_refill_us) / 1e6;
     x->tx_refill_us = now;

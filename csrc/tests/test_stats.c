@@ -19,22 +19,40 @@ static void test_detect(void)
     uint8_t f[8];
     /* Equal links: nothing flagged, even with the MAD at 0. */
     double eq[4] = {100, 100, 100, 100};
-    PASS(ccl__slow_detect(eq, 4, z, f, scratch) == 0);
+    PASS(ccl__slow_detect(eq, 4, z, f, NULL, scratch) == 0);
     /* One link 4x slower: flagged, the others not. */
     double slow[4] = {100, 102, 25, 98};
-    PASS(ccl__slow_detect(slow, 4, z, f, scratch) == 1);
+    PASS(ccl__slow_detect(slow, 4, z, f, NULL, scratch) == 1);
     PASS(f[2] == 1 && f[0] == 0 && f[1] == 0 && f[3] == 0);
     PASS(z[2] < -CCL__SLOW_Z);
+    /* Leave-one-out: the slow link does not hide in the MAD it inflates. */
+    double spread[4] = {10, 40, 45, 60};
+    PASS(ccl__slow_detect(spread, 4, z, f, NULL, scratch) == 1 && f[0] == 1);
+    /* Hysteresis: once flagged, a link at 2.5x below stays flagged; a
+     * fresh one at 2.5x is not flagged. */
+    double mid[4] = {100, 100, 40, 100};
+    uint8_t prev[4] = {0, 0, 1, 0};
+    PASS(ccl__slow_detect(mid, 4, z, f, prev, scratch) == 1 && f[2] == 1);
+    PASS(ccl__slow_detect(mid, 4, z, f, NULL, scratch) == 0);
+    double back[4] = {100, 100, 60, 100};
+    PASS(ccl__slow_detect(back, 4, z, f, prev, scratch) == 0);
     /* Half speed is a busy box, not a slow link. */
     double half[4] = {100, 50, 100, 100};
-    PASS(ccl__slow_detect(half, 4, z, f, scratch) == 0);
+    PASS(ccl__slow_detect(half, 4, z, f, NULL, scratch) == 0);
     /* A fast outlier is never flagged. */
     double fast[4] = {100, 100, 400, 100};
-    PASS(ccl__slow_detect(fast, 4, z, f, scratch) == 0);
+    PASS(ccl__slow_detect(fast, 4, z, f, NULL, scratch) == 0);
     /* Too few measured links: no verdict; 0 means "no measurement". */
     double two[4] = {100, 0, 10, 0};
-    PASS(ccl__slow_detect(two, 4, z, f, scratch) == 0);
+    PASS(ccl__slow_detect(two, 4, z, f, NULL, scratch) == 0);
     PASS(z[2] == 0.0);
+    /* Many links: the group's median and MAD. */
+    static double big[100], bz[100], bs[200];
+    static uint8_t bf[100];
+    for (int i = 0; i < 100; i++)
+        big[i] = 100 + (i % 7);
+    big[42] = 20;
+    PASS(ccl__slow_detect(big, 100, bz, bf, NULL, bs) == 1 && bf[42] == 1);
     double m[5] = {5, 1, 4, 2, 3};
     PASS(ccl__median(m, 5) == 3.0);
     double m2[4] = {4, 1, 3, 2};
@@ -149,6 +167,8 @@ static void *peer_main(void *p)
         x[i] = 1.0f;
     for (int i = 0; i < OPS && !a->rc; i++)
         a->rc = ccl_allreduce(c, x, x, COUNT, CCL_F32, CCL_SUM, CCL_ALGO_RING);
+    if (a->rc)
+        fprintf(stderr, "allreduce: %s\n", ccl_comm_error(c));
     a->rc |= ccl_allreduce(c, x, x, 16, CCL_F32, CCL_SUM, CCL_ALGO_STAR);
     /* Let a report go out (every 100 ms, after ops finished). */
     ccl_barrier(c);

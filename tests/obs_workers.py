@@ -1,0 +1,58 @@
+"""Workers for the observability tests: real processes, each with its own
+environment (the slow-peer test hook CCL_TEST_TX_BYTES_PER_S is read when
+the communicator is created, so it must be set in that process only).
+
+Each worker joins the group, runs ``plan`` (a function name below), puts
+``(rank, ok, value)`` on the results queue, then waits for ``release``
+before closing, so the master still holds every member's last report
+while the test reads it.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from typing import Any, Dict
+
+import numpy as np
+
+import pyccl
+
+
+def _entry(address: str, n: int, rank: int, env: Dict[str, str],
+           kwargs: Dict[str, Any], plan: str, args: tuple, results: Any,
+           release: Any) -> None:
+    os.environ.update(env)
+    try:
+        comm = pyccl.Communicator(address, world_size=n, rank=rank, **kwargs)
+    except BaseException:
+        results.put((rank, False, traceback.format_exc()))
+        return
+    try:
+        value = globals()[plan](comm, *args)
+    except BaseException:
+        results.put((rank, False, traceback.format_exc()))
+    else:
+        results.put((rank, True, value))
+    release.wait(60.0)
+    comm.close()
+
+
+def ring_ops(comm: pyccl.Communicator, n_ops: int, count: int,
+             settle: float) -> Dict[str, Any]:
+    """``n_ops`` ring all-reduces of ``count`` float32, checked; then a
+    pause of ``settle`` seconds inside two barriers, so the last report
+    reaches the master.  Returns this rank's stats as a dict."""
+    x = np.empty(count, dtype=np.float32)
+    n = comm.world_size
+    for i in range(n_ops):
+        x.fill(comm.rank + i)
+        comm.all_reduce(x, algorithm="ring")
+        want = float(sum(r + i for r in range(n)))
+        if x[0] != want or x[-1] != want:
+            raise AssertionError("op %d: %r != %r" % (i, x[0], want))
+    comm.barrier()
+    time.sleep(settle)
+    comm.barrier()
+    time.sleep(settle)
+    return comm.stats().as_dict()
