@@ -56,3 +56,14 @@ def ring_ops(comm: pyccl.Communicator, n_ops: int, count: int,
     comm.barrier()
     time.sleep(settle)
     return comm.stats().as_dict()
+
+
+def mixed_ops(comm: pyccl.Communicator, count: int) -> Dict[str, Any]:
+    """Three ring all-reduces of ``count`` float32, a broadcast and an
+    all-gather of the same size; returns the stats."""
+    x = np.ones(count, dtype=np.float32)
+    for _ in range(3):
+        comm.all_reduce(x, algorithm="ring")
+    comm.broadcast(x, src=0)
+    comm.all_gather(x)
+    return comm.stats().as_dict()

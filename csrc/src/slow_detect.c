@@ -14,6 +14,8 @@
 #include <stdlib.h>
 
 #define LOO_MAX 32
+/* A rate as the verdict sees it (slow_detect.h: the ceiling). */
+#define V(i) (v[i] > CCL__SLOW_RATE_CEIL ? CCL__SLOW_RATE_CEIL : v[i])
 
 static int cmp(const void *a, const void *b)
 {
@@ -47,7 +49,7 @@ int ccl__slow_detect(const double *v, int n, double *z, uint8_t *flag,
     double *vals = scratch, *dev = scratch + n;
     int m = 0;
     for (int i = 0; i < n; i++)
-        m += v[i] > 0.0;
+        m += V(i) > 0.0;
     /* z (scratch of the caller's) first: prev may alias flag. */
     for (int i = 0; i < n; i++)
         z[i] = prev && prev[i] ? 1.0 : 0.0;
@@ -64,34 +66,34 @@ int ccl__slow_detect(const double *v, int n, double *z, uint8_t *flag,
     if (m > LOO_MAX) {
         int k = 0;
         for (int i = 0; i < n; i++)
-            if (v[i] > 0.0)
-                vals[k++] = v[i];
+            if (V(i) > 0.0)
+                vals[k++] = V(i);
         centre(vals, m, dev, &med, &mad);
     }
     int flagged = 0;
     for (int i = 0; i < n; i++) {
-        if (v[i] <= 0.0)
+        if (V(i) <= 0.0)
             continue;
         if (m <= LOO_MAX) {
             int k = 0;
             for (int j = 0; j < n; j++)
-                if (j != i && v[j] > 0.0)
-                    vals[k++] = v[j];
+                if (j != i && V(j) > 0.0)
+                    vals[k++] = V(j);
             centre(vals, k, dev, &med, &mad);
         }
         int was = flag[i];
         flag[i] = 0;
         if (mad <= 0.0)
             continue;
-        z[i] = 0.6745 * (v[i] - med) / mad;
+        z[i] = 0.6745 * (V(i) - med) / mad;
         if (was)
-            flag[i] = z[i] < -CCL__SLOW_Z_CLEAR && v[i] * CCL__SLOW_RATIO_CLEAR < med;
+            flag[i] = z[i] < -CCL__SLOW_Z_CLEAR && V(i) * CCL__SLOW_RATIO_CLEAR < med;
         else
-            flag[i] = z[i] < -CCL__SLOW_Z && v[i] * CCL__SLOW_RATIO < med;
+            flag[i] = z[i] < -CCL__SLOW_Z && V(i) * CCL__SLOW_RATIO < med;
         flagged += flag[i];
     }
     for (int i = 0; i < n; i++)
-        if (v[i] <= 0.0)
+        if (V(i) <= 0.0)
             flag[i] = 0; /* no measurement: no verdict */
     return flagged;
 }

@@ -29,6 +29,12 @@
 #define CCL__SLOW_RATIO_CLEAR 2.0
 #define CCL__SLOW_MAD_FLOOR 0.05
 #define CCL__SLOW_MIN_LINKS 3
+/* Rates above this (bytes/s) count as this: a frame that is already in
+ * the socket buffer when its header is read "arrives" at the speed of a
+ * memory copy (5-15 GB/s on loopback, varying with caches and load), so
+ * above about 1 GB/s (8 Gbit/s) the measure says more about the reader
+ * than about the link.  Links faster than this are all equally fast. */
+#define CCL__SLOW_RATE_CEIL 1e9
 
 /* Fills z[i] (0 when there is no verdict) and flag[i] for n values (each
  * > 0; a value <= 0 means "no measurement" and is left out).  Returns the

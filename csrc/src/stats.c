@@ -163,7 +163,8 @@ static void judge(ccl__stats *s)
 void ccl__stats_op_end(ccl__stats *s, const ccl_op_record *rec)
 {
     pthread_mutex_lock(&s->mu);
-    s->nops++;
+    /* Atomic stores: ccl__stats_unreported reads these without the lock. */
+    __atomic_store_n(&s->nops, s->nops + 1, __ATOMIC_RELAXED);
     ccl_op_record *r = &s->ops[(s->nops - 1) % CCL__STATS_OPS];
     *r = *rec;
     r->seq = s->nops;
@@ -268,10 +269,16 @@ size_t ccl__stats_report(ccl__stats *s, uint8_t *buf, size_t cap)
         }
         len = ccl__stats_msg_encode(buf, cap, &m);
         if (len) {
-            s->reported_ops = s->nops;
+            __atomic_store_n(&s->reported_ops, s->nops, __ATOMIC_RELAXED);
             s->reports_sent++;
         }
     }
     pthread_mutex_unlock(&s->mu);
     return len;
+}
+
+int ccl__stats_unreported(ccl__stats *s)
+{
+    return __atomic_load_n(&s->nops, __ATOMIC_RELAXED) !=
+           __atomic_load_n(&s->reported_ops, __ATOMIC_RELAXED);
 }

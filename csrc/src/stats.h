@@ -111,6 +111,10 @@ void ccl__stats_read(ccl__stats *s, ccl_stats *out, ccl_link_stats *links,
  * Returns the length, or 0 when there is nothing new. */
 size_t ccl__stats_report(ccl__stats *s, uint8_t *buf, size_t cap);
 
+/* Whether ops finished since the last report (no lock: a hint for the
+ * loop's timer). */
+int ccl__stats_unreported(ccl__stats *s);
+
 uint64_t ccl__stats_now_ns(void);
 
 #endif

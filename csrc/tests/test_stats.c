@@ -36,6 +36,11 @@ static void test_detect(void)
     PASS(ccl__slow_detect(mid, 4, z, f, NULL, scratch) == 0);
     double back[4] = {100, 100, 60, 100};
     PASS(ccl__slow_detect(back, 4, z, f, prev, scratch) == 0);
+    /* Above the ceiling every link is as fast as any other. */
+    double copy[4] = {15e9, 4.8e9, 12e9, 11e9};
+    PASS(ccl__slow_detect(copy, 4, z, f, NULL, scratch) == 0);
+    double real[4] = {15e9, 0.2e9, 12e9, 11e9};
+    PASS(ccl__slow_detect(real, 4, z, f, NULL, scratch) == 1 && f[1] == 1);
     /* Half speed is a busy box, not a slow link. */
     double half[4] = {100, 50, 100, 100};
     PASS(ccl__slow_detect(half, 4, z, f, NULL, scratch) == 0);
