@@ -36,7 +36,7 @@ from pyccl.buffers import as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                            parse_op, parse_quant)
 from pyccl.interrupt import call_interruptibly
-from pyccl.log import start_reader
+from pyccl.log import log_membership, start_reader
 from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
                           create_checked)
 from pyccl.keys import KeyLike, configure as configure_key
@@ -305,7 +305,7 @@ class Communicator(DirectOps):
             timeout = self._op_timeout + 5.0
         ms = _ms(timeout, "timeout")
         with self._use(updating=True) as c:
-            before = self._epoch
+            before = (self._epoch, self._rank, self._size)
             rc = call_interruptibly(
                 lambda: lib.ccl_comm_update_topology(c, ms),
                 lambda: lib.ccl_comm_interrupt(c), "update_topology")
@@ -314,8 +314,10 @@ class Communicator(DirectOps):
                 self._identify(c)
         if self.closed:
             raise Closed("the communicator was closed during update_topology")
+        log_membership(before, (self._epoch, self._rank, self._size), rc,
+                       detail)
         check(rc, detail)
-        return self._epoch != before
+        return self._epoch != before[0]
 
     # -- the handle -------------------------------------------------------
 

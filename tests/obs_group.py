@@ -32,21 +32,23 @@ class Group:
         for p in self._procs:
             p.start()
 
-    def results(self, timeout: float) -> List[Any]:
+    def results(self, timeout: float,
+                ranks: Optional[List[int]] = None) -> List[Any]:
+        """The values of ``ranks`` (default: all), in that order."""
+        want = list(range(len(self._procs))) if ranks is None else ranks
         values: Dict[int, Any] = {}
         deadline = time.monotonic() + timeout
-        while len(values) < len(self._procs):
+        while len(values) < len(want):
             try:
                 rank, ok, value = self._results.get(
                     timeout=max(0.1, deadline - time.monotonic()))
             except queue_mod.Empty:
                 raise AssertionError("ranks %s did not finish within %gs" % (
-                    sorted(set(range(len(self._procs))) - set(values)),
-                    timeout))
+                    sorted(set(want) - set(values)), timeout))
             if not ok:
                 raise AssertionError("rank %d failed:\n%s" % (rank, value))
             values[rank] = value
-        return [values[r] for r in range(len(self._procs))]
+        return [values[r] for r in want]
 
     def close(self) -> None:
         self._release.set()

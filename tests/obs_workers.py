@@ -67,3 +67,26 @@ def mixed_ops(comm: pyccl.Communicator, count: int) -> Dict[str, Any]:
     comm.broadcast(x, src=0)
     comm.all_gather(x)
     return comm.stats().as_dict()
+
+
+def lose_peer(comm: pyccl.Communicator, log_dir: str) -> Any:
+    """Every rank logs JSON lines to log_dir/rank<r>.jsonl; rank 2 dies
+    (os._exit: its sockets close, no BYE) after the first all-reduce; the
+    others fail an op, call update_topology and run one more op."""
+    import pyccl.log
+    stream = open(os.path.join(log_dir, "rank%d.jsonl" % comm.rank), "w",
+                  buffering=1)
+    pyccl.log.use_json(stream)
+    pyccl.log.logger.setLevel("INFO")
+    x = np.ones(1 << 16, dtype=np.float32)
+    comm.all_reduce(x)
+    if comm.rank == 2:
+        os._exit(0)
+    try:
+        comm.all_reduce(x)
+    except (pyccl.PeerLost, pyccl.Aborted):
+        pass
+    comm.update_topology(timeout=30)
+    comm.all_reduce(x)
+    time.sleep(0.3)  # the log reader polls every 100 ms
+    return comm.epoch, comm.world_size

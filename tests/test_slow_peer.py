@@ -11,7 +11,7 @@ import pyccl
 
 from tests.obs_group import Group
 
-BASE_RATE = 40_000_000   # bytes/s: every peer's uplink
+BASE_RATE = 8_000_000    # bytes/s: every peer's uplink
 SLOW_RANK = 2
 
 
@@ -21,8 +21,9 @@ def test_peer_with_4x_slower_link_is_flagged_within_5_ops(core_log):
     env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE)} for r in range(4)}
     env[SLOW_RANK] = {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE // 4)}
     with pyccl.Master() as master:
-        g = Group(master, 4, "ring_ops", (8, 1 << 18, 0.3), env=env,
-                  stats_report=0.1, chunk_bytes=256 << 10)
+        # 512 KiB all-reduces: frames of 128 KiB, 6 per link and op.
+        g = Group(master, 4, "ring_ops", (8, 1 << 17, 0.3), env=env,
+                  stats_report=0.1)
         try:
             ranks = g.results(timeout=90)
             view = master.stats()
@@ -34,7 +35,12 @@ def test_peer_with_4x_slower_link_is_flagged_within_5_ops(core_log):
     link = slow[0]
     # Flagged when its receiver had finished at most 5 ops.
     assert 1 <= link.flagged_at_ops <= 5, link
-    assert view.slow_flags_raised == 1
+    # No other link was ever flagged (the slow one may have been cleared
+    # and flagged again as the others' rates moved).
+    flags = [r.getMessage() for r in core_log.seen + list(core_log.records.queue)
+             if "slow link from" in r.getMessage()]
+    assert flags and all(("from rank %d to rank %d" % (SLOW_RANK, SLOW_RANK + 1))
+                         in f for f in flags), flags
     others = [l for l in view.links if not l.slow]
     assert len(others) == 3 and all(l.rx_rate > 3 * link.rx_rate
                                     for l in others), view.links
@@ -42,8 +48,6 @@ def test_peer_with_4x_slower_link_is_flagged_within_5_ops(core_log):
     mine = ranks[SLOW_RANK + 1]["links"]
     [seen] = [l for l in mine if l["rank"] == SLOW_RANK]
     assert 0 < seen["rx_rate"] < BASE_RATE / 2
-    core_log.wait_for("slow link from rank %d to rank %d"
-                      % (SLOW_RANK, SLOW_RANK + 1))
 
 
 def test_clean_run_of_1000_ops_flags_nothing():

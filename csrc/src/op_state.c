@@ -5,6 +5,7 @@
  * flight.  Frames go out through the transport; nothing here reads one.
  */
 #include "op_int.h"
+#include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -224,6 +225,13 @@ static void record(const ccl_op *op, int rc)
     r.rx_bytes = op->st_rx;
     r.wall_ns = ccl__stats_now_ns() - op->t_post_ns;
     ccl__stats_op_end(ccl__xport_stats_of(op->eng->xp), &r);
+    /* One line per failed op (CLOSED is the caller's own doing). */
+    if (rc != CCL_OK)
+        ccl__log(rc == CCL_ERR_CLOSED ? CCL_LOG_DEBUG : CCL_LOG_INFO,
+                 "rank %d, epoch %u: op %llu (%s, %llu bytes) failed: %s: %s",
+                 op->rank, op->epoch, (unsigned long long)op->tag,
+                 r.coll ? ccl__coll_name(r.coll) : "?",
+                 (unsigned long long)op->nbytes, ccl_strerror(rc), op->err);
 }
 
 static void op_finish(ccl_op *op, int rc)

@@ -5,6 +5,7 @@
  * them).
  */
 #include "xport_int.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +86,11 @@ void ccl__xp_conn_failed(xp_conn *k, int code, const char *why)
     char msg[400];
     snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
              p->port, k->index, why);
+    /* One line per lost peer (all its connections close here at once):
+     * the first of an epoch as a warning; later ones are often the others
+     * closing this epoch's connections as they move on. */
+    ccl__log(x->lost_logged++ ? CCL_LOG_INFO : CCL_LOG_WARNING,
+             "rank %d, epoch %u: lost %s", x->self, x->epoch, msg);
     for (int i = 0; i < p->nconns; i++)
         ccl__xp_conn_close(&p->conns[i]);
     while (p->qhead) {
@@ -109,5 +115,7 @@ void ccl__xp_conn_bye(xp_conn *k)
     for (int i = 0; i < p->nconns; i++)
         if (p->conns[i].fd >= 0)
             return;
+    ccl__log(CCL_LOG_INFO, "rank %d, epoch %u: peer %d (%s:%u) left the group "
+             "(BYE)", x->self, x->epoch, k->peer, p->host, p->port);
     x->ops->on_bye(x->ctx, k->peer, tag);
 }

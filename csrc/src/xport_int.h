@@ -101,6 +101,7 @@ struct ccl__xport {
     double tx_rate, tx_tokens;
     uint64_t tx_refill_us;
     int tx_waiting; /* a connection stopped for tokens: the tick resumes it */
+    int lost_logged; /* peers lost this epoch (log levels) */
 };
 
 /* xport_conn.c */

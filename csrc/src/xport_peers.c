@@ -93,6 +93,7 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
     x->size = size;
     x->self = self;
     x->epoch = epoch;
+    x->lost_logged = 0;
     const char **hosts = calloc((size_t)size, sizeof *hosts);
     int *ports = calloc((size_t)size, sizeof *ports);
     for (int p = 0; hosts && ports && p < size; p++) {

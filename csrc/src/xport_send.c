@@ -89,9 +89,12 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
 }
 
 /* Test hook (CCL_TEST_TX_BYTES_PER_S): a token bucket over every send of
- * this process, refilled at tx_rate and holding at most 5 ms of it.
- * Trims the iovec to the tokens there are; 0 when there are none (the
- * transport's tick resumes the connection within ~1 ms). */
+ * this process, refilled at tx_rate and holding at most 5 ms of it, and
+ * at most 4 KiB when a frame starts: every frame is paced at tx_rate
+ * from its first byte, like a link of that bandwidth (a full bucket
+ * would send the start of a frame at memory speed).  Trims the iovec to
+ * the tokens there are; 0 when there are none (the loop resumes the
+ * connection within ~1 ms). */
 static int throttle(xp_conn *k, struct iovec *iov, int *n)
 {
     ccl__xport *x = k->x;
@@ -102,6 +105,8 @@ static int throttle(xp_conn *k, struct iovec *iov, int *n)
     x->tx_refill_us = now;
     if (x->tx_tokens > cap)
         x->tx_tokens = cap;
+    if (k->cur_off == 0 && x->tx_tokens > 4096.0)
+        x->tx_tokens = 4096.0;
     if (x->tx_tokens < 1.0) {
         x->tx_waiting = 1;
         return 0;
