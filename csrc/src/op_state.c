@@ -225,9 +225,13 @@ static void record(const ccl_op *op, int rc)
     r.rx_bytes = op->st_rx;
     r.wall_ns = ccl__stats_now_ns() - op->t_post_ns;
     ccl__stats_op_end(ccl__xport_stats_of(op->eng->xp), &r);
-    /* One line per failed op (CLOSED is the caller's own doing). */
+    /* A line per failed op: the first of an epoch at INFO, the rest (often
+     * the same cause again) and CLOSED (the caller's own doing) at DEBUG. */
     if (rc != CCL_OK)
-        ccl__log(rc == CCL_ERR_CLOSED ? CCL_LOG_DEBUG : CCL_LOG_INFO,
+        ccl__log(rc != CCL_ERR_CLOSED &&
+                         ccl__stats_first_failure(ccl__xport_stats_of(op->eng->xp),
+                                                  op->epoch)
+                     ? CCL_LOG_INFO : CCL_LOG_DEBUG,
                  "rank %d, epoch %u: op %llu (%s, %llu bytes) failed: %s: %s",
                  op->rank, op->epoch, (unsigned long long)op->tag,
                  r.coll ? ccl__coll_name(r.coll) : "?",

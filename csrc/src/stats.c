@@ -282,3 +282,12 @@ int ccl__stats_unreported(ccl__stats *s)
     return __atomic_load_n(&s->nops, __ATOMIC_RELAXED) !=
            __atomic_load_n(&s->reported_ops, __ATOMIC_RELAXED);
 }
+
+int ccl__stats_first_failure(ccl__stats *s, uint32_t epoch)
+{
+    pthread_mutex_lock(&s->mu);
+    int first = s->failure_logged_epoch != epoch;
+    s->failure_logged_epoch = epoch;
+    pthread_mutex_unlock(&s->mu);
+    return first;
+}

@@ -71,6 +71,7 @@ typedef struct ccl__stats {
     uint64_t reported_ops; /* nops at the last report */
     int slow_links;
     uint64_t flags_raised; /* times a link became slow (local verdict) */
+    uint32_t failure_logged_epoch; /* a failed op of this epoch was logged */
 } ccl__stats;
 
 int ccl__stats_init(ccl__stats *s);
@@ -111,6 +112,8 @@ void ccl__stats_read(ccl__stats *s, ccl_stats *out, ccl_link_stats *links,
  * Returns the length, or 0 when there is nothing new. */
 size_t ccl__stats_report(ccl__stats *s, uint8_t *buf, size_t cap);
 
+/* 1 the first time it is called for an epoch (log levels). */
+int ccl__stats_first_failure(ccl__stats *s, uint32_t epoch);
 /* Whether ops finished since the last report (no lock: a hint for the
  * loop's timer). */
 int ccl__stats_unreported(ccl__stats *s);
