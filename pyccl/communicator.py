@@ -168,6 +168,7 @@ class Communicator(DirectOps):
         self._updating = False    # an update_topology runs
         self._completer: Optional[Completer] = None  # for get_future()
         self._retries = 0         # run_with_retry re-runs (stats)
+        self._op_cache: dict = {}  # seq -> OpStats already converted
 
         cfg = ffi.new("ccl_comm_config *")
         lib.ccl_comm_config_init(cfg)
@@ -251,7 +252,7 @@ class Communicator(DirectOps):
         algorithm).  Never waits for the network or for a running op;
         see docs/observability.md.  ``stats()["tx_bytes"]`` still works."""
         with self._use() as c:
-            return read_comm_stats(c, self._retries, max_ops)
+            return read_comm_stats(c, self._retries, max_ops, self._op_cache)
 
     def _note_retry(self) -> None:
         """run_with_retry is about to run its block again."""

@@ -158,8 +158,13 @@ def op_from_c(r: Any) -> OpStats:
         algbw=algbw, busbw=algbw * bus_factor(operation, int(r.size)))
 
 
-def read_comm_stats(c: Any, retries: int = 0, max_ops: int = _MAX_OPS) -> CommStats:
-    """Reads a communicator's stats from the C core (``c``: its handle)."""
+def read_comm_stats(c: Any, retries: int = 0, max_ops: int = _MAX_OPS,
+                    cache: Optional[Dict[int, OpStats]] = None) -> CommStats:
+    """Reads a communicator's stats from the C core (``c``: its handle).
+    ``cache`` (seq -> OpStats, kept by the caller between calls) saves
+    converting the same finished op twice: a record never changes once
+    the op ended, so a loop that reads stats every step converts only the
+    ops of that step."""
     st = ffi.new("ccl_stats *")
     size = max(int(lib.ccl_comm_size(c)), 1)
     links = ffi.new("ccl_link_stats[]", size)
@@ -176,6 +181,19 @@ def read_comm_stats(c: Any, retries: int = 0, max_ops: int = _MAX_OPS) -> CommSt
         connections=int(l.conns_open), connects=int(l.connects),
         errors=int(l.errors), z=float(l.z), slow=bool(l.slow))
         for l in (links[i] for i in range(nl[0])))
+    # The records are the last n finished ops, in order, read under the
+    # same lock as the totals: their seqs are known without reading them.
+    n = no[0]
+    first = int(st.ops_ok) + int(st.ops_failed) - n + 1
+    op_list = []
+    for i in range(n):
+        op = cache.get(first + i) if cache is not None else None
+        if op is None:
+            op = op_from_c(ops[i])
+        op_list.append(op)
+    if cache is not None:
+        cache.clear()
+        cache.update((o.seq, o) for o in op_list)
     return CommStats(
         epoch=int(st.epoch), rank=int(st.rank), world_size=int(st.size),
         tx_bytes=int(st.tx_bytes), rx_bytes=int(st.rx_bytes),
@@ -184,7 +202,7 @@ def read_comm_stats(c: Any, retries: int = 0, max_ops: int = _MAX_OPS) -> CommSt
         retries=retries, reports_sent=int(st.reports_sent),
         slow_links=int(st.slow_links),
         slow_flags_raised=int(st.slow_flags_raised),
-        links=link_list, ops=tuple(op_from_c(ops[i]) for i in range(no[0])))
+        links=link_list, ops=tuple(op_list))
 
 
 # ---- the master's view ----
