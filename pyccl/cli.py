@@ -20,6 +20,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Optional, Sequence
 
 import pyccl
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="serve the group's stats as JSON (/stats.json) "
                              "and Prometheus text (/metrics) on this port "
                              "(0: any free one; default: no HTTP)")
+    master.add_argument("--print-every", type=float, default=0.0,
+                        metavar="SECONDS",
+                        help="print the group's table (pyccl status's) on "
+                             "stdout this often while members report "
+                             "(default 0: never)")
     master.add_argument("--http-host", default="127.0.0.1",
                         help="address of the HTTP endpoint (default "
                              "127.0.0.1; it has no authentication)")
@@ -111,7 +117,8 @@ def _run_keygen(path: Optional[str]) -> int:
 def _run_master(host: str, port: int, key_file: Optional[str] = None,
                 allow_insecure: Optional[bool] = None,
                 http_port: Optional[int] = None,
-                http_host: str = "127.0.0.1") -> int:
+                http_host: str = "127.0.0.1",
+                print_every: float = 0.0) -> int:
     # The master's own log lines (joins, departures, epochs, refusals) are
     # what an operator watches: show them, unless the environment asked
     # for another level (PYCCL_LOG_LEVEL, applied by pyccl.log).
@@ -151,8 +158,12 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
                           http.url, http.url, http_host, http.port),
                       flush=True)
             try:
+                last_print, last_reports = time.monotonic(), 0
                 while not stop.wait(0.5):
-                    pass
+                    if print_every > 0 and \
+                            time.monotonic() - last_print >= print_every:
+                        last_print = time.monotonic()
+                        last_reports = _print_group(master, last_reports)
             finally:
                 if http is not None:
                     http.close()
@@ -162,6 +173,16 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _print_group(master: "pyccl.Master", last_reports: int) -> int:
+    """Prints the group's table if reports came in since the last one;
+    returns the report count."""
+    from pyccl.metrics_http import view_json
+    stats = master.stats()
+    if stats.reports != last_reports:
+        print(status_cli.render(view_json(stats)) + "\n", flush=True)
+    return stats.reports
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -176,7 +197,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "master":
         return _run_master(args.host, args.port, args.key_file,
-                           args.allow_insecure, args.http_port, args.http_host)
+                           args.allow_insecure, args.http_port, args.http_host,
+                           args.print_every)
     if args.command == "status":
         return status_cli.run_args(args)
     if args.command == "keygen":

@@ -10,6 +10,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -127,10 +129,11 @@ def test_pyccl_master_http_port_and_status_cli():
                + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyccl", "master", "--port", "0",
-         "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-        text=True, env=env)
+         "--http-port", "0", "--print-every", "0.5"], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env)
     try:
-        proc.stdout.readline()  # "listening on ..."
+        first = proc.stdout.readline()  # "listening on HOST:PORT (...)"
+        master_addr = first.split()[4]
         line = proc.stdout.readline()
         m = re.search(r"pyccl status --master (\S+)\)", line)
         assert m, line
@@ -143,6 +146,19 @@ def test_pyccl_master_http_port_and_status_cli():
         assert out.returncode == 0, out.stderr
         assert "0 member(s) reporting" in out.stdout
         assert "\x1b[" not in out.stdout  # not a terminal: no redraw codes
+        # A member reports; the master prints the group (--print-every).
+        lines = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout),
+                                  daemon=True)
+        reader.start()
+        with pyccl.Communicator(master_addr, world_size=1,
+                                stats_report=0.1) as comm:
+            comm.barrier()
+            deadline = time.monotonic() + 60
+            while not any("1 member(s) reporting" in l for l in list(lines)):
+                assert time.monotonic() < deadline, lines
+                time.sleep(0.1)
+
     finally:
         proc.terminate()
         proc.wait(30)

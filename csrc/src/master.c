@@ -249,10 +249,10 @@ static void on_frame(ccl_master *m, mconn *k)
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         free(msg);
     } else if (k->phase == P_CONTROL && t == CCL_FT_STATS) {
-        /* Observability only: never a policy event. */
-        if (ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now))
-            reject(m, k, CCL_ERR_PROTOCOL, "malformed STATS");
-        return;
+        /* Observability only: never a policy event (unless malformed). */
+        if (!ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now))
+            return;
+        reject(m, k, CCL_ERR_PROTOCOL, "malformed STATS");
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
     }
