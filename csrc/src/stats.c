@@ -101,9 +101,10 @@ void ccl__stats_rtt(ccl__stats *s, int peer, double rtt_us)
 }
 
 /* Closes a rate sample of every link that delivered at least 2 large
- * frames since its last one.  Under mu and s->mu. */
-static void take_samples(ccl__stats *s)
+ * frames since its last one; returns how many.  Under mu and s->mu. */
+static int take_samples(ccl__stats *s)
 {
+    int taken = 0;
     for (int p = 0; p < s->size; p++) {
         ccl__link *l = &s->links[p];
         if (l->nframes < 2)
@@ -116,12 +117,14 @@ static void take_samples(ccl__stats *s)
         if (l->nwin < CCL__STATS_WINDOW)
             l->nwin++;
         l->samples++;
+        taken++;
         double w[CCL__STATS_WINDOW];
         memcpy(w, l->window, sizeof w);
         l->rate = ccl__median(w, l->nwin);
         l->rate_ewma = l->samples == 1 ? rate
                                        : l->rate_ewma + EWMA_ALPHA * (rate - l->rate_ewma);
     }
+    return taken;
 }
 
 /* The member's own verdict over the links it receives on (a ring member
@@ -174,10 +177,10 @@ void ccl__stats_op_end(ccl__stats *s, const ccl_op_record *rec)
         s->ops_failed++;
     s->op_bytes += rec->bytes;
     s->op_time_ns += rec->wall_ns;
-    if (s->links && rec->epoch == s->epoch) {
-        take_samples(s);
+    /* The verdict changes only with a new sample: small ops cost no more
+     * than the record. */
+    if (s->links && rec->epoch == s->epoch && take_samples(s))
         judge(s);
-    }
     pthread_mutex_unlock(&s->mu);
 }
 
