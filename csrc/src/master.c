@@ -39,6 +39,11 @@
  * host flooding the master cannot crowd out peers from other hosts. */
 #define MAX_HANDSHAKING_PER_ADDR 64
 #define SEND_MS 2000
+/* Keepalive on control links: a host that vanished is found within
+ * 5 + 3 * 5 = 20 s (docs/fault-tolerance.md). */
+#define CTL_KEEPALIVE_IDLE_S 5
+#define CTL_KEEPALIVE_INTVL_S 3
+#define CTL_KEEPALIVE_COUNT 5
 #define IN_CAP (12 + 4 * CCL_MAX_WORLD)
 /* A master on a fixed port may be a restarted one: it forms no first
  * group this long after it starts, so that members of the run it
@@ -245,8 +250,10 @@ static void on_frame(ccl_master *m, mconn *k)
             return; /* the member times out and retries */
         if (ccl__reform_decode(k->in, k->h.length, msg) != 0)
             reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
-        else
+        else {
+            msg->update = k->h.tag == CCL_REFORM_UPDATE;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
+        }
         free(msg);
     } else if (k->phase == P_CONTROL && t == CCL_FT_STATS) {
         /* Observability only: never a policy event (unless malformed). */
@@ -408,6 +415,11 @@ static void on_accept(ccl_master *m)
             continue;
         }
         k->fd = fd;
+        /* A member whose host vanished leaves its link open: without
+         * probes the master would wait for it forever (its group, if it
+         * was the last member, with it). */
+        ccl__sock_set_keepalive(fd, CTL_KEEPALIVE_IDLE_S, CTL_KEEPALIVE_INTVL_S,
+                                CTL_KEEPALIVE_COUNT);
         snprintf(k->addr, sizeof k->addr, "%s", addr);
         k->phase = P_HANDSHAKE;
         k->deadline_ms = ccl__now_ms() + HANDSHAKE_MS;

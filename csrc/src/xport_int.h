@@ -76,6 +76,7 @@ typedef struct xp_peer {
     uint16_t port;
     xp_conn *conns;
     int nconns;
+    int active;            /* connections [0, active) take data frames */
     xp_req *qhead, *qtail; /* frames not yet taken by a connection */
     uint64_t last_rx_ms;   /* any byte from this peer */
     uint64_t last_tx_ms;   /* any frame queued to it */
@@ -102,6 +103,8 @@ struct ccl__xport {
     uint64_t tx_refill_us;
     int tx_waiting; /* a connection stopped for tokens: the tick resumes it */
     int lost_logged; /* peers lost this epoch (log levels) */
+    int auto_conns;        /* choose each peer's active connections */
+    uint64_t next_auto_ms; /* ... again at this time */
 };
 
 /* xport_conn.c */
