@@ -19,7 +19,8 @@ NBYTES = COUNT * 4
 
 
 def test_stats_match_what_was_sent():
-    ranks = run_group(N, obs_workers.mixed_ops, COUNT, timeout=120)
+    ranks = run_group(N, obs_workers.mixed_ops, COUNT, timeout=120,
+                      conns_per_peer=1)
     for r, st in enumerate(ranks):
         assert st["rank"] == r and st["world_size"] == N
         assert st["ops_ok"] == 5 and st["ops_failed"] == 0

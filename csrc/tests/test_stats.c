@@ -191,6 +191,7 @@ static void *peer_main(void *p)
     cfg.op_timeout_ms = 20000;
     cfg.chunk_bytes = 256u << 10;
     cfg.stats_report_ms = 100;
+    cfg.conns_per_peer = 1; /* one connection a pair: counted exactly below */
     ccl_comm *c;
     char err[256];
     a->rc = ccl_comm_create(&cfg, &c, err, sizeof err);
