@@ -90,3 +90,13 @@ def lose_peer(comm: pyccl.Communicator, log_dir: str) -> Any:
     comm.all_reduce(x)
     time.sleep(0.3)  # the log reader polls every 100 ms
     return comm.epoch, comm.world_size
+
+
+def star_ops(comm: pyccl.Communicator, n_ops: int, count: int) -> Dict[str, Any]:
+    """``n_ops`` star all-reduces of ``count`` float32 (the hub, rank 0,
+    receives every peer's buffer); returns the stats."""
+    x = np.ones(count, dtype=np.float32)
+    for _ in range(n_ops):
+        comm.all_reduce(x, algorithm="star")
+    comm.barrier()
+    return comm.stats().as_dict()

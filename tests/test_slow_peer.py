@@ -70,3 +70,26 @@ def test_clean_run_of_1000_ops_flags_nothing():
     for st in ranks:
         assert st["ops_ok"] == 1002 and st["ops_failed"] == 0
         assert st["slow_flags_raised"] == 0
+
+
+def test_star_hub_flags_the_slow_peer_itself():
+    # The hub of a star receives from every peer: it judges on its own,
+    # without the master (reports off).
+    env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE)} for r in range(4)}
+    env[SLOW_RANK] = {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE // 4)}
+    with pyccl.Master() as master:
+        g = Group(master, 4, "star_ops", (6, 1 << 17), env=env,
+                  stats_report=0, chunk_bytes=128 << 10, conns_per_peer=1)
+        try:
+            ranks = g.results(timeout=90)
+        finally:
+            g.close()
+        assert master.stats().reports == 0
+    hub = ranks[0]
+    slow = [l["rank"] for l in hub["links"] if l["slow"]]
+    assert slow == [SLOW_RANK], [(l["rank"], l["rx_rate"], l["samples"], l["z"]) for l in hub["links"]]
+    assert hub["slow_links"] == 1 and hub["slow_flags_raised"] >= 1
+    [link] = [l for l in hub["links"] if l["rank"] == SLOW_RANK]
+    assert link["z"] < -3.5 and link["samples"] >= 1
+    for st in ranks[1:]:  # the others receive from the hub only
+        assert st["slow_links"] == 0
