@@ -2,12 +2,15 @@
  * stats_report.c - a member's STATS reports to the master: at most one
  * per stats_report_ms, and only when ops finished since the last one, so
  * an idle group sends nothing.  The report goes out from the event loop
- * (the loop's tick hook, run by whoever drives), on the control link,
- * with a short deadline: the frame is small and the master reads its
- * links at once.  A master that cannot take it within the deadline is
- * treated like any broken control link (the member goes on; the next
- * update_topology reconnects).  Reports are skipped while update_topology
- * talks to the master and after the master expelled this member.
+ * (the loop's tick hook, run by whoever drives), on the control link.
+ * A report is only a hint, so it never waits: when the link cannot take
+ * bytes at once (a stalled master whose buffers filled up), the report is
+ * skipped and the next one tries again.  Once a report has started it
+ * must be written whole (framing); that gets a short deadline, and a link
+ * that cannot take a few KiB within it counts as broken like any other
+ * (the member goes on; the next update_topology reconnects).  Reports
+ * are skipped while update_topology talks to the master and after the
+ * master expelled this member.
  */
 #include "communicator.h"
 #include "master_link.h"
@@ -24,6 +27,8 @@ static void report_tick(ccl_comm *c, uint64_t now)
         c->master_lost || c->awaiting || c->rejected[0])
         return;
     c->next_report_ms = now + (uint64_t)every;
+    if (!ccl__sock_writable_now(c->master_fd))
+        return; /* the master is not reading: no report, no wait */
     static __thread uint8_t buf[CCL_STATS_MAX_LEN];
     ccl__stats *s = ccl__xport_stats_of(c->xp);
     size_t len = ccl__stats_report(s, buf, sizeof buf);
