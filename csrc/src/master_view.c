@@ -46,7 +46,14 @@ struct ccl__mview {
     int nmembers;
     ccl_master_stats_totals totals;
     ccl__stats_msg scratch;
+    int dirty;             /* reports since the last verdict */
+    uint64_t judged_ms;    /* when the last verdict ran */
 };
+
+/* The verdict runs at most this often while reports arrive (and on a read
+ * when reports came since): with thousands of members reporting every
+ * second, judging on each report would cost O(n^2 log n) a second. */
+#define JUDGE_EVERY_MS 50
 
 int ccl__mview_create(ccl__mview **out)
 {
@@ -199,7 +206,12 @@ int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
     mb->last_ms = now_ms;
     mb->reports++;
     v->totals.reports++;
-    judge(v);
+    v->dirty = 1;
+    if (now_ms - v->judged_ms >= JUDGE_EVERY_MS) {
+        judge(v);
+        v->dirty = 0;
+        v->judged_ms = now_ms;
+    }
     pthread_mutex_unlock(&v->mu);
     return CCL_OK;
 }
@@ -226,6 +238,11 @@ int ccl__mview_read(ccl__mview *v, ccl_master_stats_totals *totals,
     int nm = 0, nl = 0;
     uint64_t now = ccl__now_ms();
     pthread_mutex_lock(&v->mu);
+    if (v->dirty) {
+        judge(v);
+        v->dirty = 0;
+        v->judged_ms = now;
+    }
     if (totals)
         *totals = v->totals;
     for (mv_member *mb = v->members; mb; mb = mb->next) {

@@ -4,7 +4,8 @@
  *
  * Written by the master's thread (a report arrives, a link closes), read
  * by ccl_master_get_stats from any thread: one mutex, held for copying
- * only.  Reports are rate-limited per member (one per
+ * and for the verdict (at most every 50 ms while reports arrive, and on
+ * a read that follows new reports).  Reports are rate-limited per member (one per
  * CCL__MVIEW_MIN_GAP_MS; more are dropped and counted), so a member
  * cannot make the master judge the group in a loop.
  */
