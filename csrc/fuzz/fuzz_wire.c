@@ -88,6 +88,7 @@ static int hdr_ok(const ccl__hdr *h)
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
+    case CCL_FT_STATS: return h->length <= CCL_STATS_MAX_LEN;
     default: return 0;
     }
 }
