@@ -85,12 +85,15 @@ def view_prometheus(stats: MasterStats, ops_per_s: float = 0.0,
     def family(name: str, kind: str, help_text: str,
                samples: List[Tuple[Dict[str, Any], float]],
                suffix: str = "") -> None:
-        out.append("# HELP %s %s" % (name, help_text))
-        out.append("# TYPE %s %s" % (name, kind))
+        # Format 0.0.4 names a counter's HELP and TYPE with its full
+        # sample name, "_total" included (OpenMetrics would not).
+        full = name + suffix
+        out.append("# HELP %s %s" % (full, help_text))
+        out.append("# TYPE %s %s" % (full, kind))
         for labels, value in samples:
             lab = ",".join('%s="%s"' % (k, _label(v)) for k, v in labels.items())
-            out.append("%s%s%s %s" % (name, suffix, "{%s}" % lab if lab else "",
-                                      _num(value)))
+            out.append("%s%s %s" % (full, "{%s}" % lab if lab else "",
+                                    _num(value)))
 
     cur = [m for m in stats.members]
     ml = lambda m: {"rank": m.rank, "addr": m.addr, "epoch": m.epoch}  # noqa: E731

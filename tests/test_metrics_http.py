@@ -19,7 +19,8 @@ import pytest
 
 import pyccl
 from pyccl import status_cli
-from pyccl.metrics_http import MetricsServer
+from pyccl.metrics_http import MetricsServer, view_prometheus
+from pyccl.stats import LinkReport, MasterStats, MemberReport
 
 from tests.obs_group import Group
 
@@ -31,11 +32,12 @@ _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"(,|$)')
 
 
 def strict_parse(text):
-    """Parses Prometheus text format 0.0.4 strictly: every family has HELP
-    and TYPE (counter or gauge) before its samples, every sample belongs
-    to the family declared last (counters end in _total), labels are
-    well-formed and unique, values are floats, no (name, labels) twice.
-    Returns {family: [(labels, value)]}."""
+    """Parses Prometheus text format 0.0.4 strictly: every metric has HELP
+    and TYPE (counter or gauge) before its samples, named as its samples
+    (a counter's name ends in _total), every sample belongs to the metric
+    declared last, labels are well-formed and unique, values are floats,
+    no (name, labels) twice.  Returns {name without _total: [(labels,
+    value)]}."""
     assert text.endswith("\n")
     families, seen = {}, set()
     current = kind = None
@@ -49,6 +51,7 @@ def strict_parse(text):
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
             assert kind in ("counter", "gauge"), line
+            assert (kind == "counter") == name.endswith("_total"), line
             assert name in helped and name not in families, line
             current = name
             families[name] = []
@@ -57,8 +60,7 @@ def strict_parse(text):
         m = _SAMPLE.match(line)
         assert m, repr(line)
         name, labels_text, value = m.groups()
-        want = current + "_total" if kind == "counter" else current
-        assert name == want, (name, want)
+        assert name == current, (name, current)
         labels = {}
         if labels_text:
             pos = 0
@@ -74,7 +76,8 @@ def strict_parse(text):
         assert key not in seen, key
         seen.add(key)
         families[current].append((labels, v))
-    return families
+    return {(k[:-6] if k.endswith("_total") else k): v
+            for k, v in families.items()}
 
 
 def get(url):
@@ -117,11 +120,47 @@ def test_endpoint_serves_json_and_prometheus():
     assert len(rates) == 3 and all(v > 0 for _, v in rates)
     assert all(v == 0 for _, v in fams["pyccl_link_slow"])
 
+    assert "RANK" in table and "2 -> 0" in table
+    _check_with_prometheus_client(prom, n_links=3)
+
+
+def _check_with_prometheus_client(prom, n_links):
     parser = pytest.importorskip("prometheus_client.parser")
     parsed = {f.name: f for f in parser.text_string_to_metric_families(prom)}
+    # Counters come back as families without "_total", with their samples.
     assert parsed["pyccl_member_ops"].type == "counter"
-    assert len(parsed["pyccl_link_rtt_seconds"].samples) == 3
-    assert "RANK" in table and "2 -> 0" in table
+    assert parsed["pyccl_member_ops"].samples
+    assert all(f.type in ("counter", "gauge") for f in parsed.values())
+    assert len(parsed["pyccl_link_rtt_seconds"].samples) == n_links
+    return parsed
+
+
+def test_prometheus_text_of_a_view_with_a_slow_link():
+    # A view built by hand (labels that need escaping, a flagged link):
+    # the strict parser here, then prometheus_client's when installed.
+    members = tuple(MemberReport(rank=r, epoch=2, world_size=2,
+                                 addr='host "%d"\\x' % r, ops_ok=5,
+                                 ops_failed=0, tx_bytes=10, rx_bytes=10,
+                                 op_bytes=20, op_time=0.5, age=0.1, reports=3)
+                    for r in range(2))
+    links = (LinkReport(epoch=2, src=0, dst=1, rx_rate=2e6, rtt=1e-4,
+                        rx_bytes=10, samples=4, z=-9.5, slow=True,
+                        slow_local=False, flagged_at_ops=2),
+             LinkReport(epoch=2, src=1, dst=0, rx_rate=8e6, rtt=1e-4,
+                        rx_bytes=10, samples=4, z=0.0, slow=False,
+                        slow_local=False, flagged_at_ops=0))
+    view = MasterStats(epoch=2, reports=6, reports_dropped=1,
+                       reports_unknown_version=0, slow_flags_raised=1,
+                       members=members, links=links)
+    prom = view_prometheus(view, 1.5, 100.0)
+    fams = strict_parse(prom)
+    assert {l["addr"] for l, _ in fams["pyccl_member_ops"]} == {
+        'host \\"0\\"\\\\x', 'host \\"1\\"\\\\x'}
+    assert fams["pyccl_link_slow"] == [({"src": "0", "dst": "1", "epoch": "2"}, 1.0),
+                                       ({"src": "1", "dst": "0", "epoch": "2"}, 0.0)]
+    parsed = _check_with_prometheus_client(prom, n_links=2)
+    addrs = {s.labels["addr"] for s in parsed["pyccl_member_ops"].samples}
+    assert addrs == {'host "0"\\x', 'host "1"\\x'}  # unescaped by the parser
 
 
 def test_pyccl_master_http_port_and_status_cli():
