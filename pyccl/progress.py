@@ -65,6 +65,17 @@ class Progress:
         if self.active:
             self._draw(force=self.done >= self.total)
 
+    def write(self, text: str) -> None:
+        """Prints a line of ``text`` on the stream above the bar (the bar
+        is redrawn under it); without a bar, just the line."""
+        if self.active:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(text + "\n")
+        if self.active:
+            self._draw(force=True)
+        else:
+            self.stream.flush()
+
     def _draw(self, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self._drawn < 0.1:

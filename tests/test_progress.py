@@ -43,3 +43,18 @@ def test_bytes_and_env_override(monkeypatch):
     assert "3.0 MiB / 3.0 MiB" in out.getvalue()
     monkeypatch.setenv("PYCCL_PROGRESS", "0")
     assert not Progress(1, "x", stream=out).active
+
+
+def test_write_above_the_bar(monkeypatch):
+    monkeypatch.setenv("PYCCL_PROGRESS", "1")
+    out = io.StringIO()
+    with Progress(2, "wan", stream=out) as bar:
+        bar.update(1)
+        bar.write("round 1 done")
+    text = out.getvalue()
+    # The bar's line is cleared, the text printed, the bar drawn again.
+    assert "\r\x1b[Kround 1 done\n\rwan [" in text
+    monkeypatch.setenv("PYCCL_PROGRESS", "0")
+    out = io.StringIO()
+    Progress(2, "wan", stream=out).write("plain")
+    assert out.getvalue() == "plain\n"
