@@ -45,8 +45,9 @@ def test_lost_peer_failure_and_new_epoch_are_logged(core_log, tmp_path):
         # the others leaving epoch 1 as they move on).
         assert lost and lost[0]["level"] == "warning", lines
         # Peer identity (rank and address) and the cause.
-        [dead] = [l for l in lost if l.get("peer") == 2]
-        assert dead["epoch"] == 1 and dead["addr"].startswith("127.0.0.1:")
+        # (Epoch 2 may log losses too: connections cut at the end.)
+        [dead] = [l for l in lost if l.get("peer") == 2 and l["epoch"] == 1]
+        assert dead["addr"].startswith("127.0.0.1:")
         assert "closed by the peer" in dead["message"] or \
             "reset" in dead["message"]
         assert any(l.get("event") == "op_failed" and "failed" in l["message"]
