@@ -74,11 +74,12 @@ def test_clean_run_of_1000_ops_flags_nothing():
 
 def test_star_hub_flags_the_slow_peer_itself():
     # The hub of a star receives from every peer: it judges on its own,
-    # without the master (reports off).
-    env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE)} for r in range(4)}
+    # without the master (reports off).  5 peers: the hub's verdict on
+    # each of its 4 links compares it with 3 others (with 2 it is weak).
+    env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE)} for r in range(5)}
     env[SLOW_RANK] = {"CCL_TEST_TX_BYTES_PER_S": str(BASE_RATE // 4)}
     with pyccl.Master() as master:
-        g = Group(master, 4, "star_ops", (6, 1 << 17), env=env,
+        g = Group(master, 5, "star_ops", (6, 1 << 17), env=env,
                   stats_report=0, chunk_bytes=128 << 10, conns_per_peer=1)
         try:
             ranks = g.results(timeout=90)
