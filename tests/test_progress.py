@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import pty
+import select
 
 from pyccl.progress import Progress
 
@@ -27,7 +28,13 @@ def test_draws_on_a_terminal(monkeypatch):
                 assert bar.active
                 for _ in range(4):
                     bar.update(1, "ok")
-        text = os.read(master, 4096).decode()
+        # The terminal hands the bytes over in pieces: read until the
+        # bar's last line ends (close() writes the newline).
+        text = ""
+        while not text.endswith("\n"):
+            ready, _, _ = select.select([master], [], [], 10.0)
+            assert ready, text
+            text += os.read(master, 4096).decode()
     finally:
         os.close(master)
         os.close(slave)
