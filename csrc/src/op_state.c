@@ -401,7 +401,11 @@ void ccl__engine_peer_lost(ccl__engine *e, int peer, int code, const char *msg,
     for (int again = 1; again;) {
         again = 0;
         for (ccl_op *op = e->active; op; op = op->next)
-            if (op->committing && commit_ready(op)) {
+            /* An op on hold is in the middle of its own check (sending
+             * DONE broke the connection that brought us here): that check
+             * finishes it when it resumes.  Calling it now would return at
+             * once and this loop would never end. */
+            if (op->committing && !op->hold && commit_ready(op)) {
                 ccl__op_check_done(op);
                 again = 1;
                 break;
