@@ -5,6 +5,7 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "link_mac.h"
 #include "result.h"
 #include "sock.h"
 
@@ -50,6 +51,7 @@ static void comm_free(ccl_comm *c)
     ccl__engine_fini(&c->eng);
     free(c->group.members);
     free(c->ctl_payload);
+    ccl__link_mac_free(c->ctl_mac);
     ccl__sock_close(c->master_fd);
     ccl__sock_close(c->listen_fd);
     ccl__sock_close(c->poller);

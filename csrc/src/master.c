@@ -21,6 +21,7 @@
 #include "auth.h"
 #include "ccl.h"
 #include "handshake.h"
+#include "link_mac.h"
 #include "result.h"
 #include "log.h"
 #include "master_policy.h"
@@ -60,11 +61,14 @@ typedef struct mconn {
     char addr[80];
     uint64_t deadline_ms; /* for the handshake and REGISTER */
     ccl__hsm hs;
-    /* frame reader: a header, then its payload */
-    int in_payload;
+    /* frame reader: a header, then its payload, then (keyed) its tag */
+    int in_payload, in_tag;
     size_t have, need;
     ccl__hdr h;
-    uint8_t in[IN_CAP];
+    uint8_t hbuf[CCL_HDR_LEN]; /* the header's bytes, for the MAC */
+    uint8_t tag[CCL_FRAME_MAC_TAG_LEN];
+    ccl__link_mac *mac; /* keyed: every frame both ways is MACed */
+    uint8_t in[IN_CAP + CCL_FRAME_MAC_TAG_LEN];
 } mconn;
 
 struct ccl_master {
@@ -105,6 +109,7 @@ static void conn_close(ccl_master *m, mconn *k)
     /* A REJECT (or anything else) we just sent must reach the peer. */
     ccl__sock_close_after_send(k->fd);
     ccl__hsm_wipe(&k->hs);
+    ccl__link_mac_free(k->mac);
     m->nconns--;
     free(k);
 }
@@ -123,11 +128,16 @@ static int send_frame(mconn *k, int type, uint32_t epoch, uint64_t tag,
                       const uint8_t *payload, size_t len)
 {
     uint8_t hdr[CCL_HDR_LEN];
+    uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
     ccl__ctl_hdr_encode(hdr, type, epoch, tag, (uint32_t)len);
     uint64_t dl = ccl__now_ms() + SEND_MS;
     int rc = ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0);
     if (!rc && len)
         rc = ccl__sock_send_all(k->fd, payload, len, dl, NULL, 0);
+    if (!rc && k->mac) {
+        ccl__link_mac_seal(k->mac, hdr, sizeof hdr, payload, len, mac);
+        rc = ccl__sock_send_all(k->fd, mac, sizeof mac, dl, NULL, 0);
+    }
     return rc;
 }
 
@@ -144,6 +154,19 @@ static void reject(ccl_master *m, mconn *k, int code, const char *msg)
 {
     send_reject(k, ccl__mpol_epoch(m->policy), code, msg);
     conn_close(m, k);
+}
+
+/* A frame that cannot be trusted to come from the member (its header
+ * broke the codec before its tag was read, or its tag failed) is a link
+ * fault: the link closes and the member may come back (REJOIN).  Only a
+ * frame whose MAC checked out, or any frame of an unkeyed link, which
+ * trusts its path anyway, gets the REJECT that ends the member. */
+static void link_fault(ccl_master *m, mconn *k, int code, const char *msg)
+{
+    if (k->mac)
+        conn_close(m, k);
+    else
+        reject(m, k, code, msg);
 }
 
 /* Sends GROUP of the policy's latest epoch to k as `rank`.  *buf is a
@@ -265,16 +288,30 @@ static void read_frames(ccl_master *m, mconn *k)
         k->have += (size_t)n;
         if (k->have < k->need)
             return;
-        if (!k->in_payload) {
-            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
-                reject(m, k, CCL_ERR_PROTOCOL,
-                       "malformed frame on the control link");
+        if (k->in_tag) {
+            memcpy(k->tag, k->in + k->h.length, sizeof k->tag);
+            if (!ccl__link_mac_check(k->mac, k->hbuf, CCL_HDR_LEN, k->in,
+                                     k->h.length, k->tag)) {
+                ccl__log_refusal(&m->refusals, "pyccl master", k->addr,
+                                 "a control frame failed its MAC check (link "
+                                 "fault: the link is closed)");
+                conn_close(m, k);
                 return;
             }
-            if (k->h.length > 0) {
+        } else if (!k->in_payload) {
+            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
+                link_fault(m, k, CCL_ERR_PROTOCOL,
+                           "malformed frame on the control link");
+                return;
+            }
+            memcpy(k->hbuf, k->in, CCL_HDR_LEN);
+            if (k->h.length > 0 || k->mac) {
+                /* The payload and the tag are read together: the buffer
+                 * has room for both after the largest payload. */
                 k->in_payload = 1;
+                k->in_tag = k->mac != NULL;
                 k->have = 0;
-                k->need = k->h.length;
+                k->need = k->h.length + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
                 continue;
             }
         }
@@ -282,6 +319,7 @@ static void read_frames(ccl_master *m, mconn *k)
         if (!conn_listed(m, k))
             return;
         k->in_payload = 0;
+        k->in_tag = 0;
         k->have = 0;
         k->need = CCL_HDR_LEN;
     }
@@ -332,6 +370,13 @@ static int hs_progress(ccl_master *m, mconn *k)
         return 0;
     }
     if (ccl__hsm_done(&k->hs)) {
+        if (k->hs.result.authed) {
+            k->mac = ccl__link_mac_new(k->hs.result.seed_tx, k->hs.result.seed_rx);
+            if (!k->mac) {
+                conn_close(m, k);
+                return 0;
+            }
+        }
         ccl__hsm_wipe(&k->hs);
         k->phase = P_REGISTER;
         k->have = 0;

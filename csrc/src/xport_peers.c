@@ -122,12 +122,14 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
                      int frame_mac)
 {
     xp_conn *k = &x->peers[peer].conns[index];
-    if (frame_mac) {
-        if (!hs || !hs->authed)
-            return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    if (frame_mac && (!hs || !hs->authed))
+        return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    if (hs && hs->authed) {
+        /* Keyed: control frames are always MACed (protocol 4). */
         k->mac = calloc(1, sizeof *k->mac);
         if (!k->mac)
             return CCL_ERR_NOMEM;
+        k->mac->data_too = frame_mac;
         ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
         ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
     }
