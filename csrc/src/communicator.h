@@ -64,6 +64,7 @@ struct ccl_comm {
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
     int listen_port;
+    struct ccl__acceptor *acceptor; /* serves listen_fd (peer_accept.c) */
 
     /* the loop (progress.c) */
     int poller;

@@ -103,6 +103,7 @@ struct ccl__xport {
     uint64_t tx_bytes, rx_bytes;
     uint64_t gen;
     uint64_t next_tick_ms; /* liveness checks run at most this often */
+    int started;           /* ccl__xport_start ran for this epoch */
 };
 
 /* xport_conn.c */

@@ -78,6 +78,7 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
                      uint32_t epoch, const ccl__xport_member *members)
 {
     ccl__xport_clear(x);
+    x->started = 0;
     x->peers = calloc((size_t)size, sizeof *x->peers);
     if (!x->peers)
         return CCL_ERR_NOMEM;
@@ -145,6 +146,7 @@ int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
 {
     uint64_t now = ccl__now_ms();
     x->peer_timeout_ms = peer_timeout_ms;
+    x->started = 1;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];
         pe->last_rx_ms = pe->last_tx_ms = now;
@@ -208,8 +210,8 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
 {
     /* Every 10 ms at most: liveness needs no finer grain, and the loop
      * passes far more often than that while small ops run. */
-    if (now < x->next_tick_ms)
-        return;
+    if (now < x->next_tick_ms || !x->started)
+        return; /* (the mesh being built runs the loop too: see mesh.c) */
     x->next_tick_ms = now + 10;
     uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
     for (int p = 0; p < x->size; p++) {
