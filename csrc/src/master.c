@@ -475,6 +475,7 @@ static void on_timer(ccl_master *m)
             conn_close(m, k);
         k = next;
     }
+    ccl__log_refusal_tick(&m->refusals, now);
     ccl__mpol_tick(m->policy, now);
     apply_decisions(m);
 }

@@ -160,6 +160,7 @@ static void slot_event(ccl__io_handler *h, unsigned events)
  * waited too long. */
 static void sweep(ccl__acceptor *a, uint64_t now)
 {
+    ccl__log_refusal_tick(&a->c->refusals, now);
     for (int i = 0; i < PA_SLOTS; i++) {
         pa_slot *s = &a->slots[i];
         if (s->fd >= 0 && now > s->deadline) {
