@@ -195,10 +195,16 @@ static void on_frame(ccl_master *m, mconn *k)
         ccl__reform_msg *msg = malloc(sizeof *msg); /* 20 KiB: not on the stack */
         if (!msg)
             return; /* the member times out and retries */
-        if (ccl__reform_decode(k->in, k->h.length, msg) != 0)
+        if (ccl__reform_decode(k->in, k->h.length, msg) != 0) {
             reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
-        else
+        } else {
+            /* Blame (docs/security.md): one member's word that another
+             * broke the protocol is no proof (a MAC between two members
+             * proves nothing to a third party), so an expel mark counts
+             * as a lost link only.  Members of protocol 4 never set it. */
+            memset(msg->expel, 0, sizeof msg->expel);
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
+        }
         free(msg);
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
