@@ -20,7 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define MAXM 4
+#define MAXM 8
 static const char KEY[] = "peer port flood test key, 32 b!!";
 
 typedef struct {
