@@ -55,8 +55,10 @@ ffibuilder.set_source(
     include_dirs=[_path("csrc", "include"), _path("csrc", "src")],
     # -ffp-contract=off: no fused multiply-add, so decoded and reduced
     # floats are the same bits on every rank (csrc/src/quant.c).
-    extra_compile_args=["-O2", "-std=c99", "-D_GNU_SOURCE", "-ffp-contract=off",
-                        "-pthread"],
+    # -g: a hang inside the core can be read with gdb (pyccl stress does
+    # so for a hung peer); it costs nothing at run time.
+    extra_compile_args=["-O2", "-g", "-std=c99", "-D_GNU_SOURCE",
+                        "-ffp-contract=off", "-pthread"],
     libraries=["pthread", "m"],
 )
 

@@ -101,8 +101,10 @@ class Communicator(DirectOps):
         world_size: number of members of the group (>= 1).
         rank: this member's rank (0..world_size-1), or None to get one in
             the order of arrival.
-        conns_per_peer: TCP connections to each peer (1..64); more help on
-            long, fat links.
+        conns_per_peer: TCP connections to each peer (1..64), or None (the
+            default) or 0: automatic -- 4 are opened and each pair's data
+            uses as many as its round trip needs (1 on a LAN, up to 4 on
+            long links; docs/quantization.md, "Connections").
         listen_host: address the other members connect to.
         connect_timeout: seconds allowed to reach the master and form the
             group.
@@ -138,7 +140,7 @@ class Communicator(DirectOps):
     """
 
     def __init__(self, master: MasterLike, world_size: int,
-                 rank: Optional[int] = None, *, conns_per_peer: int = 1,
+                 rank: Optional[int] = None, *, conns_per_peer: Optional[int] = None,
                  listen_host: str = "127.0.0.1",
                  connect_timeout: float = 60.0, op_timeout: float = 60.0,
                  spin_us: int = -1, star_max_bytes: int = 65536,
@@ -172,7 +174,8 @@ class Communicator(DirectOps):
         cfg.master_port = port
         cfg.world_size = world_size
         cfg.rank = rank
-        cfg.conns_per_peer = _int_arg(conns_per_peer, "conns_per_peer", 1, 64)
+        cfg.conns_per_peer = 0 if conns_per_peer is None else _int_arg(
+            conns_per_peer, "conns_per_peer", 0, 64)
         cfg.listen_host = listen_c
         cfg.connect_timeout_ms = _ms(connect_timeout, "connect_timeout")
         cfg.op_timeout_ms = _ms(op_timeout, "op_timeout")

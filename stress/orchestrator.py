@@ -24,11 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import resource
 import secrets
 import signal
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -37,15 +35,13 @@ from typing import Any, Dict, List, Optional
 from stress import procs
 from stress.children import (MasterProc, PeerProc, child_env,
                              describe_status, log_tail)
-from stress.ledger import Fault, Ledger, Violation
+from stress.ledger import Ledger, Violation
 from stress.scenarios import Options
+from stress.faults import FaultInjector
 from stress.schedule import LINK_KINDS, Event, make_schedule
+from stress.watch import Watchdog
 
-_DISRUPTIVE = ("kill", "stop", "leave", "master", "drop", "delay",
-               "partition")
-
-
-class Orchestrator:
+class Orchestrator(FaultInjector, Watchdog):
     """One run; :meth:`run` returns when it is over (results in
     :attr:`summary`)."""
 
@@ -276,281 +272,6 @@ class Orchestrator:
         members = set(self.ledger.group_members[next(iter(gids))])
         return members == {p.id for p in self.live_peers()}
 
-    # -- the schedule -----------------------------------------------------
-
-    async def run_schedule(self) -> None:
-        o = self.opts
-        for ev in self.schedule:
-            delay = self.t0 + ev.t - self.now()
-            if delay > 0:
-                try:
-                    await asyncio.wait_for(self.stop_event.wait(), delay)
-                    return
-                except asyncio.TimeoutError:
-                    pass
-            if self.stop_event.is_set():
-                return
-            if ev.kind in _DISRUPTIVE:
-                deadline = self.now() + o.max_defer
-                while not self.settled() and self.now() < deadline \
-                        and not self.stop_event.is_set():
-                    await asyncio.sleep(0.05)
-            await self.apply(ev)
-            self.steps_done += 1
-            if o.steps is not None and self.steps_done >= o.steps:
-                break
-        if o.steps is not None:
-            self.stop_event.set()
-
-    def _record(self, kind: str, victim: Optional[PeerProc], detail: str = "",
-                changes: bool = True, t: Optional[float] = None) -> None:
-        t = self.now() if t is None else t
-        f = Fault(kind, t, victim.id if victim else None,
-                  victim.gid if victim else None, detail, changes)
-        self.ledger.fault(f)
-        self.injected[kind] += 1
-        self.last_fault_t = t
-        self.marks.append({"t": self.rel(t), "kind": kind,
-                           "peer": victim.id if victim else None})
-        if self.display is not None:
-            self.display.fault(kind)
-
-    async def apply(self, ev: Event) -> None:
-        kind = ev.kind
-        if kind == "join":
-            if len(self.live_peers()) >= self.opts.effective_max_peers():
-                self.skipped[kind] += 1
-                return
-            await self.spawn(joiner=True)
-            self._record("join", None, changes=False)
-            return
-        if kind == "storm":
-            room = self.opts.effective_max_peers() - len(self.live_peers())
-            n = min(int(ev.arg["size"]), room)
-            if n < 2:
-                self.skipped[kind] += 1
-                return
-            await asyncio.gather(*(self.spawn(joiner=True)
-                                   for _ in range(n)))
-            self._record("storm", None, "%d joiners" % n, changes=False)
-            return
-        if kind == "master":
-            await self.restart_master(ev)
-            return
-        if kind in LINK_KINDS and self.netlab is None:
-            self.skipped[kind] += 1
-            return
-        # Nobody eligible right now (the group is between epochs): give
-        # it the same grace as the settling, then skip.
-        targets = self._eligible()
-        deadline = self.now() + self.opts.max_defer
-        while not targets and self.now() < deadline \
-                and not self.stop_event.is_set():
-            await asyncio.sleep(0.05)
-            targets = self._eligible()
-        if not targets or self._members_left() - 1 < self.opts.min_peers:
-            self.skipped[kind] += 1
-            return
-        victim = targets[min(len(targets) - 1, int(ev.pick * len(targets)))]
-        if kind == "kill":
-            victim.injected = "kill"
-            self._record("kill", victim)
-            victim.signal(signal.SIGKILL)
-        elif kind == "leave":
-            victim.injected = "leave"
-            self._record("leave", victim)
-            victim.send({"t": "leave"})
-        elif kind == "stop":
-            dur, then_kill = ev.arg["duration"], bool(ev.arg["kill"])
-            short = dur < self.opts.peer_timeout
-            victim.stopped = True
-            self._record("stop", victim, "%.1f s then %s" % (
-                dur, "kill" if then_kill else "cont"), changes=not short)
-            victim.signal(signal.SIGSTOP)
-            asyncio.get_running_loop().create_task(
-                self._end_stop(victim, dur, then_kill))
-        elif kind in LINK_KINDS:
-            if not await self.netlab.fault(kind, victim.id,
-                                           ev.arg["duration"]):
-                self.skipped[kind] += 1
-                return
-            victim.link_fault = True
-            self._record(kind, victim, "%.1f s" % ev.arg["duration"])
-            asyncio.get_running_loop().create_task(
-                self._end_link_fault(victim, ev.arg["duration"]))
-
-    async def _end_link_fault(self, p: PeerProc, dur: float) -> None:
-        try:
-            await asyncio.wait_for(self.stop_event.wait(), dur)
-        except asyncio.TimeoutError:
-            pass
-        await self.netlab.heal(p.id)
-        p.link_fault = False  # only once the rules are gone
-
-    async def _end_stop(self, p: PeerProc, dur: float, then_kill: bool) -> None:
-        try:
-            await asyncio.wait_for(self.stop_event.wait(), dur)
-        except asyncio.TimeoutError:
-            pass
-        if not p.alive:
-            return
-        if then_kill:
-            p.injected = "stop-kill"
-            self.injected["stop-kill"] += 1
-            p.signal(signal.SIGKILL)
-        else:
-            self.injected["stop-cont"] += 1
-            p.woken_t = self.now()
-            p.last_msg = self.now()
-            p.signal(signal.SIGCONT)
-        p.stopped = False
-
-    async def restart_master(self, ev: Event) -> None:
-        assert self.master is not None
-        joiner = None
-        if ev.arg.get("with_joiner") and \
-                len(self.live_peers()) < self.opts.effective_max_peers():
-            joiner = await self.spawn(joiner=True)
-            self._record("join", None, "waits across a master restart",
-                         changes=False)
-            deadline = self.now() + 5.0
-            while joiner.phase != "join" and self.now() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # registered at the master by now
-        self.master_up.clear()
-        members = [p.id for p in self.live_peers()
-                   if p.injected is None and not p.stopped and p.gid is not
-                   None and p is not joiner]
-        t = self.now()
-        self._record("master", None, "down %.2f s%s" % (
-            ev.arg["down"], ", a joiner waiting" if joiner else ""),
-            changes=False)
-        await self.master.kill()
-        await asyncio.sleep(ev.arg["down"])
-        try:
-            await self.master.start()
-            self._note_pid(self.master.proc.pid, "master")
-        except RuntimeError as exc:
-            self.violation("master", str(exc))
-            self.stop_event.set()
-            return
-        self.master_up.set()
-        self._tasks.append(asyncio.get_running_loop().create_task(
-            self._reconnect_time(t, members)))
-
-    async def _reconnect_time(self, t: float, members: List[int]) -> None:
-        await asyncio.sleep(30.0)
-        alive = [m for m in members if self.peers[m].alive]
-        r = self.ledger.reconnect_time(t, alive)
-        if r is not None:
-            self.master_reconnects.append(r)
-
-    # -- the watchdog -----------------------------------------------------
-
-    def _bound(self, phase: str) -> float:
-        o = self.opts
-        if o.hang_timeout is not None:
-            return o.hang_timeout
-        if phase == "join":
-            return o.connect_timeout + 15.0
-        if phase == "update":
-            return o.op_timeout + 5.0 + 15.0
-        return 2 * o.op_timeout + 15.0
-
-    async def watchdog(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            now = self.now()
-            for p in self.live_peers():
-                if p.stopped or p.hung or (p.injected is not None and
-                                           p.injected != "leave"):
-                    continue
-                if not self.master_up.is_set() and p.phase in ("update",
-                                                               "join"):
-                    p.last_msg = max(p.last_msg, now - 1.0)
-                bound = self._bound(p.phase)
-                if now - p.last_msg > bound:
-                    await self._hang(p, now)
-                elif p.phase == "join" and now - p.join_t > 3 * bound:
-                    p.hung = True
-                    self.violation("join_stuck", "peer %d has been waiting "
-                                   "to join for %.0f s (group: %s)" % (
-                                       p.id, now - p.join_t,
-                                       self._groups_text()), [p.id])
-                if p.woken_t is not None and p.last_ok_t < p.woken_t \
-                        and now - p.woken_t > 2 * self._bound("update") \
-                        + self._bound("join"):
-                    self.violation("stopped_not_recovered", "peer %d, "
-                                   "woken %.0f s ago, has neither rejoined "
-                                   "nor exited (phase %s)" % (
-                                       p.id, now - p.woken_t, p.phase),
-                                   [p.id])
-                    p.woken_t = None
-                elif p.woken_t is not None and p.last_ok_t > p.woken_t:
-                    p.woken_t = None
-            for v in self.ledger.resolve(now, older_than=20.0):
-                self._after_violation(v)
-            if self.opts.replace and not self.finishing and self.started:
-                want = self.opts.peers - self._members_left() \
-                    - self.pending_spawns
-                if want > 0:
-                    self.pending_spawns += want
-                    asyncio.get_running_loop().create_task(
-                        self._replace(want))
-
-    async def _replace(self, n: int) -> None:
-        try:
-            await asyncio.sleep(self.opts.replace_delay)
-            if self.finishing:
-                return
-            for _ in range(n):
-                await self.spawn(joiner=True)
-                self.replacements += 1
-                self._record("join", None, "replacement", changes=False)
-        finally:
-            self.pending_spawns -= n
-
-    async def _hang(self, p: PeerProc, now: float) -> None:
-        p.hung = True
-        p.signal(signal.SIGUSR1)   # faulthandler: every thread's stack
-        await asyncio.sleep(0.5)
-        self.violation("hang", "peer %d made no progress for %.0f s in "
-                       "phase %s (epoch %d); its stacks are in %s" % (
-                           p.id, now - p.last_msg, p.phase, p.epoch,
-                           p.log_path), [p.id])
-        p.injected = "hang"
-        p.signal(signal.SIGKILL)
-
-    def _groups_text(self) -> str:
-        out = []
-        for p in sorted(self.live_peers(), key=lambda p: p.id):
-            g = "-" if p.gid is None else str(self.ledger.group_epoch[p.gid])
-            out.append("%d:%s/%s%s" % (p.id, p.phase, g,
-                                       " stopped" if p.stopped else ""))
-        return " ".join(out)
-
-    # -- timeline ---------------------------------------------------------
-
-    async def sampler(self) -> None:
-        last_ops = self.ledger.ops_ok
-        while True:
-            await asyncio.sleep(1.0)
-            live = self.live_peers()
-            sizes = Counter(p.gid for p in live if p.gid is not None)
-            gid = max(sizes, key=lambda g: (sizes[g], g)) if sizes else None
-            ops = self.ledger.ops_ok
-            point = {"t": round(self.rel(), 2), "live": len(live),
-                     "stopped": sum(1 for p in live if p.stopped),
-                     "members": len(self.ledger.group_members[gid])
-                     if gid is not None else 0,
-                     "epoch": self.ledger.group_epoch[gid]
-                     if gid is not None else -1,
-                     "ops_s": ops - last_ops}
-            last_ops = ops
-            self.timeline.append(point)
-            if self.display is not None:
-                self.display.sample(self, point)
-
     # -- the run ----------------------------------------------------------
 
     async def run(self) -> Dict[str, Any]:
@@ -651,6 +372,17 @@ class Orchestrator:
             await self.netlab.heal_all()
         for p in self.live_peers():
             p.link_fault = False
+        if not self.master_up.is_set():
+            # The end of the churn cancelled a master restart while the
+            # master was down: bring it back, as the restart would have.
+            try:
+                if self.master.alive:  # cancelled while it started
+                    await self.master.kill()
+                await self.master.start()
+                self._note_pid(self.master.proc.pid, "master")
+                self.master_up.set()
+            except RuntimeError as exc:
+                self.violation("master", str(exc))
         deadline = self.now() + self.opts.settle_timeout
         while not self.settled():
             if self.now() > deadline:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 import pyccl
@@ -74,3 +75,60 @@ def test_silently_dropped_packets_are_caught_by_deadlines() -> None:
         assert r["error"] in ("PeerLost", "Aborted"), r
         assert r["failed_at"] - t_cut < 1.0 + 1.0 + 0.5, r  # peer_timeout + 1 s
         assert r["size"] == world - 1 and r["ok"], r
+
+
+def _port_rules(action: str, port: int) -> bool:
+    """DROP every loopback packet to or from a local TCP port."""
+    ok = True
+    for match in ("--sport", "--dport"):
+        cmd = ["iptables", action, "INPUT", "-i", "lo", "-p", "tcp", match,
+               str(port), "-j", "DROP"]
+        ok &= subprocess.run(cmd, capture_output=True).returncode == 0
+    return ok
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not _can_cut(), reason="needs root and iptables")
+def test_master_ends_a_group_whose_last_member_vanished() -> None:
+    """Issue 9 (stress defect 4): the only member of a group vanishes with
+    its control link open (its host lost power: every packet dropped, its
+    close never arrives).  The master's keepalive probes go unanswered,
+    it ends the group, and a newcomer forms a new one instead of waiting
+    for a safe point nobody will reach."""
+    import socket
+    import struct
+    import secrets
+    from tests.raw_client import authenticated, frame, recv_exact
+    key = secrets.token_bytes(32)
+    with pyccl.Master(key=key) as master:
+        # A member played over a raw socket: handshake, REGISTER for a
+        # group of one, its GROUP.
+        sock = authenticated(master.port, key)
+        host = b"127.0.0.1"
+        reg = (struct.pack("<IiHH", 1, -1, 1234, 1) + secrets.token_bytes(16)
+               + bytes([len(host)]) + host)
+        sock.sendall(frame(16, reg))
+        hdr = recv_exact(sock, 40)
+        assert len(hdr) == 40 and hdr[0] == 17, hdr  # GROUP
+        port = sock.getsockname()[1]
+        assert _port_rules("-A", port)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack("ii", 1, 0))
+            sock.close()  # its reset is dropped: the master never hears
+            t0 = time.monotonic()
+            comm = pyccl.Communicator(master.address, world_size=1, key=key,
+                                      connect_timeout=90.0)
+            took = time.monotonic() - t0
+            try:
+                assert comm.world_size == 1
+                x = np.ones(3, np.float32)
+                comm.all_reduce(x)
+                assert (x == 1).all()
+            finally:
+                comm.close()
+        finally:
+            while _port_rules("-D", port):
+                pass
+    # Liveness only: the probes end the link within about 20 s.
+    assert took < 60.0, took

@@ -278,3 +278,48 @@ def test_master_away_longer_than_peer_timeout_during_update_topology():
     one_group(reports, 3)
     assert restarted.said(r"master: adopted epoch 1 \(a group of 3\)")
     assert not restarted.said(r"refused peer|dropped"), restarted.lines
+
+
+@pytest.mark.timeout(240)
+def test_member_killed_before_coming_back_is_dropped_at_once():
+    """Issue 9, defect 3 of the stress tool: after a master restart,
+    members 0 and 1 come back and wait in update_topology for member 2,
+    which is SIGKILLed before it came back (so the fresh master has no
+    link of its own to it that could close).  The survivors' links to it
+    close; they report that while they wait, and the master gives it up
+    after the grace of an accused member instead of holding the group to
+    the reform's deadline (about 45 s here)."""
+    master = MasterProcess()
+    q, go, never = CTX.Queue(), CTX.Event(), CTX.Event()
+    agree = agreement(2)
+    procs = [CTX.Process(target=member,
+                         args=(master.address, 3, r, q, go if r < 2 else never,
+                               False, agree, {}))
+             for r in range(3)]
+    restarted = None
+    try:
+        for p in procs:
+            p.start()
+        ready = collect(q, 3, master)
+        assert all(r.get("ready") for r in ready), ready
+        master.wait_for(r"master: epoch 1 formed: a new group of 3")
+        master.kill()
+        restarted = MasterProcess(master.port)
+        go.set()
+        for r in range(2):
+            restarted.wait_for(r"master: rank %d \S+ reached update_topology" % r)
+        killed_at = time.monotonic()
+        procs[2].kill()
+        reports = collect(q, 2, master, restarted)
+        took = time.monotonic() - killed_at
+    finally:
+        reap(procs)
+        master.stop()
+        if restarted:
+            restarted.stop()
+    one_group(reports, 2)
+    assert all(r["changed"] for r in reports), reports
+    assert restarted.said(r"master: rank 2 left epoch 1: it did not come back")
+    assert restarted.said(r"master: rank [01] \S+ updated its report")
+    # Liveness only: the grace is 1 s, the reform's deadline ~45 s.
+    assert took < 15.0, "the survivors waited %.1f s" % took

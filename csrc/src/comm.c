@@ -22,7 +22,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->master_host = "127.0.0.1";
     cfg->world_size = 1;
     cfg->rank = -1;
-    cfg->conns_per_peer = 1;
+    cfg->conns_per_peer = 0; /* automatic */
     cfg->listen_host = "127.0.0.1";
     cfg->connect_timeout_ms = 60000;
     cfg->op_timeout_ms = 60000;
@@ -76,12 +76,13 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     if (!cfg->master_host || cfg->master_port <= 0 || cfg->master_port > 65535 ||
         cfg->world_size < 1 || cfg->world_size > CCL_MAX_WORLD ||
         cfg->rank < -1 || cfg->rank >= cfg->world_size ||
-        cfg->conns_per_peer < 1 || cfg->conns_per_peer > 64 ||
+        cfg->conns_per_peer < 0 || cfg->conns_per_peer > 64 ||
         cfg->connect_timeout_ms <= 0 || cfg->op_timeout_ms <= 0 ||
         cfg->peer_timeout_ms < 100 ||
         cfg->chunk_bytes == 0) {
         ERRF("invalid configuration (master address, world_size 1..%d, rank "
-             "-1..world_size-1, conns_per_peer 1..64, positive timeouts, "
+             "-1..world_size-1, conns_per_peer 0 (automatic) or 1..64, positive "
+             "timeouts, "
              "peer_timeout_ms >= 100)",
              CCL_MAX_WORLD);
         return CCL_ERR_INVALID_ARG;

@@ -19,12 +19,15 @@ static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
     return rc;
 }
 
+static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int update);
+static int lost_peers(ccl_comm *c);
+
 /* Waits for the master's answer to REFORM.  The event loop keeps running
  * meanwhile (the answer is left for us by the master link's handler), so
  * heartbeats go on both ways and a member that waits here is never taken
  * for a silent one, however long the others take to arrive; a peer that
  * dies meanwhile is still noticed. */
-static int await_answer(ccl_comm *c, uint64_t deadline)
+static int await_answer(ccl_comm *c, int timeout_ms, uint64_t deadline)
 {
     c->answered = 0;
     while (!c->answered && c->master_fd >= 0 && !c->master_lost &&
@@ -33,6 +36,11 @@ static int await_answer(ccl_comm *c, uint64_t deadline)
         if (now >= deadline)
             break;
         ccl__loop_once(c, deadline - now > 50 ? 50 : (int)(deadline - now));
+        /* A peer that died while everyone waits here is reported at once:
+         * the master may be waiting for it (a member that never came back
+         * to a restarted master has no control link to close). */
+        if (!c->answered && c->master_fd >= 0 && lost_peers(c) > c->reform_lost)
+            send_reform(c, timeout_ms, deadline, 1);
     }
     if (c->answered)
         return CCL_OK;
@@ -75,9 +83,22 @@ static int apply_group(ccl_comm *c, uint64_t deadline)
     return CCL_OK;
 }
 
+/* How many peers of this epoch this member lost (every connection
+ * closed). */
+static int lost_peers(ccl_comm *c)
+{
+    int rank, size, n = 0;
+    uint32_t epoch;
+    ccl__engine_group(&c->eng, &rank, &size, &epoch);
+    for (int p = 0; p < size; p++)
+        n += p != rank && !ccl__xport_peer_open(c->xp, p);
+    return n;
+}
+
 /* Sends REFORM: this member's epoch, how long it waits, and the peers it
- * lost (every connection closed), marking those that broke the protocol. */
-static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline)
+ * lost (every connection closed), marking those that broke the protocol;
+ * `update`: a later report while waiting for the answer. */
+static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int update)
 {
     int rank, size;
     uint32_t epoch;
@@ -99,10 +120,12 @@ static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline)
         return fail(c, CCL_ERR_NOMEM, "%s", "out of memory");
     }
     size_t n = ccl__reform_encode(buf, cap, msg);
+    c->reform_lost = (int)msg->nlost;
     free(msg);
     char err[200];
-    int rc = ccl__ctl_send(c, CCL_FT_REFORM, epoch, buf, (uint32_t)n, deadline, err,
-                           sizeof err);
+    int rc = ccl__ctl_send_tagged(c, CCL_FT_REFORM, epoch,
+                                  update ? CCL_REFORM_UPDATE : 0, buf, (uint32_t)n,
+                                  deadline, err, sizeof err);
     free(buf);
     if (rc) {
         /* A master that closed the link after a REJECT resets what we send:
@@ -140,12 +163,12 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
             return fail(c, rc, "the master is gone and could not be reached "
                         "again: %s", err);
     }
-    int rc = send_reform(c, timeout_ms, deadline);
+    int rc = send_reform(c, timeout_ms, deadline, 0);
     if (rc && c->rejected[0])
         return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
     if (rc)
         return rc;
-    rc = await_answer(c, deadline);
+    rc = await_answer(c, timeout_ms, deadline);
     if (rc == CCL_ERR_TIMEOUT) {
         /* The answer may still come, for this REFORM: a fresh link at the
          * next update_topology keeps it from being taken for that one's. */

@@ -59,6 +59,7 @@ struct ccl_comm {
     int pending;      /* atomic: joiners waiting, as last told by the master */
     int awaiting;     /* update_topology waits: the loop keeps the answer */
     int interrupt;    /* atomic: ccl_comm_interrupt asked update_topology to stop */
+    int reform_lost;  /* peers lost in the last REFORM sent (or update) */
     int answered;     /* the answer to REFORM is in ctl_h / ctl_payload */
     int master_lost;  /* the control link ended */
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */

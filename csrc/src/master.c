@@ -203,6 +203,7 @@ static void on_frame(ccl_master *m, mconn *k)
              * proves nothing to a third party), so an expel mark counts
              * as a lost link only.  Members of protocol 4 never set it. */
             memset(msg->expel, 0, sizeof msg->expel);
+            msg->update = k->h.tag == CCL_REFORM_UPDATE;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         }
         free(msg);

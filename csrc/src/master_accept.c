@@ -112,6 +112,11 @@ void ccl__master_on_accept(ccl_master *m)
             continue;
         }
         k->fd = fd;
+        /* A member whose host vanished leaves its link open: without
+         * probes the master would wait for it forever (its group, if it
+         * was the last member, with it). */
+        ccl__sock_set_keepalive(fd, CTL_KEEPALIVE_IDLE_S, CTL_KEEPALIVE_INTVL_S,
+                                CTL_KEEPALIVE_COUNT);
         snprintf(k->addr, sizeof k->addr, "%s", addr);
         k->prefix = prefix;
         k->started_ms = now;

@@ -33,6 +33,11 @@
  * retrying in a busy loop (the pending connection stays in the backlog). */
 #define ACCEPT_BACKOFF_MS 10
 #define SEND_MS 2000
+/* Keepalive on control links: a host that vanished is found within
+ * 5 + 3 * 5 = 20 s (docs/fault-tolerance.md). */
+#define CTL_KEEPALIVE_IDLE_S 5
+#define CTL_KEEPALIVE_INTVL_S 3
+#define CTL_KEEPALIVE_COUNT 5
 #define IN_CAP (12 + 4 * CCL_MAX_WORLD)
 /* A master on a fixed port may be a restarted one: it forms no first
  * group this long after it starts, so that members of the run it

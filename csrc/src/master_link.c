@@ -13,6 +13,7 @@
 #include "handshake.h"
 #include "link_mac.h"
 #include "master_link.h"
+#include "conns_auto.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -35,15 +36,22 @@ static int stop_or(int rc, char *err, size_t errlen)
 int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
                   uint32_t len, uint64_t deadline, char *err, size_t errlen)
 {
+    return ccl__ctl_send_tagged(c, type, epoch, 0, payload, len, deadline, err, errlen);
+}
+
+int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
+                         const uint8_t *payload, uint32_t len, uint64_t deadline,
+                         char *err, size_t errlen)
+{
     uint8_t hdr[CCL_HDR_LEN];
-    uint8_t tag[CCL_FRAME_MAC_TAG_LEN];
-    ccl__ctl_hdr_encode(hdr, type, epoch, 0, len);
+    uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
+    ccl__ctl_hdr_encode(hdr, type, epoch, tag, len);
     int rc = ccl__sock_send_all(c->master_fd, hdr, sizeof hdr, deadline, err, errlen);
     if (!rc && len)
         rc = ccl__sock_send_all(c->master_fd, payload, len, deadline, err, errlen);
     if (!rc && c->ctl_mac) {
-        ccl__link_mac_seal(c->ctl_mac, hdr, sizeof hdr, payload, len, tag);
-        rc = ccl__sock_send_all(c->master_fd, tag, sizeof tag, deadline, err, errlen);
+        ccl__link_mac_seal(c->ctl_mac, hdr, sizeof hdr, payload, len, mac);
+        rc = ccl__sock_send_all(c->master_fd, mac, sizeof mac, deadline, err, errlen);
     }
     return rc;
 }
@@ -113,7 +121,10 @@ static void fill_register(ccl_comm *c, ccl__register_msg *reg, uint32_t world,
     reg->world_size = world;
     reg->rank = rank;
     reg->listen_port = (uint16_t)c->listen_port;
-    reg->conns_per_peer = (uint16_t)c->cfg.conns_per_peer;
+    /* Automatic (0): open CCL_AUTO_CONNS_OPEN per pair; the transport
+     * uses as many as each pair's round trip needs. */
+    reg->conns_per_peer = (uint16_t)(c->cfg.conns_per_peer ? c->cfg.conns_per_peer
+                                                           : CCL_AUTO_CONNS_OPEN);
     memcpy(reg->uuid, c->uuid, 16);
     snprintf(reg->host, sizeof reg->host, "%s", c->listen_host);
 }

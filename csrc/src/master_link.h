@@ -11,6 +11,10 @@ enum { CTL_NONE = 0, CTL_FRAME = 1 };
 
 int ccl__ctl_send(ccl_comm *c, int type, uint32_t epoch, const uint8_t *payload,
                   uint32_t len, uint64_t deadline, char *err, size_t errlen);
+/* The same with a tag in the header (REFORM: CCL_REFORM_UPDATE). */
+int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
+                         const uint8_t *payload, uint32_t len, uint64_t deadline,
+                         char *err, size_t errlen);
 int ccl__ctl_step(ccl_comm *c);
 void ccl__ctl_reject_text(ccl_comm *c, char text[CCL_MAX_ERRMSG + 1]);
 void ccl__master_gone(ccl_comm *c);

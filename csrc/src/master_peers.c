@@ -16,6 +16,7 @@
 void ccl__mp_free(mp_peer *p)
 {
     free(p->lost);
+    free(p->lost_ms);
     free(p);
 }
 
@@ -153,9 +154,9 @@ void ccl__mp_recount(ccl__mpol *mp)
             continue;
         for (uint32_t i = 0; i < p->nlost; i++) {
             mp_slot *s = &mp->slots[p->lost[i]];
-            if (!s->accused || p->report_ms < s->accused_ms) {
+            if (!s->accused || p->lost_ms[i] < s->accused_ms) {
                 s->accused = 1;
-                s->accused_ms = p->report_ms;
+                s->accused_ms = p->lost_ms[i];
                 s->accuser = a;
             }
         }

@@ -148,12 +148,24 @@ static void expel(ccl__mpol *mp, uint32_t r, const mp_peer *accuser)
     }
 }
 
+/* Whether rank r is among the first n of p's reported losses. */
+static int reported_lost(const mp_peer *p, uint32_t n, uint32_t r)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (p->lost[i] == r)
+            return 1;
+    return 0;
+}
+
 int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
                      uint64_t now)
 {
     mp_peer *p = ccl__mp_find(mp, conn);
     if (!p)
         return CCL_ERR_INVALID_ARG;
+    if (msg->update && (!p->member || msg->epoch != mp->epoch || !mp->reforming ||
+                        !p->reported))
+        return CCL_OK; /* its reform ended while the update was on its way */
     if (!p->member) {
         ccl__mp_refuse(mp, p, CCL_ERR_PROTOCOL, "REFORM from a peer that is "
                        "not a member of the group");
@@ -165,38 +177,56 @@ int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
                        "from the group", msg->epoch, mp->epoch);
         return CCL_OK;
     }
-    uint32_t *lost = malloc((msg->nlost ? msg->nlost : 1) * sizeof *lost);
-    if (!lost)
+    /* An update keeps what was reported before, with its times: an
+     * accused member's grace runs from the first report of its loss. */
+    uint32_t keep = msg->update ? p->nlost : 0;
+    uint32_t cap = keep + msg->nlost + 1;
+    uint32_t *lost = malloc(cap * sizeof *lost);
+    uint64_t *lost_ms = malloc(cap * sizeof *lost_ms);
+    if (!lost || !lost_ms) {
+        free(lost);
+        free(lost_ms);
         return CCL_ERR_NOMEM;
+    }
+    if (keep) {
+        memcpy(lost, p->lost, keep * sizeof *lost);
+        memcpy(lost_ms, p->lost_ms, keep * sizeof *lost_ms);
+    }
     free(p->lost);
+    free(p->lost_ms);
     p->lost = lost;
-    p->nlost = 0;
-    p->reported = 1;
-    p->report_ms = now;
-    uint32_t wait = msg->wait_ms ? msg->wait_ms : 1;
-    uint32_t reserve = wait / 4;
-    if (reserve > CCL_MPOL_RESERVE_MAX_MS)
-        reserve = CCL_MPOL_RESERVE_MAX_MS;
-    uint64_t deadline = now + wait - reserve;
-    if (!mp->reforming || deadline < mp->reform_deadline)
-        mp->reform_deadline = deadline;
-    mp->reforming = 1;
+    p->lost_ms = lost_ms;
+    p->nlost = keep;
+    if (!msg->update) {
+        p->reported = 1;
+        p->report_ms = now;
+        uint32_t wait = msg->wait_ms ? msg->wait_ms : 1;
+        uint32_t reserve = wait / 4;
+        if (reserve > CCL_MPOL_RESERVE_MAX_MS)
+            reserve = CCL_MPOL_RESERVE_MAX_MS;
+        uint64_t deadline = now + wait - reserve;
+        if (!mp->reforming || deadline < mp->reform_deadline)
+            mp->reform_deadline = deadline;
+        mp->reforming = 1;
+    }
     /* The ranks it lost: gone at once if they broke the protocol, else
      * judged at the end of the reform (master_epoch.c). */
     for (uint32_t i = 0; i < msg->nlost; i++) {
         uint32_t r = msg->lost[i];
-        if (r >= mp->world || r == p->rank)
+        if (r >= mp->world || r == p->rank || reported_lost(p, keep, r))
             continue;
         if (msg->expel[i]) {
             expel(mp, r, p);
             continue;
         }
+        p->lost_ms[p->nlost] = now;
         p->lost[p->nlost++] = r;
     }
     char name[CCL_MAX_HOST + 8];
-    ccl__mp_log(mp, CCL_LOG_DEBUG, "master: rank %u (%s) reached update_topology "
-                "in epoch %u, reporting %u lost", p->rank,
-                ccl__mp_name(p, name, sizeof name), mp->epoch, p->nlost);
+    ccl__mp_log(mp, CCL_LOG_DEBUG, "master: rank %u (%s) %s in epoch %u, reporting "
+                "%u lost", p->rank, ccl__mp_name(p, name, sizeof name),
+                msg->update ? "updated its report" : "reached update_topology",
+                mp->epoch, p->nlost);
     ccl__mp_recount(mp);
     ccl__mp_finish_reform(mp, now);
     return CCL_OK;

@@ -22,6 +22,7 @@ typedef struct mp_peer {
     int reported;            /* members: sent REFORM in this reform */
     uint64_t report_ms;      /* when */
     uint32_t *lost;          /* the ranks it reported lost in this reform */
+    uint64_t *lost_ms;       /* when it first reported each */
     uint32_t nlost;
 } mp_peer;
 

@@ -145,5 +145,7 @@ int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         snprintf(err, errlen, "cannot watch the mesh's connections");
         rc = CCL_ERR_IO;
     }
+    if (!rc)
+        ccl__xport_set_auto(c->xp, c->cfg.conns_per_peer == 0);
     return rc;
 }

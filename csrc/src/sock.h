@@ -43,6 +43,17 @@ int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_set_nonblock(int fd);
 int ccl__sock_set_nodelay(int fd);
+/* TCP keepalive: probes after idle_s idle seconds, every intvl_s, reset
+ * after `count` unanswered (and TCP_USER_TIMEOUT of the same total). */
+int ccl__sock_set_keepalive(int fd, int idle_s, int intvl_s, int count);
+/* The kernel's smoothed round-trip time of a TCP connection in
+ * microseconds (TCP_INFO), 0 when unknown. */
+uint32_t ccl__sock_rtt_us(int fd);
+/* Bytes one TCP stream can keep in flight at most: the smaller of the
+ * largest send and receive buffers the kernel grants an unprivileged
+ * socket (tcp_wmem/tcp_rmem maxima), less the receiver's overhead
+ * share; read once. */
+uint64_t ccl__sock_stream_window(void);
 /* Nonblocking I/O.  Returns bytes moved (0 = would block) or a negative
  * ccl_result; EOF on read is CCL_ERR_PEER_LOST. */
 long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen);

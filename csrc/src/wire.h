@@ -198,7 +198,15 @@ int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
  * frame, a failed frame MAC) rather than just going silent or away.
  * Entries are sorted by rank, ranks distinct. */
 #define CCL_REFORM_EXPEL 0x80000000u
+/* The tag of a REFORM's header: 0 for the report that starts this member's
+ * part in a reform, CCL_REFORM_UPDATE for a later one sent while it waits
+ * for the answer, listing the peers it has lost meanwhile too (a peer that
+ * died while everyone waited).  A master with no reform waiting for that
+ * member ignores an update rather than refuse it: the reform may have ended
+ * while the update was on its way. */
+#define CCL_REFORM_UPDATE 1u
 typedef struct ccl__reform_msg {
+    int update;        /* not on the wire: from the header's tag */
     uint32_t epoch;
     uint32_t wait_ms;  /* how long the master may wait for the others */
     uint32_t nlost;

@@ -97,6 +97,12 @@ int ccl__xport_wants(const ccl__xport *x, int peer, int index);
 int ccl__xport_conns(const ccl__xport *x, int peer);
 /* Registers every adopted connection with the poller. */
 int ccl__xport_start(ccl__xport *x, int peer_timeout_ms);
+/* Automatic connections (on: conns_per_peer was 0): each peer's data
+ * frames use only as many of its connections as its round trip needs
+ * (conns_auto.h), chosen now and every 500 ms; off: all of them. */
+void ccl__xport_set_auto(ccl__xport *x, int on);
+/* Connections of the peer that take data frames now. */
+int ccl__xport_active(const ccl__xport *x, int peer);
 /* Bumped whenever connections are freed: events gathered before point at
  * freed memory. */
 uint64_t ccl__xport_generation(const ccl__xport *x);

@@ -85,6 +85,7 @@ typedef struct xp_peer {
     uint16_t port;
     xp_conn *conns;
     int nconns;
+    int active;            /* connections [0, active) take data frames */
     xp_req *qhead, *qtail; /* frames not yet taken by a connection */
     uint64_t last_rx_ms;   /* any byte from this peer */
     uint64_t last_tx_ms;   /* any frame queued to it */
@@ -104,6 +105,8 @@ struct ccl__xport {
     uint64_t gen;
     uint64_t next_tick_ms; /* liveness checks run at most this often */
     int started;           /* ccl__xport_start ran for this epoch */
+    int auto_conns;        /* choose each peer's active connections */
+    uint64_t next_auto_ms; /* ... again at this time */
 };
 
 /* xport_conn.c */

@@ -6,6 +6,7 @@
  * open, so only a deadline catches it).
  */
 #include "xport_int.h"
+#include "conns_auto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,6 +96,7 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
         if (!pe->conns)
             return CCL_ERR_NOMEM; /* the table stays walkable for clear */
         pe->nconns = conns_per_peer;
+        pe->active = conns_per_peer;
         for (int i = 0; i < pe->nconns; i++) {
             xp_conn *k = &pe->conns[i];
             k->ev.on_event = conn_event;
@@ -140,6 +142,36 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
     }
     k->fd = fd;
     return CCL_OK;
+}
+
+/* Automatic mode: how many of each peer's connections carry data, from
+ * the kernel's current round-trip estimate on its first connection (it
+ * follows the traffic: queueing on a loaded link raises it). */
+static void choose_active(ccl__xport *x)
+{
+    uint64_t window = ccl__sock_stream_window();
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        if (pe->nconns < 1 || pe->conns[0].fd < 0)
+            continue;
+        pe->active = ccl__conns_auto(ccl__sock_rtt_us(pe->conns[0].fd), window,
+                                     CCL_AUTO_REF_BPS, pe->nconns);
+    }
+}
+
+void ccl__xport_set_auto(ccl__xport *x, int on)
+{
+    x->auto_conns = on;
+    if (on)
+        choose_active(x);
+    else
+        for (int p = 0; p < x->size; p++)
+            x->peers[p].active = x->peers[p].nconns;
+}
+
+int ccl__xport_active(const ccl__xport *x, int peer)
+{
+    return peer >= 0 && peer < x->size ? x->peers[peer].active : 0;
 }
 
 int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
@@ -213,6 +245,10 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
     if (now < x->next_tick_ms || !x->started)
         return; /* (the mesh being built runs the loop too: see mesh.c) */
     x->next_tick_ms = now + 10;
+    if (x->auto_conns && now >= x->next_auto_ms) {
+        x->next_auto_ms = now + 500;
+        choose_active(x);
+    }
     uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];

@@ -50,7 +50,7 @@ static void mac_written(xp_mac *m, const xp_req *r, size_t from, size_t to)
 /* Takes the next frame of the peer's queue onto connection k. */
 static xp_req *take_next(xp_conn *k, xp_peer *p)
 {
-    if (!p->qhead)
+    if (!p->qhead || k->index >= p->active)
         return NULL;
     k->cur = p->qhead;
     p->qhead = k->cur->next;
