@@ -393,8 +393,11 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
                                                             : MAX_STRANGERS;
     if (m->max_strangers < 8)
         m->max_strangers = 8;
+    /* A deep backlog (the kernel caps it at somaxconn): while a flood
+     * fills the accept queue, a legitimate SYN would be dropped and
+     * retried only after 1 s. */
     rc = ccl__sock_listen(host, cfg->port,
-                              1024, &m->lfd, &m->port, err, errlen);
+                              4096, &m->lfd, &m->port, err, errlen);
     if (!rc && (ccl__poller_create(&m->poller) || ccl__wakefd_create(&m->wakefd) ||
                 ccl__poller_set(m->poller, m->lfd, &ccl__master_listen_marker, CCL_EV_IN, 1) ||
                 ccl__poller_set(m->poller, m->wakefd, NULL, CCL_EV_IN, 1))) {

@@ -72,9 +72,11 @@ void ccl__master_on_accept(ccl_master *m)
 {
     static const uint8_t no_uuid[16];
     uint64_t now = ccl__now_ms();
-    /* A bounded batch per wakeup, so one flood cannot keep the loop from
-     * the connections it already has. */
-    for (int batch = 0; batch < 256; batch++) {
+    /* A small batch per wakeup (a fraction of the stranger slots), so
+     * that the loop reads the connections it has between batches: a
+     * member's HELLO must be seen (it is then no longer silent) before
+     * the flood behind it could push it out. */
+    for (int batch = 0; batch < 64; batch++) {
         int fd = -1;
         char addr[80] = "";
         int arc = ccl__sock_accept_now(m->lfd, &fd, addr, sizeof addr);
@@ -135,7 +137,18 @@ void ccl__master_on_accept(ccl_master *m)
         k->next = m->conns;
         m->conns = k;
         m->nconns++;
-        ccl__master_hs_progress(m, k); /* our HELLO goes out at once */
+        if (!ccl__master_hs_progress(m, k)) /* our HELLO goes out at once */
+            continue;
+        /* A peer sends its HELLO right after connecting: it is often here
+         * already, and reading it now marks the connection as heard. */
+        uint8_t *p;
+        size_t want = ccl__hsm_to_read(&k->hs, &p);
+        long got = want ? ccl__sock_read_some(fd, p, want, NULL, 0) : 0;
+        if (got > 0) {
+            k->heard = 1;
+            ccl__hsm_read(&k->hs, (size_t)got);
+            ccl__master_hs_progress(m, k);
+        }
     }
 }
 

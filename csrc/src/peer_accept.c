@@ -238,8 +238,10 @@ static void on_listen(ccl__io_handler *h, unsigned events)
     (void)events;
     uint64_t now = ccl__now_ms();
     sweep(a, now);
-    /* A bounded batch per event, so a flood cannot keep the loop here. */
-    for (int n = 0; n < 4 * PA_SLOTS; n++) {
+    /* A small batch per event (a quarter of the slots), so that the loop
+     * reads the connections it has between batches: a member's HELLO
+     * must be seen before the flood behind it could push it out. */
+    for (int n = 0; n < PA_SLOTS / 4; n++) {
         int fd = -1;
         char addr[80] = "";
         if (ccl__sock_accept_now(c->listen_fd, &fd, addr, sizeof addr) || fd < 0)
@@ -264,6 +266,8 @@ static void on_listen(ccl__io_handler *h, unsigned events)
             continue;
         }
         slot_progress(a, s); /* our HELLO goes out at once */
+        if (s->fd >= 0)
+            slot_event(&s->ev, CCL_EV_IN); /* its HELLO may be here already */
     }
 }
 
