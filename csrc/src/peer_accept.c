@@ -247,6 +247,10 @@ static void on_listen(ccl__io_handler *h, unsigned events)
         if (ccl__sock_accept_now(c->listen_fd, &fd, addr, sizeof addr) || fd < 0)
             return; /* EMFILE and friends: the next event tries again */
         pa_slot *s = slot_for(a, addr);
+        if (!s) { /* cannot happen: a full table always has a victim */
+            ccl__sock_close(fd);
+            continue;
+        }
         ccl__hello mine;
         hello_mine(c, &mine);
         memset(&s->hs, 0, sizeof s->hs);
