@@ -539,7 +539,7 @@ static void unpark_stuck(ccl__engine *e, uint64_t now)
     for (ccl_op *op = e->active; op; op = op->next)
         if (op->last_progress_ms > last)
             last = op->last_progress_ms;
-    if (!e->active || now - last < PARK_STUCK_MS)
+    if (!e->active || ccl__since(now, last) < PARK_STUCK_MS)
         return;
     e->force_early = 1;
     ccl__xport_unpark_all(e->xp);
@@ -563,8 +563,10 @@ void ccl__engine_tick(ccl__engine *e, uint64_t now)
              * nobody, so nobody can have succeeded, and failing stays
              * consistent.  (A silent peer is lost sooner, at
              * peer_timeout.) */
-            if (now - op->last_progress_ms <= limit) {
-                if (!op->probed && now - op->last_progress_ms >= PROBE_AFTER_MS)
+            /* Unparking above may have stamped progress after `now`. */
+            uint64_t idle = ccl__since(now, op->last_progress_ms);
+            if (idle <= limit) {
+                if (!op->probed && idle >= PROBE_AFTER_MS)
                     ccl__op_probe(op);
                 continue;
             }

@@ -15,6 +15,13 @@
 
 /* Milliseconds and microseconds on the monotonic clock. */
 uint64_t ccl__now_ms(void);
+/* now - then, or 0 when `then` is later: a stamp taken after `now` was
+ * read (progress made while a tick ran) must not wrap around into an
+ * age of 2^64 ms. */
+static inline uint64_t ccl__since(uint64_t now, uint64_t then)
+{
+    return now > then ? now - then : 0;
+}
 uint64_t ccl__now_us(void);
 
 int ccl__sock_listen(const char *host, int port, int backlog, int *fd,

@@ -256,14 +256,14 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
             continue;
         if (peer_parked(pe)) /* we stopped reading it ourselves */
             pe->last_rx_ms = now;
-        if (now - pe->last_rx_ms > limit) {
+        if (ccl__since(now, pe->last_rx_ms) > limit) {
             char why[160];
             snprintf(why, sizeof why, "silent for %llu ms (stopped, hung or cut off)",
                      (unsigned long long)(now - pe->last_rx_ms));
             ccl__xport_break(x, p, CCL_ERR_PEER_LOST, why);
             continue;
         }
-        if (now - pe->last_tx_ms >= hb && !pe->qhead) {
+        if (ccl__since(now, pe->last_tx_ms) >= hb && !pe->qhead) {
             ccl__hdr h;
             memset(&h, 0, sizeof h);
             h.type = CCL_FT_HEARTBEAT;
