@@ -169,7 +169,7 @@ static void sweep(ccl__acceptor *a, uint64_t now)
         }
     }
     for (int i = a->nready - 1; i >= 0; i--)
-        if (now - a->ready[i].since > PA_READY_MS)
+        if (now > a->ready[i].since && now - a->ready[i].since > PA_READY_MS)
             ready_drop(a, i);
 }
 

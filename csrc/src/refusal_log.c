@@ -32,7 +32,8 @@ static void count_addr(ccl__log_once *l, uint64_t h)
 void ccl__log_refusal_tick(ccl__log_once *l, uint64_t now)
 {
     uint32_t win = l->window_ms ? l->window_ms : 10000;
-    if (l->window_start && now - l->window_start < win)
+    /* (now may be a stamp taken before the window began: not an end) */
+    if (l->window_start && (now < l->window_start || now - l->window_start < win))
         return;
     if (l->suppressed) {
         double secs = (double)(now - l->window_start) / 1000.0;
