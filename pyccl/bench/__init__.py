@@ -49,6 +49,10 @@ The code, by job:
 
 - :mod:`pyccl.bench.command`: the command line and the run as a whole
   (``main(argv) -> exit status``);
+- :mod:`pyccl.bench.wan`: ``pyccl bench --wan``, the wide-area
+  benchmark (peers in network namespaces; root only), with
+  :mod:`pyccl.bench.wan_report` (its table and targets) and
+  :mod:`pyccl.bench.wan_peer` (one of its peer processes);
 - :mod:`pyccl.bench.orchestrate`: one phase seen from the parent
   (rendezvous, spawning the peers, collecting reports, spotting hangs);
 - :mod:`pyccl.bench.measure`: one peer (joining, the timing loop, the

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "tenth of the timed ones)")
     parser.add_argument("--conns", type=positive_int, default=None,
                         help="pyccl TCP connections per peer pair (default: "
-                             "the Communicator's, 1)")
+                             "automatic)")
     parser.add_argument("--algorithm", choices=("auto", "ring", "star"),
                         default="auto", help="pyccl all-reduce algorithm")
     parser.add_argument("--spin-us", type=int, default=None,
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hang-timeout", type=float, default=60.0,
                         help="seconds after which one op counts as hung "
                              "(default 60)")
+    parser.add_argument("--wan", action="store_true",
+                        help="the wide-area benchmark instead (root only; "
+                             "pyccl bench --wan --help)")
     parser.add_argument("--json", metavar="PATH", default=None,
                         help="write the raw results (every iteration of "
                              "every rank) to PATH")
@@ -104,8 +107,11 @@ def _gloo_available() -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``pyccl bench``; returns the exit status."""
-    args = build_parser().parse_args(
-        list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--wan" in argv:  # the wide-area benchmark has its own options
+        from pyccl.bench.wan import main as wan_main
+        return wan_main([a for a in argv if a != "--wan"])
+    args = build_parser().parse_args(argv)
     out, log = sys.stdout, sys.stderr
     if args.spin_us is not None and args.spin_us < -1:
         print("pyccl bench: --spin-us must be >= -1", file=log)
