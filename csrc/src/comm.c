@@ -5,6 +5,8 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "link_mac.h"
+#include "peer_accept.h"
 #include "result.h"
 #include "sock.h"
 
@@ -51,7 +53,9 @@ static void comm_free(ccl_comm *c)
     ccl__engine_fini(&c->eng);
     free(c->group.members);
     free(c->ctl_payload);
+    ccl__link_mac_free(c->ctl_mac);
     ccl__sock_close(c->master_fd);
+    ccl__acceptor_free(c);
     ccl__sock_close(c->listen_fd);
     ccl__sock_close(c->poller);
     ccl__sock_close(c->wakefd);
@@ -136,6 +140,8 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     if (rc)
         goto fail;
     rc = start_loop(c);
+    if (!rc)
+        rc = ccl__acceptor_start(c);
     if (rc) {
         ERRF("cannot start the event loop");
         goto fail;

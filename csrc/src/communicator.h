@@ -53,6 +53,9 @@ struct ccl_comm {
     ccl__hdr ctl_h;
     uint8_t *ctl_payload;
     size_t ctl_ppos;
+    struct ccl__link_mac *ctl_mac; /* keyed links: every frame MACed */
+    uint8_t ctl_tag[16];
+    size_t ctl_tpos;
     int pending;      /* atomic: joiners waiting, as last told by the master */
     int awaiting;     /* update_topology waits: the loop keeps the answer */
     int interrupt;    /* atomic: ccl_comm_interrupt asked update_topology to stop */
@@ -62,6 +65,7 @@ struct ccl_comm {
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
     int listen_port;
+    struct ccl__acceptor *acceptor; /* serves listen_fd (peer_accept.c) */
 
     /* the loop (progress.c) */
     int poller;

@@ -78,10 +78,14 @@ void ccl__xp_conn_failed(xp_conn *k, int code, const char *why)
         return;
     int peer = k->peer;
     xp_peer *p = &x->peers[peer];
-    /* Bytes that break the protocol (or fail their MAC) are remembered:
-     * membership reports the peer at the safe point. */
-    if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
-        p->misbehaved = 1;
+    /* Blame (docs/security.md, "Who is blamed"): a failed MAC, a malformed
+     * frame or a protocol violation seen on a connection proves only that
+     * the *link* is bad: an on-path party can cause each of them.  So it
+     * is a link fault like a cut connection (the ops fail everywhere, the
+     * next reform goes on without the link), never grounds to expel the
+     * sender: p->misbehaved stays 0.  A MAC cannot prove to a third party
+     * who sent a frame either, since both ends of a connection hold its
+     * keys (and every member holds the run's key). */
     ccl__stats_error(&x->stats, peer);
     char msg[400];
     snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,

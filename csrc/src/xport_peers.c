@@ -88,6 +88,7 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
                      uint32_t epoch, const ccl__xport_member *members)
 {
     ccl__xport_clear(x);
+    x->started = 0;
     x->peers = calloc((size_t)size, sizeof *x->peers);
     if (!x->peers)
         return CCL_ERR_NOMEM;
@@ -147,12 +148,14 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
                      int frame_mac)
 {
     xp_conn *k = &x->peers[peer].conns[index];
-    if (frame_mac) {
-        if (!hs || !hs->authed)
-            return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    if (frame_mac && (!hs || !hs->authed))
+        return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    if (hs && hs->authed) {
+        /* Keyed: control frames are always MACed (protocol 4). */
         k->mac = calloc(1, sizeof *k->mac);
         if (!k->mac)
             return CCL_ERR_NOMEM;
+        k->mac->data_too = frame_mac;
         ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
         ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
     }
@@ -199,6 +202,7 @@ int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
 {
     uint64_t now = ccl__now_ms();
     x->peer_timeout_ms = peer_timeout_ms;
+    x->started = 1;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];
         pe->last_rx_ms = pe->last_tx_ms = now;
@@ -301,8 +305,8 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
         sample_rtt(x, now);
     /* Every 10 ms at most: liveness needs no finer grain, and the loop
      * passes far more often than that while small ops run. */
-    if (now < x->next_tick_ms)
-        return;
+    if (now < x->next_tick_ms || !x->started)
+        return; /* (the mesh being built runs the loop too: see mesh.c) */
     x->next_tick_ms = now + 10;
     if (x->auto_conns && now >= x->next_auto_ms) {
         x->next_auto_ms = now + 500;

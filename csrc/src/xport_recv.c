@@ -157,7 +157,9 @@ static void on_header_bytes(xp_conn *k)
         ccl__xp_conn_failed(k, CCL_ERR_PROTOCOL, "frame from a future epoch");
         return;
     }
-    if (k->mac) {
+    if (k->mac)
+        k->mac->rx_on = ccl__xp_macd(k->mac, k->h.type);
+    if (k->mac && k->mac->rx_on) {
         ccl__frame_mac_init(&k->mac->rx, &k->mac->rx_key, k->mac->rx_seq++);
         ccl__frame_mac_update(&k->mac->rx, k->hbuf, CCL_HDR_LEN);
         k->mac->rx_tag_have = 0;
@@ -175,7 +177,8 @@ static void on_header_bytes(xp_conn *k)
 /* Payload bytes [rdone - n, rdone) have just arrived. */
 static void payload_arrived(xp_conn *k, const uint8_t *dst, size_t n)
 {
-    if (k->mac)
+    int on = k->mac && k->mac->rx_on;
+    if (on)
         ccl__frame_mac_update(&k->mac->rx, dst, n);
     if (k->sink.kind == CCL_SINK_STAGE) {
         size_t ready = k->rdone - k->rdone % k->sink.unit;
@@ -191,7 +194,7 @@ static void payload_arrived(xp_conn *k, const uint8_t *dst, size_t n)
                                 ccl__stats_now_ns() - k->rx_t0_ns);
             k->rx_t0_ns = 0;
         }
-        if (k->mac)
+        if (on)
             k->rstate = RX_TAG; /* it completes once the tag checks */
         else
             rx_complete(k);

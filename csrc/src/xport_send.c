@@ -60,7 +60,9 @@ static xp_req *take_next(xp_conn *k, xp_peer *p)
     if (k->mac) {
         /* The sequence number is this connection's, so the MAC starts
          * when a connection takes the frame. */
-        ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
+        k->mac->tx_on = ccl__xp_macd(k->mac, k->cur->hdr[0]);
+        if (k->mac->tx_on)
+            ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
         k->mac->tx_sealed = 0;
     }
     return k->cur;
@@ -134,11 +136,12 @@ void ccl__xp_flush(xp_conn *k)
         if (!r)
             break;
         size_t body = CCL_HDR_LEN + r->len;
-        if (k->mac && k->cur_off == body && !k->mac->tx_sealed) {
+        int on = k->mac && k->mac->tx_on;
+        if (on && k->cur_off == body && !k->mac->tx_sealed) {
             ccl__frame_mac_final(&k->mac->tx, k->mac->tx_tag);
             k->mac->tx_sealed = 1;
         }
-        size_t total = body + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
+        size_t total = body + (on ? CCL_FRAME_MAC_TAG_LEN : 0);
         struct iovec iov[3];
         int n = frame_iov(k, r, iov);
         if (x->tx_rate > 0 && !throttle(k, iov, &n))
@@ -159,7 +162,7 @@ void ccl__xp_flush(xp_conn *k)
         ccl__stats_tx(&x->stats, k->peer, (uint64_t)w);
         if (x->tx_rate > 0)
             x->tx_tokens -= (double)w;
-        if (k->mac && !k->mac->tx_sealed)
+        if (on && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;
         if (k->cur_off == total) {
