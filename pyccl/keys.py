@@ -7,7 +7,11 @@ transfers) proves that both ends hold the same key (``docs/security.md``).
 1. the ``key`` argument (``bytes``, or ``str`` taken as UTF-8);
 2. the ``key_file`` argument;
 3. the ``PYCCL_KEY_FILE`` environment variable (a path);
-4. the ``PYCCL_KEY`` environment variable (the key itself).
+4. the ``PYCCL_KEY`` environment variable (the key itself).  It is
+   removed from the environment once read, so that processes started
+   later do not inherit it; the process remembers it for its later
+   Masters and Communicators (:func:`forget_environment_key` drops it).
+   Pass the key on to workers explicitly, or prefer ``PYCCL_KEY_FILE``.
 
 No key at all is allowed: pyccl then talks over loopback only, unless
 ``allow_insecure`` (or ``PYCCL_ALLOW_INSECURE=1``) says otherwise.
@@ -88,10 +92,31 @@ def resolve_key(key: Optional[KeyLike] = None,
     path = os.environ.get("PYCCL_KEY_FILE")
     if path:
         return read_key_file(path)
-    text = os.environ.get("PYCCL_KEY")
+    return _environment_key()
+
+
+# PYCCL_KEY, once read.  The variable is taken out of the environment at
+# the first read (os.environ.pop also unsets it in the C environment), so
+# processes started afterwards (workers, shells, anything a library
+# launches) do not inherit the key; this process keeps it here for the
+# Masters and Communicators it creates later.
+_env_key: Optional[bytes] = None
+
+
+def _environment_key() -> Optional[bytes]:
+    global _env_key
+    text = os.environ.pop("PYCCL_KEY", None)
     if text:
-        return _checked(text.encode("utf-8"), "PYCCL_KEY")
-    return None
+        _env_key = None
+        _env_key = _checked(text.encode("utf-8"), "PYCCL_KEY")
+    return _env_key
+
+
+def forget_environment_key() -> None:
+    """Forgets the key read from ``PYCCL_KEY`` (it is no longer in the
+    environment either: see :func:`resolve_key`)."""
+    global _env_key
+    _env_key = None
 
 
 def resolve_allow_insecure(allow_insecure: Optional[bool]) -> bool:

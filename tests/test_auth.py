@@ -15,6 +15,7 @@ import sys
 import pytest
 
 import pyccl
+import pyccl.keys
 from pyccl.keys import KeyFileWarning, read_key_file, resolve_key
 from tests import workers
 from tests.peers import GroupError, run_group
@@ -127,9 +128,14 @@ def test_without_a_key_only_loopback():
 def test_key_sources(tmp_path, monkeypatch):
     monkeypatch.delenv("PYCCL_KEY", raising=False)
     monkeypatch.delenv("PYCCL_KEY_FILE", raising=False)
+    pyccl.keys.forget_environment_key()
     assert resolve_key() is None
     monkeypatch.setenv("PYCCL_KEY", "e" * 20)
     assert resolve_key() == b"e" * 20
+    # Taken out of the environment once read, remembered by the process.
+    assert "PYCCL_KEY" not in os.environ
+    assert resolve_key() == b"e" * 20
+    pyccl.keys.forget_environment_key()
     path = tmp_path / "key"
     path.write_bytes(b"f" * 24 + b"\n")
     os.chmod(path, 0o600)
@@ -176,13 +182,24 @@ def test_environment_key_reaches_master_and_peers(monkeypatch):
     monkeypatch.setenv("PYCCL_KEY", KEY.hex())
     with pyccl.Master() as master:
         assert master.authenticated
-        # Workers are spawned: they inherit the environment.
-        results = run_group(2, workers.ident, master=master)
+        # Read, then taken out of the environment: a child started now
+        # does not inherit it.
+        assert "PYCCL_KEY" not in os.environ
+        out = subprocess.run([sys.executable, "-c",
+                              "import os; print(os.environ.get('PYCCL_KEY'))"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "None"
+        # This process still has it for its next objects; workers get it
+        # explicitly.
+        with pyccl.Master() as again:
+            assert again.authenticated
+        results = run_group(2, workers.ident, master=master, key=KEY.hex())
         assert len(results) == 2
         # An explicit, different key on a peer fails.
         with pytest.raises(GroupError, match="different keys"):
             run_group(1, workers.ident, master=master, key=b"z" * 32,
                       timeout=30)
+    pyccl.keys.forget_environment_key()
 
 
 def test_keygen_cli(tmp_path):

@@ -98,16 +98,16 @@ def test_master_ends_a_group_whose_last_member_vanished() -> None:
     import socket
     import struct
     import secrets
-    from tests.raw_client import authenticated, frame, recv_exact
+    from tests.raw_client import authenticated_link, frame, recv_exact
     key = secrets.token_bytes(32)
     with pyccl.Master(key=key) as master:
         # A member played over a raw socket: handshake, REGISTER for a
-        # group of one, its GROUP.
-        sock = authenticated(master.port, key)
+        # group of one (sealed with its MAC: protocol 4), its GROUP.
+        sock, mac = authenticated_link(master.port, key)
         host = b"127.0.0.1"
         reg = (struct.pack("<IiHH", 1, -1, 1234, 1) + secrets.token_bytes(16)
                + bytes([len(host)]) + host)
-        sock.sendall(frame(16, reg))
+        sock.sendall(mac.seal(frame(16, reg)))
         hdr = recv_exact(sock, 40)
         assert len(hdr) == 40 and hdr[0] == 17, hdr  # GROUP
         port = sock.getsockname()[1]

@@ -53,6 +53,9 @@ struct ccl_comm {
     ccl__hdr ctl_h;
     uint8_t *ctl_payload;
     size_t ctl_ppos;
+    struct ccl__link_mac *ctl_mac; /* keyed links: every frame MACed */
+    uint8_t ctl_tag[16];
+    size_t ctl_tpos;
     int pending;      /* atomic: joiners waiting, as last told by the master */
     int awaiting;     /* update_topology waits: the loop keeps the answer */
     int interrupt;    /* atomic: ccl_comm_interrupt asked update_topology to stop */
@@ -62,6 +65,7 @@ struct ccl_comm {
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
     int listen_port;
+    struct ccl__acceptor *acceptor; /* serves listen_fd (peer_accept.c) */
 
     /* the loop (progress.c) */
     int poller;
@@ -73,6 +77,11 @@ struct ccl_comm {
     int driving;    /* a caller runs the loop: the thread stays off it */
     int stop;       /* ask the thread to exit */
     pthread_cond_t idle_cv; /* the thread waits here while a caller drives */
+    /* Run on every loop pass after the timers (membership fills it in:
+     * stats_report.c), so the loop reaches the layer above only through
+     * this pointer. */
+    void (*tick_hook)(struct ccl_comm *c, uint64_t now_ms);
+    uint64_t next_report_ms;
 };
 
 /* progress.c: the loop */
@@ -89,5 +98,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 void ccl__master_link_watch(ccl_comm *c);
+/* stats_report.c: STATS reports to the master from the loop */
+void ccl__stats_report_start(ccl_comm *c);
 
 #endif

@@ -159,11 +159,11 @@ static int hs_hellos_in(ccl__hsm *s)
 static int hs_authed(ccl__hsm *s, const uint8_t *hc, const uint8_t *ha)
 {
     s->result.authed = 1;
-    /* The policy made sure both ends agree on frame MACs. */
-    if (s->me.flags & CCL_HELLO_FRAME_MAC) {
-        ccl__auth_frame_seed(s->key, s->side, hc, ha, s->result.seed_tx);
-        ccl__auth_frame_seed(s->key, 1 - s->side, hc, ha, s->result.seed_rx);
-    }
+    /* Protocol 4: every keyed connection gets MAC seeds, since control
+     * frames are always authenticated; FRAME_MAC (on which the policy made
+     * both ends agree) only decides whether DATA frames are too. */
+    ccl__auth_frame_seed(s->key, s->side, hc, ha, s->result.seed_tx);
+    ccl__auth_frame_seed(s->key, 1 - s->side, hc, ha, s->result.seed_rx);
     s->state = HS_DONE;
     return CCL_OK;
 }

@@ -23,7 +23,7 @@
 typedef struct ccl__hs {
     ccl__hello theirs;  /* the other end's HELLO, decoded */
     int authed;         /* both ends proved the key */
-    uint8_t seed_tx[32]; /* frame MAC secrets (authed, FRAME_MAC): what we send */
+    uint8_t seed_tx[32]; /* frame MAC secrets (authed): what we send */
     uint8_t seed_rx[32]; /* ... and what we receive */
 } ccl__hs;
 

@@ -30,20 +30,40 @@ void ccl__log(int level, const char *fmt, ...)
 /* Whether lines at `level` are wanted (to skip building costly ones). */
 int ccl__log_enabled(int level);
 
-#define CCL_LOG_SLOTS 64
+/* Refusals of strangers (refusal_log.c).  A window of window_ms (10 s
+ * unless set): the first refusal of each (host, cause) is logged as a line
+ * of its own, at most CCL_LOG_LINES lines a window; every other refusal
+ * is counted, with its address, and when the window ends one summary line
+ * says "N refusals from M addresses in the last T s were not logged one
+ * by one (most recent cause: ...)".  So a flood from many addresses costs
+ * a few lines every window and can never silence the log: there is no
+ * fixed list of keys to fill. */
+#define CCL_LOG_SLOTS 64   /* (host, cause) pairs remembered per window */
+#define CCL_LOG_LINES 16   /* lines of their own per window */
+#define CCL_LOG_ADDRS 512  /* distinct addresses counted per window */
 
 typedef struct ccl__log_once {
-    uint64_t seen[CCL_LOG_SLOTS];
+    uint32_t window_ms;     /* 0: 10000 */
+    uint64_t window_start;  /* 0: no window yet */
+    int lines;              /* lines of their own this window */
+    uint64_t seen[CCL_LOG_SLOTS]; /* pairs logged this window */
     int n;
-    uint64_t suppressed;
+    uint64_t suppressed;    /* refusals only counted this window */
+    uint64_t addrs[CCL_LOG_ADDRS]; /* their addresses' hashes */
+    int naddrs;
+    int addrs_more;         /* more addresses than fit */
+    char who[64];
+    char cause[160];        /* the most recent counted cause */
+    uint64_t total;         /* every refusal ever (for tests) */
 } ccl__log_once;
 
-/* Logs "<who>: refused connection from <addr>: <cause>" unless this host
- * and cause were logged before.  When every slot is used, further new
- * pairs are logged once more with a note and then only counted.  Not
- * thread-safe: each owner (the master thread, a communicator's mesh setup)
- * keeps its own limiter. */
+/* Logs or counts a refusal: "<who>: refused connection from <addr>:
+ * <cause>".  Not thread-safe: each owner (the master thread, a
+ * communicator's acceptor) keeps its own limiter. */
 void ccl__log_refusal(ccl__log_once *l, const char *who, const char *addr,
                       const char *cause);
+/* Ends the window if its time is up (the summary line, if any): call it
+ * from a timer so the summary comes even when the flood stopped. */
+void ccl__log_refusal_tick(ccl__log_once *l, uint64_t now_ms);
 
 #endif

@@ -14,16 +14,21 @@
  *
  * Untrusted input is bounded: a connection must finish the handshake and
  * REGISTER (or REJOIN) within HANDSHAKE_MS, frames are capped by the codec
- * before anything is read into the fixed per-connection buffer,
- * connections are capped, and so are connections in the handshake from
- * one address.
+ * before anything is read into the fixed per-connection buffer, and
+ * connections not registered yet are capped per network prefix and in
+ * all, within a budget that follows the open-file limit (master_accept.c).
+ * Once keyed, every control frame carries a MAC (link_mac.h), checked
+ * before the frame acts.
  */
 #include "auth.h"
 #include "ccl.h"
 #include "handshake.h"
+#include "link_mac.h"
 #include "result.h"
 #include "log.h"
+#include "master_int.h"
 #include "master_policy.h"
+#include "master_view.h"
 #include "sock.h"
 #include "wire.h"
 
@@ -32,60 +37,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HANDSHAKE_MS 10000
-#define MAX_CONNS 4096
-/* Connections from one address that may be in the handshake at once: a
- * host flooding the master cannot crowd out peers from other hosts. */
-#define MAX_HANDSHAKING_PER_ADDR 64
-#define SEND_MS 2000
-/* Keepalive on control links: a host that vanished is found within
- * 5 + 3 * 5 = 20 s (docs/fault-tolerance.md). */
-#define CTL_KEEPALIVE_IDLE_S 5
-#define CTL_KEEPALIVE_INTVL_S 3
-#define CTL_KEEPALIVE_COUNT 5
-#define IN_CAP (12 + 4 * CCL_MAX_WORLD)
-/* A master on a fixed port may be a restarted one: it forms no first
- * group this long after it starts, so that members of the run it
- * replaces can come back (REJOIN) before newcomers take the epoch.  It is
- * the members' reconnect bound with a margin (they retry every 100 ms). */
-#define REJOIN_GRACE_MS 1500
-
-enum mphase {
-    P_HANDSHAKE, /* the step machine in k->hs runs */
-    P_REGISTER,  /* authenticated: REGISTER or REJOIN comes next */
-    P_CONTROL,   /* known to the policy */
-    P_CLOSING    /* the policy let go of it: close without telling it */
-};
-
-typedef struct mconn {
-    struct mconn *next;
-    int fd;
-    int phase;
-    int want_out; /* registered for writability (handshake bytes left) */
-    char addr[80];
-    uint64_t deadline_ms; /* for the handshake and REGISTER */
-    ccl__hsm hs;
-    /* frame reader: a header, then its payload */
-    int in_payload;
-    size_t have, need;
-    ccl__hdr h;
-    uint8_t in[IN_CAP];
-} mconn;
-
-struct ccl_master {
-    ccl__key key; /* len 0: no key, loopback peers only */
-    int allow_insecure;
-    ccl__log_once refusals;
-    int lfd, poller, wakefd, port;
-    pthread_t thread;
-    int stop;
-    uint32_t epoch; /* the policy's, for ccl_master_epoch (atomic) */
-    ccl__mpol *policy;
-    mconn *conns;
-    int nconns;
-};
-
-static int listen_marker;
 
 void ccl_master_config_init(ccl_master_config *cfg)
 {
@@ -94,24 +45,6 @@ void ccl_master_config_init(ccl_master_config *cfg)
     cfg->key = NULL;
     cfg->key_len = 0;
     cfg->allow_insecure = 0;
-}
-
-/* Closes a connection; the policy hears of it when it knew it. */
-static void conn_close(ccl_master *m, mconn *k)
-{
-    mconn **pp = &m->conns;
-    while (*pp && *pp != k)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = k->next;
-    if (k->phase == P_CONTROL)
-        ccl__mpol_lost(m->policy, k, ccl__now_ms());
-    ccl__poller_del(m->poller, k->fd);
-    /* A REJECT (or anything else) we just sent must reach the peer. */
-    ccl__sock_close_after_send(k->fd);
-    ccl__hsm_wipe(&k->hs);
-    m->nconns--;
-    free(k);
 }
 
 static int conn_listed(ccl_master *m, mconn *k)
@@ -128,11 +61,16 @@ static int send_frame(mconn *k, int type, uint32_t epoch, uint64_t tag,
                       const uint8_t *payload, size_t len)
 {
     uint8_t hdr[CCL_HDR_LEN];
+    uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
     ccl__ctl_hdr_encode(hdr, type, epoch, tag, (uint32_t)len);
     uint64_t dl = ccl__now_ms() + SEND_MS;
     int rc = ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0);
     if (!rc && len)
         rc = ccl__sock_send_all(k->fd, payload, len, dl, NULL, 0);
+    if (!rc && k->mac) {
+        ccl__link_mac_seal(k->mac, hdr, sizeof hdr, payload, len, mac);
+        rc = ccl__sock_send_all(k->fd, mac, sizeof mac, dl, NULL, 0);
+    }
     return rc;
 }
 
@@ -148,7 +86,20 @@ static void send_reject(mconn *k, uint32_t epoch, int code, const char *msg)
 static void reject(ccl_master *m, mconn *k, int code, const char *msg)
 {
     send_reject(k, ccl__mpol_epoch(m->policy), code, msg);
-    conn_close(m, k);
+    ccl__master_conn_close(m, k);
+}
+
+/* A frame that cannot be trusted to come from the member (its header
+ * broke the codec before its tag was read, or its tag failed) is a link
+ * fault: the link closes and the member may come back (REJOIN).  Only a
+ * frame whose MAC checked out, or any frame of an unkeyed link, which
+ * trusts its path anyway, gets the REJECT that ends the member. */
+static void link_fault(ccl_master *m, mconn *k, int code, const char *msg)
+{
+    if (k->mac)
+        ccl__master_conn_close(m, k);
+    else
+        reject(m, k, code, msg);
 }
 
 /* Sends GROUP of the policy's latest epoch to k as `rank`.  *buf is a
@@ -190,11 +141,11 @@ static void apply_decisions(ccl_master *m)
         case CCL_MPOL_REJECT:
             send_reject(k, a.epoch, a.code, a.text);
             k->phase = P_CLOSING;
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
             break;
         case CCL_MPOL_CLOSE:
             k->phase = P_CLOSING;
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
             break;
         case CCL_MPOL_GROUP:
             rc = send_group(m, k, a.epoch, a.rank, &buf, &cap);
@@ -209,7 +160,7 @@ static void apply_decisions(ccl_master *m)
             break;
         }
         if (rc != CCL_OK)
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
     }
     free(buf);
     __atomic_store_n(&m->epoch, ccl__mpol_epoch(m->policy), __ATOMIC_RELEASE);
@@ -240,18 +191,28 @@ static void on_frame(ccl_master *m, mconn *k)
         else
             rc = ccl__mpol_rejoin(m->policy, k, epoch, &reg, now);
         if (rc != CCL_OK) /* not taken in: the peer retries */
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
     } else if (k->phase == P_CONTROL && t == CCL_FT_REFORM) {
         ccl__reform_msg *msg = malloc(sizeof *msg); /* 20 KiB: not on the stack */
         if (!msg)
             return; /* the member times out and retries */
-        if (ccl__reform_decode(k->in, k->h.length, msg) != 0)
+        if (ccl__reform_decode(k->in, k->h.length, msg) != 0) {
             reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
-        else {
+        } else {
+            /* Blame (docs/security.md): one member's word that another
+             * broke the protocol is no proof (a MAC between two members
+             * proves nothing to a third party), so an expel mark counts
+             * as a lost link only.  Members of protocol 4 never set it. */
+            memset(msg->expel, 0, sizeof msg->expel);
             msg->update = k->h.tag == CCL_REFORM_UPDATE;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         }
         free(msg);
+    } else if (k->phase == P_CONTROL && t == CCL_FT_STATS) {
+        /* Observability only: never a policy event (unless malformed). */
+        if (!ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now))
+            return;
+        reject(m, k, CCL_ERR_PROTOCOL, "malformed STATS");
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
     }
@@ -266,22 +227,36 @@ static void read_frames(ccl_master *m, mconn *k)
         long n = ccl__sock_read_some(k->fd, k->in + k->have, k->need - k->have,
                                      NULL, 0);
         if (n < 0) {
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
             return;
         }
         k->have += (size_t)n;
         if (k->have < k->need)
             return;
-        if (!k->in_payload) {
-            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
-                reject(m, k, CCL_ERR_PROTOCOL,
-                       "malformed frame on the control link");
+        if (k->in_tag) {
+            memcpy(k->tag, k->in + k->h.length, sizeof k->tag);
+            if (!ccl__link_mac_check(k->mac, k->hbuf, CCL_HDR_LEN, k->in,
+                                     k->h.length, k->tag)) {
+                ccl__log_refusal(&m->refusals, "pyccl master", k->addr,
+                                 "a control frame failed its MAC check (link "
+                                 "fault: the link is closed)");
+                ccl__master_conn_close(m, k);
                 return;
             }
-            if (k->h.length > 0) {
+        } else if (!k->in_payload) {
+            if (ccl__hdr_decode(k->in, &k->h) != 0 || k->h.length > IN_CAP) {
+                link_fault(m, k, CCL_ERR_PROTOCOL,
+                           "malformed frame on the control link");
+                return;
+            }
+            memcpy(k->hbuf, k->in, CCL_HDR_LEN);
+            if (k->h.length > 0 || k->mac) {
+                /* The payload and the tag are read together: the buffer
+                 * has room for both after the largest payload. */
                 k->in_payload = 1;
+                k->in_tag = k->mac != NULL;
                 k->have = 0;
-                k->need = k->h.length;
+                k->need = k->h.length + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
                 continue;
             }
         }
@@ -289,62 +264,10 @@ static void read_frames(ccl_master *m, mconn *k)
         if (!conn_listed(m, k))
             return;
         k->in_payload = 0;
+        k->in_tag = 0;
         k->have = 0;
         k->need = CCL_HDR_LEN;
     }
-}
-
-/* ---- the handshake, driven nonblocking ---- */
-
-static void refuse(ccl_master *m, mconn *k, const char *cause)
-{
-    ccl__log_refusal(&m->refusals, "pyccl master", k->addr, cause);
-    conn_close(m, k);
-}
-
-/* Writes what the handshake has to say, as far as the socket takes it,
- * and asks for writability while bytes are left.  Returns 0 or a
- * ccl_result. */
-static int hs_flush(ccl_master *m, mconn *k)
-{
-    const uint8_t *p;
-    size_t n = ccl__hsm_to_write(&k->hs, &p);
-    if (n) {
-        struct iovec iov = {(void *)p, n};
-        long w = ccl__sock_writev_some(k->fd, &iov, 1, NULL, 0);
-        if (w < 0)
-            return (int)-w;
-        ccl__hsm_wrote(&k->hs, (size_t)w);
-        n -= (size_t)w;
-    }
-    int want = n > 0;
-    unsigned ev = CCL_EV_IN | (want ? CCL_EV_OUT : 0);
-    if (want != k->want_out && ccl__poller_set(m->poller, k->fd, k, ev, 0))
-        return CCL_ERR_IO;
-    k->want_out = want;
-    return CCL_OK;
-}
-
-/* Moves the handshake on after bytes came or went.  Returns 0 if the
- * connection was closed. */
-static int hs_progress(ccl_master *m, mconn *k)
-{
-    if (ccl__hsm_failed(&k->hs)) {
-        hs_flush(m, k); /* best effort: "your proof was wrong" */
-        refuse(m, k, k->hs.err + k->hs.cause_at);
-        return 0;
-    }
-    if (hs_flush(m, k) != CCL_OK) {
-        conn_close(m, k);
-        return 0;
-    }
-    if (ccl__hsm_done(&k->hs)) {
-        ccl__hsm_wipe(&k->hs);
-        k->phase = P_REGISTER;
-        k->have = 0;
-        k->need = CCL_HDR_LEN;
-    }
-    return 1;
 }
 
 static void on_readable(ccl_master *m, mconn *k)
@@ -356,13 +279,14 @@ static void on_readable(ccl_master *m, mconn *k)
             return; /* its last bytes are still being written */
         long n = ccl__sock_read_some(k->fd, p, want, NULL, 0);
         if (n < 0) {
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
             return;
         }
         if (n == 0)
             return;
+        k->heard = 1;
         ccl__hsm_read(&k->hs, (size_t)n);
-        if (!hs_progress(m, k))
+        if (!ccl__master_hs_progress(m, k))
             return;
     }
     read_frames(m, k);
@@ -371,65 +295,7 @@ static void on_readable(ccl_master *m, mconn *k)
 static void on_writable(ccl_master *m, mconn *k)
 {
     if (k->phase == P_HANDSHAKE)
-        hs_progress(m, k);
-}
-
-/* How many connections from addr's host are still in the handshake. */
-static int handshaking_from(ccl_master *m, const char *addr)
-{
-    const char *colon = strrchr(addr, ':');
-    size_t hl = colon ? (size_t)(colon - addr) : strlen(addr);
-    int same = 0;
-    for (mconn *o = m->conns; o; o = o->next)
-        same += o->phase < P_CONTROL && strncmp(o->addr, addr, hl) == 0 &&
-                (o->addr[hl] == ':' || o->addr[hl] == 0);
-    return same;
-}
-
-static void on_accept(ccl_master *m)
-{
-    static const uint8_t no_uuid[16];
-    for (;;) {
-        int fd = -1;
-        char addr[80] = "";
-        if (ccl__sock_accept_now(m->lfd, &fd, addr, sizeof addr) || fd < 0)
-            return;
-        const char *full = m->nconns >= MAX_CONNS ? "too many connections"
-                           : handshaking_from(m, addr) >= MAX_HANDSHAKING_PER_ADDR
-                               ? "too many connections in the handshake from "
-                                 "this address"
-                               : NULL;
-        mconn *k = full ? NULL : calloc(1, sizeof *k);
-        if (!k) {
-            if (full)
-                ccl__log_refusal(&m->refusals, "pyccl master", addr, full);
-            ccl__sock_close(fd);
-            continue;
-        }
-        k->fd = fd;
-        /* A member whose host vanished leaves its link open: without
-         * probes the master would wait for it forever (its group, if it
-         * was the last member, with it). */
-        ccl__sock_set_keepalive(fd, CTL_KEEPALIVE_IDLE_S, CTL_KEEPALIVE_INTVL_S,
-                                CTL_KEEPALIVE_COUNT);
-        snprintf(k->addr, sizeof k->addr, "%s", addr);
-        k->phase = P_HANDSHAKE;
-        k->deadline_ms = ccl__now_ms() + HANDSHAKE_MS;
-        ccl__hello h;
-        ccl__hello_fill(&h, CCL_ROLE_MASTER, 0, 0xffffffffu, 0, no_uuid);
-        if (ccl__hsm_start(&k->hs, CCL_SIDE_ACCEPTOR, &h, &m->key,
-                           m->allow_insecure, ccl__sock_peer_is_loopback(fd),
-                           CCL_ROLE_PEER_TO_MASTER, "the peer") ||
-            ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
-            ccl__sock_close(fd);
-            free(k);
-            continue;
-        }
-        k->next = m->conns;
-        m->conns = k;
-        m->nconns++;
-        hs_progress(m, k); /* our HELLO goes out at once */
-    }
+        ccl__master_hs_progress(m, k);
 }
 
 static void on_timer(ccl_master *m)
@@ -439,9 +305,14 @@ static void on_timer(ccl_master *m)
     while (k) {
         mconn *next = k->next;
         if (k->phase < P_CONTROL && now > k->deadline_ms)
-            conn_close(m, k);
+            ccl__master_conn_close(m, k);
         k = next;
     }
+    if (m->accept_paused_until && now >= m->accept_paused_until) {
+        m->accept_paused_until = 0;
+        ccl__poller_set(m->poller, m->lfd, &ccl__master_listen_marker, CCL_EV_IN, 0);
+    }
+    ccl__log_refusal_tick(&m->refusals, now);
     ccl__mpol_tick(m->policy, now);
     apply_decisions(m);
 }
@@ -451,14 +322,20 @@ static void *master_main(void *arg)
     ccl_master *m = arg;
     ccl__event evs[64];
     while (!__atomic_load_n(&m->stop, __ATOMIC_ACQUIRE)) {
-        int wait = ccl__mpol_timer_ms(m->policy, ccl__now_ms(), 500);
+        uint64_t now = ccl__now_ms();
+        int wait = ccl__mpol_timer_ms(m->policy, now, 500);
+        if (m->accept_paused_until) {
+            uint64_t left = m->accept_paused_until > now ? m->accept_paused_until - now : 0;
+            if ((uint64_t)wait > left)
+                wait = (int)left + 1;
+        }
         int n = ccl__poller_wait(m->poller, evs, 64, wait);
         for (int i = 0; i < n; i++) {
             mconn *k = evs[i].ptr;
             if (k == NULL) {
                 ccl__wakefd_drain(m->wakefd);
-            } else if (evs[i].ptr == &listen_marker) {
-                on_accept(m);
+            } else if (evs[i].ptr == &ccl__master_listen_marker) {
+                ccl__master_on_accept(m);
             } else if (conn_listed(m, k)) {
                 /* (an earlier event of this batch may have closed it) */
                 if (evs[i].events & CCL_EV_OUT)
@@ -503,17 +380,35 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
                           &m->policy);
     if (!rc)
         rc = ccl__key_set(&m->key, cfg->key, cfg->key_len, err, errlen);
+    if (!rc)
+        rc = ccl__mview_create(&m->view);
     if (rc) {
+        ccl__mview_destroy(m->view);
         ccl__mpol_destroy(m->policy);
         free(m);
         return rc;
     }
     m->allow_insecure = cfg->allow_insecure;
     m->lfd = m->poller = m->wakefd = -1;
+    /* Shed load before the fds run out: the budget follows the open-file
+     * limit (raised to the hard limit first), keeping some for the
+     * process's other files. */
+    int nofile = ccl__sock_raise_nofile();
+    m->max_conns = nofile - 64 < MAX_CONNS ? nofile - 64 : MAX_CONNS;
+    if (m->max_conns < 32)
+        m->max_conns = 32;
+    int keep = m->max_conns / 4 > 16 ? m->max_conns / 4 : 16;
+    m->max_strangers = m->max_conns - keep < MAX_STRANGERS ? m->max_conns - keep
+                                                            : MAX_STRANGERS;
+    if (m->max_strangers < 8)
+        m->max_strangers = 8;
+    /* A deep backlog (the kernel caps it at somaxconn): while a flood
+     * fills the accept queue, a legitimate SYN would be dropped and
+     * retried only after 1 s. */
     rc = ccl__sock_listen(host, cfg->port,
-                              1024, &m->lfd, &m->port, err, errlen);
+                              4096, &m->lfd, &m->port, err, errlen);
     if (!rc && (ccl__poller_create(&m->poller) || ccl__wakefd_create(&m->wakefd) ||
-                ccl__poller_set(m->poller, m->lfd, &listen_marker, CCL_EV_IN, 1) ||
+                ccl__poller_set(m->poller, m->lfd, &ccl__master_listen_marker, CCL_EV_IN, 1) ||
                 ccl__poller_set(m->poller, m->wakefd, NULL, CCL_EV_IN, 1))) {
         snprintf(err, errlen, "cannot set up the master's event loop");
         rc = CCL_ERR_IO;
@@ -528,6 +423,7 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
         ccl__sock_close(m->wakefd);
         ccl__key_wipe(&m->key);
         ccl__mpol_destroy(m->policy);
+        ccl__mview_destroy(m->view);
         free(m);
         return rc;
     }
@@ -554,12 +450,24 @@ void ccl_master_destroy(ccl_master *m)
     pthread_join(m->thread, NULL);
     while (m->conns) {
         m->conns->phase = P_CLOSING; /* the policy goes with the master */
-        conn_close(m, m->conns);
+        ccl__master_conn_close(m, m->conns);
     }
     ccl__mpol_destroy(m->policy);
+    ccl__mview_destroy(m->view);
     ccl__sock_close(m->lfd);
     ccl__sock_close(m->poller);
     ccl__sock_close(m->wakefd);
     ccl__key_wipe(&m->key);
     free(m);
+}
+
+int ccl_master_get_stats(ccl_master *m, ccl_master_stats_totals *totals,
+                         ccl_master_member_stats *members, int max_members,
+                         int *n_members, ccl_master_link_stats *links,
+                         int max_links, int *n_links)
+{
+    if (!m)
+        return CCL_ERR_INVALID_ARG;
+    return ccl__mview_read(m->view, totals, members, max_members, n_members,
+                           links, max_links, n_links);
 }

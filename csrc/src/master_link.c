@@ -11,6 +11,7 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "link_mac.h"
 #include "master_link.h"
 #include "conns_auto.h"
 
@@ -43,10 +44,15 @@ int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
                          char *err, size_t errlen)
 {
     uint8_t hdr[CCL_HDR_LEN];
+    uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
     ccl__ctl_hdr_encode(hdr, type, epoch, tag, len);
     int rc = ccl__sock_send_all(c->master_fd, hdr, sizeof hdr, deadline, err, errlen);
     if (!rc && len)
         rc = ccl__sock_send_all(c->master_fd, payload, len, deadline, err, errlen);
+    if (!rc && c->ctl_mac) {
+        ccl__link_mac_seal(c->ctl_mac, hdr, sizeof hdr, payload, len, mac);
+        rc = ccl__sock_send_all(c->master_fd, mac, sizeof mac, deadline, err, errlen);
+    }
     return rc;
 }
 
@@ -88,8 +94,21 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
                            : CCL_ERR_MASTER_UNREACHABLE,
                        err, errlen);
     if (hs.theirs.role != CCL_ROLE_MASTER) {
+        ccl__wipe(&hs, sizeof hs);
         ERRF("%s is not a pyccl master", who);
         return CCL_ERR_PROTOCOL;
+    }
+    ccl__link_mac_free(c->ctl_mac);
+    c->ctl_mac = NULL;
+    c->ctl_tpos = 0;
+    if (hs.authed) {
+        /* Every frame of a keyed link is MACed (protocol 4). */
+        c->ctl_mac = ccl__link_mac_new(hs.seed_tx, hs.seed_rx);
+        ccl__wipe(&hs, sizeof hs);
+        if (!c->ctl_mac) {
+            ERRF("out of memory for the control link's MAC keys");
+            return CCL_ERR_NOMEM;
+        }
     }
     return CCL_OK;
 }
@@ -198,6 +217,23 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         ERRF("reading the group from %s: %s", who, e);
         return stop_or(CCL_ERR_MASTER_UNREACHABLE, err, errlen);
     }
+    if (c->ctl_mac) {
+        uint8_t tag[CCL_FRAME_MAC_TAG_LEN];
+        rc = ccl__sock_recv_all(c->master_fd, tag, sizeof tag, deadline, e, sizeof e);
+        if (rc == CCL_OK &&
+            !ccl__link_mac_check(c->ctl_mac, hb, sizeof hb, payload, h.length, tag))
+            rc = CCL_ERR_AUTH;
+        if (rc) {
+            free(payload);
+            if (rc == CCL_ERR_AUTH)
+                ERRF("the reply of %s failed its MAC check: the bytes were "
+                     "changed on the way (a link fault; retry)", who);
+            else
+                ERRF("reading the group from %s: %s", who, e);
+            return stop_or(rc == CCL_ERR_AUTH ? rc : CCL_ERR_MASTER_UNREACHABLE,
+                           err, errlen);
+        }
+    }
     if (h.type == CCL_FT_REJECT) {
         int code = 0;
         char msg[CCL_MAX_ERRMSG + 1] = "";
@@ -248,6 +284,7 @@ int ccl__ctl_step(ccl_comm *c)
         free(c->ctl_payload);
         c->ctl_payload = malloc(c->ctl_h.length ? c->ctl_h.length : 1);
         c->ctl_ppos = 0;
+        c->ctl_tpos = 0;
         if (!c->ctl_payload)
             return -CCL_ERR_NOMEM;
     }
@@ -259,8 +296,26 @@ int ccl__ctl_step(ccl_comm *c)
         c->ctl_ppos += (size_t)n;
         if (c->ctl_ppos < c->ctl_h.length)
             return CTL_NONE;
+        c->ctl_tpos = 0;
+    }
+    if (c->ctl_mac) {
+        /* Nothing of a frame acts before its tag checked out. */
+        if (c->ctl_tpos < sizeof c->ctl_tag) {
+            long n = ccl__sock_read_some(c->master_fd, c->ctl_tag + c->ctl_tpos,
+                                         sizeof c->ctl_tag - c->ctl_tpos, err,
+                                         sizeof err);
+            if (n < 0)
+                return (int)n;
+            c->ctl_tpos += (size_t)n;
+            if (c->ctl_tpos < sizeof c->ctl_tag)
+                return CTL_NONE;
+        }
+        if (!ccl__link_mac_check(c->ctl_mac, c->ctl_hbuf, CCL_HDR_LEN,
+                                 c->ctl_payload, c->ctl_h.length, c->ctl_tag))
+            return -CCL_ERR_AUTH; /* a link fault: the link is closed */
     }
     c->ctl_hpos = 0; /* the next call starts a new frame */
+    c->ctl_tpos = 0;
     return CTL_FRAME;
 }
 

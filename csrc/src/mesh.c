@@ -10,6 +10,7 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "peer_accept.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,11 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
             hello_mine(c, &mine, (uint32_t)i);
             rc = ccl__handshake(fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
                                 c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
+            /* The acceptor answers as soon as it accepts, possibly before
+             * it learned of this epoch (peer_accept.c), so its HELLO may
+             * carry its previous epoch and rank: who it is (the uuid,
+             * proved with the key) is what must match. */
             if (!rc && (hs.theirs.role != CCL_ROLE_PEER_TO_PEER ||
-                        hs.theirs.epoch != g->epoch || hs.theirs.rank != p ||
                         memcmp(hs.theirs.uuid, m->uuid, 16))) {
                 snprintf(err, errlen, "%s answered as someone else (epoch %u rank %u)",
                          who, hs.theirs.epoch, hs.theirs.rank);
@@ -64,62 +68,36 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
     return CCL_OK;
 }
 
-/* Whether an accepted connection's HELLO is one we expect. */
-static int expected(ccl_comm *c, const ccl__hello *t)
-{
-    const ccl__group_msg *g = &c->group;
-    return t->role == CCL_ROLE_PEER_TO_PEER && t->epoch == g->epoch &&
-           t->rank > g->your_rank && t->rank < g->world_size &&
-           memcmp(t->uuid, g->members[t->rank].uuid, 16) == 0 &&
-           ccl__xport_wants(c->xp, (int)t->rank, (int)t->conn_index);
-}
-
+/* Waits for the connections of every higher rank.  The acceptor
+ * (peer_accept.c) accepts and handshakes them from the event loop, so the
+ * loop runs here, and strangers on the port never hold the wait up: only
+ * the members' own connections are waited for. */
 static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
 {
     const ccl__group_msg *g = &c->group;
     int left = (int)(g->world_size - 1 - g->your_rank) * g->conns_per_peer;
-    char e[300], addr[80];
-    while (left > 0) {
-        int fd = -1;
-        int rc = ccl__sock_accept(c->listen_fd, deadline, &fd, addr, sizeof addr,
-                                  e, sizeof e);
-        if (rc) {
-            snprintf(err, errlen, "waiting for %d connection(s) from higher ranks: %s",
-                     left, e);
-            return rc;
+    for (;;) {
+        int n = ccl__acceptor_take(c);
+        if (n < 0) {
+            snprintf(err, errlen, "out of memory for frame MAC keys");
+            return -n;
         }
-        ccl__hello mine;
-        ccl__hs hs;
-        hello_mine(c, &mine, 0);
-        /* A stranger gets a short deadline so it cannot hold the mesh up.
-         * The address is in the log line already; a cause without it lets
-         * the log limiter group repeats. */
-        uint64_t hs_deadline = ccl__now_ms() + 5000;
-        if (hs_deadline > deadline)
-            hs_deadline = deadline;
-        char herr[400];
-        rc = ccl__handshake(fd, CCL_SIDE_ACCEPTOR, &mine, &c->key,
-                            c->cfg.allow_insecure, hs_deadline, "the connecting end",
-                            &hs, herr, sizeof herr);
-        if (rc == 0 && expected(c, &hs.theirs)) {
-            rc = ccl__xport_adopt(c->xp, (int)hs.theirs.rank, (int)hs.theirs.conn_index,
-                                  fd, &hs, c->cfg.frame_mac);
-            if (rc) {
-                ccl__sock_close(fd);
-                snprintf(err, errlen, "out of memory for frame MAC keys");
-                return rc;
-            }
-            left--;
-            continue;
+        left -= n;
+        if (left <= 0)
+            return CCL_OK;
+        uint64_t now = ccl__now_ms();
+        if (now >= deadline) {
+            snprintf(err, errlen, "waiting for %d connection(s) from higher ranks: "
+                     "timed out", left);
+            return CCL_ERR_TIMEOUT;
         }
-        /* Not one of ours: say so once, drop it, keep waiting for the real
-         * peers. */
-        char me[48];
-        snprintf(me, sizeof me, "pyccl rank %u", g->your_rank);
-        ccl__log_refusal(&c->refusals, me, addr, rc ? herr : "not a member of this group");
-        ccl__sock_close(fd);
+        if (ccl__sock_cancelled()) {
+            snprintf(err, errlen, "waiting for %d connection(s) from higher ranks: "
+                     "interrupted", left);
+            return CCL_ERR_INTERRUPTED;
+        }
+        ccl__loop_once(c, deadline - now > 20 ? 20 : (int)(deadline - now));
     }
-    return CCL_OK;
 }
 
 /* Spin only if every local process can have a core to itself: spinning

@@ -263,6 +263,8 @@ int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen)
         *fd = -1;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
             return CCL_OK;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            return CCL_ERR_NOMEM;
         return CCL_ERR_IO;
     }
     ccl__sock_set_nodelay(s);

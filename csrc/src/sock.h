@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 /* Milliseconds and microseconds on the monotonic clock. */
@@ -31,12 +32,29 @@ int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
 /* Accepts one connection; CCL_ERR_TIMEOUT past the deadline. */
 int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
                      size_t peerlen, char *err, size_t errlen);
-/* Accepts without waiting: *fd = -1 when nothing is pending. */
+/* Accepts without waiting: *fd = -1 when nothing is pending.  Out of
+ * file descriptors (EMFILE, ENFILE) or kernel memory: CCL_ERR_NOMEM, and
+ * the pending connection stays queued, so the caller must back off rather
+ * than retry at once. */
 int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen);
+/* sock_limits.c: raises the soft open-file limit to the hard one and
+ * returns the soft limit now in force. */
+int ccl__sock_raise_nofile(void);
+/* A key for the network prefix of "ip:port": the /24 of an IPv4 address
+ * (also mapped into IPv6), the /64 of an IPv6 one; 0 if unparsable. */
+uint64_t ccl__sock_prefix_key(const char *addr);
 int ccl__sock_send_all(int fd, const void *buf, size_t len,
                        uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
                        char *err, size_t errlen);
+/* 1 if fd can take bytes now (POLLOUT without waiting): for TCP, a good
+ * part of its send buffer is free.  Inline here: sock.c is at its size
+ * limit. */
+static inline int ccl__sock_writable_now(int fd)
+{
+    struct pollfd p = {fd, POLLOUT, 0};
+    return poll(&p, 1, 0) == 1 && p.revents == POLLOUT;
+}
 /* Waits until fd is readable or the deadline passes (CCL_ERR_TIMEOUT). */
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_set_nonblock(int fd);

@@ -9,6 +9,7 @@
 
 #include "mac.h"
 #include "sock.h"
+#include "stats.h"
 #include "xport.h"
 
 /* Reads stop after this many bytes per connection and event, so one busy
@@ -36,6 +37,10 @@ enum { RX_HDR, RX_PAYLOAD, RX_TAG };
  * (on_frame, or on_header for a frame without payload) only after its tag
  * checked out. */
 typedef struct xp_mac {
+    /* Protocol 4: on a keyed connection every frame other than DATA is
+     * MACed; DATA frames too only with frame_mac (data_too).  The sequence
+     * numbers count the MACed frames of each direction. */
+    int data_too;
     ccl__frame_mac_key tx_key, rx_key;
     ccl__frame_mac_ctx tx, rx;
     uint64_t tx_seq, rx_seq;
@@ -43,7 +48,14 @@ typedef struct xp_mac {
     int tx_sealed;
     uint8_t rx_tag[CCL_FRAME_MAC_TAG_LEN];
     size_t rx_tag_have;
+    int tx_on, rx_on; /* the frame being written / read is MACed */
 } xp_mac;
+
+/* Whether a frame of this type carries a tag on a connection with mac m. */
+static inline int ccl__xp_macd(const xp_mac *m, int type)
+{
+    return m && (m->data_too || type != CCL_FT_DATA);
+}
 
 typedef struct xp_conn {
     ccl__io_handler ev; /* first: the poller reports to it */
@@ -67,6 +79,7 @@ typedef struct xp_conn {
     uint8_t *keep;   /* KEEP: the heap payload */
     int parked;
     xp_mac *mac;
+    uint64_t rx_t0_ns; /* a large DATA frame's header arrived (stats) */
 } xp_conn;
 
 typedef struct xp_peer {
@@ -78,7 +91,7 @@ typedef struct xp_peer {
     xp_req *qhead, *qtail; /* frames not yet taken by a connection */
     uint64_t last_rx_ms;   /* any byte from this peer */
     uint64_t last_tx_ms;   /* any frame queued to it */
-    int misbehaved;        /* its bytes broke the protocol or a MAC */
+    int misbehaved;        /* never set: see ccl__xp_conn_failed (blame) */
 } xp_peer;
 
 struct ccl__xport {
@@ -93,6 +106,15 @@ struct ccl__xport {
     uint64_t tx_bytes, rx_bytes;
     uint64_t gen;
     uint64_t next_tick_ms; /* liveness checks run at most this often */
+    ccl__stats stats;      /* per link and per op (stats.h) */
+    uint64_t next_rtt_ms;  /* RTT samples are taken at most this often */
+    /* Test hook (CCL_TEST_TX_BYTES_PER_S): sends of this process are
+     * held to a rate, like a slow uplink.  0: off. */
+    double tx_rate, tx_tokens;
+    uint64_t tx_refill_us;
+    int tx_waiting; /* a connection stopped for tokens: the tick resumes it */
+    int lost_logged; /* peers lost this epoch (log levels) */
+    int started;           /* ccl__xport_start ran for this epoch */
     int auto_conns;        /* choose each peer's active connections */
     uint64_t next_auto_ms; /* ... again at this time */
 };

@@ -60,7 +60,9 @@ static xp_req *take_next(xp_conn *k, xp_peer *p)
     if (k->mac) {
         /* The sequence number is this connection's, so the MAC starts
          * when a connection takes the frame. */
-        ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
+        k->mac->tx_on = ccl__xp_macd(k->mac, k->cur->hdr[0]);
+        if (k->mac->tx_on)
+            ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
         k->mac->tx_sealed = 0;
     }
     return k->cur;
@@ -88,6 +90,41 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
     return n;
 }
 
+/* Test hook (CCL_TEST_TX_BYTES_PER_S): a token bucket over every send of
+ * this process, refilled at tx_rate and holding at most 5 ms of it, and
+ * at most 4 KiB when a frame starts: every frame is paced at tx_rate
+ * from its first byte, like a link of that bandwidth (a full bucket
+ * would send the start of a frame at memory speed).  Trims the iovec to
+ * the tokens there are; 0 when there are none (the loop resumes the
+ * connection within ~1 ms). */
+static int throttle(xp_conn *k, struct iovec *iov, int *n)
+{
+    ccl__xport *x = k->x;
+    uint64_t now = ccl__now_us();
+    double cap = x->tx_rate / 200.0 > 16384.0 ? x->tx_rate / 200.0 : 16384.0;
+    if (x->tx_refill_us)
+        x->tx_tokens += x->tx_rate * (double)(now - x->tx_refill_us) / 1e6;
+    x->tx_refill_us = now;
+    if (x->tx_tokens > cap)
+        x->tx_tokens = cap;
+    if (k->cur_off == 0 && x->tx_tokens > 4096.0)
+        x->tx_tokens = 4096.0;
+    if (x->tx_tokens < 1.0) {
+        x->tx_waiting = 1;
+        return 0;
+    }
+    size_t left = (size_t)x->tx_tokens;
+    for (int i = 0; i < *n; i++) {
+        if (iov[i].iov_len >= left) {
+            iov[i].iov_len = left;
+            *n = i + 1;
+            break;
+        }
+        left -= iov[i].iov_len;
+    }
+    return 1;
+}
+
 /* Writes what the socket takes, pulling frames from the peer's queue. */
 void ccl__xp_flush(xp_conn *k)
 {
@@ -99,13 +136,16 @@ void ccl__xp_flush(xp_conn *k)
         if (!r)
             break;
         size_t body = CCL_HDR_LEN + r->len;
-        if (k->mac && k->cur_off == body && !k->mac->tx_sealed) {
+        int on = k->mac && k->mac->tx_on;
+        if (on && k->cur_off == body && !k->mac->tx_sealed) {
             ccl__frame_mac_final(&k->mac->tx, k->mac->tx_tag);
             k->mac->tx_sealed = 1;
         }
-        size_t total = body + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
+        size_t total = body + (on ? CCL_FRAME_MAC_TAG_LEN : 0);
         struct iovec iov[3];
         int n = frame_iov(k, r, iov);
+        if (x->tx_rate > 0 && !throttle(k, iov, &n))
+            return;
         long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
         if (w < 0) {
             ccl__xp_conn_failed(k, CCL_ERR_PEER_LOST, err);
@@ -119,7 +159,10 @@ void ccl__xp_flush(xp_conn *k)
             return;
         }
         __atomic_fetch_add(&x->tx_bytes, (uint64_t)w, __ATOMIC_RELAXED);
-        if (k->mac && !k->mac->tx_sealed)
+        ccl__stats_tx(&x->stats, k->peer, (uint64_t)w);
+        if (x->tx_rate > 0)
+            x->tx_tokens -= (double)w;
+        if (on && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;
         if (k->cur_off == total) {
