@@ -165,7 +165,9 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
     SIGKILL itself right after that inner step (a fragment may be in
     flight); ``die_at`` < 0: SIGKILL itself as soon as a joiner waits at
     the master, just before a step that sends a fragment (so the
-    survivors' sync fails and the joiner comes in at the recovery)."""
+    survivors' sync fails and the joiner comes in at the recovery);
+    ``die_at`` == -2: a member of such a run that does not die.  In both
+    the member's syncs never announce the joiner."""
     import torch
     from pyccl.diloco import DiLoCo
     torch.set_num_threads(1)
@@ -208,7 +210,7 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
 
         while going():
             step = dl.step_count + 1
-            if die_at < 0 and waiting() > 0 and \
+            if die_at == -1 and waiting() > 0 and \
                     dl.schedule.sends_at(step):
                 os.kill(me, signal.SIGKILL)
             inner_step(model, inner, me % 7, step)

@@ -98,7 +98,8 @@ def _churn(steps, H, P, tau, quant, delayed, die_at, join_after_s=0.5):
         args = (steps, H, P, tau, quant, delayed)
         procs = [CTX.Process(target=w.churn_worker, daemon=True,
                              args=(master.address, 4, False) + args
-                             + (die_at if i == 3 else 0, q))
+                             + (die_at if i == 3 else
+                                (-2 if die_at < 0 else 0), q))
                  for i in range(4)]
         for p in procs:
             p.start()
