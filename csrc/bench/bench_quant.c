@@ -11,8 +11,15 @@
  * smaller; it stays in cache as a unit just received or about to be sent
  * would).  Data: Gaussian-like values in blocks of 256, so every level
  * of every format is used.  The machine is shared: read it with
- * `uptime` next to it, and prefer `valgrind --tool=callgrind` for counts
- * that do not depend on load.
+ * `uptime` next to it.  For counts that do not depend on load,
+ * `bench_quant once` runs each format's encode, stochastic encode,
+ * decode and decode-add exactly once, untimed, for
+ *
+ *   valgrind --tool=callgrind --toggle-collect=ccl__quant_encode \
+ *            csrc/build/bench_quant once
+ *
+ * (all formats; `once u8` one format, `once u8 sr` the stochastic
+ * encode alone; divide by N = 262144 for instructions per element).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -78,7 +85,7 @@ static double rate(int what, int fmt)
     return 4.0 * N / best / 1e6;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     static const struct { int fmt; const char *name; } F[] = {
         {CCL_QUANT_U8, "u8"},     {CCL_QUANT_U4, "u4"},     {CCL_QUANT_E3M0, "e3m0"},
@@ -93,6 +100,21 @@ int main(void)
             v += (float)(s >> 40) * (1.0f / 16777216.0f) - 0.5f;
         }
         x[i] = v * 0.01f;
+    }
+    if (argc > 1 && strcmp(argv[1], "once") == 0) {
+        for (size_t f = 0; f < sizeof F / sizeof F[0]; f++) {
+            int q = F[f].fmt;
+            if (argc > 2 && strcmp(argv[2], F[f].name) != 0)
+                continue; /* `once u8`: that format only */
+            if (argc > 3 && strcmp(argv[3], "sr") == 0) {
+                once(ENCODE_SR, q); /* `once u8 sr`: the stochastic encode */
+                continue;
+            }
+            once(ENCODE, q);
+            once(DECODE, q);
+            once(DECODE_ADD, q);
+        }
+        return 0;
     }
     printf("codec speed, one core, MB/s of f32 (1 MiB, block %d; plain f32 add: %.0f)\n",
            BLOCK, rate(ADD_F32, 0));
