@@ -87,6 +87,41 @@ int ccl_master_port(const ccl_master *m);
 uint32_t ccl_master_epoch(ccl_master *m);
 void ccl_master_destroy(ccl_master *m);
 
+typedef struct ccl_master_member_stats {
+    uint32_t epoch;
+    int rank, size;
+    char addr[80];
+    uint64_t ops_ok, ops_failed, tx_bytes, rx_bytes, op_bytes, op_time_us;
+    uint64_t age_ms;
+    uint64_t reports;
+    ...;
+} ccl_master_member_stats;
+
+typedef struct ccl_master_link_stats {
+    uint32_t epoch;
+    int from, to;
+    double rx_rate;
+    double rtt_us;
+    uint64_t rx_bytes;
+    uint32_t samples;
+    double z;
+    int slow;
+    int slow_local;
+    uint64_t flagged_at_ops;
+    ...;
+} ccl_master_link_stats;
+
+typedef struct ccl_master_stats_totals {
+    uint64_t reports, reports_dropped, reports_unknown_version;
+    uint64_t slow_flags_raised;
+    ...;
+} ccl_master_stats_totals;
+
+int ccl_master_get_stats(ccl_master *m, ccl_master_stats_totals *totals,
+                         ccl_master_member_stats *members, int max_members,
+                         int *n_members, ccl_master_link_stats *links,
+                         int max_links, int *n_links);
+
 /* Communicator */
 typedef struct ccl_comm ccl_comm;
 
@@ -109,6 +144,7 @@ typedef struct ccl_comm_config {
     int allow_insecure;
     int frame_mac;
     const int *cancel;
+    int stats_report_ms;
     ...;
 } ccl_comm_config;
 
@@ -120,6 +156,52 @@ int ccl_comm_size(const ccl_comm *c);
 uint32_t ccl_comm_epoch(const ccl_comm *c);
 const char *ccl_comm_error(ccl_comm *c);
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
+
+typedef struct ccl_stats {
+    uint32_t epoch;
+    int rank, size;
+    uint64_t tx_bytes, rx_bytes;
+    uint64_t ops_ok, ops_failed;
+    uint64_t op_bytes;
+    uint64_t op_time_ns;
+    uint64_t reports_sent;
+    int slow_links;
+    uint64_t slow_flags_raised;
+    ...;
+} ccl_stats;
+
+typedef struct ccl_link_stats {
+    int rank;
+    char host[65];
+    int port;
+    uint64_t tx_bytes, rx_bytes;
+    double rx_rate;
+    double rx_rate_ewma;
+    double rtt_us;
+    uint32_t samples;
+    int conns_open;
+    uint64_t connects, errors;
+    double z;
+    int slow;
+    ...;
+} ccl_link_stats;
+
+typedef struct ccl_op_record {
+    uint64_t seq;
+    uint32_t epoch;
+    uint64_t tag;
+    int coll;
+    int dtype, redop, size;
+    int result;
+    uint64_t bytes;
+    uint64_t tx_bytes, rx_bytes;
+    uint64_t wall_ns;
+    ...;
+} ccl_op_record;
+
+int ccl_comm_get_stats(ccl_comm *c, ccl_stats *out, ccl_link_stats *links,
+                       int max_links, int *n_links, ccl_op_record *ops,
+                       int max_ops, int *n_ops);
 void ccl_comm_destroy(ccl_comm *c);
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
 void ccl_comm_interrupt(ccl_comm *c);

@@ -2,6 +2,8 @@
 
     pyccl --version
     pyccl master [--host 127.0.0.1] [--port 29400] [--key-file F] [--allow-insecure]
+                 [--http-port P [--http-host 127.0.0.1]]
+    pyccl status --master HOST:HTTP_PORT [--interval 1] [--once]
     pyccl keygen [FILE]
     pyccl demo [--peers 4] [--sizes 4,4K,1M,16M] [--iters 5] [--algorithm auto]
     pyccl bench ...        (pyccl bench --help)
@@ -18,10 +20,11 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Optional, Sequence
 
 import pyccl
-from pyccl import demo
+from pyccl import demo, status_cli
 
 
 def version_text() -> str:
@@ -55,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--allow-insecure", action="store_true", default=None,
                         help="without a key, accept unauthenticated peers "
                              "from other hosts (trusted networks only)")
+    master.add_argument("--http-port", type=int, default=None,
+                        help="serve the group's stats as JSON (/stats.json) "
+                             "and Prometheus text (/metrics) on this port "
+                             "(0: any free one; default: no HTTP)")
+    master.add_argument("--print-every", type=float, default=0.0,
+                        metavar="SECONDS",
+                        help="print the group's table (pyccl status's) on "
+                             "stdout this often while members report "
+                             "(default 0: never)")
+    master.add_argument("--http-host", default="127.0.0.1",
+                        help="address of the HTTP endpoint (default "
+                             "127.0.0.1; it has no authentication)")
+
+    status_cli.add_arguments(sub.add_parser(
+        "status", help="show a running master's group as a live table",
+        description=status_cli.DESCRIPTION))
 
     keygen = sub.add_parser(
         "keygen", help="make a random pre-shared key",
@@ -96,7 +115,10 @@ def _run_keygen(path: Optional[str]) -> int:
 
 
 def _run_master(host: str, port: int, key_file: Optional[str] = None,
-                allow_insecure: Optional[bool] = None) -> int:
+                allow_insecure: Optional[bool] = None,
+                http_port: Optional[int] = None,
+                http_host: str = "127.0.0.1",
+                print_every: float = 0.0) -> int:
     # The master's own log lines (joins, departures, epochs, refusals) are
     # what an operator watches: show them, unless the environment asked
     # for another level (PYCCL_LOG_LEVEL, applied by pyccl.log).
@@ -122,14 +144,45 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
                   % (master.address, "peers must prove the key"
                      if master.authenticated else
                      "no key: unauthenticated"), flush=True)
-            while not stop.wait(0.5):
-                pass
+            http = None
+            if http_port is not None:
+                from pyccl.metrics_http import MetricsServer
+                try:
+                    http = MetricsServer(master, http_host, http_port)
+                except OSError as exc:
+                    print("pyccl master: cannot serve HTTP on %s:%d: %s"
+                          % (http_host, http_port, exc), file=sys.stderr)
+                    return 1
+                print("pyccl master: stats on %s/stats.json and %s/metrics "
+                      "(pyccl status --master %s:%d)" % (
+                          http.url, http.url, http_host, http.port),
+                      flush=True)
+            try:
+                last_print, last_reports = time.monotonic(), 0
+                while not stop.wait(0.5):
+                    if print_every > 0 and \
+                            time.monotonic() - last_print >= print_every:
+                        last_print = time.monotonic()
+                        last_reports = _print_group(master, last_reports)
+            finally:
+                if http is not None:
+                    http.close()
             print("pyccl master: stopping after %d group(s)" % master.epoch,
                   flush=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _print_group(master: "pyccl.Master", last_reports: int) -> int:
+    """Prints the group's table if reports came in since the last one;
+    returns the report count."""
+    from pyccl.metrics_http import view_json
+    stats = master.stats()
+    if stats.reports != last_reports:
+        print(status_cli.render(view_json(stats)) + "\n", flush=True)
+    return stats.reports
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -144,7 +197,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "master":
         return _run_master(args.host, args.port, args.key_file,
-                           args.allow_insecure)
+                           args.allow_insecure, args.http_port, args.http_host,
+                           args.print_every)
+    if args.command == "status":
+        return status_cli.run_args(args)
     if args.command == "keygen":
         return _run_keygen(args.file)
     if args.command == "demo":

@@ -36,7 +36,7 @@ from pyccl.buffers import as_buffer, empty_like_shape
 from pyccl.dtypes import (DtypeLike, ReduceOp, dtype_name, parse_algorithm,
                            parse_op, parse_quant)
 from pyccl.interrupt import call_interruptibly
-from pyccl.log import start_reader
+from pyccl.log import log_membership, start_reader
 from pyccl.errors import (Closed, InvalidArgument, InvalidUsage, check,
                           create_checked)
 from pyccl.keys import KeyLike, configure as configure_key
@@ -45,6 +45,7 @@ from pyccl.direct_ops import DirectOps  # send/recv, reduce, gather, ...
 from pyccl.op_args import (INT_MAX as _INT_MAX, check_sizes as _check_sizes,
                            deprecated as _deprecated, int_arg as _int_arg,
                            no_overlap as _no_overlap)
+from pyccl.stats import CommStats, read_comm_stats
 from pyccl.work import Completer, Work
 
 # "Not passed" for arguments where None has a meaning of its own.
@@ -133,6 +134,9 @@ class Communicator(DirectOps):
             tampered or corrupted byte fails the op instead of landing in
             the result (needs a key; every peer must agree; costs
             bandwidth, see ``docs/benchmarks.md``).
+        stats_report: send a compact stats report to the master at most
+            this often (seconds, at least 0.1), only after ops finished;
+            0 or None: never (docs/observability.md).
 
     Raises:
         MasterUnreachable, Timeout, Rejected, ...: the group could not be
@@ -150,7 +154,8 @@ class Communicator(DirectOps):
                  key: Optional[KeyLike] = None,
                  key_file: Optional[str] = None,
                  allow_insecure: Optional[bool] = None,
-                 frame_mac: bool = False) -> None:
+                 frame_mac: bool = False,
+                 stats_report: float = 1.0) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
         rank = -1 if rank is None else _int_arg(rank, "rank", 0,
@@ -164,6 +169,8 @@ class Communicator(DirectOps):
         self._doomed = None       # the handle close() left to the last user
         self._updating = False    # an update_topology runs
         self._completer: Optional[Completer] = None  # for get_future()
+        self._retries = 0         # run_with_retry re-runs (stats)
+        self._op_cache: dict = {}  # seq -> OpStats already converted
 
         cfg = ffi.new("ccl_comm_config *")
         lib.ccl_comm_config_init(cfg)
@@ -189,6 +196,8 @@ class Communicator(DirectOps):
         # key_c holds the key until ccl_comm_create has copied it.
         key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
+        cfg.stats_report_ms = 0 if not stats_report else max(
+            100, _ms(stats_report, "stats_report"))
 
         # Ctrl-C while the group forms stops the join within 50 ms.
         cancel = ffi.new("int *")
@@ -236,14 +245,22 @@ class Communicator(DirectOps):
         """True once :meth:`close` has run."""
         return self._c is None
 
-    def stats(self) -> dict:
-        """Traffic counters: ``{"tx_bytes": ..., "rx_bytes": ...}``
-        (payload and headers, every connection)."""
-        tx = ffi.new("uint64_t *")
-        rx = ffi.new("uint64_t *")
+    def stats(self, max_ops: int = 64) -> CommStats:
+        """What this communicator counted: totals (``tx_bytes`` and
+        ``rx_bytes`` over every connection, headers included; finished
+        ops; retries), one :class:`~pyccl.stats.LinkStats` per peer of the
+        epoch (bytes, receive rate, RTT, connections, errors, slow-link
+        verdict) and the last ``max_ops`` finished ops (at most 64) as
+        :class:`~pyccl.stats.OpStats` (bytes, wall time, bus bandwidth,
+        algorithm).  Never waits for the network or for a running op;
+        see docs/observability.md.  ``stats()["tx_bytes"]`` still works."""
         with self._use() as c:
-            lib.ccl_comm_stats(c, tx, rx)
-        return {"tx_bytes": int(tx[0]), "rx_bytes": int(rx[0])}
+            return read_comm_stats(c, self._retries, max_ops, self._op_cache)
+
+    def _note_retry(self) -> None:
+        """run_with_retry is about to run its block again."""
+        with self._lock:
+            self._retries += 1
 
     # -- membership -------------------------------------------------------
 
@@ -292,7 +309,7 @@ class Communicator(DirectOps):
             timeout = self._op_timeout + 5.0
         ms = _ms(timeout, "timeout")
         with self._use(updating=True) as c:
-            before = self._epoch
+            before = (self._epoch, self._rank, self._size)
             rc = call_interruptibly(
                 lambda: lib.ccl_comm_update_topology(c, ms),
                 lambda: lib.ccl_comm_interrupt(c), "update_topology")
@@ -301,8 +318,10 @@ class Communicator(DirectOps):
                 self._identify(c)
         if self.closed:
             raise Closed("the communicator was closed during update_topology")
+        log_membership(before, (self._epoch, self._rank, self._size), rc,
+                       detail)
         check(rc, detail)
-        return self._epoch != before
+        return self._epoch != before[0]
 
     # -- the handle -------------------------------------------------------
 

@@ -23,14 +23,29 @@ epochs), configure logging, e.g. ``logging.basicConfig(level="INFO")``;
 Lines still queued when the interpreter exits are delivered by an
 :mod:`atexit` hook.  After ``os.fork()`` the child starts its own reader
 on its next use of pyccl.
+
+JSON lines: ``PYCCL_LOG_FORMAT=json`` (or :func:`use_json`) gives the
+``pyccl`` logger a handler of its own that writes one JSON object per
+line to stderr (``time``, ``level``, ``logger``, ``message``, plus
+``rank``, ``epoch``, ``peer``, ``addr``, ``event`` where the line names
+them; see :class:`JsonFormatter`), and stops its records from also
+reaching the application's handlers (no line twice).
+
+Besides the core's lines, :func:`log_membership` writes one line per
+membership change seen by a member (``update_topology``: a new epoch, a
+rejection, a failure), on the ``pyccl`` logger too.
 """
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
+import re
+import sys
 import threading
-from typing import Optional
+import time
+from typing import IO, Any, Dict, Optional, Tuple
 
 from pyccl._lib import ffi, lib
 from pyccl.errors import warn_caller
@@ -106,10 +121,126 @@ def start_reader() -> None:
             core_level, py_level = LEVELS[name]
             lib.ccl_log_set_level(core_level)
             logger.setLevel(py_level)
+        if configured_format() == "json" and _json_handler is None:
+            use_json()
         lib.ccl_log_capture(1)
         reader = _Reader()
         reader.start()
         _reader = reader
+
+
+# ---- JSON lines ----
+
+_FIELDS = [
+    ("rank", re.compile(r"\brank (\d+)")),
+    ("epoch", re.compile(r"\bepoch (\d+)")),
+    ("peer", re.compile(r"\bpeer (\d+)\b")),
+    ("addr", re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3}:\d+|\[[0-9a-fA-F:]+\]:\d+)")),
+]
+# What a line is about, for filtering in a log shipper (first match wins).
+_EVENTS = [
+    ("slow_link", re.compile(r"slow link|no longer slow")),
+    ("op_failed", re.compile(r"\bop \d+ \(.*\) failed")),
+    ("rejected", re.compile(r"refused|rejected|expelled|removed from")),
+    ("peer_lost", re.compile(r"\blost\b|silent for|left the group")),
+    ("op_failed", re.compile(r"\bfailed\b|\baborted\b")),
+    ("membership", re.compile(r"joined|left epoch|epoch \d+ (formed|ended)|"
+                              r"registered|came back|adopted|new epoch")),
+]
+
+
+def fields_of(message: str) -> Dict[str, Any]:
+    """The structured fields found in a log line: ``rank``, ``epoch``,
+    ``peer`` (ints) and ``addr`` (the first "host:port"), where the line
+    names them, and ``event`` (slow_link, rejected, peer_lost, op_failed,
+    membership) where one applies.  Best effort: the lines are written for
+    people; the first match of each wins."""
+    out: Dict[str, Any] = {}
+    for name, rx in _FIELDS:
+        m = rx.search(message)
+        if m:
+            out[name] = m.group(1) if name == "addr" else int(m.group(1))
+    for name, rx in _EVENTS:
+        if rx.search(message):
+            out["event"] = name
+            break
+    return out
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: ``time`` (Unix seconds), ``level``,
+    ``logger``, ``message``, the fields of :func:`fields_of`, any
+    ``extra={"pyccl": {...}}`` given to the logging call, and ``exc``
+    (the traceback text) when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        doc: Dict[str, Any] = {"time": round(record.created, 6),
+                               "level": record.levelname.lower(),
+                               "logger": record.name, "message": message}
+        doc.update(fields_of(message))
+        extra = getattr(record, "pyccl", None)
+        if isinstance(extra, dict):
+            doc.update(extra)
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+_json_handler: Optional[logging.Handler] = None
+
+
+def use_json(stream: Optional[IO[str]] = None) -> logging.Handler:
+    """Makes the ``pyccl`` logger write JSON lines to ``stream``
+    (default stderr) through a handler of its own, and stop propagating
+    to the root logger (so no line appears twice).  Returns the handler;
+    calling it again replaces the previous one."""
+    global _json_handler
+    if _json_handler is not None:
+        logger.removeHandler(_json_handler)
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    _json_handler = handler
+    return handler
+
+
+def configured_format() -> str:
+    """``PYCCL_LOG_FORMAT``: "json" or "text" (the default; an unknown
+    value is warned about and ignored)."""
+    name = os.environ.get("PYCCL_LOG_FORMAT", "").strip().lower()
+    if name in ("", "text"):
+        return "text"
+    if name != "json":
+        warn_caller("PYCCL_LOG_FORMAT=%r is not json or text; ignored" % name,
+                    RuntimeWarning)
+        return "text"
+    return name
+
+
+# ---- membership as a member sees it ----
+
+def log_membership(before: Tuple[int, int, int], after: Tuple[int, int, int],
+                   rc: int, detail: str) -> None:
+    """One line for the outcome of an ``update_topology``: (epoch, rank,
+    world_size) before and after, the result code and its detail."""
+    epoch, rank, size = before
+    if rc == lib.CCL_OK:
+        if after != before:
+            logger.info("rank %d, epoch %d: new epoch %d: now rank %d of %d "
+                        "(was %d of %d)", rank, epoch, after[0], after[1],
+                        after[2], rank, size)
+        return
+    if rc == lib.CCL_ERR_REJECTED:
+        logger.warning("rank %d, epoch %d: rejected by the master: %s", rank,
+                       epoch, detail)
+    elif rc != lib.CCL_ERR_INTERRUPTED:
+        logger.warning("rank %d, epoch %d: update_topology failed: %s: %s",
+                       rank, epoch, ffi.string(lib.ccl_strerror(rc)).decode(),
+                       detail)
 
 
 def _stop_at_exit() -> None:
@@ -139,4 +270,6 @@ def _after_fork_in_child() -> None:
 atexit.register(_stop_at_exit)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-__all__ = ["start_reader", "logger", "LEVELS", "configured_level"]
+__all__ = ["start_reader", "logger", "LEVELS", "configured_level",
+           "configured_format", "use_json", "JsonFormatter", "fields_of",
+           "log_membership"]

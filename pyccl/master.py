@@ -14,6 +14,7 @@ from pyccl.log import start_reader
 from pyccl._lib import ffi, lib
 from pyccl.errors import Closed, InvalidArgument, create_checked
 from pyccl.keys import KeyLike, configure as configure_key
+from pyccl.stats import MasterStats, read_master_stats
 
 
 class Master:
@@ -89,6 +90,14 @@ class Master:
         """Number of groups formed so far (one per epoch)."""
         with self._lock:  # close() in another thread waits for this
             return int(lib.ccl_master_epoch(self._handle()))
+
+    def stats(self) -> MasterStats:
+        """The group as its members last reported it (members report at
+        most every ``stats_report`` seconds, after ops finished): per
+        member ops and bytes, per link receive rate and RTT, and the
+        master's verdict on slow links (docs/observability.md)."""
+        with self._lock:
+            return read_master_stats(self._handle())
 
     @property
     def closed(self) -> bool:

@@ -49,6 +49,9 @@ def run_with_retry(comm: Any, fn: Callable[[], T], *, min_peers: int = 1,
         except RETRYABLE:
             if attempt >= max_attempts:
                 raise
+        note = getattr(comm, "_note_retry", None)
+        if note is not None:
+            note()
         comm.update_topology(update_timeout)
         if comm.world_size < min_peers:
             raise TooFewPeers("%d peer(s) left, %d needed" % (

@@ -122,6 +122,28 @@ def _elect(table: np.ndarray, t: int) -> Optional[int]:
     return max(counts, key=lambda h: (counts[h], -first[h]))
 
 
+#: States smaller than this fetch without a progress bar.
+PROGRESS_MIN_BYTES = 64 << 20
+
+
+def _fetch_progress(table: Any, sizes: list, mine: int, me: int) -> Any:
+    """A Progress over the bytes this peer will receive, or None when it
+    receives less than PROGRESS_MIN_BYTES (or the output is no terminal:
+    the bar is then inactive and draws nothing)."""
+    from pyccl.progress import Progress
+    if mine == _SEND_ONLY:
+        return None
+    total = 0
+    for i, size in enumerate(sizes):
+        winner = _elect(table, i)
+        if winner is not None and int(table[me, 2 + 2 * i]) != winner:
+            total += size
+    if total < PROGRESS_MIN_BYTES:
+        return None
+    bar = Progress(total, "pyccl: fetching shared state", unit="bytes")
+    return bar if bar.active else None
+
+
 def sync_shared_state(comm: Any, state: SharedState,
                       strategy: str = "enforce_popular") -> SyncResult:
     """Makes ``state`` bit-identical on every peer of ``comm``.
@@ -168,6 +190,9 @@ def sync_shared_state(comm: Any, state: SharedState,
         raise Mismatch("peers hold shared tensors of different sizes")
     result = SyncResult(revision=int(table[:, 0].max()))
     me = comm.rank
+    # A joiner fetching a large state sees a bar on a terminal (bytes it
+    # receives); nothing otherwise.
+    bar = _fetch_progress(table, sizes, mine, me)
     for i, name in enumerate(names):
         winner = _elect(table, i)
         if winner is None:
@@ -198,6 +223,8 @@ def sync_shared_state(comm: Any, state: SharedState,
             comm.broadcast(part, src=root)
             if me == root:
                 result.sent_bytes += hi - lo
+            elif receiving and bar is not None:
+                bar.update(hi - lo)
         if receiving:
             got = tensor_hash(t)
             if got != winner:
@@ -205,6 +232,8 @@ def sync_shared_state(comm: Any, state: SharedState,
                                     "%#x, expected %#x" % (name, got, winner))
             result.received.append(name)
             result.received_bytes += total
+    if bar is not None:
+        bar.close()
     if strategy != "send_only":
         state.revision = result.revision
     after = comm.stats()

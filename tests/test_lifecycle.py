@@ -89,7 +89,7 @@ def test_world_of_one_in_process():
             assert comm.barrier() is None
             w = comm.all_reduce(x, async_op=True)
             assert w.wait() is x
-            assert set(comm.stats()) == {"tx_bytes", "rx_bytes"}
+            assert {"tx_bytes", "rx_bytes"} <= set(comm.stats().as_dict())
         assert comm.closed
         comm.close()  # idempotent
         for call in (lambda: comm.all_reduce(x), comm.barrier,

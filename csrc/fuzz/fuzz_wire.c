@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "ccl.h"
+#include "stats_wire.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -87,6 +88,7 @@ static int hdr_ok(const ccl__hdr *h)
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
+    case CCL_FT_STATS: return h->length <= CCL_STATS_MAX_LEN;
     default: return 0;
     }
 }
@@ -204,8 +206,27 @@ static void fuzz_rejoin(const uint8_t *data, size_t size)
         check(epoch >= 1 && m.rank >= 0 && (uint32_t)m.rank < m.world_size);
 }
 
+/* STATS (stats_wire.c): a payload that decodes has the exact length for
+ * its links and valid ranks, and encodes back to the same bytes. */
+static void fuzz_stats(const uint8_t *data, size_t size)
+{
+    static ccl__stats_msg m;
+    static uint8_t back[CCL_STATS_MAX_LEN];
+    int rc = ccl__stats_msg_decode(data, size, &m);
+    check(rc == 0 || rc == CCL_ERR_PROTOCOL || rc == CCL_ERR_VERSION);
+    if (rc != 0)
+        return;
+    check(m.nlinks <= CCL_STATS_MAX_LINKS && m.rank < m.size &&
+          size == CCL_STATS_FIXED_LEN + (size_t)m.nlinks * CCL_STATS_LINK_LEN);
+    for (int i = 0; i < m.nlinks; i++)
+        check(m.links[i].peer < m.size && m.links[i].peer != m.rank);
+    check(ccl__stats_msg_encode(back, sizeof back, &m) == size &&
+          memcmp(back, data, size) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_stats(data, size);
     fuzz_reform(data, size);
     fuzz_rejoin(data, size);
     fuzz_hello(data, size);

@@ -52,7 +52,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 3
+#define CCL_PROTOCOL_VERSION 4
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {
@@ -155,6 +155,45 @@ uint32_t ccl_master_epoch(ccl_master *m);
 /* Stops the thread, closes every connection and frees the master. */
 void ccl_master_destroy(ccl_master *m);
 
+/* The master's view of its members, from their STATS reports (members
+ * report at most every stats_report_ms, and only after ops finished). */
+typedef struct ccl_master_member_stats {
+    uint32_t epoch;
+    int rank, size;
+    char addr[80];       /* the control link's remote address */
+    uint64_t ops_ok, ops_failed, tx_bytes, rx_bytes, op_bytes, op_time_us;
+    uint64_t age_ms;     /* since its last report */
+    uint64_t reports;    /* reports taken from it */
+} ccl_master_member_stats;
+
+/* A link as its receiver reported it, with the master's verdict across
+ * every reported link of the epoch. */
+typedef struct ccl_master_link_stats {
+    uint32_t epoch;
+    int from, to;        /* ranks: data flows from -> to */
+    double rx_rate;      /* bytes/s (0: no sample yet) */
+    double rtt_us;
+    uint64_t rx_bytes;
+    uint32_t samples;
+    double z;            /* robust z-score among the epoch's links */
+    int slow;            /* flagged by the master */
+    int slow_local;      /* flagged by its receiver */
+    uint64_t flagged_at_ops; /* receiver's ops_ok in the report that
+                                first flagged it this epoch (0: never) */
+} ccl_master_link_stats;
+
+typedef struct ccl_master_stats_totals {
+    uint64_t reports, reports_dropped, reports_unknown_version;
+    uint64_t slow_flags_raised;
+} ccl_master_stats_totals;
+
+/* Copies the view (members and links of the current reports; *n_*: how
+ * many were filled).  Any output may be NULL. */
+int ccl_master_get_stats(ccl_master *m, ccl_master_stats_totals *totals,
+                         ccl_master_member_stats *members, int max_members,
+                         int *n_members, ccl_master_link_stats *links,
+                         int max_links, int *n_links);
+
 /* ------------------------------------------------------------------ */
 /* Communicator: one peer's membership in a group. */
 
@@ -194,6 +233,9 @@ typedef struct ccl_comm_config {
                                  signal handler's sake): creation then fails
                                  with CCL_ERR_INTERRUPTED within ~50 ms.
                                  Read only during ccl_comm_create */
+    int stats_report_ms;      /* at most one STATS report to the master per
+                                 this many ms, sent only after ops finished;
+                                 0: never.  Default 1000, at least 100 */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);
@@ -226,6 +268,61 @@ int ccl_comm_peers_pending(ccl_comm *c);
 
 /* Traffic counters (payload and header bytes, all connections). */
 void ccl_comm_stats(ccl_comm *c, uint64_t *tx_bytes, uint64_t *rx_bytes);
+
+/* Observability (docs/observability.md).  Everything below is counted by
+ * the core as ops run; reading it takes a small lock of its own and never
+ * waits for the network or for a running op. */
+typedef struct ccl_stats {
+    uint32_t epoch;
+    int rank, size;
+    uint64_t tx_bytes, rx_bytes; /* as ccl_comm_stats */
+    uint64_t ops_ok, ops_failed; /* ops finished since creation */
+    uint64_t op_bytes;           /* sum of the finished ops' sizes */
+    uint64_t op_time_ns;         /* sum of their wall times */
+    uint64_t reports_sent;       /* STATS reports sent to the master */
+    int slow_links;              /* links flagged slow now (local verdict) */
+    uint64_t slow_flags_raised;  /* times a link was newly flagged */
+} ccl_stats;
+
+/* One peer of the current epoch, as this member sees the link (reset at
+ * every epoch: ranks change). */
+typedef struct ccl_link_stats {
+    int rank;
+    char host[65];
+    int port;
+    uint64_t tx_bytes, rx_bytes; /* bytes sent to / received from it */
+    double rx_rate;      /* bytes/s at which large frames from it arrive:
+                            median of the last 3 samples; 0 = none yet */
+    double rx_rate_ewma; /* the same, moving average (alpha 0.25) */
+    double rtt_us;       /* kernel's smoothed RTT, moving average; 0 = none */
+    uint32_t samples;    /* rate samples this epoch */
+    int conns_open;      /* connections open now */
+    uint64_t connects, errors; /* connections adopted / failed this epoch */
+    double z;            /* robust z-score of rx_rate among this member's
+                            links (0: fewer than 3 links measured) */
+    int slow;            /* flagged slow by this member */
+} ccl_link_stats;
+
+/* One finished op. */
+typedef struct ccl_op_record {
+    uint64_t seq;        /* 1 for the communicator's first finished op */
+    uint32_t epoch;
+    uint64_t tag;
+    int coll;            /* the algorithm that ran: protocol.md's kinds
+                            (1 ring all-reduce, 2 star all-reduce, ...) */
+    int dtype, redop, size; /* size: ranks in the op's epoch */
+    int result;          /* CCL_OK or the op's error */
+    uint64_t bytes;      /* the op's buffer size */
+    uint64_t tx_bytes, rx_bytes; /* DATA payload bytes it sent / received here */
+    uint64_t wall_ns;    /* from posting to the end */
+} ccl_op_record;
+
+/* Fills *out; up to max_links links (*n_links: how many filled) and the
+ * up to max_ops most recent finished ops, oldest first (at most 64 are
+ * kept).  Any output may be NULL. */
+int ccl_comm_get_stats(ccl_comm *c, ccl_stats *out, ccl_link_stats *links,
+                       int max_links, int *n_links, ccl_op_record *ops,
+                       int max_ops, int *n_ops);
 /* Fails every pending op with CCL_ERR_CLOSED, closes every socket, joins
  * the progress thread and frees the communicator.  Ops still held by the
  * caller stay valid for ccl_op_wait/ccl_op_free. */

@@ -29,6 +29,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->chunk_bytes = 1u << 20;
     cfg->peer_timeout_ms = 30000;
     cfg->restore_input = 1;
+    cfg->stats_report_ms = 1000;
 }
 
 static int start_loop(ccl_comm *c)
@@ -149,6 +150,7 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     if (rc)
         goto fail;
     ccl__master_link_watch(c);
+    ccl__stats_report_start(c);
     if (pthread_create(&c->thread, NULL, ccl__progress_main, c) != 0) {
         ERRF("cannot start the progress thread");
         rc = CCL_ERR_NOMEM;
@@ -207,6 +209,25 @@ void ccl_comm_stats(ccl_comm *c, uint64_t *tx, uint64_t *rx)
         *rx = 0;
     if (c)
         ccl__xport_stats(c->xp, tx, rx);
+}
+
+int ccl_comm_get_stats(ccl_comm *c, ccl_stats *out, ccl_link_stats *links,
+                       int max_links, int *n_links, ccl_op_record *ops,
+                       int max_ops, int *n_ops)
+{
+    if (n_links)
+        *n_links = 0;
+    if (n_ops)
+        *n_ops = 0;
+    if (!c || max_links < 0 || max_ops < 0)
+        return CCL_ERR_INVALID_ARG;
+    if (out) {
+        memset(out, 0, sizeof *out);
+        ccl__xport_stats(c->xp, &out->tx_bytes, &out->rx_bytes);
+    }
+    ccl__stats_read(ccl__xport_stats_of(c->xp), out, links, max_links, n_links,
+                    ops, max_ops, n_ops);
+    return CCL_OK;
 }
 
 void ccl_comm_destroy(ccl_comm *c)

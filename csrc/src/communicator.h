@@ -73,6 +73,11 @@ struct ccl_comm {
     int driving;    /* a caller runs the loop: the thread stays off it */
     int stop;       /* ask the thread to exit */
     pthread_cond_t idle_cv; /* the thread waits here while a caller drives */
+    /* Run on every loop pass after the timers (membership fills it in:
+     * stats_report.c), so the loop reaches the layer above only through
+     * this pointer. */
+    void (*tick_hook)(struct ccl_comm *c, uint64_t now_ms);
+    uint64_t next_report_ms;
 };
 
 /* progress.c: the loop */
@@ -89,5 +94,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 void ccl__master_link_watch(ccl_comm *c);
+/* stats_report.c: STATS reports to the master from the loop */
+void ccl__stats_report_start(ccl_comm *c);
 
 #endif

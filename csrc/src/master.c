@@ -24,6 +24,7 @@
 #include "result.h"
 #include "log.h"
 #include "master_policy.h"
+#include "master_view.h"
 #include "sock.h"
 #include "wire.h"
 
@@ -83,6 +84,7 @@ struct ccl_master {
     ccl__mpol *policy;
     mconn *conns;
     int nconns;
+    ccl__mview *view; /* members' STATS reports (master_view.c) */
 };
 
 static int listen_marker;
@@ -106,6 +108,7 @@ static void conn_close(ccl_master *m, mconn *k)
         *pp = k->next;
     if (k->phase == P_CONTROL)
         ccl__mpol_lost(m->policy, k, ccl__now_ms());
+    ccl__mview_forget(m->view, k);
     ccl__poller_del(m->poller, k->fd);
     /* A REJECT (or anything else) we just sent must reach the peer. */
     ccl__sock_close_after_send(k->fd);
@@ -252,6 +255,11 @@ static void on_frame(ccl_master *m, mconn *k)
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         }
         free(msg);
+    } else if (k->phase == P_CONTROL && t == CCL_FT_STATS) {
+        /* Observability only: never a policy event (unless malformed). */
+        if (!ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now))
+            return;
+        reject(m, k, CCL_ERR_PROTOCOL, "malformed STATS");
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
     }
@@ -503,7 +511,10 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
                           &m->policy);
     if (!rc)
         rc = ccl__key_set(&m->key, cfg->key, cfg->key_len, err, errlen);
+    if (!rc)
+        rc = ccl__mview_create(&m->view);
     if (rc) {
+        ccl__mview_destroy(m->view);
         ccl__mpol_destroy(m->policy);
         free(m);
         return rc;
@@ -528,6 +539,7 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
         ccl__sock_close(m->wakefd);
         ccl__key_wipe(&m->key);
         ccl__mpol_destroy(m->policy);
+        ccl__mview_destroy(m->view);
         free(m);
         return rc;
     }
@@ -557,9 +569,21 @@ void ccl_master_destroy(ccl_master *m)
         conn_close(m, m->conns);
     }
     ccl__mpol_destroy(m->policy);
+    ccl__mview_destroy(m->view);
     ccl__sock_close(m->lfd);
     ccl__sock_close(m->poller);
     ccl__sock_close(m->wakefd);
     ccl__key_wipe(&m->key);
     free(m);
+}
+
+int ccl_master_get_stats(ccl_master *m, ccl_master_stats_totals *totals,
+                         ccl_master_member_stats *members, int max_members,
+                         int *n_members, ccl_master_link_stats *links,
+                         int max_links, int *n_links)
+{
+    if (!m)
+        return CCL_ERR_INVALID_ARG;
+    return ccl__mview_read(m->view, totals, members, max_members, n_members,
+                           links, max_links, n_links);
 }

@@ -73,6 +73,7 @@ static void call_on_data(ccl_op *op, int peer, const ccl__hdr *h)
     /* Saturating: algorithms whose payload is not the op's bytes
      * (quantized) count their progress themselves and keep this at 0. */
     op->recv_left -= h->length < op->recv_left ? h->length : op->recv_left;
+    op->st_rx += h->length;
     op->last_progress_ms = ccl__now_ms();
     op->hold++;
     int rc = op->algo->on_data(op, peer, h);

@@ -5,6 +5,7 @@
  * flight.  Frames go out through the transport; nothing here reads one.
  */
 #include "op_int.h"
+#include "log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -142,6 +143,7 @@ int ccl__engine_post(ccl__engine *e, ccl_op *op)
      * point-to-point ops get theirs per (peer, tag) at activation. */
     if (!op->p2p)
         op->tag = e->next_tag++;
+    op->t_post_ns = ccl__stats_now_ns();
     op->next = NULL;
     if (e->post_tail)
         e->post_tail->next = op;
@@ -206,6 +208,36 @@ static void active_remove(ccl__engine *e, ccl_op *op)
     op->active = 0;
 }
 
+/* One line in the communicator's op records (stats.h). */
+static void record(const ccl_op *op, int rc)
+{
+    ccl_op_record r;
+    memset(&r, 0, sizeof r);
+    r.epoch = op->epoch;
+    r.tag = op->tag;
+    r.coll = op->algo ? op->algo->coll : 0;
+    r.dtype = op->dtype;
+    r.redop = op->redop;
+    r.size = op->size;
+    r.result = rc;
+    r.bytes = op->nbytes;
+    r.tx_bytes = op->st_tx;
+    r.rx_bytes = op->st_rx;
+    r.wall_ns = ccl__stats_now_ns() - op->t_post_ns;
+    ccl__stats_op_end(ccl__xport_stats_of(op->eng->xp), &r);
+    /* A line per failed op: the first of an epoch at INFO, the rest (often
+     * the same cause again) and CLOSED (the caller's own doing) at DEBUG. */
+    if (rc != CCL_OK)
+        ccl__log(rc != CCL_ERR_CLOSED &&
+                         ccl__stats_first_failure(ccl__xport_stats_of(op->eng->xp),
+                                                  op->epoch)
+                     ? CCL_LOG_INFO : CCL_LOG_DEBUG,
+                 "rank %d, epoch %u: op %llu (%s, %llu bytes) failed: %s: %s",
+                 op->rank, op->epoch, (unsigned long long)op->tag,
+                 r.coll ? ccl__coll_name(r.coll) : "?",
+                 (unsigned long long)op->nbytes, ccl_strerror(rc), op->err);
+}
+
 static void op_finish(ccl_op *op, int rc)
 {
     ccl__engine *e = op->eng;
@@ -214,6 +246,7 @@ static void op_finish(ccl_op *op, int rc)
      * input already): hand them to the next op. */
     ccl__op_buffers_put(op);
     op->result = rc;
+    record(op, rc);
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&e->done_mu);
     pthread_cond_broadcast(&e->done_cv);
@@ -442,6 +475,7 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
     op->send_left++;
+    op->st_tx += len;
     if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
         op->send_left--;
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
@@ -460,6 +494,7 @@ int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     ccl__hdr h;
     data_header(op, &h, peer, step, offset);
     op->send_left++;
+    op->st_tx += len;
     if (ccl__xport_send_owned(op->eng->xp, peer, &h, owned, len, op) != CCL_OK) {
         op->send_left--;
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");

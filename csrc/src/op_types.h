@@ -98,6 +98,8 @@ struct ccl_op {
     int done;   /* atomic */
     int result;
     char err[256];
+    /* stats.h: when it was posted, DATA payload bytes sent and received */
+    uint64_t t_post_ns, st_tx, st_rx;
 };
 
 enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };

@@ -14,7 +14,17 @@
 
 static int timer_ms(ccl_comm *c)
 {
-    return ccl__xport_timer_ms(c->xp, ccl__engine_busy(&c->eng));
+    int t = ccl__xport_timer_ms(c->xp, ccl__engine_busy(&c->eng));
+    /* A STATS report is due after ops finished: wake up for it, so the
+     * master hears of the last ops of a burst too. */
+    if (c->cfg.stats_report_ms > 0 &&
+        ccl__stats_unreported(ccl__xport_stats_of(c->xp))) {
+        uint64_t now = ccl__now_ms();
+        int left = c->next_report_ms > now ? (int)(c->next_report_ms - now) : 1;
+        if (left < t)
+            t = left;
+    }
+    return t;
 }
 
 static void process_events(ccl_comm *c, ccl__event *evs, int n)
@@ -30,9 +40,12 @@ static void process_events(ccl_comm *c, ccl__event *evs, int n)
     /* Ops posted while update_topology waits start in the next epoch. */
     if (!c->awaiting)
         ccl__engine_drain_posts(&c->eng);
+    ccl__xport_resume(c->xp);
     uint64_t now = ccl__now_ms();
     ccl__xport_tick(c->xp, now);
     ccl__engine_tick(&c->eng, now);
+    if (c->tick_hook)
+        c->tick_hook(c, now);
     ccl__engine_reap(&c->eng);
 }
 

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <poll.h>
 #include <sys/uio.h>
 
 /* Milliseconds and microseconds on the monotonic clock. */
@@ -37,6 +38,14 @@ int ccl__sock_send_all(int fd, const void *buf, size_t len,
                        uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_recv_all(int fd, void *buf, size_t len, uint64_t deadline_ms,
                        char *err, size_t errlen);
+/* 1 if fd can take bytes now (POLLOUT without waiting): for TCP, a good
+ * part of its send buffer is free.  Inline here: sock.c is at its size
+ * limit. */
+static inline int ccl__sock_writable_now(int fd)
+{
+    struct pollfd p = {fd, POLLOUT, 0};
+    return poll(&p, 1, 0) == 1 && p.revents == POLLOUT;
+}
 /* Waits until fd is readable or the deadline passes (CCL_ERR_TIMEOUT). */
 int ccl__sock_wait_readable(int fd, uint64_t deadline_ms, char *err, size_t errlen);
 int ccl__sock_set_nonblock(int fd);

@@ -82,8 +82,9 @@ enum ccl__frame_type {
     CCL_FT_REFORM = 19,   /* peer -> master at update_topology; payload: reform msg */
     CCL_FT_NOCHANGE = 20, /* master -> peer: the group stays as it is; no payload */
     CCL_FT_PENDING = 21,  /* master -> peer: `tag` = number of waiting joiners */
-    CCL_FT_REJOIN = 22    /* member -> a (restarted) master: u32 epoch, then a
+    CCL_FT_REJOIN = 22,   /* member -> a (restarted) master: u32 epoch, then a
                              register msg with the member's rank and world size */
+    CCL_FT_STATS = 23     /* member -> master: a stats summary (stats_wire.h) */
 };
 
 /* Caps checked by the decoder before anyone allocates. */

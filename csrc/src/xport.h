@@ -26,6 +26,7 @@
 
 #include "ccl.h"
 #include "handshake.h"
+#include "stats.h"
 #include "wire.h"
 
 typedef struct ccl__xport ccl__xport;
@@ -128,6 +129,10 @@ void ccl__xport_unpark_all(ccl__xport *x);
 /* Heartbeats and silence: call at least every ccl__xport_timer_ms. */
 void ccl__xport_tick(ccl__xport *x, uint64_t now_ms);
 int ccl__xport_timer_ms(const ccl__xport *x, int busy);
+/* Test hook (CCL_TEST_TX_BYTES_PER_S): connections held for the send rate
+ * write again.  Call on every loop pass, before taking the time for the
+ * timers (it completes frames, which stamps op progress). */
+void ccl__xport_resume(ccl__xport *x);
 /* Writes BYE (carrying tag) on every connection that is between frames,
  * waiting at most 200 ms per connection. */
 void ccl__xport_say_bye(ccl__xport *x, uint64_t tag);
@@ -136,5 +141,7 @@ void ccl__xport_say_bye(ccl__xport *x, uint64_t tag);
 int ccl__xport_peer_open(const ccl__xport *x, int peer);
 int ccl__xport_peer_misbehaved(const ccl__xport *x, int peer);
 void ccl__xport_stats(const ccl__xport *x, uint64_t *tx, uint64_t *rx);
+/* The communicator's counters (stats.h); lives as long as the transport. */
+ccl__stats *ccl__xport_stats_of(ccl__xport *x);
 
 #endif

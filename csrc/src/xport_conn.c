@@ -5,6 +5,7 @@
  * them).
  */
 #include "xport_int.h"
+#include "log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ void ccl__xp_conn_close(xp_conn *k)
     ccl__poller_del(k->x->poller, k->fd);
     ccl__sock_close(k->fd);
     k->fd = -1;
+    ccl__stats_conn(&k->x->stats, k->peer, -1);
     k->parked = 0;
     k->out_armed = 0;
     k->sink.kind = CCL_SINK_DISCARD;
@@ -80,9 +82,15 @@ void ccl__xp_conn_failed(xp_conn *k, int code, const char *why)
      * membership reports the peer at the safe point. */
     if (code == CCL_ERR_PROTOCOL || code == CCL_ERR_AUTH)
         p->misbehaved = 1;
+    ccl__stats_error(&x->stats, peer);
     char msg[400];
     snprintf(msg, sizeof msg, "peer %d (%s:%u) connection %d: %s", peer, p->host,
              p->port, k->index, why);
+    /* One line per lost peer (all its connections close here at once):
+     * the first of an epoch as a warning; later ones are often the others
+     * closing this epoch's connections as they move on. */
+    ccl__log(x->lost_logged++ ? CCL_LOG_INFO : CCL_LOG_WARNING,
+             "rank %d, epoch %u: lost %s", x->self, x->epoch, msg);
     for (int i = 0; i < p->nconns; i++)
         ccl__xp_conn_close(&p->conns[i]);
     while (p->qhead) {
@@ -107,5 +115,7 @@ void ccl__xp_conn_bye(xp_conn *k)
     for (int i = 0; i < p->nconns; i++)
         if (p->conns[i].fd >= 0)
             return;
+    ccl__log(CCL_LOG_INFO, "rank %d, epoch %u: peer %d (%s:%u) left the group "
+             "(BYE)", x->self, x->epoch, k->peer, p->host, p->port);
     x->ops->on_bye(x->ctx, k->peer, tag);
 }

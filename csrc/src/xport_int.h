@@ -9,6 +9,7 @@
 
 #include "mac.h"
 #include "sock.h"
+#include "stats.h"
 #include "xport.h"
 
 /* Reads stop after this many bytes per connection and event, so one busy
@@ -67,6 +68,7 @@ typedef struct xp_conn {
     uint8_t *keep;   /* KEEP: the heap payload */
     int parked;
     xp_mac *mac;
+    uint64_t rx_t0_ns; /* a large DATA frame's header arrived (stats) */
 } xp_conn;
 
 typedef struct xp_peer {
@@ -93,6 +95,14 @@ struct ccl__xport {
     uint64_t tx_bytes, rx_bytes;
     uint64_t gen;
     uint64_t next_tick_ms; /* liveness checks run at most this often */
+    ccl__stats stats;      /* per link and per op (stats.h) */
+    uint64_t next_rtt_ms;  /* RTT samples are taken at most this often */
+    /* Test hook (CCL_TEST_TX_BYTES_PER_S): sends of this process are
+     * held to a rate, like a slow uplink.  0: off. */
+    double tx_rate, tx_tokens;
+    uint64_t tx_refill_us;
+    int tx_waiting; /* a connection stopped for tokens: the tick resumes it */
+    int lost_logged; /* peers lost this epoch (log levels) */
     int auto_conns;        /* choose each peer's active connections */
     uint64_t next_auto_ms; /* ... again at this time */
 };

@@ -33,6 +33,14 @@ int ccl__xport_create(ccl__xport **out, int poller, const ccl__xport_ops *ops,
     x->ops = ops;
     x->ctx = ctx;
     x->self = -1;
+    if (ccl__stats_init(&x->stats) != CCL_OK) {
+        free(x);
+        return CCL_ERR_NOMEM;
+    }
+    /* A test hook, not a feature: makes this process a slow sender. */
+    const char *rate = getenv("CCL_TEST_TX_BYTES_PER_S");
+    if (rate && atof(rate) > 0)
+        x->tx_rate = atof(rate);
     *out = x;
     return CCL_OK;
 }
@@ -72,6 +80,7 @@ void ccl__xport_destroy(ccl__xport *x)
         x->free_reqs = r->next;
         free(r);
     }
+    ccl__stats_fini(&x->stats);
     free(x);
 }
 
@@ -85,6 +94,20 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
     x->size = size;
     x->self = self;
     x->epoch = epoch;
+    x->lost_logged = 0;
+    const char **hosts = calloc((size_t)size, sizeof *hosts);
+    int *ports = calloc((size_t)size, sizeof *ports);
+    for (int p = 0; hosts && ports && p < size; p++) {
+        hosts[p] = members[p].host;
+        ports[p] = members[p].port;
+    }
+    int src = hosts && ports ? ccl__stats_new_epoch(&x->stats, self, size, epoch,
+                                                    hosts, ports)
+                             : CCL_ERR_NOMEM;
+    free(hosts);
+    free(ports);
+    if (src)
+        return src;
     for (int p = 0; p < size; p++) {
         xp_peer *pe = &x->peers[p];
         snprintf(pe->host, sizeof pe->host, "%s", members[p].host);
@@ -138,6 +161,7 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
         ccl__wipe(hs->seed_rx, sizeof hs->seed_rx);
     }
     k->fd = fd;
+    ccl__stats_conn(&x->stats, peer, 1);
     return CCL_OK;
 }
 
@@ -234,8 +258,47 @@ static int peer_parked(const xp_peer *pe)
     return 0;
 }
 
+/* Kernel RTT of each open connection, once a second: cheap (one
+ * getsockopt per connection) and fine enough for a moving average. */
+static void sample_rtt(ccl__xport *x, uint64_t now)
+{
+    if (now < x->next_rtt_ms)
+        return;
+    x->next_rtt_ms = now + 1000;
+    for (int p = 0; p < x->size; p++) {
+        xp_peer *pe = &x->peers[p];
+        double sum = 0;
+        int n = 0;
+        for (int i = 0; i < pe->nconns; i++) {
+            uint32_t rtt = pe->conns[i].fd >= 0 ? ccl__sock_rtt_us(pe->conns[i].fd) : 0;
+            if (rtt) {
+                sum += rtt;
+                n++;
+            }
+        }
+        if (n)
+            ccl__stats_rtt(&x->stats, p, sum / n);
+    }
+}
+
+/* Test hook: connections held for the send rate write again. */
+void ccl__xport_resume(ccl__xport *x)
+{
+    if (!x->tx_waiting)
+        return;
+    x->tx_waiting = 0;
+    for (int p = 0; p < x->size; p++)
+        for (int i = 0; i < x->peers[p].nconns; i++) {
+            xp_conn *k = &x->peers[p].conns[i];
+            if (k->fd >= 0 && (k->cur || x->peers[p].qhead))
+                ccl__xp_flush(k);
+        }
+}
+
 void ccl__xport_tick(ccl__xport *x, uint64_t now)
 {
+    if (x->peers)
+        sample_rtt(x, now);
     /* Every 10 ms at most: liveness needs no finer grain, and the loop
      * passes far more often than that while small ops run. */
     if (now < x->next_tick_ms)
@@ -273,6 +336,8 @@ int ccl__xport_timer_ms(const ccl__xport *x, int busy)
     int t = x->peer_timeout_ms / 8;
     if (busy && t > 50)
         t = 50;
+    if (x->tx_waiting)
+        t = 1;
     return t > 1000 ? 1000 : t < 1 ? 1 : t;
 }
 
@@ -326,4 +391,9 @@ void ccl__xport_stats(const ccl__xport *x, uint64_t *tx, uint64_t *rx)
         *tx = __atomic_load_n(&x->tx_bytes, __ATOMIC_RELAXED);
     if (rx)
         *rx = __atomic_load_n(&x->rx_bytes, __ATOMIC_RELAXED);
+}
+
+ccl__stats *ccl__xport_stats_of(ccl__xport *x)
+{
+    return &x->stats;
 }

@@ -120,6 +120,7 @@ static int read_tag(xp_conn *k)
         return 0;
     }
     __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+    ccl__stats_rx(&x->stats, k->peer, (uint64_t)n);
     m->rx_tag_have += (size_t)n;
     if (m->rx_tag_have < CCL_FRAME_MAC_TAG_LEN)
         return 0;
@@ -149,6 +150,9 @@ static void on_header_bytes(xp_conn *k)
         return;
     }
     k->hpos = 0;
+    /* A large DATA frame starts: its arrival rate is the link's (stats.h). */
+    k->rx_t0_ns = k->h.type == CCL_FT_DATA && k->h.length >= CCL__STATS_MIN_FRAME
+                      ? ccl__stats_now_ns() : 0;
     if (k->h.epoch > k->x->epoch) {
         ccl__xp_conn_failed(k, CCL_ERR_PROTOCOL, "frame from a future epoch");
         return;
@@ -182,6 +186,11 @@ static void payload_arrived(xp_conn *k, const uint8_t *dst, size_t n)
         }
     }
     if (k->rdone == k->h.length) {
+        if (k->rx_t0_ns) {
+            ccl__stats_frame_in(&k->x->stats, k->peer, k->h.length,
+                                ccl__stats_now_ns() - k->rx_t0_ns);
+            k->rx_t0_ns = 0;
+        }
         if (k->mac)
             k->rstate = RX_TAG; /* it completes once the tag checks */
         else
@@ -229,6 +238,7 @@ void ccl__xp_read(xp_conn *k)
         if (n == 0)
             return;
         __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
+        ccl__stats_rx(&x->stats, k->peer, (uint64_t)n);
         x->peers[k->peer].last_rx_ms = ccl__now_ms();
         budget -= (size_t)n;
         if (k->rstate == RX_HDR) {
@@ -246,6 +256,8 @@ void ccl__xp_read(xp_conn *k)
 void ccl__xp_unpark(xp_conn *k)
 {
     k->parked = 0;
+    if (k->rx_t0_ns) /* time parked is ours, not the link's */
+        k->rx_t0_ns = ccl__stats_now_ns();
     k->hpos = 0;
     ccl__xp_conn_events(k);
     rx_dispatch(k);

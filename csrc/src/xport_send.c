@@ -88,6 +88,41 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
     return n;
 }
 
+/* Test hook (CCL_TEST_TX_BYTES_PER_S): a token bucket over every send of
+ * this process, refilled at tx_rate and holding at most 5 ms of it, and
+ * at most 4 KiB when a frame starts: every frame is paced at tx_rate
+ * from its first byte, like a link of that bandwidth (a full bucket
+ * would send the start of a frame at memory speed).  Trims the iovec to
+ * the tokens there are; 0 when there are none (the loop resumes the
+ * connection within ~1 ms). */
+static int throttle(xp_conn *k, struct iovec *iov, int *n)
+{
+    ccl__xport *x = k->x;
+    uint64_t now = ccl__now_us();
+    double cap = x->tx_rate / 200.0 > 16384.0 ? x->tx_rate / 200.0 : 16384.0;
+    if (x->tx_refill_us)
+        x->tx_tokens += x->tx_rate * (double)(now - x->tx_refill_us) / 1e6;
+    x->tx_refill_us = now;
+    if (x->tx_tokens > cap)
+        x->tx_tokens = cap;
+    if (k->cur_off == 0 && x->tx_tokens > 4096.0)
+        x->tx_tokens = 4096.0;
+    if (x->tx_tokens < 1.0) {
+        x->tx_waiting = 1;
+        return 0;
+    }
+    size_t left = (size_t)x->tx_tokens;
+    for (int i = 0; i < *n; i++) {
+        if (iov[i].iov_len >= left) {
+            iov[i].iov_len = left;
+            *n = i + 1;
+            break;
+        }
+        left -= iov[i].iov_len;
+    }
+    return 1;
+}
+
 /* Writes what the socket takes, pulling frames from the peer's queue. */
 void ccl__xp_flush(xp_conn *k)
 {
@@ -106,6 +141,8 @@ void ccl__xp_flush(xp_conn *k)
         size_t total = body + (k->mac ? CCL_FRAME_MAC_TAG_LEN : 0);
         struct iovec iov[3];
         int n = frame_iov(k, r, iov);
+        if (x->tx_rate > 0 && !throttle(k, iov, &n))
+            return;
         long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
         if (w < 0) {
             ccl__xp_conn_failed(k, CCL_ERR_PEER_LOST, err);
@@ -119,6 +156,9 @@ void ccl__xp_flush(xp_conn *k)
             return;
         }
         __atomic_fetch_add(&x->tx_bytes, (uint64_t)w, __ATOMIC_RELAXED);
+        ccl__stats_tx(&x->stats, k->peer, (uint64_t)w);
+        if (x->tx_rate > 0)
+            x->tx_tokens -= (double)w;
         if (k->mac && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;

@@ -97,7 +97,7 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x03, 0x00,                                 /* version 3 */
+        0x04, 0x00,                                 /* version 4 */
         0x02,                                       /* role PEER_TO_PEER */
         0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
@@ -112,7 +112,7 @@ static void test_hello_bytes(void)
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 3); /* the array above spells version 3 */
+    PASS(CCL_PROTOCOL_VERSION == 4); /* the array above spells version 4 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);
@@ -275,6 +275,7 @@ static const struct { uint8_t type; uint32_t cap; } ctl[] = {
     {CCL_FT_NOCHANGE, 0},
     {CCL_FT_PENDING, 0},
     {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
+    {CCL_FT_STATS, 64 + 28 * 256},
 };
 
 static void test_hdr_round_trip(void)
@@ -345,7 +346,7 @@ static int type_known(int t)
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
            t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
            t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
-           t == CCL_FT_PENDING || t == CCL_FT_REJOIN;
+           t == CCL_FT_PENDING || t == CCL_FT_REJOIN || t == CCL_FT_STATS;
 }
 
 static void test_hdr_rejects_type_and_flags(void)
@@ -1240,6 +1241,7 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
+    case CCL_FT_STATS: return h->length <= 64 + 28 * 256;
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return h->length == 0;
     default: return 0;

@@ -19,6 +19,7 @@ import resource
 import time
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
+from pyccl.progress import Progress
 from pyccl.argtypes import format_size
 from pyccl.bench.measure import (GROUP_SETUP, S_ITER, S_SIZE, S_START, S_WHAT,
                                  SLOTS, WHAT, peer_main)
@@ -135,7 +136,7 @@ def run_phase(library: str, peers: int, plan: List[tuple], opts: dict,
         for p in procs:
             p.start()
         failure = _collect(library, peers, procs, state, hang, results,
-                           reports, log)
+                           reports, log, len(plan))
     finally:
         if failure is not None:
             failure["other_ranks"] = _other_errors(results)
@@ -160,10 +161,21 @@ def run_phase(library: str, peers: int, plan: List[tuple], opts: dict,
 
 def _collect(library: str, peers: int, procs: list, state: Any, hang: float,
              results: Any, reports: Dict[int, dict],
-             log: TextIO) -> Optional[dict]:
+             log: TextIO, n_sizes: int = 0) -> Optional[dict]:
     """Reads the peers' reports into ``reports`` until every peer is done;
-    returns a failure record instead if one fails, dies or hangs."""
+    returns a failure record instead if one fails, dies or hangs.  On a
+    terminal a progress bar over the sizes replaces the "done" lines."""
     sizes_done: Dict[int, int] = {}
+    with Progress(n_sizes, "  [N=%d %s]" % (peers, library),
+                  stream=log) as bar:
+        return _collect_into(library, peers, procs, state, hang, results,
+                             reports, log, sizes_done, bar)
+
+
+def _collect_into(library: str, peers: int, procs: list, state: Any,
+                  hang: float, results: Any, reports: Dict[int, dict],
+                  log: TextIO, sizes_done: Dict[int, int],
+                  bar: Progress) -> Optional[dict]:
     while len(reports) < peers:
         try:
             msg = results.get(timeout=0.5)
@@ -176,9 +188,12 @@ def _collect(library: str, peers: int, procs: list, state: Any, hang: float,
         if kind == "size":
             sizes_done[msg[2]] = sizes_done.get(msg[2], 0) + 1
             if sizes_done[msg[2]] == peers:
-                print("  [N=%d %s] %s done (%.1f s)"
-                      % (peers, library, format_size(msg[2]), msg[3]),
-                      file=log, flush=True)
+                if bar.active:
+                    bar.update(1, "%s done" % format_size(msg[2]))
+                else:
+                    print("  [N=%d %s] %s done (%.1f s)"
+                          % (peers, library, format_size(msg[2]), msg[3]),
+                          file=log, flush=True)
         elif kind == "done":
             reports[rank] = msg[2]
         else:

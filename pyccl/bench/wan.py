@@ -45,6 +45,7 @@ import pyccl
 from pyccl.argtypes import format_size, parse_size, positive_int
 from pyccl.bench import wan_report
 from pyccl.bench.wan_peer import VARIANTS, comm_key
+from pyccl.progress import Progress
 
 DEFAULT_VARIANTS = ("auto", "k1", "k4", "u8", "u4", "e3m0", "gloo")
 GLOO_PORT = 29511
@@ -246,9 +247,13 @@ class WanRun:
         self.env["PYCCL_KEY"] = secrets.token_hex(32)
         self.env["PYCCL_STRESS_PARENT"] = str(os.getpid())
         self.env.pop("PYCCL_KEY_FILE", None)
+        self.bar: Optional[Progress] = None  # over the timed ops, on a tty
 
     def note(self, text: str) -> None:
-        print("  [wan] %s" % text, file=self.log, flush=True)
+        if self.bar is not None:
+            self.bar.write("  [wan] %s" % text)
+        else:
+            print("  [wan] %s" % text, file=self.log, flush=True)
 
     async def _spawn(self, name: str, prefix: List[str],
                      argv: List[str], errlog: str) -> Proc:
@@ -395,16 +400,24 @@ class WanRun:
             small = a.no_full_warmup or VARIANTS[v][0] == "gloo"
             await self.one_op(peers, v, -1,
                               min(a.size, 4 << 20) if small else a.size)
-        for rnd in range(a.rounds):
-            order = a.variants[rnd % len(a.variants):] + \
-                a.variants[:rnd % len(a.variants)]
-            for v in order:
-                rec = await self.one_op(peers, v, rnd, a.size)
-                self.records.append(rec)
-                self.note("round %d %-5s %.3f s%s" % (
-                    rnd + 1, v, rec["time_s"],
-                    "  streams with data: %s" % streams_text(rec["streams"])
-                    if "streams" in rec else ""))
+        # A bar over the timed ops on a terminal (nothing otherwise).
+        self.bar = Progress(a.rounds * len(a.variants), "  [wan] ops",
+                            stream=self.log)
+        try:
+            for rnd in range(a.rounds):
+                order = a.variants[rnd % len(a.variants):] + \
+                    a.variants[:rnd % len(a.variants)]
+                for v in order:
+                    rec = await self.one_op(peers, v, rnd, a.size)
+                    self.records.append(rec)
+                    self.note("round %d %-5s %.3f s%s" % (
+                        rnd + 1, v, rec["time_s"],
+                        "  streams with data: %s" % streams_text(
+                            rec["streams"]) if "streams" in rec else ""))
+                    self.bar.update(1)
+        finally:
+            self.bar.close()
+            self.bar = None
         for p in peers:
             p.send({"cmd": "quit"})
         await asyncio.gather(*(asyncio.wait_for(p.proc.wait(), 30)
