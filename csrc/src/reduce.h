@@ -31,6 +31,10 @@ float ccl__f16_to_f32(uint16_t h);
 uint16_t ccl__f32_to_f16(float f);
 float ccl__bf16_to_f32(uint16_t h);
 uint16_t ccl__f32_to_bf16(float f);
+/* The same over arrays, as the wire's little-endian 16-bit words: n
+ * floats to 2n bytes, and 2n bytes to n floats (add: added to out). */
+void ccl__f32_to_half_le(int bf16, const float *x, size_t n, uint8_t *out);
+void ccl__half_le_to_f32(int bf16, const uint8_t *in, size_t n, float *out, int add);
 
 /* A fast 64-bit hash of a byte string, identical on every platform (it
  * reads bytes little-endian, never depends on alignment or host order). */

@@ -1,0 +1,81 @@
+"""Quantized all-reduce on loopback: seconds per op, f32 against each
+quantized format, in the same run (docs/quantization.md, "Speed").
+
+    PYTHONPATH=. python benchmarks/quant_loopback.py [--peers 4]
+        [--mib 64] [--rounds 5]
+
+Every rank runs the variants in turn, round after round (interleaved, so
+a change in the machine's load hits them all alike), each op preceded by
+a small all-reduce that lines the ranks up; a variant's time is the
+slowest rank's, and the table gives the median over the rounds and the
+ratio to f32.  The machine is shared: print `uptime` next to it.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import time
+
+import numpy as np
+
+import pyccl
+
+VARIANTS = [None, "u8", "u4", "e3m0", "f16", "bf16"]
+
+
+def _peer(address, n, rank, count, rounds, results):
+    comm = pyccl.Communicator(address, world_size=n, rank=rank,
+                              op_timeout=120.0, connect_timeout=60.0)
+    try:
+        x = np.random.default_rng(rank).standard_normal(count).astype(
+            np.float32)
+        sync = np.zeros(1, np.float32)
+        times = {str(v): [] for v in VARIANTS}
+        for _ in range(rounds):
+            for v in VARIANTS:
+                comm.all_reduce(sync, "sum")
+                t0 = time.perf_counter()
+                if v is None:
+                    comm.all_reduce(x, "avg")
+                else:
+                    comm.all_reduce(x, "avg", quant=v)
+                times[str(v)].append(time.perf_counter() - t0)
+        results.put((rank, times))
+    finally:
+        comm.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--peers", type=int, default=4)
+    ap.add_argument("--mib", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    a = ap.parse_args()
+    count = a.mib * 1024 * 1024 // 4
+    master = pyccl.Master()
+    ctx = multiprocessing.get_context("spawn")
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_peer, args=(master.address, a.peers, r,
+                                             count, a.rounds, results))
+             for r in range(a.peers)]
+    for p in procs:
+        p.start()
+    per_rank = dict(results.get(timeout=1800) for _ in procs)
+    for p in procs:
+        p.join(30)
+    master.close()
+    print("%d peers, %d MiB f32, median of %d rounds (slowest rank)"
+          % (a.peers, a.mib, a.rounds))
+    print("%-6s %9s %9s" % ("quant", "seconds", "vs f32"))
+    base = None
+    for v in VARIANTS:
+        worst = [max(per_rank[r][str(v)][i] for r in per_rank)
+                 for i in range(a.rounds)]
+        med = statistics.median(worst)
+        base = base or med
+        print("%-6s %9.3f %8.2fx" % (v or "f32", med, med / base))
+
+
+if __name__ == "__main__":
+    main()
