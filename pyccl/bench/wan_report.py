@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, TextIO
 from pyccl.bench.wan_peer import VARIANTS
 
 LABELS = {
-    "auto": "pyccl K auto (default)", "k1": "pyccl K=1", "k2": "pyccl K=2",
+    "auto": "pyccl K auto", "k1": "pyccl K=1", "k2": "pyccl K=2",
     "k4": "pyccl K=4", "k8": "pyccl K=8", "u8": "pyccl u8, K auto",
     "u4": "pyccl u4, K auto", "e3m0": "pyccl e3m0, K auto",
     "f16": "pyccl f16, K auto", "bf16": "pyccl bf16, K auto",
