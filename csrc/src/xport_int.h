@@ -106,6 +106,7 @@ struct ccl__xport {
     uint64_t tx_bytes, rx_bytes;
     uint64_t gen;
     uint64_t next_tick_ms; /* liveness checks run at most this often */
+    uint64_t last_tick_ms; /* when they last ran */
     ccl__stats stats;      /* per link and per op (stats.h) */
     uint64_t next_rtt_ms;  /* RTT samples are taken at most this often */
     /* Test hook (CCL_TEST_TX_BYTES_PER_S): sends of this process are

@@ -203,6 +203,7 @@ int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
     uint64_t now = ccl__now_ms();
     x->peer_timeout_ms = peer_timeout_ms;
     x->started = 1;
+    x->last_tick_ms = now;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];
         pe->last_rx_ms = pe->last_tx_ms = now;
@@ -308,11 +309,20 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
     if (now < x->next_tick_ms || !x->started)
         return; /* (the mesh being built runs the loop too: see mesh.c) */
     x->next_tick_ms = now + 10;
+    uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
+    /* The loop passes here at least every peer_timeout / 8 (its timer).
+     * A much longer gap means this process did not run (stopped,
+     * descheduled): the silence it would measure now is its own, while
+     * the peers' bytes wait unread in its sockets.  Judge them from now
+     * on, rather than take live peers for silent ones on waking up. */
+    if (x->last_tick_ms && ccl__since(now, x->last_tick_ms) > limit / 2)
+        for (int p = 0; p < x->size; p++)
+            x->peers[p].last_rx_ms = now;
+    x->last_tick_ms = now;
     if (x->auto_conns && now >= x->next_auto_ms) {
         x->next_auto_ms = now + 500;
         choose_active(x);
     }
-    uint64_t limit = (uint64_t)x->peer_timeout_ms, hb = limit / 4;
     for (int p = 0; p < x->size; p++) {
         xp_peer *pe = &x->peers[p];
         if (!ccl__xport_peer_open(x, p))
