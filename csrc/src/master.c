@@ -131,6 +131,9 @@ static void apply_decisions(ccl_master *m)
     ccl__mpol_action a;
     uint8_t *buf = NULL;
     size_t cap = 0;
+    /* Before the GROUPs go out: a member that has its GROUP must find
+     * the master at that epoch already (ccl_master_epoch). */
+    __atomic_store_n(&m->epoch, ccl__mpol_epoch(m->policy), __ATOMIC_RELEASE);
     while (ccl__mpol_next(m->policy, &a)) {
         mconn *k = a.conn;
         int rc = CCL_OK;
