@@ -36,6 +36,7 @@ typedef struct ccl__early ccl__early;
 typedef struct ccl__early_done ccl__early_done;
 typedef struct ccl__aborted ccl__aborted;
 typedef struct ccl__p2p_seq ccl__p2p_seq;
+typedef struct ccl__early_query ccl__early_query;
 
 struct ccl__engine {
     ccl__xport *xp;
@@ -58,6 +59,12 @@ struct ccl__engine {
     ccl__aborted *aborted;
     ccl__early_done *early_done;
     ccl__p2p_seq *p2p_seqs; /* message counters per (peer, user tag) */
+    /* op_confirm.c: collectives of the epoch that failed here, QUERYs for
+     * ops not posted yet, and whether a failure went unrecorded. */
+    uint64_t *failed_tags;
+    size_t nfailed, capfailed;
+    int failed_unknown;
+    ccl__early_query *early_query;
     /* Big working buffers (input backups, scratch) kept for the next op:
      * fresh memory costs a page fault per 4 KiB, more than the copy. */
     void *spare[2];

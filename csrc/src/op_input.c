@@ -26,6 +26,7 @@ void ccl__op_release(ccl_op *op)
             free(op->qunits[i].bytes);
         free(op->qunits);
         free(op->done_seen);
+        free(op->qowed);
         free(op->backup);
         free(op->saved);
         free(op);

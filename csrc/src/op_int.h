@@ -1,6 +1,8 @@
 /*
  * op_int.h - what the op layer's files share and nothing else sees:
- * op_input.c (memory, saved input) < op_state.c (completion, failure)
+ * op_input.c (memory, saved input) < op_confirm.c (the confirmation
+ * stage's records) < op_state.c (completion, failure) < op_send.c (what
+ * algorithms queue) < op_confirm_rx.c (QUERY and CONFIRM in, lost links)
  * < op_rx.c (frames from the transport, activation, deadlines).
  */
 #ifndef CCL_OP_INT_H
@@ -57,6 +59,38 @@ int ccl__p2p_number(ccl__engine *e, ccl_op *op);
  * unmatched recv from any source if it is next in line; one of the codes
  * above, or -CCL_ERR_NOMEM. */
 int ccl__p2p_route(ccl__engine *e, int peer, const ccl__hdr *h, ccl_op **out);
+
+/* op_confirm.c (the third stage of agreement; see there) */
+enum {
+    CCL__OUTCOME_NOT_POSTED,
+    CCL__OUTCOME_RUNNING,
+    CCL__OUTCOME_SUCCEEDED,
+    CCL__OUTCOME_FAILED,
+    CCL__OUTCOME_UNKNOWN /* a failure could not be recorded (memory) */
+};
+/* The number of ranks lost in this epoch: names the set, which only grows. */
+uint32_t ccl__confirm_round_of(const ccl__engine *e);
+/* Remembers that collective tag failed here (CCL_ERR_NOMEM: unrecorded). */
+int ccl__confirm_note_failed(ccl__engine *e, uint64_t tag);
+/* How collective tag of this epoch stands here. */
+int ccl__confirm_outcome(const ccl__engine *e, uint64_t tag);
+/* Queues CONFIRM of (tag, round) to peer. */
+int ccl__confirm_send(ccl__engine *e, int peer, uint64_t tag, uint32_t round);
+/* Starts round `round` of an uncertain op: QUERY to every peer still in. */
+int ccl__confirm_query(ccl_op *op, uint32_t round);
+/* A QUERY for an op not posted here yet, and taking those into the op
+ * when it is; the op owes peer the answer to round. */
+int ccl__confirm_keep_early(ccl__engine *e, int peer, uint64_t tag, uint32_t round);
+int ccl__confirm_take_early(ccl__engine *e, ccl_op *op);
+int ccl__confirm_owe(ccl_op *op, int peer, uint32_t round);
+/* Frees what the epoch kept. */
+void ccl__confirm_forget(ccl__engine *e);
+
+/* op_confirm_rx.c */
+/* A link to peer failed, or we take the peer for lost on another's word. */
+void ccl__engine_link_lost(ccl__engine *e, int peer, int code, const char *why);
+void ccl__rx_query(ccl__engine *e, int peer, const ccl__hdr *h, const uint8_t *map);
+void ccl__rx_confirm(ccl__engine *e, int peer, const ccl__hdr *h);
 
 /* op_input.c */
 void *ccl__buf_get(ccl__engine *e, size_t len, size_t *got);

@@ -250,9 +250,11 @@ static void on_header(void *ctx, int peer, const ccl__hdr *h, ccl__sink *sink)
         on_data_header(e, peer, h, sink);
         return;
     case CCL_FT_ABORT:
+    case CCL_FT_QUERY:
         sink->kind = CCL_SINK_KEEP; /* small: read whole, acted on at the end */
         return;
     case CCL_FT_DONE:
+    case CCL_FT_CONFIRM:
         return;
     default:
         ccl__xport_break(e->xp, peer, CCL_ERR_PROTOCOL,
@@ -292,7 +294,7 @@ static void rx_done(ccl__engine *e, int peer, const ccl__hdr *h)
     ccl_op *op = p2p ? ccl__engine_find_p2p(e, p2p, peer, h->tag)
                      : ccl__engine_find(e, h->tag);
     if (op) {
-        op->done_seen[peer] = 1;
+        op->done_seen[peer] |= CCL__SEEN_DONE;
         op->last_progress_ms = ccl__now_ms();
         ccl__op_check_done(op);
         return;
@@ -382,6 +384,11 @@ static void on_frame(void *ctx, int peer, const ccl__hdr *h, const ccl__sink *si
     if (h->type == CCL_FT_ABORT) {
         rx_abort(e, peer, h, kept);
         free(kept);
+    } else if (h->type == CCL_FT_QUERY) {
+        ccl__rx_query(e, peer, h, kept);
+        free(kept);
+    } else if (h->type == CCL_FT_CONFIRM) {
+        ccl__rx_confirm(e, peer, h);
     } else if (h->type == CCL_FT_DONE) {
         rx_done(e, peer, h);
     } else if (sink->kind == CCL_SINK_KEEP) {
@@ -401,17 +408,10 @@ static void on_sent(void *ctx, void *cookie)
     ccl__op_check_done(op);
 }
 
-/* A connection failed: every pending op fails (a collective cannot finish
- * without the peer), and the other peers learn it from us at once rather
- * than at their own deadline, so every survivor fails the same ops.  The
- * epoch stays broken until the next safe point. */
+/* A connection failed (op_confirm_rx.c). */
 static void on_broken(void *ctx, int peer, int code, const char *why)
 {
-    ccl__engine *e = ctx;
-    if (!e->broken)
-        ccl__engine_set_error(e, why);
-    ccl__engine_mark_broken(e, code, why);
-    ccl__engine_peer_lost(e, peer, code, why, 0, 1);
+    ccl__engine_link_lost(ctx, peer, code, why);
 }
 
 /* A peer closed its communicator.  Ops it took part in already have all
@@ -463,7 +463,7 @@ static void take_early_dones(ccl__engine *e, ccl_op *op)
     for (ccl__early_done **dp = &e->early_done; *dp;) {
         ccl__early_done *d = *dp;
         if (d->tag == op->tag && d->p2p == op->p2p && (!op->p2p || d->peer == op->peer)) {
-            op->done_seen[d->peer] = 1;
+            op->done_seen[d->peer] |= CCL__SEEN_DONE;
             *dp = d->next;
             free(d);
         } else {
@@ -495,6 +495,11 @@ static void activate(ccl__engine *e, ccl_op *op)
         e->activated_upto = op->tag + 1;
     }
     int src = op->p2p ? op->peer : -1; /* an unmatched recv has no frames yet */
+    /* QUERYs that came first: a refused op answers them with its ABORT. */
+    if (!op->p2p && ccl__confirm_take_early(e, op) != CCL_OK) {
+        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory");
+        return;
+    }
     if (refuse_start(e, op)) {
         if (!op->p2p || src >= 0)
             take_early(e, src, op->tag, NULL);

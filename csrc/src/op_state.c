@@ -65,6 +65,7 @@ void ccl__engine_forget_epoch(ccl__engine *e)
         e->p2p_seqs = q->next;
         free(q);
     }
+    ccl__confirm_forget(e);
 }
 
 ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag)
@@ -247,6 +248,8 @@ static void op_finish(ccl_op *op, int rc)
     ccl__op_buffers_put(op);
     op->result = rc;
     record(op, rc);
+    if (rc != CCL_OK && !op->p2p)
+        ccl__confirm_note_failed(e, op->tag);
     __atomic_store_n(&op->done, 1, __ATOMIC_RELEASE);
     pthread_mutex_lock(&e->done_mu);
     pthread_cond_broadcast(&e->done_cv);
@@ -268,16 +271,41 @@ void ccl__engine_reap(ccl__engine *e)
     }
 }
 
-/* Whether every peer still in the group said DONE for this op. */
-static int commit_ready(ccl_op *op)
+enum { COMMIT_WAIT, COMMIT_READY, COMMIT_NEW_ROUND };
+
+/* Whether an op complete here may succeed: every peer still in the group
+ * said DONE, and when a peer was lost before its DONE, every peer still
+ * in confirmed the latest round (op_confirm.c); COMMIT_NEW_ROUND (and
+ * *round) when that round must be asked first. */
+static int commit_state(const ccl_op *op, uint32_t *round)
 {
     ccl__engine *e = op->eng;
     if (op->p2p) /* only the other side takes part */
-        return op->done_seen[op->peer] || e->lost[op->peer];
+        return (op->done_seen[op->peer] & CCL__SEEN_DONE) || e->lost[op->peer]
+                   ? COMMIT_READY : COMMIT_WAIT;
+    int uncertain = 0;
+    for (int p = 0; p < op->size; p++) {
+        if (p == op->rank || (op->done_seen[p] & CCL__SEEN_DONE))
+            continue;
+        if (!e->lost[p])
+            return COMMIT_WAIT;
+        uncertain = 1;
+    }
+    if (!uncertain)
+        return COMMIT_READY;
+    *round = ccl__confirm_round_of(e);
+    if (op->confirm_round != *round)
+        return COMMIT_NEW_ROUND;
     for (int p = 0; p < op->size; p++)
-        if (p != op->rank && !op->done_seen[p] && !e->lost[p])
-            return 0;
-    return 1;
+        if (p != op->rank && !e->lost[p] && !(op->done_seen[p] & CCL__SEEN_CONFIRM))
+            return COMMIT_WAIT;
+    return COMMIT_READY;
+}
+
+static int commit_ready(const ccl_op *op)
+{
+    uint32_t round;
+    return commit_state(op, &round) != COMMIT_WAIT;
 }
 
 static void send_done(ccl_op *op, int peer)
@@ -298,10 +326,11 @@ static void send_done(ccl_op *op, int peer)
  * it is complete *here*: it tells every peer DONE and waits for theirs.
  * It succeeds once every peer still in the group said DONE.  A peer that
  * cannot complete (it lost data from a dead peer) aborts the op instead,
- * and since it never said DONE, no survivor can have succeeded: so every
- * survivor ends the op the same way.  An op that is complete here is never
- * failed by a lost peer (its result is whole); it only stops waiting for
- * that peer's DONE. */
+ * and since it never said DONE, nobody can have succeeded on the strength
+ * of its DONE.  An op that is complete here is never failed by a lost
+ * peer (its result is whole); but a peer lost before its DONE may have
+ * aborted the op at others, so such an op asks the peers still in to
+ * confirm before it succeeds (op_confirm.c). */
 void ccl__op_check_done(ccl_op *op)
 {
     if (!op->active || op->hold)
@@ -314,18 +343,46 @@ void ccl__op_check_done(ccl_op *op)
         for (int p = 0; p < op->size && op->active; p++)
             if (p != op->rank && !op->eng->lost[p] && (!op->p2p || p == op->peer))
                 send_done(op, p);
+        /* Peers that asked us to confirm while we were not complete get
+         * their answer now. */
+        for (int p = 0; op->qowed && p < op->size && op->active; p++)
+            if (op->qowed[p] && !op->eng->lost[p]) {
+                ccl__confirm_send(op->eng, p, op->tag, op->qowed[p]);
+                op->qowed[p] = 0;
+            }
         op->hold--;
     }
-    if (op->active && commit_ready(op))
-        op_finish(op, CCL_OK);
+    while (op->active) {
+        uint32_t round = 0;
+        int st = commit_state(op, &round);
+        if (st == COMMIT_WAIT)
+            return;
+        if (st == COMMIT_READY) {
+            op_finish(op, CCL_OK);
+            return;
+        }
+        /* Sending may break a link (another peer lost: a newer round),
+         * so the state is looked at again afterwards. */
+        op->hold++;
+        int rc = ccl__confirm_query(op, round);
+        op->hold--;
+        if (rc != CCL_OK) {
+            ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory asking peers to confirm");
+            return;
+        }
+    }
 }
 
-static void tell_abort(ccl_op *op, int code)
+/* ABORT to every peer, or (owed_only) to those whose QUERY we owe an
+ * answer. */
+static void tell_abort(ccl_op *op, int code, int owed_only)
 {
     uint8_t buf[6 + CCL_MAX_ERRMSG];
     size_t n = ccl__errmsg_encode(buf, sizeof buf, code, op->err);
     for (int p = 0; p < op->size; p++) {
         if (p == op->rank || (op->p2p && p != op->peer))
+            continue;
+        if (owed_only && !(op->qowed && op->qowed[p]))
             continue;
         ccl__hdr h;
         memset(&h, 0, sizeof h);
@@ -354,8 +411,8 @@ static void op_vfail(ccl_op *op, int code, int notify, const char *fmt, va_list 
     op_finish(op, code);
     /* Tell every peer so that all of them fail this op too instead of
      * waiting for their deadline (op stays allocated until the reap). */
-    if (notify)
-        tell_abort(op, code);
+    if (notify || op->qowed)
+        tell_abort(op, code, !notify);
 }
 
 void ccl__op_fail(ccl_op *op, int code, const char *fmt, ...)
@@ -451,115 +508,4 @@ uint64_t ccl__engine_close(ccl__engine *e)
     ccl__engine_fail_all(e, CCL_ERR_CLOSED, "communicator closed");
     ccl__engine_reap(e);
     return bye;
-}
-
-/* A DATA header naming the op (the receiver checks every field of it). */
-static void data_header(const ccl_op *op, ccl__hdr *h, int peer, uint16_t step,
-                        uint64_t offset)
-{
-    memset(h, 0, sizeof *h);
-    h->type = CCL_FT_DATA;
-    h->coll = op->algo->coll;
-    h->dtype = (uint8_t)op->dtype;
-    h->redop = (uint8_t)op->redop;
-    h->tag = op->tag;
-    h->offset = offset;
-    h->total = op->algo->block_total ? op->algo->block_total(op, peer, 1) : op->nbytes;
-    h->step = step;
-    h->root = (uint16_t)op->root;
-}
-
-int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
-                 const uint8_t *data, uint32_t len)
-{
-    if (!op->active)
-        return CCL_ERR_ABORTED; /* failed inside the caller's callback */
-    if (op->eng->lost[peer])
-        return CCL_OK; /* it left having completed this op: nothing to give it */
-    ccl__hdr h;
-    data_header(op, &h, peer, step, offset);
-    op->send_left++;
-    op->st_tx += len;
-    if (ccl__xport_send(op->eng->xp, peer, &h, data, len, op) != CCL_OK) {
-        op->send_left--;
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
-        return CCL_ERR_NOMEM;
-    }
-    return op->active ? CCL_OK : CCL_ERR_ABORTED;
-}
-
-int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
-                       uint8_t *owned, uint32_t len)
-{
-    if (!op->active || op->eng->lost[peer]) {
-        free(owned);
-        return op->active ? CCL_OK : CCL_ERR_ABORTED;
-    }
-    ccl__hdr h;
-    data_header(op, &h, peer, step, offset);
-    op->send_left++;
-    op->st_tx += len;
-    if (ccl__xport_send_owned(op->eng->xp, peer, &h, owned, len, op) != CCL_OK) {
-        op->send_left--;
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing a frame");
-        return CCL_ERR_NOMEM;
-    }
-    return op->active ? CCL_OK : CCL_ERR_ABORTED;
-}
-
-int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
-                       uint64_t off, uint64_t len)
-{
-    while (len > 0) {
-        uint32_t l = len < op->unit ? (uint32_t)len : op->unit;
-        if (ccl__op_send(op, peer, step, off, base + off, l))
-            return -1;
-        off += l;
-        len -= l;
-    }
-    return 0;
-}
-
-uint8_t *ccl__op_scratch(ccl_op *op, size_t len)
-{
-    op->scratch = ccl__buf_get(op->eng, len, &op->scratch_len);
-    if (!op->scratch)
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for working space");
-    return op->scratch;
-}
-
-int ccl__op_keep_input(ccl_op *op)
-{
-    if (!op->eng->restore_input || op->send != op->out || op->nbytes == 0)
-        return 0;
-    op->backup = ccl__buf_get(op->eng, op->nbytes, &op->backup_len);
-    if (!op->backup) {
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for the input backup");
-        return -1;
-    }
-    return 0;
-}
-
-int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len)
-{
-    if (ccl__op_save_region(op, off, len) == 0)
-        return 0;
-    ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
-    return -1;
-}
-
-/* An op that made no progress for a while describes itself to every
- * peer (a DATA probe: no payload), once: a peer running a different op
- * under this tag then fails both with MISMATCH at once, where otherwise
- * each would wait for the other until op_timeout. */
-void ccl__op_probe(ccl_op *op)
-{
-    op->probed = 1;
-    if (op->p2p || op->algo->block_total)
-        return; /* a mismatch shows in the frames every rank sends */
-    ccl__hdr h;
-    data_header(op, &h, 0, CCL_STEP_PROBE, 0);
-    for (int p = 0; p < op->size && op->active; p++)
-        if (p != op->rank && !op->eng->lost[p])
-            ccl__xport_send(op->eng->xp, p, &h, NULL, 0, NULL);
 }

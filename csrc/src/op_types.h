@@ -92,7 +92,12 @@ struct ccl_op {
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */
-    uint8_t *done_seen; /* per rank: DONE received */
+    uint8_t *done_seen; /* per rank: CCL__SEEN_* bits */
+    /* op_confirm.c: the round this op asked its peers to confirm (0: it
+     * did not), and per rank the latest round asked of us while not
+     * complete here (answered once it is; NULL until one is). */
+    uint32_t confirm_round;
+    uint32_t *qowed;
     int active; /* in the engine's active list */
     int hold;   /* >0 while an algorithm callback runs: no completion */
     int done;   /* atomic */
@@ -103,6 +108,7 @@ struct ccl_op {
 };
 
 enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };
+enum { CCL__SEEN_DONE = 1, CCL__SEEN_CONFIRM = 2 };
 
 struct ccl__qunit {
     uint64_t first, n; /* elements */

@@ -386,7 +386,9 @@ static uint32_t type_max_len(uint8_t type, int *known)
     case CCL_FT_REJECT: return ERRMSG_FIXED_LEN + CCL_MAX_ERRMSG;
     case CCL_FT_HEARTBEAT:
     case CCL_FT_BYE:
-    case CCL_FT_DONE: return 0;
+    case CCL_FT_DONE:
+    case CCL_FT_CONFIRM: return 0;
+    case CCL_FT_QUERY: return CCL_MAX_WORLD / 8;
     case CCL_FT_REGISTER: return 32 + CCL_MAX_HOST;
     case CCL_FT_GROUP: return CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return 12 + 4 * CCL_MAX_WORLD;

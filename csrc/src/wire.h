@@ -76,6 +76,10 @@ enum ccl__frame_type {
     CCL_FT_HEARTBEAT = 3, /* liveness only; no payload */
     CCL_FT_BYE = 4,       /* graceful close of the sender; no payload */
     CCL_FT_DONE = 5,      /* the sender completed op `tag` locally; no payload */
+    CCL_FT_QUERY = 6,     /* confirm op `tag` (op_confirm.c): `offset` = round;
+                             payload: bitmap of the ranks the sender lost */
+    CCL_FT_CONFIRM = 7,   /* op `tag` is complete here, the named ranks cut:
+                             `offset` = the QUERY's round; no payload */
     CCL_FT_REGISTER = 16, /* peer -> master; payload: register msg */
     CCL_FT_GROUP = 17,    /* master -> peer; payload: group msg */
     CCL_FT_REJECT = 18,   /* master -> peer; payload: error msg */

@@ -97,7 +97,7 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x04, 0x00,                                 /* version 4 */
+        0x05, 0x00,                                 /* version 5 */
         0x02,                                       /* role PEER_TO_PEER */
         0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
@@ -112,7 +112,7 @@ static void test_hello_bytes(void)
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 4); /* the array above spells version 4 */
+    PASS(CCL_PROTOCOL_VERSION == 5); /* the array above spells version 5 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);
@@ -344,7 +344,8 @@ static void test_hdr_bytes(void)
 static int type_known(int t)
 {
     return t == CCL_FT_DATA || t == CCL_FT_ABORT || t == CCL_FT_HEARTBEAT ||
-           t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
+           t == CCL_FT_BYE || t == CCL_FT_DONE || t == CCL_FT_QUERY || t == CCL_FT_CONFIRM ||
+           t == CCL_FT_REGISTER || t == CCL_FT_GROUP ||
            t == CCL_FT_REJECT || t == CCL_FT_REFORM || t == CCL_FT_NOCHANGE ||
            t == CCL_FT_PENDING || t == CCL_FT_REJOIN || t == CCL_FT_STATS;
 }
