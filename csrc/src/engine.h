@@ -63,6 +63,7 @@ struct ccl__engine {
      * ops not posted yet, and whether a failure went unrecorded. */
     uint64_t *failed_tags;
     size_t nfailed, capfailed;
+    uint64_t refuse_from; /* collectives from this tag on were refused */
     int failed_unknown;
     ccl__early_query *early_query;
     /* Big working buffers (input backups, scratch) kept for the next op:

@@ -57,6 +57,8 @@ uint32_t ccl__confirm_round_of(const ccl__engine *e)
 
 int ccl__confirm_note_failed(ccl__engine *e, uint64_t tag)
 {
+    if (tag >= e->refuse_from)
+        return CCL_OK; /* covered by refuse_from */
     if (e->nfailed == e->capfailed) {
         size_t cap = e->capfailed ? 2 * e->capfailed : 16;
         uint64_t *t = realloc(e->failed_tags, cap * sizeof *t);
@@ -80,8 +82,10 @@ int ccl__confirm_outcome(const ccl__engine *e, uint64_t tag)
     for (const ccl_op *op = e->active; op; op = op->next)
         if (!op->p2p && op->tag == tag)
             return CCL__OUTCOME_RUNNING;
-    /* Failures are few (an epoch breaks at the first), so a scan from the
-     * newest is short. */
+    if (tag >= e->refuse_from)
+        return CCL__OUTCOME_FAILED;
+    /* Failures before the epoch broke are few (ops in flight when it
+     * did), so a scan from the newest is short. */
     for (size_t i = e->nfailed; i-- > 0;)
         if (e->failed_tags[i] == tag)
             return CCL__OUTCOME_FAILED;
@@ -188,4 +192,5 @@ void ccl__confirm_forget(ccl__engine *e)
     e->failed_tags = NULL;
     e->nfailed = e->capfailed = 0;
     e->failed_unknown = 0;
+    e->refuse_from = UINT64_MAX;
 }

@@ -442,6 +442,11 @@ static int refuse_start(ccl__engine *e, ccl_op *op)
      * A refused op tells the others, whose copy may wait for our DONE:
      * nobody can have succeeded without it. */
     if (e->broken && (e->broken_hard || op->p2p || op->tag >= e->bye_from)) {
+        /* Collectives are activated in tag order and the epoch stays
+         * broken: this one and every later one fail, which op_confirm.c
+         * remembers as one number instead of a tag each. */
+        if (!op->p2p && e->broken_hard && op->tag < e->refuse_from)
+            e->refuse_from = op->tag;
         ccl__op_fail(op, e->broken, "%s", e->broken_msg);
         return 1;
     }

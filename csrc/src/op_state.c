@@ -19,6 +19,7 @@ int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input)
     e->restore_input = restore_input;
     e->rank = -1;
     e->bye_from = UINT64_MAX;
+    e->refuse_from = UINT64_MAX;
     pthread_mutex_init(&e->group_mu, NULL);
     pthread_mutex_init(&e->post_mu, NULL);
     pthread_mutex_init(&e->done_mu, NULL);
