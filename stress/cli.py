@@ -44,6 +44,13 @@ def _positive(text: str) -> int:
     return v
 
 
+def _conns(text: str) -> int:
+    v = int(text)
+    if not 0 <= v <= 64:
+        raise argparse.ArgumentTypeError("must be 0 (automatic) to 64, not %d" % v)
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     v = float(text)
     if not v >= 0:
@@ -168,7 +175,8 @@ def build_parser(prog: str = "pyccl stress") -> argparse.ArgumentParser:
                    help="seconds (default 10)")
     c.add_argument("--connect-timeout", type=float, default=S,
                    help="seconds (default 30)")
-    c.add_argument("--conns-per-peer", type=_positive, default=S)
+    c.add_argument("--conns-per-peer", type=_conns, default=S,
+                   help="TCP connections per peer pair, 0: automatic")
     c.add_argument("--rejoin", action=argparse.BooleanOptionalAction,
                    default=S, help="a peer dropped by the master joins "
                                    "again (default) or exits with status 3")
