@@ -102,11 +102,10 @@ class Communicator(DirectOps):
         world_size: number of members of the group (>= 1).
         rank: this member's rank (0..world_size-1), or None to get one in
             the order of arrival.
-        conns_per_peer: TCP connections to each peer (1..64, default 1),
-            or 0 / None: automatic -- 4 are opened and each pair's data
-            uses as many as its round trip needs (1 on a LAN, up to 4 on
-            long links; docs/quantization.md, "Connections", also for
-            why it is not the default yet).
+        conns_per_peer: TCP connections to each peer (1..64), or 0 /
+            None (the default): automatic -- 4 are opened and each pair's
+            data uses as many as its round trip needs (1 on a LAN, up to
+            4 on long links; docs/quantization.md, "Connections").
         listen_host: address the other members connect to.
         connect_timeout: seconds allowed to reach the master and form the
             group.
@@ -145,7 +144,7 @@ class Communicator(DirectOps):
     """
 
     def __init__(self, master: MasterLike, world_size: int,
-                 rank: Optional[int] = None, *, conns_per_peer: Optional[int] = 1,
+                 rank: Optional[int] = None, *, conns_per_peer: Optional[int] = None,
                  listen_host: str = "127.0.0.1",
                  connect_timeout: float = 60.0, op_timeout: float = 60.0,
                  spin_us: int = -1, star_max_bytes: int = 65536,

@@ -155,7 +155,7 @@ class Peer:
                     connect_timeout=float(self.cfg["connect_timeout"]),
                     op_timeout=float(self.cfg["op_timeout"]),
                     peer_timeout=float(self.cfg["peer_timeout"]),
-                    conns_per_peer=int(self.cfg.get("conns_per_peer", 1)))
+                    conns_per_peer=int(self.cfg.get("conns_per_peer", 0)))
                 self.send({"t": "joined", "e": comm.epoch,
                            "dur": time.monotonic() - t0,
                            "tt": time.monotonic()})

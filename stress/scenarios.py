@@ -49,7 +49,7 @@ class Options:
     peer_timeout: float = 2.0
     op_timeout: float = 10.0
     connect_timeout: float = 30.0
-    conns_per_peer: int = 1
+    conns_per_peer: int = 0  # automatic, the library's default
     rejoin: bool = True
     # orchestration
     replace: bool = True          # spawn a joiner when below --peers

@@ -204,8 +204,8 @@ typedef struct ccl_comm_config {
     int master_port;          /* required */
     int world_size;           /* number of peers that form the first group (>= 1) */
     int rank;                 /* wanted rank, or -1 for "any" (assigned in join order) */
-    int conns_per_peer;       /* TCP connections per peer pair (1..64),
-                                 default 1; or 0: automatic, 4 opened and as
+    int conns_per_peer;       /* TCP connections per peer pair (1..64); or
+                                 0, the default: automatic, 4 opened and as
                                  many used as the pair's round trip needs
                                  (docs/quantization.md, "Connections") */
     const char *listen_host;  /* address peers connect to, default "127.0.0.1" */

@@ -112,7 +112,7 @@ def print_header(record: dict, plan: List[tuple], out: TextIO) -> None:
           file=out)
     print("pyccl %s (core %s), algorithm %s, conns_per_peer %s, spin_us %s%s; "
           "gloo: %s" % (versions["version"], versions["c_version"],
-                        opts["algorithm"], opts["conns"] or "default (1)",
+                        opts["algorithm"], opts["conns"] or "default (automatic)",
                         "default (auto)" if opts["spin_us"] is None
                         else opts["spin_us"],
                         ", restore_input off" if opts["no_restore_input"]

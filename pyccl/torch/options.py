@@ -13,7 +13,7 @@ field                     environment            default
                                                   peer is declared lost)
 ``op_timeout``            ``PYCCL_OP_TIMEOUT``    torch's timeout for the
                                                   group (30 min by default)
-``conns_per_peer``        ``PYCCL_CONNS``         1 (0: automatic)
+``conns_per_peer``        ``PYCCL_CONNS``         0 (automatic)
 ``listen_host``           ``PYCCL_LISTEN_HOST``   found from the store's
                                                   host (see rendezvous)
 ``master``                ``PYCCL_MASTER``        rank 0 starts one
@@ -57,7 +57,7 @@ class Options:
         if out.op_timeout is None:
             out.op_timeout = _env_float("PYCCL_OP_TIMEOUT", torch_timeout_s)
         if out.conns_per_peer is None:
-            out.conns_per_peer = int(_env_float("PYCCL_CONNS", 1))
+            out.conns_per_peer = int(_env_float("PYCCL_CONNS", 0))
         if out.listen_host is None:
             out.listen_host = os.environ.get("PYCCL_LISTEN_HOST") or None
         if out.master is None:
