@@ -52,3 +52,63 @@ def member(address: str, rank: int, peer_timeout: float, stop: bool,
         comm.close()
     except BaseException as e:  # report, never hang the test
         q.put({"rank": rank, "exception": repr(e)})
+
+
+SIZES = [1, 7, 1000, 20000, 300001]
+
+
+def _data(i: int) -> np.ndarray:
+    n = SIZES[i % len(SIZES)]
+    return ((np.arange(n, dtype=np.int64) + i) % 7).astype(np.float32)
+
+
+def partition_member(address: str, rank: int, q: Any, ops: Any) -> None:
+    """Batches of 8 concurrent all-reduces until one fails; reports every
+    op's outcome, which peers this member still has links to, and the
+    group after update_topology."""
+    out: dict = {"rank": rank}
+    try:
+        comm = pyccl.Communicator(address, world_size=3, rank=rank,
+                                  peer_timeout=2.0, op_timeout=30.0,
+                                  conns_per_peer=1)
+        q.put({"rank": rank, "ready": True, "pid": os.getpid()})
+        outcomes: list = []
+        wrong = 0
+        for it in range(100000):
+            bufs, works = [], []
+            for k in range(8):
+                i = it * 8 + k
+                bufs.append(_data(i))
+                works.append(comm.all_reduce(
+                    bufs[-1], algorithm="star" if k % 2 else "ring",
+                    async_op=True))
+            failed = False
+            for k, w in enumerate(works):
+                i = it * 8 + k
+                try:
+                    w.wait()
+                    outcomes.append("ok")
+                    wrong += not np.array_equal(bufs[k], _data(i) * 3)
+                except pyccl.CclError as e:
+                    outcomes.append(type(e).__name__)
+                    failed = True
+            if failed:
+                break
+            ops[rank] = len(outcomes)
+        out["outcomes"] = outcomes
+        out["wrong"] = wrong
+        out["open"] = sorted(link.rank for link in comm.stats().links
+                             if link.connections > 0)
+        q.put(out)
+        try:
+            comm.update_topology(30.0)
+            y = np.ones(N, dtype=np.float32)
+            comm.all_reduce(y)
+            after = {"size": comm.world_size,
+                     "ok": bool((y == comm.world_size).all())}
+        except pyccl.CclError as e:
+            after = {"error": type(e).__name__}
+        q.put({"rank": rank, "after": after})
+        comm.close()
+    except BaseException as e:
+        q.put({"rank": rank, "exception": repr(e)})

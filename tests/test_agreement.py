@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
+import subprocess
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -94,3 +96,104 @@ def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
     # The next op works for the two that agreed.
     for rank in (0, 1):
         assert afters[rank].get("ok"), afters
+
+
+def _can_cut() -> bool:
+    if os.geteuid() != 0 or shutil.which("iptables") is None \
+            or shutil.which("ss") is None:
+        return False
+    rule = ["INPUT", "-i", "lo", "-p", "tcp", "--dport", "1", "-j", "DROP"]
+    if subprocess.run(["iptables", "-A"] + rule, capture_output=True).returncode:
+        return False
+    subprocess.run(["iptables", "-D"] + rule, capture_output=True)
+    return True
+
+
+def _sockets(pid: int) -> List[Tuple[str, int, int]]:
+    """(state, local port, peer port) of the process's loopback TCP sockets."""
+    out = subprocess.run(["ss", "-tanpH"], capture_output=True, text=True).stdout
+    socks = []
+    for line in out.splitlines():
+        if "pid=%d," % pid not in line:
+            continue
+        f = line.split()
+        socks.append((f[0], int(f[3].rsplit(":", 1)[1]),
+                      int(f[4].rsplit(":", 1)[1]) if f[4] != "*:*" and
+                      not f[4].endswith(":*") else 0))
+    return socks
+
+
+def _link_ports(pid_a: int, pid_b: int) -> List[int]:
+    """The connecting (ephemeral) ports of the connections between two
+    processes: dropping packets to and from them cuts just that link."""
+    a, b = _sockets(pid_a), _sockets(pid_b)
+    listen = {s[1] for s in a + b if s[0] == "LISTEN"}
+    ports = []
+    for state, lport, pport in a:
+        if state != "ESTAB":
+            continue
+        if any(s[1] == pport and s[2] == lport for s in b):
+            ports.append(pport if lport in listen else lport)
+    return ports
+
+
+def _rules(action: str, ports: List[int]) -> None:
+    for port in ports:
+        for match in ("--sport", "--dport"):
+            subprocess.run(["iptables", action, "INPUT", "-i", "lo", "-p", "tcp",
+                            match, str(port), "-j", "DROP"], capture_output=True)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(not _can_cut(), reason="needs root, iptables and ss")
+def test_link_cut_between_two_members_keeps_the_others_agreeing() -> None:
+    """A partition between ranks 0 and 2 only (every packet of their link
+    dropped; rank 1 reaches both) while batches of concurrent all-reduces
+    run.  Each of 0 and 2 takes the other for lost after peer_timeout;
+    rank 1 and every peer it still has a link to must end every op alike."""
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        ops = CTX.RawArray("l", 3)
+        procs = [CTX.Process(target=agree_workers.partition_member,
+                             args=(master.address, r, q, ops))
+                 for r in range(3)]
+        for p in procs:
+            p.start()
+        reports: Dict[int, Dict[str, Any]] = {}
+        afters: Dict[int, Dict[str, Any]] = {}
+        pids: Dict[int, int] = {}
+        ports: List[int] = []
+        try:
+            while len(pids) < 3:
+                r = _get(q, 90)
+                pids[r["rank"]] = r["pid"]
+            deadline = time.monotonic() + 60
+            while min(ops) < 40:  # ops are flowing (counted, not timed)
+                assert time.monotonic() < deadline, list(ops)
+                time.sleep(0.002)
+            ports = _link_ports(pids[0], pids[2])
+            assert ports, "no connection found between ranks 0 and 2"
+            _rules("-A", ports)
+            deadline = time.monotonic() + 150
+            while len(reports) < 3 or len(afters) < 3:
+                r = _get(q, max(1.0, deadline - time.monotonic()))
+                (afters if "after" in r else reports)[r["rank"]] = \
+                    r.get("after", r)
+        finally:
+            _rules("-D", ports)
+            for p in procs:
+                p.join(timeout=20)
+                if p.is_alive():
+                    p.kill()
+    mid = reports[1]
+    assert mid["wrong"] == 0, mid
+    assert any(o != "ok" for o in mid["outcomes"]), mid  # the cut was felt
+    for rank in mid["open"]:
+        other = reports[rank]
+        assert other["wrong"] == 0, other
+        n = min(len(other["outcomes"]), len(mid["outcomes"]))
+        diff = [i for i in range(n)
+                if (other["outcomes"][i] == "ok") != (mid["outcomes"][i] == "ok")]
+        assert not diff, ("ranks 1 and %d ended ops %r differently" % (rank, diff),
+                          reports)
+    assert afters[1].get("ok"), afters
