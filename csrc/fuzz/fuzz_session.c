@@ -54,11 +54,12 @@ static uint8_t *take(stream *s, size_t n)
     return b;
 }
 
-static const int allowed[3][6] = {
-    {CCL_FT_REGISTER, CCL_FT_REJOIN, CCL_FT_REFORM, CCL_FT_HEARTBEAT, 0, 0},
+static const int allowed[3][8] = {
+    {CCL_FT_REGISTER, CCL_FT_REJOIN, CCL_FT_REFORM, CCL_FT_HEARTBEAT, 0},
     {CCL_FT_GROUP, CCL_FT_REJECT, CCL_FT_PENDING, CCL_FT_NOCHANGE,
      CCL_FT_HEARTBEAT, 0},
-    {CCL_FT_DATA, CCL_FT_ABORT, CCL_FT_HEARTBEAT, CCL_FT_BYE, CCL_FT_DONE, 0},
+    {CCL_FT_DATA, CCL_FT_ABORT, CCL_FT_HEARTBEAT, CCL_FT_BYE, CCL_FT_DONE,
+     CCL_FT_QUERY, CCL_FT_CONFIRM, 0},
 };
 
 /* The payload parser each listener runs for a frame type.  Returns 0 if

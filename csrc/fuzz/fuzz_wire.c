@@ -82,8 +82,10 @@ static int hdr_ok(const ccl__hdr *h)
     case CCL_FT_HEARTBEAT:
     case CCL_FT_BYE:
     case CCL_FT_DONE:
+    case CCL_FT_CONFIRM:
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return h->length == 0;
+    case CCL_FT_QUERY: return h->length <= CCL_MAX_WORLD / 8;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
     case CCL_FT_REGISTER: return h->length <= 32 + CCL_MAX_HOST;

@@ -121,7 +121,7 @@ void ccl__engine_mark_left(ccl__engine *e, uint64_t bye_tag, const char *msg);
  * peer did not finish (what BYE carries). */
 uint64_t ccl__engine_close(ccl__engine *e);
 
-/* op_rx.c */
+/* op_rx.c (ccl__engine_tick: op_tick.c) */
 /* Activates posted ops: starts them and hands them their early frames. */
 void ccl__engine_drain_posts(ccl__engine *e);
 /* Op deadlines and stuck parked connections. */

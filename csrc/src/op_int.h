@@ -2,8 +2,9 @@
  * op_int.h - what the op layer's files share and nothing else sees:
  * op_input.c (memory, saved input) < op_confirm.c (the confirmation
  * stage's records) < op_state.c (completion, failure) < op_send.c (what
- * algorithms queue) < op_confirm_rx.c (QUERY and CONFIRM in, lost links)
- * < op_rx.c (frames from the transport, activation, deadlines).
+ * algorithms queue) < op_tick.c (deadlines, probes) < op_confirm_rx.c
+ * (QUERY and CONFIRM in, lost links) < op_rx.c (frames from the
+ * transport, activation).
  */
 #ifndef CCL_OP_INT_H
 #define CCL_OP_INT_H

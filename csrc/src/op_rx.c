@@ -5,7 +5,7 @@
  * tags not posted here yet are kept (up to EARLY_CAP_BYTES, then the
  * transport parks the connection) and handed over when the op is
  * activated; frames of ops that already ended are dropped.  Also the
- * activation of posted ops and the timers of the op layer.
+ * activation of posted ops (the timers are in op_tick.c).
  */
 #include "op_int.h"
 
@@ -94,7 +94,9 @@ static int place(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink,
         return -1;
     }
     if (op->algo->on_header(op, peer, h, sink)) {
-        ccl__op_fail(op, CCL_ERR_PROTOCOL, "%s", op->err);
+        char why[sizeof op->err]; /* vsnprintf's source must not be its target */
+        memcpy(why, op->err, sizeof why);
+        ccl__op_fail(op, CCL_ERR_PROTOCOL, "%s", why);
         *violation = 1;
         return -1;
     }
@@ -500,13 +502,16 @@ static void activate(ccl__engine *e, ccl_op *op)
         e->activated_upto = op->tag + 1;
     }
     int src = op->p2p ? op->peer : -1; /* an unmatched recv has no frames yet */
+    /* Frames kept under a send's wire tag are the peer's message with the
+     * same tag and number: they are for our recv, never this send. */
+    int takes_frames = !op->p2p || (op->p2p == CCL__P2P_RECV && src >= 0);
     /* QUERYs that came first: a refused op answers them with its ABORT. */
     if (!op->p2p && ccl__confirm_take_early(e, op) != CCL_OK) {
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory");
         return;
     }
     if (refuse_start(e, op)) {
-        if (!op->p2p || src >= 0)
+        if (takes_frames)
             take_early(e, src, op->tag, NULL);
         return;
     }
@@ -521,7 +526,7 @@ static void activate(ccl__engine *e, ccl_op *op)
     op->hold--;
     if (rc != 0)
         return; /* start failed the op itself */
-    if (!op->p2p || src >= 0)
+    if (takes_frames)
         take_early(e, src, op->tag, op);
     ccl__op_check_done(op);
 }
@@ -540,55 +545,6 @@ void ccl__engine_drain_posts(ccl__engine *e)
         activate(e, op);
     }
     ccl__xport_unpark_all(e->xp);
-}
-
-/* Parked connections read on when the posted ops make no progress: their
- * frames may sit behind the parked one in the same stream. */
-static void unpark_stuck(ccl__engine *e, uint64_t now)
-{
-    uint64_t last = 0;
-    for (ccl_op *op = e->active; op; op = op->next)
-        if (op->last_progress_ms > last)
-            last = op->last_progress_ms;
-    if (!e->active || ccl__since(now, last) < PARK_STUCK_MS)
-        return;
-    e->force_early = 1;
-    ccl__xport_unpark_all(e->xp);
-    e->force_early = 0;
-}
-
-void ccl__engine_tick(ccl__engine *e, uint64_t now)
-{
-    if (now < e->next_check_ms)
-        return;
-    e->next_check_ms = now + 50;
-    unpark_stuck(e, now);
-    uint64_t limit = (uint64_t)e->op_timeout_ms;
-    /* A failure can end other ops too (telling the peers may break a
-     * connection), so the scan starts over after each one. */
-    for (int again = 1; again;) {
-        again = 0;
-        for (ccl_op *op = e->active; op; op = op->next) {
-            /* Ops complete here wait for DONE under the same deadline: a
-             * peer that is alive but never posts the op has sent DONE to
-             * nobody, so nobody can have succeeded, and failing stays
-             * consistent.  (A silent peer is lost sooner, at
-             * peer_timeout.) */
-            /* Unparking above may have stamped progress after `now`. */
-            uint64_t idle = ccl__since(now, op->last_progress_ms);
-            if (idle <= limit) {
-                if (!op->probed && idle >= PROBE_AFTER_MS)
-                    ccl__op_probe(op);
-                continue;
-            }
-            ccl__op_fail(op, CCL_ERR_TIMEOUT,
-                         "op %llu made no progress for %d ms (a peer may be "
-                         "stalled, or ranks issued different ops)",
-                         (unsigned long long)op->tag, e->op_timeout_ms);
-            again = 1;
-            break;
-        }
-    }
 }
 
 int ccl__engine_busy(const ccl__engine *e)

@@ -28,7 +28,7 @@
 typedef struct {
     int port, rank, bad;
     pthread_barrier_t *bar;
-    int ok[8];
+    int ok[9];
     int src[2];
     int mismatch_rc[2];
     int lost_rc;
@@ -171,6 +171,29 @@ static void *rank_main(void *p)
     } else {
         r->ok[6] = r->ok[7] = 1;
     }
+    /* 7. The same exchange again and again with one tag, each side
+     * posting its send first, then its recv: the k-th messages of both
+     * directions share a wire tag. */
+    r->ok[8] = 1;
+    if (r->rank < 2) {
+        int other = 1 - r->rank;
+        float mine[16], theirs[16];
+        for (int k = 0; k < 40; k++) {
+            for (int i = 0; i < 16; i++)
+                mine[i] = fill(r->rank, k, (uint64_t)i);
+            ccl_op *rv, *sd;
+            OK(ccl_send_async(c, mine, 16, CCL_F32, other, 14, &sd));
+            OK(ccl_recv_async(c, theirs, 16, CCL_F32, other, 14, &rv));
+            int src = ccl_op_wait(sd, -1), rrc = ccl_op_wait(rv, -1);
+            if (src || rrc)
+                fprintf(stderr, "rank %d exchange %d: send %s (%s), recv %s (%s)\n",
+                        r->rank, k, ccl_strerror(src), ccl_op_error(sd),
+                        ccl_strerror(rrc), ccl_op_error(rv));
+            ccl_op_free(rv);
+            ccl_op_free(sd);
+            r->ok[8] &= src == 0 && rrc == 0 && check(theirs, 16, other, k);
+        }
+    }
     pthread_barrier_wait(r->bar);
     /* 6. Rank 0 leaves while rank 1 waits for a message from it. */
     if (r->rank == 1) {
@@ -205,11 +228,12 @@ int main(void)
     }
     for (int i = 0; i < 3; i++)
         pthread_join(th[i], NULL);
-    const char *what[8] = {"in order", "many in flight", "collective between",
+    const char *what[9] = {"in order", "many in flight", "collective between",
                            "any source", "empty and big", "usable after mismatch",
-                           "exchange", "exchange that disagrees"};
+                           "exchange", "exchange that disagrees",
+                           "repeated exchange, send first"};
     for (int i = 0; i < 3; i++)
-        for (int k = 0; k < 8; k++) {
+        for (int k = 0; k < 9; k++) {
             if (k == 3 && i != 2)
                 continue;
             if (!r[i].ok[k])
