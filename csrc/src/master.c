@@ -112,6 +112,7 @@ static int send_group(ccl_master *m, mconn *k, uint32_t epoch, uint32_t rank,
                                                  &g.conns_per_peer);
     g.epoch = epoch;
     g.your_rank = rank;
+    g.has_ring = 0;
     size_t need = 16 + (size_t)g.world_size * (20 + CCL_MAX_HOST);
     if (*cap < need) {
         uint8_t *b = realloc(*buf, need);

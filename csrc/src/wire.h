@@ -173,6 +173,7 @@ typedef struct ccl__member {
     uint16_t port;
     uint8_t uuid[16];
     char host[CCL_MAX_HOST + 1];
+    uint32_t ring_pos;        /* the member's position on the ring */
 } ccl__member;
 
 typedef struct ccl__group_msg {
@@ -181,6 +182,10 @@ typedef struct ccl__group_msg {
     uint32_t your_rank;       /* < world_size */
     uint16_t conns_per_peer;  /* 1..64 */
     ccl__member *members;     /* world_size entries, rank order */
+    /* 1: the payload carries the ring order (members' ring_pos, a
+     * permutation of 0..world_size-1); 0: it does not, and the ring is
+     * the rank order (decode sets ring_pos = rank). */
+    int has_ring;
 } ccl__group_msg;
 
 size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);
