@@ -215,8 +215,14 @@ int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
  * member ignores an update rather than refuse it: the reform may have ended
  * while the update was on its way. */
 #define CCL_REFORM_UPDATE 1u
+/* Tag bit 1 of a REFORM (the first report or an update): the member asks
+ * for a better ring order now (ccl_comm_optimize_topology).  Other bits
+ * must be 0. */
+#define CCL_REFORM_OPTIMIZE 2u
+#define CCL_REFORM_TAG_BITS (CCL_REFORM_UPDATE | CCL_REFORM_OPTIMIZE)
 typedef struct ccl__reform_msg {
     int update;        /* not on the wire: from the header's tag */
+    int optimize;      /* not on the wire: from the header's tag */
     uint32_t epoch;
     uint32_t wait_ms;  /* how long the master may wait for the others */
     uint32_t nlost;
