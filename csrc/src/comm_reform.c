@@ -15,7 +15,12 @@ static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
 {
     char msg[512];
     snprintf(msg, sizeof msg, fmt, detail);
-    ccl__engine_set_error(&c->eng, msg);
+    /* Why the master removed us outlives what follows (the others closing
+     * the connections of the epoch we were removed from). */
+    if (rc == CCL_ERR_REJECTED)
+        ccl__engine_set_final_error(&c->eng, msg);
+    else
+        ccl__engine_set_error(&c->eng, msg);
     return rc;
 }
 

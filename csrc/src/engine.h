@@ -88,6 +88,7 @@ struct ccl__engine {
     uint64_t next_tag;
     int closed;
     char errbuf[512];
+    int error_final; /* errbuf holds why the master removed us: kept */
 
     /* completion, under done_mu */
     pthread_mutex_t done_mu;
@@ -112,6 +113,10 @@ int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
                           const uint32_t *ring);
 void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch);
 void ccl__engine_set_error(ccl__engine *e, const char *msg);
+/* Sets the detail for good (the master removed this member): later
+ * failures, such as the others closing the old epoch's connections, do
+ * not replace it. */
+void ccl__engine_set_final_error(ccl__engine *e, const char *msg);
 void ccl__engine_error(ccl__engine *e, char *buf, size_t cap);
 /* Posts an op (tags it); CCL_ERR_CLOSED after ccl__engine_close. */
 int ccl__engine_post(ccl__engine *e, ccl_op *op);

@@ -145,7 +145,16 @@ void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch)
 void ccl__engine_set_error(ccl__engine *e, const char *msg)
 {
     pthread_mutex_lock(&e->post_mu);
+    if (!e->error_final)
+        snprintf(e->errbuf, sizeof e->errbuf, "%s", msg);
+    pthread_mutex_unlock(&e->post_mu);
+}
+
+void ccl__engine_set_final_error(ccl__engine *e, const char *msg)
+{
+    pthread_mutex_lock(&e->post_mu);
     snprintf(e->errbuf, sizeof e->errbuf, "%s", msg);
+    e->error_final = 1;
     pthread_mutex_unlock(&e->post_mu);
 }
 
