@@ -198,7 +198,7 @@ void ccl__mp_expel_slow(ccl__mpol *mp)
         char why[200];
         snprintf(why, sizeof why, "expelled as a slow peer: its link to rank %d was "
                  "flagged slow in %u consecutive reports (%.1f MB/s at the last; "
-                 "the master runs with --expel-slow-after %u)", to, p->slow_streak,
+                 "the limit is %u, expel_slow_after)", to, p->slow_streak,
                  p->slow_rate / 1e6, limit);
         ccl__mp_drop(mp, p, why);
     }
