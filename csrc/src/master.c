@@ -30,6 +30,7 @@
 #include "master_policy.h"
 #include "master_view.h"
 #include "sock.h"
+#include "stats_wire.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -178,11 +179,14 @@ static void apply_decisions(ccl_master *m)
  * each, to the policy (its link table and the slow-link policies). */
 static void feed_links(ccl_master *m, mconn *k, uint64_t now)
 {
-    ccl_master_link_stats links[64];
-    int n = ccl__mview_member_links(m->view, k, links, 64);
+    ccl_master_link_stats *links = malloc(CCL_STATS_MAX_LINKS * sizeof *links);
+    if (!links)
+        return; /* the next report brings them again */
+    int n = ccl__mview_member_links(m->view, k, links, CCL_STATS_MAX_LINKS);
     for (int i = 0; i < n; i++)
         ccl__mpol_link(m->policy, links[i].epoch, (uint32_t)links[i].from,
                        (uint32_t)links[i].to, links[i].rx_rate, links[i].slow, now);
+    free(links);
 }
 
 static void on_frame(ccl_master *m, mconn *k)
