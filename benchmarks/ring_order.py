@@ -24,11 +24,15 @@ import time
 import numpy as np
 
 
-def peer(address, n, rank, env, count, reps, results):
+def peer(address, n, rank, env, count, reps, results, op_timeout=300.0):
     os.environ.update(env)
+    import logging
+    logging.basicConfig(level=logging.DEBUG if os.environ.get("PYCCL_LOG_LEVEL")
+                        == "debug" else logging.WARNING,
+                        format="%(relativeCreated)d %(message)s")
     import pyccl
     with pyccl.Communicator(address, world_size=n, rank=rank,
-                            stats_report=0.5, op_timeout=300) as comm:
+                            stats_report=0.5, op_timeout=op_timeout) as comm:
         x = np.ones(count, dtype=np.float32)
 
         def timed():
@@ -58,6 +62,7 @@ def main() -> None:
     ap.add_argument("--factor", type=float, default=4.0)
     ap.add_argument("--slow-from", type=int, default=2)
     ap.add_argument("--slow-to", type=int, default=3)
+    ap.add_argument("--op-timeout", type=float, default=300.0)
     args = ap.parse_args()
     import pyccl
     ctx = multiprocessing.get_context("spawn")
@@ -73,7 +78,8 @@ def main() -> None:
             else:
                 env = {"CCL_TEST_TX_BYTES_PER_S": str(int(args.rate))}
             procs.append(ctx.Process(target=peer, args=(
-                master.address, args.peers, r, env, count, args.reps, results),
+                master.address, args.peers, r, env, count, args.reps, results,
+                args.op_timeout),
                 daemon=True))
         for p in procs:
             p.start()
