@@ -77,6 +77,8 @@ typedef struct ccl_master_config {
     const void *key;
     size_t key_len;
     int allow_insecure;
+    int reorder_slow_links;
+    int expel_slow_after;
     ...;
 } ccl_master_config;
 
@@ -204,6 +206,8 @@ int ccl_comm_get_stats(ccl_comm *c, ccl_stats *out, ccl_link_stats *links,
                        int max_ops, int *n_ops);
 void ccl_comm_destroy(ccl_comm *c);
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+int ccl_comm_optimize_topology(ccl_comm *c, int timeout_ms);
+int ccl_comm_ring_order(ccl_comm *c, int *order, int max);
 void ccl_comm_interrupt(ccl_comm *c);
 int ccl_comm_peers_pending(ccl_comm *c);
 

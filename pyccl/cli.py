@@ -2,6 +2,7 @@
 
     pyccl --version
     pyccl master [--host 127.0.0.1] [--port 29400] [--key-file F] [--allow-insecure]
+                 [--reorder-slow-links] [--expel-slow-after N]
                  [--http-port P [--http-host 127.0.0.1]]
     pyccl status --master HOST:HTTP_PORT [--interval 1] [--once]
     pyccl keygen [FILE]
@@ -70,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     master.add_argument("--http-host", default="127.0.0.1",
                         help="address of the HTTP endpoint (default "
                              "127.0.0.1; it has no authentication)")
+    master.add_argument("--reorder-slow-links", action="store_true",
+                        help="when a link of the ring is flagged slow, "
+                             "re-plan the ring order at the next "
+                             "update_topology (default: off)")
+    master.add_argument("--expel-slow-after", type=int, default=0,
+                        metavar="N",
+                        help="drop a member whose sending link was flagged "
+                             "slow in N consecutive STATS reports of its "
+                             "receivers, at the next update_topology "
+                             "(default 0: never)")
 
     status_cli.add_arguments(sub.add_parser(
         "status", help="show a running master's group as a live table",
@@ -118,7 +129,8 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
                 allow_insecure: Optional[bool] = None,
                 http_port: Optional[int] = None,
                 http_host: str = "127.0.0.1",
-                print_every: float = 0.0) -> int:
+                print_every: float = 0.0, reorder_slow_links: bool = False,
+                expel_slow_after: int = 0) -> int:
     # The master's own log lines (joins, departures, epochs, refusals) are
     # what an operator watches: show them, unless the environment asked
     # for another level (PYCCL_LOG_LEVEL, applied by pyccl.log).
@@ -135,7 +147,9 @@ def _run_master(host: str, port: int, key_file: Optional[str] = None,
     try:
         try:
             master = pyccl.Master(host, port, key_file=key_file,
-                                  allow_insecure=allow_insecure)
+                                  allow_insecure=allow_insecure,
+                                  reorder_slow_links=reorder_slow_links,
+                                  expel_slow_after=expel_slow_after)
         except pyccl.CclError as exc:
             print("pyccl master: %s" % exc, file=sys.stderr)
             return 1
@@ -198,7 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "master":
         return _run_master(args.host, args.port, args.key_file,
                            args.allow_insecure, args.http_port, args.http_host,
-                           args.print_every)
+                           args.print_every, args.reorder_slow_links,
+                           args.expel_slow_after)
     if args.command == "status":
         return status_cli.run_args(args)
     if args.command == "keygen":

@@ -32,6 +32,13 @@ class Master:
         allow_insecure: without a key, accept peers from other hosts and
             bind non-loopback addresses anyway (a warning is printed).
             Default: ``PYCCL_ALLOW_INSECURE``, else False (loopback only).
+        reorder_slow_links: when a link of the ring is flagged slow, the
+            next ``update_topology`` re-plans the ring order, as if the
+            members had called ``optimize_topology`` (off by default;
+            docs/observability.md, "Policies on slow links").
+        expel_slow_after: a member whose sending link was flagged slow in
+            this many consecutive STATS reports of its receivers is dropped
+            at the next ``update_topology`` (0, the default: never).
 
     Use it as a context manager, or call :meth:`close`; a master that is
     garbage collected is closed too.
@@ -40,13 +47,20 @@ class Master:
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
                  key: Optional[KeyLike] = None,
                  key_file: Optional[str] = None,
-                 allow_insecure: Optional[bool] = None) -> None:
+                 allow_insecure: Optional[bool] = None,
+                 reorder_slow_links: bool = False,
+                 expel_slow_after: int = 0) -> None:
         if not isinstance(host, str) or not host:
             raise InvalidArgument("host must be a non-empty string, not %r"
                                   % (host,))
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise InvalidArgument("port must be an int in 0..65535, not %r"
                                   % (port,))
+        if (not isinstance(expel_slow_after, int) or
+                isinstance(expel_slow_after, bool) or
+                not 0 <= expel_slow_after <= 2**31 - 1):
+            raise InvalidArgument("expel_slow_after must be an int >= 0, "
+                                  "not %r" % (expel_slow_after,))
         self._host = host
         self._lock = threading.Lock()
         cfg = ffi.new("ccl_master_config *")
@@ -54,6 +68,8 @@ class Master:
         host_c = ffi.new("char[]", host.encode())
         cfg.host = host_c
         cfg.port = port
+        cfg.reorder_slow_links = 1 if reorder_slow_links else 0
+        cfg.expel_slow_after = expel_slow_after
         key_c = configure_key(cfg, key, key_file, allow_insecure)
         self._authenticated = key_c is not None
         start_reader()  # before the core's first line

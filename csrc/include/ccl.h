@@ -142,6 +142,13 @@ typedef struct ccl_master_config {
                            are accepted and only a loopback host may be
                            bound.  1: accept unauthenticated peers from
                            anywhere (trusted networks only) */
+    int reorder_slow_links; /* 1: when a link of the ring is flagged slow, the
+                               next update_topology re-plans the ring order
+                               (as ccl_comm_optimize_topology).  Default 0 */
+    int expel_slow_after;   /* > 0: a member whose sending link was flagged
+                               slow in this many consecutive STATS reports of
+                               its receivers is dropped at the next
+                               update_topology.  Default 0: never */
 } ccl_master_config;
 
 void ccl_master_config_init(ccl_master_config *cfg);
@@ -257,6 +264,24 @@ const char *ccl_comm_error(ccl_comm *c);
  * trip to the master and keeps the mesh.  CCL_ERR_INVALID_USAGE if ops are
  * pending; CCL_ERR_REJECTED if this peer was removed from the group. */
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
+/* update_topology that also asks the master for a better ring order: the
+ * order of the ranks around the ring that maximises its slowest link,
+ * from the link rates members measured and reported (docs/
+ * observability.md, "Ring order").  Every member calls it at the same safe
+ * point instead of update_topology, with no op pending.  First a short
+ * probe measures the links nobody has measured yet (about 128 KiB per
+ * link, one round per peer at most; nothing when every link has a rate).
+ * When the master finds an order whose slowest link is at least 1.25x
+ * faster, every member continues in a new epoch with that ring order and
+ * the same ranks; else nothing changes.  Membership changes as in
+ * update_topology.  Results of ring ops stay bit-identical across ranks,
+ * but a new order adds partial sums in another order than before. */
+int ccl_comm_optimize_topology(ccl_comm *c, int timeout_ms);
+/* The ring order of the current epoch: order[p] = the rank at ring
+ * position p (rank order unless the master chose another), for
+ * p < max.  Returns the world size (order may be NULL), or
+ * CCL_ERR_INVALID_ARG.  Waits while update_topology runs. */
+int ccl_comm_ring_order(ccl_comm *c, int *order, int max);
 /* Makes an ccl_comm_update_topology running in another thread return
  * CCL_ERR_INTERRUPTED within ~50 ms (the communicator is then left as a
  * failed update leaves it: call update_topology again, or destroy it).

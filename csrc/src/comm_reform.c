@@ -15,7 +15,12 @@ static int fail(ccl_comm *c, int rc, const char *fmt, const char *detail)
 {
     char msg[512];
     snprintf(msg, sizeof msg, fmt, detail);
-    ccl__engine_set_error(&c->eng, msg);
+    /* Why the master removed us outlives what follows (the others closing
+     * the connections of the epoch we were removed from). */
+    if (rc == CCL_ERR_REJECTED)
+        ccl__engine_set_final_error(&c->eng, msg);
+    else
+        ccl__engine_set_error(&c->eng, msg);
     return rc;
 }
 
@@ -40,7 +45,7 @@ static int await_answer(ccl_comm *c, int timeout_ms, uint64_t deadline)
          * the master may be waiting for it (a member that never came back
          * to a restarted master has no control link to close). */
         if (!c->answered && c->master_fd >= 0 && lost_peers(c) > c->reform_lost)
-            send_reform(c, timeout_ms, deadline, 1);
+            send_reform(c, timeout_ms, deadline, CCL_REFORM_UPDATE);
     }
     if (c->answered)
         return CCL_OK;
@@ -97,8 +102,10 @@ static int lost_peers(ccl_comm *c)
 
 /* Sends REFORM: this member's epoch, how long it waits, and the peers it
  * lost (every connection closed), marking those that broke the protocol;
- * `update`: a later report while waiting for the answer. */
-static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int update)
+ * `bits`: the header's tag, CCL_REFORM_UPDATE for a later report while
+ * waiting for the answer; c->optimize adds CCL_REFORM_OPTIMIZE to every
+ * report of this update_topology. */
+static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int bits)
 {
     int rank, size;
     uint32_t epoch;
@@ -123,8 +130,10 @@ static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int updat
     c->reform_lost = (int)msg->nlost;
     free(msg);
     char err[200];
-    int rc = ccl__ctl_send_tagged(c, CCL_FT_REFORM, epoch,
-                                  update ? CCL_REFORM_UPDATE : 0, buf, (uint32_t)n,
+    if (c->optimize)
+        bits |= CCL_REFORM_OPTIMIZE;
+    int rc = ccl__ctl_send_tagged(c, CCL_FT_REFORM, epoch, (uint64_t)bits, buf,
+                                  (uint32_t)n,
                                   deadline, err, sizeof err);
     free(buf);
     if (rc) {
@@ -163,6 +172,11 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
             return fail(c, rc, "the master is gone and could not be reached "
                         "again: %s", err);
     }
+    /* The master plans the ring from the rates its members reported:
+     * this member's latest (the probe's, ccl_comm_optimize_topology) go
+     * first, on the same link, so they are in before the REFORM. */
+    if (c->optimize)
+        ccl__stats_report_now(c, deadline);
     int rc = send_reform(c, timeout_ms, deadline, 0);
     if (rc && c->rejected[0])
         return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
@@ -200,9 +214,15 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
 
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms)
 {
+    return ccl__comm_reform(c, timeout_ms, 0);
+}
+
+int ccl__comm_reform(ccl_comm *c, int timeout_ms, int optimize)
+{
     if (!c || timeout_ms <= 0)
         return CCL_ERR_INVALID_ARG;
     pthread_mutex_lock(&c->mu);
+    c->optimize = optimize;
     /* Keep the progress thread off the loop while the mesh is rebuilt. */
     c->driving = 1;
     ccl__engine_drain_posts(&c->eng);
@@ -217,6 +237,7 @@ int ccl_comm_update_topology(ccl_comm *c, int timeout_ms)
     c->awaiting = 1;
     int rc = reform_locked(c, timeout_ms);
     c->awaiting = 0;
+    c->optimize = 0;
     ccl__sock_set_cancel(NULL);
     if (rc == CCL_OK)
         ccl__engine_set_error(&c->eng, "");

@@ -60,6 +60,7 @@ struct ccl_comm {
     int awaiting;     /* update_topology waits: the loop keeps the answer */
     int interrupt;    /* atomic: ccl_comm_interrupt asked update_topology to stop */
     int reform_lost;  /* peers lost in the last REFORM sent (or update) */
+    int optimize;     /* this update_topology asks for a better ring order */
     int answered;     /* the answer to REFORM is in ctl_h / ctl_payload */
     int master_lost;  /* the control link ended */
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
@@ -82,6 +83,7 @@ struct ccl_comm {
      * this pointer. */
     void (*tick_hook)(struct ccl_comm *c, uint64_t now_ms);
     uint64_t next_report_ms;
+    uint64_t last_report_ms; /* when the last STATS report went out */
 };
 
 /* progress.c: the loop */
@@ -97,8 +99,16 @@ void *ccl__progress_main(void *arg);
 int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
 int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
+/* update_topology; `optimize`: the REFORM asks the master for a better
+ * ring order, after a STATS report with this member's latest rates
+ * (comm_reform.c). */
+int ccl__comm_reform(ccl_comm *c, int timeout_ms, int optimize);
 void ccl__master_link_watch(ccl_comm *c);
 /* stats_report.c: STATS reports to the master from the loop */
 void ccl__stats_report_start(ccl_comm *c);
+/* Sends a report now if ops finished since the last one, first waiting
+ * (driving the loop) until the master would take it (its minimum gap
+ * between two reports of a member).  Caller holds mu and drives. */
+void ccl__stats_report_now(ccl_comm *c, uint64_t deadline);
 
 #endif

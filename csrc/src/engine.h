@@ -48,6 +48,10 @@ struct ccl__engine {
     int rank, size;
     uint32_t epoch;
     uint8_t *lost; /* per rank: out of this epoch */
+    /* The epoch's ring order (the rank at each position), NULL when it is
+     * the rank order, and this rank's position on it. */
+    uint32_t *ring;
+    int ring_pos;
 
     /* under mu */
     ccl_op *active;
@@ -85,6 +89,7 @@ struct ccl__engine {
     uint64_t next_tag;
     int closed;
     char errbuf[512];
+    int error_final; /* errbuf holds why the master removed us: kept */
 
     /* completion, under done_mu */
     pthread_mutex_t done_mu;
@@ -102,10 +107,17 @@ void ccl__engine_buffers_free(ccl__engine *e);
 /* op_state.c */
 int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input);
 void ccl__engine_fini(ccl__engine *e);
-/* Enters a new epoch: forgets what arrived for the last one. */
-int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch);
+/* Enters a new epoch: forgets what arrived for the last one.  ring: the
+ * ring order (size ranks, the rank at each position; copied), or NULL
+ * for the rank order. */
+int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
+                          const uint32_t *ring);
 void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch);
 void ccl__engine_set_error(ccl__engine *e, const char *msg);
+/* Sets the detail for good (the master removed this member): later
+ * failures, such as the others closing the old epoch's connections, do
+ * not replace it. */
+void ccl__engine_set_final_error(ccl__engine *e, const char *msg);
 void ccl__engine_error(ccl__engine *e, char *buf, size_t cap);
 /* Posts an op (tags it); CCL_ERR_CLOSED after ccl__engine_close. */
 int ccl__engine_post(ccl__engine *e, ccl_op *op);

@@ -30,6 +30,7 @@
 #include "master_policy.h"
 #include "master_view.h"
 #include "sock.h"
+#include "stats_wire.h"
 #include "wire.h"
 
 #include <pthread.h>
@@ -45,6 +46,8 @@ void ccl_master_config_init(ccl_master_config *cfg)
     cfg->key = NULL;
     cfg->key_len = 0;
     cfg->allow_insecure = 0;
+    cfg->reorder_slow_links = 0;
+    cfg->expel_slow_after = 0;
 }
 
 static int conn_listed(ccl_master *m, mconn *k)
@@ -112,6 +115,7 @@ static int send_group(ccl_master *m, mconn *k, uint32_t epoch, uint32_t rank,
                                                  &g.conns_per_peer);
     g.epoch = epoch;
     g.your_rank = rank;
+    g.has_ring = ccl__mpol_ring_sent(m->policy);
     size_t need = 16 + (size_t)g.world_size * (20 + CCL_MAX_HOST);
     if (*cap < need) {
         uint8_t *b = realloc(*buf, need);
@@ -171,6 +175,20 @@ static void apply_decisions(ccl_master *m)
 
 /* ---- frames on a control link ---- */
 
+/* The links of the report k just sent, with the master's verdict on
+ * each, to the policy (its link table and the slow-link policies). */
+static void feed_links(ccl_master *m, mconn *k, uint64_t now)
+{
+    ccl_master_link_stats *links = malloc(CCL_STATS_MAX_LINKS * sizeof *links);
+    if (!links)
+        return; /* the next report brings them again */
+    int n = ccl__mview_member_links(m->view, k, links, CCL_STATS_MAX_LINKS);
+    for (int i = 0; i < n; i++)
+        ccl__mpol_link(m->policy, links[i].epoch, (uint32_t)links[i].from,
+                       (uint32_t)links[i].to, links[i].rx_rate, links[i].slow, now);
+    free(links);
+}
+
 static void on_frame(ccl_master *m, mconn *k)
 {
     uint64_t now = ccl__now_ms();
@@ -199,7 +217,8 @@ static void on_frame(ccl_master *m, mconn *k)
         ccl__reform_msg *msg = malloc(sizeof *msg); /* 20 KiB: not on the stack */
         if (!msg)
             return; /* the member times out and retries */
-        if (ccl__reform_decode(k->in, k->h.length, msg) != 0) {
+        if (ccl__reform_decode(k->in, k->h.length, msg) != 0 ||
+            (k->h.tag & ~(uint64_t)CCL_REFORM_TAG_BITS)) {
             reject(m, k, CCL_ERR_PROTOCOL, "malformed REFORM");
         } else {
             /* Blame (docs/security.md): one member's word that another
@@ -207,14 +226,21 @@ static void on_frame(ccl_master *m, mconn *k)
              * proves nothing to a third party), so an expel mark counts
              * as a lost link only.  Members of protocol 4 never set it. */
             memset(msg->expel, 0, sizeof msg->expel);
-            msg->update = k->h.tag == CCL_REFORM_UPDATE;
+            msg->update = (k->h.tag & CCL_REFORM_UPDATE) != 0;
+            msg->optimize = (k->h.tag & CCL_REFORM_OPTIMIZE) != 0;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         }
         free(msg);
     } else if (k->phase == P_CONTROL && t == CCL_FT_STATS) {
-        /* Observability only: never a policy event (unless malformed). */
-        if (!ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now))
+        /* A report decides nothing by itself (unless malformed): its links
+         * go to the policy, which uses them at the next reform. */
+        int taken = 0;
+        if (!ccl__mview_report(m->view, k, k->addr, k->in, k->h.length, now,
+                               &taken)) {
+            if (taken)
+                feed_links(m, k, now);
             return;
+        }
         reject(m, k, CCL_ERR_PROTOCOL, "malformed STATS");
     } else {
         reject(m, k, CCL_ERR_PROTOCOL, "unexpected frame on the control link");
@@ -381,8 +407,14 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
      * come back to: nobody knew a kernel-picked port beforehand. */
     rc = ccl__mpol_create(ccl__now_ms(), cfg->port ? REJOIN_GRACE_MS : 0,
                           &m->policy);
-    if (!rc)
+    if (!rc) {
+        ccl__mpol_options opt;
+        opt.reorder_slow_links = cfg->reorder_slow_links != 0;
+        opt.expel_slow_after = cfg->expel_slow_after > 0 ? (uint32_t)cfg->expel_slow_after
+                                                         : 0;
+        ccl__mpol_set_options(m->policy, &opt);
         rc = ccl__key_set(&m->key, cfg->key, cfg->key_len, err, errlen);
+    }
     if (!rc)
         rc = ccl__mview_create(&m->view);
     if (rc) {

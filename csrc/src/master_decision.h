@@ -39,4 +39,15 @@ typedef struct ccl__mpol_action {
 /* The policy itself; see master_policy.h. */
 typedef struct ccl__mpol ccl__mpol;
 
+/* The optional policies on slow links (off by default; master_policy.h,
+ * "Ring order"). */
+typedef struct ccl__mpol_options {
+    /* 1: a reform re-plans the ring order when a link of the current ring
+     * is flagged slow, as if a member had asked (optimize_topology). */
+    int reorder_slow_links;
+    /* > 0: a member whose sending link was flagged slow in this many
+     * consecutive reports of its receivers is dropped at the next reform. */
+    uint32_t expel_slow_after;
+} ccl__mpol_options;
+
 #endif

@@ -11,16 +11,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n)
+/* Whether order is 0, 1, ..., n-1. */
+static int mp_is_identity(const uint32_t *order, uint32_t n)
+{
+    for (uint32_t p = 0; p < n; p++)
+        if (order[p] != p)
+            return 0;
+    return 1;
+}
+
+int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
+                 const uint32_t *order)
 {
     char name[CCL_MAX_HOST + 8];
     mp_slot *slots = calloc(n, sizeof *slots);
     ccl__member *mem = calloc(n, sizeof *mem);
-    if (!slots || !mem) {
+    uint32_t *ring = NULL;
+    for (uint32_t p = 0; order && p < n && !ring; p++)
+        if (order[p] != p)
+            ring = malloc(n * sizeof *ring); /* not the rank order: kept */
+    if (!slots || !mem || (ring == NULL && order && !mp_is_identity(order, n))) {
         free(slots);
         free(mem);
+        free(ring);
         return CCL_ERR_NOMEM;
     }
+    for (uint32_t p = 0; p < n; p++)
+        mem[order ? order[p] : p].ring_pos = p;
+    if (ring)
+        memcpy(ring, order, n * sizeof *ring);
+    free(mp->ring);
+    mp->ring = ring;
     uint32_t joined = 0, first = mp->ever_run == 0 || mp->run == RUN_NONE;
     mp->epoch++;
     for (uint32_t r = 0; r < n; r++) {
@@ -41,6 +62,7 @@ int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n)
         p->rank = r;
         p->reported = 0;
         p->nlost = 0;
+        p->optimize = 0;
     }
     if (first)
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u formed: a new group of %u",
@@ -142,7 +164,7 @@ void ccl__mp_form_first(ccl__mpol *mp, uint64_t now)
             byrank[next] = pend[i];
             placed++;
         }
-        ccl__mp_form(mp, byrank, world);
+        ccl__mp_form(mp, byrank, world, NULL);
     }
     free(byrank);
     free(pend);
@@ -291,24 +313,32 @@ static void drop_silent(ccl__mpol *mp)
 }
 
 /* The next epoch: survivors in their old rank order, then the joiners in
- * arrival order (as many as fit). */
-static void next_epoch(ccl__mpol *mp)
+ * arrival order (as many as fit); the ring order carried over, re-planned
+ * when `replan`.  With `only_if_better` (nobody left or joins) the epoch
+ * is formed only when the plan found a better ring: returns 1 if it was
+ * formed. */
+static int next_epoch(ccl__mpol *mp, int replan, int only_if_better)
 {
-    int nj = 0;
+    int nj = 0, formed = 0;
     mp_peer **join = waiting_in_order(mp, &nj);
     mp_peer **byrank = calloc(CCL_MAX_WORLD, sizeof *byrank);
+    uint32_t *order = calloc(CCL_MAX_WORLD, sizeof *order);
     uint32_t n = 0;
-    if (join && byrank) {
+    if (join && byrank && order) {
         for (uint32_t r = 0; r < mp->world; r++)
             if (mp->slots[r].state == SLOT_HERE)
                 byrank[n++] = mp->slots[r].peer;
         for (int i = 0; i < nj && n < CCL_MAX_WORLD; i++)
             byrank[n++] = join[i];
-        ccl__mp_form(mp, byrank, n);
+        int better = ccl__mp_plan_ring(mp, byrank, n, replan, order);
+        if (better || !only_if_better)
+            formed = ccl__mp_form(mp, byrank, n, order) == CCL_OK;
     }
     /* Without memory nothing is sent: the members time out and retry. */
     free(join);
     free(byrank);
+    free(order);
+    return formed || !only_if_better;
 }
 
 void ccl__mp_finish_reform(ccl__mpol *mp, uint64_t now)
@@ -330,6 +360,7 @@ void ccl__mp_finish_reform(ccl__mpol *mp, uint64_t now)
     mp->reforming = 0;
     mp->adopted_untouched = 0;
     drop_silent(mp);
+    ccl__mp_expel_slow(mp);
     int relink = settle_links(mp);
     if (ccl__mp_members(mp) == 0) {
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u ended: no member is left",
@@ -337,16 +368,21 @@ void ccl__mp_finish_reform(ccl__mpol *mp, uint64_t now)
         ccl__mp_end_run(mp);
         return;
     }
+    int replan = ccl__mp_ring_due(mp);
     if (mp->lost_any || relink || ccl__mp_waiting(mp) > 0) {
-        next_epoch(mp);
+        next_epoch(mp, replan, 0);
         return;
     }
+    /* Nobody left or joins: a better ring order alone makes a new epoch. */
+    if (replan && next_epoch(mp, 1, 1))
+        return;
     ccl__mp_log(mp, CCL_LOG_DEBUG, "master: epoch %u stays as it is", mp->epoch);
     for (uint32_t r = 0; r < mp->world; r++) {
         mp_slot *s = &mp->slots[r];
         s->accused = 0;
         if (s->state == SLOT_HERE) {
             s->peer->reported = 0;
+            s->peer->optimize = 0;
             s->peer->nlost = 0;
             ccl__mp_act(mp, CCL_MPOL_NOCHANGE, s->peer->conn);
         }

@@ -209,6 +209,10 @@ void ccl__mp_end_run(ccl__mpol *mp)
     }
     free(mp->slots);
     mp->slots = NULL;
+    /* A later run (or an adopted one, whose order this master never
+     * knew) starts from the rank order. */
+    free(mp->ring);
+    mp->ring = NULL;
     mp->world = 0;
     mp->run = RUN_NONE;
     mp->reforming = 0;

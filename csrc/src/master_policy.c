@@ -40,6 +40,8 @@ void ccl__mpol_destroy(ccl__mpol *mp)
     free(mp->members);
     free(mp->forgiven);
     free(mp->acts);
+    free(mp->ring);
+    free(mp->links);
     free(mp);
 }
 
@@ -197,6 +199,7 @@ int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
     p->lost = lost;
     p->lost_ms = lost_ms;
     p->nlost = keep;
+    p->optimize |= msg->optimize;
     if (!msg->update) {
         p->reported = 1;
         p->report_ms = now;

@@ -54,6 +54,24 @@
  *     may not come back;
  *   - NOCHANGE when nothing changed, else the next epoch: survivors keep
  *     their order, joiners follow in arrival order.
+ *
+ * Ring order.  Ranks stay as above; the order of the ranks around the
+ * ring is a separate permutation that GROUP carries (ring.c uses it).
+ * The master keeps the last measured rate of every link its members
+ * report in STATS (ccl__mpol_link), by the identities of both ends, so
+ * measurements outlive the epoch they were taken in.  The ring order of
+ * a new epoch is the old one with the members that left taken out and
+ * the joiners appended (the first epoch, and the first after a master
+ * restart, take the rank order).  It is re-planned (ring_order.h: the
+ * order with the fastest slowest link, kept unless it gains 1.25x) when
+ * a member's REFORM asks for it (ccl_comm_optimize_topology), or, with
+ * the option reorder_slow_links, when a link of the current ring is
+ * flagged slow.  A better order alone makes a new epoch (same ranks, new
+ * mesh); otherwise NOCHANGE.  With expel_slow_after N, a member whose
+ * sending link was flagged slow in N consecutive reports of its receivers
+ * (a report about a link from it that is not flagged starts the count
+ * again) is dropped at the next reform, told why; it may register again
+ * as a new peer.
  */
 #ifndef CCL_MASTER_POLICY_H
 #define CCL_MASTER_POLICY_H
@@ -83,6 +101,15 @@ int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
 void ccl__mpol_lost(ccl__mpol *mp, void *conn, uint64_t now);
 /* Time passed: deadlines and graces end here. */
 void ccl__mpol_tick(ccl__mpol *mp, uint64_t now);
+/* A link measurement from a member's STATS report: in `epoch`, the link
+ * from rank src to rank dst delivers `rate` bytes/s, and the master's
+ * verdict flags it slow or not.  Ignored unless epoch is the current one
+ * and both ranks are members.  Never decides anything by itself: the
+ * policies act at the next reform. */
+void ccl__mpol_link(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
+                    double rate, int slow, uint64_t now);
+/* The optional policies (all off after create). */
+void ccl__mpol_set_options(ccl__mpol *mp, const ccl__mpol_options *o);
 
 /* Takes the next decision into *a; 0 when there is none.  Callers drain
  * the queue after every event, in order. */
@@ -97,6 +124,9 @@ uint32_t ccl__mpol_epoch(const ccl__mpol *mp);
  * next event. */
 const ccl__member *ccl__mpol_members(const ccl__mpol *mp, uint32_t *world,
                                      uint16_t *conns_per_peer);
+/* Whether the last GROUP decisions carry a ring order (members'
+ * ring_pos); 0: the rank order, and GROUP carries none. */
+int ccl__mpol_ring_sent(const ccl__mpol *mp);
 /* Peers in the current epoch, and peers waiting to join. */
 int ccl__mpol_members_count(const ccl__mpol *mp);
 int ccl__mpol_waiting_count(const ccl__mpol *mp);

@@ -24,7 +24,28 @@ typedef struct mp_peer {
     uint32_t *lost;          /* the ranks it reported lost in this reform */
     uint64_t *lost_ms;       /* when it first reported each */
     uint32_t nlost;
+    int optimize;            /* members: its REFORM asked for a better ring */
+    /* Consecutive reports that flagged a link from it slow, and the last
+     * such link's receiver (its uuid) and rate. */
+    uint32_t slow_streak;
+    uint8_t slow_to[16];
+    double slow_rate;
 } mp_peer;
+
+/* A link's last measured rate, by the identities of its ends (ranks
+ * change between epochs; identities do not). */
+typedef struct mp_link {
+    uint8_t src[16], dst[16];
+    double rate;     /* bytes/s, as its receiver reported it */
+    uint64_t at_ms;  /* when */
+    int slow;        /* the master's verdict then */
+} mp_link;
+
+/* Links remembered at most; the oldest goes first. */
+#define MP_MAX_LINKS 4096
+/* Groups above this many members keep the ring order they have: the
+ * plan needs an n x n matrix of rates. */
+#define MP_MAX_RING_PLAN 1024
 
 /* What became of one rank of the current epoch. */
 enum mp_slot_state {
@@ -82,6 +103,11 @@ struct ccl__mpol {
     int nforgiven;
     ccl__mpol_action *acts;  /* the decision queue: [head, nacts) */
     size_t head, nacts, cap_acts;
+    ccl__mpol_options opt;
+    uint32_t *ring;          /* the epoch's ring order (world ranks), or NULL:
+                                the rank order */
+    mp_link *links;          /* measured links (master_ring.c) */
+    int nlinks;
 };
 
 /* ---- master_peers.c ---- */
@@ -130,10 +156,27 @@ void ccl__mp_end_run(ccl__mpol *mp);
 /* Tells every member how many joiners wait, when that number changed. */
 void ccl__mp_announce(ccl__mpol *mp);
 
+/* ---- master_ring.c ---- */
+
+/* The ring order for an epoch of byrank[0..n) into order (n entries):
+ * the current order carried over (members that left taken out, the
+ * others in their order, then the rest in rank order), re-planned from
+ * the measured links when `replan`.  Returns 1 when the plan changed the
+ * carried order. */
+int ccl__mp_plan_ring(ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
+                      int replan, uint32_t *order);
+/* Whether the ring should be re-planned at this reform: a member asked,
+ * or reorder_slow_links is on and a link of the current ring is flagged. */
+int ccl__mp_ring_due(const ccl__mpol *mp);
+/* Drops the members that stayed slow past expel_slow_after. */
+void ccl__mp_expel_slow(ccl__mpol *mp);
+
 /* ---- master_epoch.c ---- */
 
-/* Forms epoch+1 from byrank[0..n): GROUP to each, joins logged. */
-int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n);
+/* Forms epoch+1 from byrank[0..n) with the ring order `order` (NULL:
+ * the rank order): GROUP to each, joins logged. */
+int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
+                 const uint32_t *order);
 /* The first group, when enough compatible peers wait (and no grace holds
  * it back). */
 void ccl__mp_form_first(ccl__mpol *mp, uint64_t now);

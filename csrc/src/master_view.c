@@ -152,8 +152,13 @@ static void judge(ccl__mview *v)
 }
 
 int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
-                      const uint8_t *payload, size_t len, uint64_t now_ms)
+                      const uint8_t *payload, size_t len, uint64_t now_ms,
+                      int *taken)
 {
+    int dummy;
+    if (!taken)
+        taken = &dummy;
+    *taken = 0;
     pthread_mutex_lock(&v->mu);
     ccl__stats_msg *m = &v->scratch;
     int rc = ccl__stats_msg_decode(payload, len, m);
@@ -206,6 +211,7 @@ int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
     mb->last_ms = now_ms;
     mb->reports++;
     v->totals.reports++;
+    *taken = 1;
     v->dirty = 1;
     if (now_ms - v->judged_ms >= JUDGE_EVERY_MS) {
         judge(v);
@@ -214,6 +220,35 @@ int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
     }
     pthread_mutex_unlock(&v->mu);
     return CCL_OK;
+}
+
+/* One link of a member's report as the public stats show it. */
+static void link_out(const mv_member *mb, const mv_link *lk, ccl_master_link_stats *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epoch = mb->hdr.epoch;
+    o->from = (int)lk->m.peer;
+    o->to = (int)mb->hdr.rank;
+    o->rx_rate = lk->m.rate_kbs * 1000.0;
+    o->rtt_us = lk->m.rtt_us;
+    o->rx_bytes = lk->m.rx_bytes;
+    o->samples = lk->m.samples;
+    o->z = lk->z;
+    o->slow = lk->slow;
+    o->slow_local = (lk->m.flags & CCL_STATS_LINK_SLOW) != 0;
+    o->flagged_at_ops = lk->flagged_at_ops;
+}
+
+int ccl__mview_member_links(ccl__mview *v, const void *who,
+                            ccl_master_link_stats *out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&v->mu);
+    const mv_member *mb = find(v, who);
+    for (int l = 0; mb && l < mb->nlinks && n < max; l++)
+        link_out(mb, &mb->links[l], &out[n++]);
+    pthread_mutex_unlock(&v->mu);
+    return n;
 }
 
 void ccl__mview_forget(ccl__mview *v, const void *who)
@@ -263,20 +298,7 @@ int ccl__mview_read(ccl__mview *v, ccl_master_stats_totals *totals,
             o->reports = mb->reports;
         }
         for (int l = 0; links && l < mb->nlinks && nl < max_links; l++) {
-            const mv_link *lk = &mb->links[l];
-            ccl_master_link_stats *o = &links[nl++];
-            memset(o, 0, sizeof *o);
-            o->epoch = mb->hdr.epoch;
-            o->from = (int)lk->m.peer;
-            o->to = (int)mb->hdr.rank;
-            o->rx_rate = lk->m.rate_kbs * 1000.0;
-            o->rtt_us = lk->m.rtt_us;
-            o->rx_bytes = lk->m.rx_bytes;
-            o->samples = lk->m.samples;
-            o->z = lk->z;
-            o->slow = lk->slow;
-            o->slow_local = (lk->m.flags & CCL_STATS_LINK_SLOW) != 0;
-            o->flagged_at_ops = lk->flagged_at_ops;
+            link_out(mb, &mb->links[l], &links[nl++]);
         }
     }
     if (n_members)

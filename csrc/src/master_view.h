@@ -26,9 +26,15 @@ void ccl__mview_destroy(ccl__mview *v);
 /* A STATS payload from the member on control link `who`.  Returns 0,
  * or CCL_ERR_PROTOCOL for a malformed payload (the caller rejects the
  * member as for any malformed frame).  Unknown payload versions and
- * reports over the rate are skipped and counted. */
+ * reports over the rate are skipped and counted; *taken says whether
+ * this one was taken in (it may be NULL). */
 int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
-                      const uint8_t *payload, size_t len, uint64_t now_ms);
+                      const uint8_t *payload, size_t len, uint64_t now_ms,
+                      int *taken);
+/* The links of the last report of the member on `who` (at most max),
+ * with the group verdict: how many were copied. */
+int ccl__mview_member_links(ccl__mview *v, const void *who,
+                            ccl_master_link_stats *out, int max);
 /* The member on `who` is gone. */
 void ccl__mview_forget(ccl__mview *v, const void *who);
 int ccl__mview_read(ccl__mview *v, ccl_master_stats_totals *totals,

@@ -124,11 +124,19 @@ int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return CCL_ERR_NOMEM;
     }
+    uint32_t *ring = calloc((size_t)size, sizeof *ring);
+    if (!ring) {
+        free(m);
+        snprintf(err, errlen, "out of memory");
+        return CCL_ERR_NOMEM;
+    }
     for (int p = 0; p < size; p++) {
         m[p].host = g->members[p].host;
         m[p].port = g->members[p].port;
+        ring[g->members[p].ring_pos] = (uint32_t)p; /* a permutation: decoded */
     }
-    int rc = ccl__engine_new_epoch(&c->eng, (int)g->your_rank, size, g->epoch);
+    int rc = ccl__engine_new_epoch(&c->eng, (int)g->your_rank, size, g->epoch, ring);
+    free(ring);
     if (!rc)
         rc = ccl__xport_reset(c->xp, size, (int)g->your_rank, g->conns_per_peer,
                               g->epoch, m);

@@ -486,6 +486,8 @@ static void activate(ccl__engine *e, ccl_op *op)
     op->active = 1;
     op->rank = e->rank;
     op->size = e->size;
+    op->ring = e->ring;
+    op->ring_pos = e->ring_pos;
     op->epoch = e->epoch;
     op->last_progress_ms = ccl__now_ms();
     if (op->p2p) {

@@ -33,6 +33,8 @@ void ccl__engine_fini(ccl__engine *e)
     ccl__engine_buffers_free(e);
     free(e->lost);
     e->lost = NULL;
+    free(e->ring);
+    e->ring = NULL;
     pthread_mutex_destroy(&e->group_mu);
     pthread_mutex_destroy(&e->post_mu);
     pthread_mutex_destroy(&e->done_mu);
@@ -84,14 +86,35 @@ ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag)
     return q;
 }
 
-int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch)
+int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
+                          const uint32_t *ring)
 {
     ccl__engine_forget_epoch(e);
     uint8_t *lost = calloc((size_t)size, 1);
-    if (!lost)
+    uint32_t *order = NULL;
+    int pos = rank;
+    for (int p = 0; ring && p < size && !order; p++)
+        if (ring[p] != (uint32_t)p) {
+            /* Not the rank order: keep a copy for the ring algorithms. */
+            order = malloc((size_t)size * sizeof *order);
+            if (!order) {
+                free(lost);
+                return CCL_ERR_NOMEM;
+            }
+            memcpy(order, ring, (size_t)size * sizeof *order);
+        }
+    for (int p = 0; order && p < size; p++)
+        if (order[p] == (uint32_t)rank)
+            pos = p;
+    if (!lost) {
+        free(order);
         return CCL_ERR_NOMEM;
+    }
     free(e->lost);
     e->lost = lost;
+    free(e->ring);
+    e->ring = order;
+    e->ring_pos = pos;
     pthread_mutex_lock(&e->post_mu);
     e->next_tag = 0; /* tags count from zero in every epoch */
     pthread_mutex_unlock(&e->post_mu);
@@ -123,7 +146,16 @@ void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch)
 void ccl__engine_set_error(ccl__engine *e, const char *msg)
 {
     pthread_mutex_lock(&e->post_mu);
+    if (!e->error_final)
+        snprintf(e->errbuf, sizeof e->errbuf, "%s", msg);
+    pthread_mutex_unlock(&e->post_mu);
+}
+
+void ccl__engine_set_final_error(ccl__engine *e, const char *msg)
+{
+    pthread_mutex_lock(&e->post_mu);
     snprintf(e->errbuf, sizeof e->errbuf, "%s", msg);
+    e->error_final = 1;
     pthread_mutex_unlock(&e->post_mu);
 }
 

@@ -53,6 +53,11 @@ struct ccl_op {
     uint64_t tag;
     uint32_t epoch;
     int rank, size;          /* of the epoch the op runs in */
+    /* The epoch's ring (the engine's, valid while the op runs): ring[p]
+     * is the rank at position p, NULL for the rank order; ring_pos is
+     * this rank's position.  Only the ring algorithms use them. */
+    const uint32_t *ring;
+    int ring_pos;
     uint32_t unit;           /* pipelining unit in bytes (whole elements) */
     uint64_t star_max_bytes; /* broadcast: direct sends up to this size */
     const uint8_t *send;     /* the caller's input */
@@ -120,6 +125,13 @@ static inline int ccl__mod(int a, int n)
 {
     a %= n;
     return a < 0 ? a + n : a;
+}
+
+/* The rank at ring position p (taken mod the op's size). */
+static inline int ccl__ring_rank(const struct ccl_op *op, int p)
+{
+    p = ccl__mod(p, op->size);
+    return op->ring ? (int)op->ring[p] : p;
 }
 
 /* Queues one DATA frame of the op to peer (data borrowed until written). */

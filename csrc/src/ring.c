@@ -4,14 +4,27 @@
  *
  * The buffer of N*... elements is cut into N segments (segment k starts at
  * k*base + min(k, rem) elements, base = count / N, rem = count % N, and
- * the first rem segments hold one element more).  Rank r talks to
- * right = r+1 and hears from left = r-1 (mod N).
+ * the first rem segments hold one element more).
  *
- * Reduce-scatter, steps s = 0..N-2 (wire step s): send segment r-s-1,
- * receive segment r-s-2 from left and reduce it into the buffer.  After
- * the last step rank r holds segment r fully reduced.
- * All-gather, steps s = 0..N-2 (wire step N-1+s): send segment r-s,
- * receive segment r-s-1 from left, landing in place.
+ * Ring positions.  The ranks sit on the ring in the epoch's ring order
+ * (the master's GROUP; the rank order unless it chose another, see
+ * ring_order.h): ring[p] is the rank at position p.  Below, r is this
+ * rank's position, and "segment of position q" is the segment numbered
+ * by the rank at q (ring[q]).  The member at position r talks to
+ * right = ring[r+1] and hears from left = ring[r-1] (mod N).  With the
+ * rank order this is rank r+1 and r-1, as before ring orders existed.
+ *
+ * Reduce-scatter, steps s = 0..N-2 (wire step s): send the segment of
+ * position r-s-1, receive that of r-s-2 from left and reduce it into the
+ * buffer.  After the last step the member holds the segment of its own
+ * position, which is its own rank's segment, fully reduced: so a
+ * reduce-scatter delivers block `rank` whatever the order.
+ * All-gather, steps s = 0..N-2 (wire step N-1+s): send the segment of
+ * position r-s, receive that of r-s-1 from left, landing in place.
+ *
+ * A different order changes who adds whose partial sums first, so the
+ * bits of a float sum may differ from those of the rank order; they are
+ * still the same on every rank (the all-gather below).
  *
  * Pipelining: a segment travels as units of at most chunk_bytes.  The
  * first sender of a segment picks the unit boundaries; every later hop
@@ -49,8 +62,8 @@ void ccl__ring_segment(const ccl_op *op, int n, int k, uint64_t *off, uint64_t *
 /* Queues a byte range of the buffer to the right neighbour in units. */
 static int send_right(ccl_op *op, uint16_t step, uint64_t off, uint64_t len)
 {
-    return ccl__op_send_range(op, ccl__mod(op->rank + 1, op->size), step, op->buf,
-                              off, len);
+    return ccl__op_send_range(op, ccl__ring_rank(op, op->ring_pos + 1), step,
+                              op->buf, off, len);
 }
 
 enum { DO_RS = 1, DO_AG = 2 };
@@ -72,20 +85,27 @@ static void rs_deliver(ccl_op *op, uint64_t off, uint64_t len)
     memcpy(op->out + (off - soff), op->buf + off, len);
 }
 
+/* The segment of ring position q: the block of the rank there. */
+static void seg_at(const ccl_op *op, int q, uint64_t *off, uint64_t *len)
+{
+    ccl__ring_segment(op, op->size, ccl__ring_rank(op, q), off, len);
+}
+
 static int ring_start(ccl_op *op)
 {
-    int n = op->size, r = op->rank, ph = phases(op);
+    int n = op->size, r = op->ring_pos, ph = phases(op);
     uint64_t off, len;
     if (ph == (DO_RS | DO_AG)) {
         op->buf = op->out;
         if (op->send != op->out)
             memcpy(op->buf, op->send, op->nbytes);
         else if (n > 1) {
-            /* Every segment but r-1 is reduced into (and saved then);
-             * r-1 is only overwritten by the all-gather: save it now. */
+            /* Every segment but that of r-1 is reduced into (and saved
+             * then); r-1's is only overwritten by the all-gather: save it
+             * now. */
             if (ccl__op_keep_input(op))
                 return -1;
-            ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
+            seg_at(op, r - 1, &off, &len);
             if (ccl__op_save(op, off, len))
                 return -1;
         }
@@ -98,7 +118,7 @@ static int ring_start(ccl_op *op)
         op->buf = op->scratch;
     } else {
         op->buf = op->out;
-        ccl__ring_segment(op, n, r, &off, &len);
+        seg_at(op, r, &off, &len);
         if (op->send != op->buf + off)
             memmove(op->buf + off, op->send, len);
     }
@@ -112,28 +132,28 @@ static int ring_start(ccl_op *op)
     }
     op->recv_left = 0;
     for (int k = 0; k < n; k++) {
-        ccl__ring_segment(op, n, k, &off, &len);
+        seg_at(op, k, &off, &len);
         if ((ph & DO_RS) && k != ccl__mod(r - 1, n))
             op->recv_left += len;
         if ((ph & DO_AG) && k != r)
             op->recv_left += len;
     }
     if (ph & DO_RS) {
-        ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
+        seg_at(op, r - 1, &off, &len);
         return send_right(op, 0, off, len);
     }
-    ccl__ring_segment(op, n, r, &off, &len);
+    seg_at(op, r, &off, &len);
     return send_right(op, (uint16_t)(n - 1), off, len);
 }
 
 static int ring_on_header(ccl_op *op, int peer, const ccl__hdr *h,
                           ccl__sink *sink)
 {
-    int n = op->size, r = op->rank, ph = phases(op);
+    int n = op->size, r = op->ring_pos, ph = phases(op);
     int s, k, reduce;
-    if (peer != ccl__mod(r - 1, n)) {
+    if (peer != ccl__ring_rank(op, r - 1)) {
         snprintf(op->err, sizeof op->err, "ring frame from rank %d, not from the "
-                 "left neighbour %d", peer, ccl__mod(r - 1, n));
+                 "left neighbour %d", peer, ccl__ring_rank(op, r - 1));
         return -1;
     }
     if (h->step < n - 1) {
@@ -152,7 +172,7 @@ static int ring_on_header(ccl_op *op, int peer, const ccl__hdr *h,
         goto bad_step;
     }
     uint64_t off, len;
-    ccl__ring_segment(op, n, k, &off, &len);
+    seg_at(op, k, &off, &len);
     if (h->offset < off || h->offset + h->length > off + len ||
         h->length % op->esize || h->length == 0) {
         snprintf(op->err, sizeof op->err, "ring frame at bytes [%llu, +%u) is "

@@ -13,6 +13,8 @@
  * results everywhere.  The error: one encoding per hop of a partial sum
  * (N-1 of them) and one of the result.
  *
+ * Ranks sit on the ring in the epoch's ring order, as in ring.c.
+ *
  * A frame is one unit: `offset` its first element times 4, the payload a
  * u32 element count then the encoding; `root` carries the format and
  * block as in star_q.c.  A unit is decoded when its payload is in
@@ -55,22 +57,22 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
     uint8_t *b = encode_unit(op, first, n, &len);
     if (!b)
         return -1;
-    return ccl__op_send_owned(op, ccl__mod(op->rank + 1, op->size), step, first * 4, b,
-                              len) ? -1 : 0;
+    return ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1), step, first * 4,
+                              b, len) ? -1 : 0;
 }
 
 static int rq_start(ccl_op *op)
 {
-    int n = op->size, r = op->rank, rc = ccl__quant_begin(op);
+    int n = op->size, r = op->ring_pos, rc = ccl__quant_begin(op);
     if (rc)
         return rc < 0 ? -1 : 0;
     uint64_t off, len, u = op->unit / 4 ? op->unit / 4 : 1;
     for (int k = 0; k < n; k++) {
-        ccl__ring_segment(op, n, k, &off, &len);
+        ccl__ring_segment(op, n, ccl__ring_rank(op, k), &off, &len);
         op->qleft += (k != ccl__mod(r - 1, n) ? len / 4 : 0) + (k != r ? len / 4 : 0);
     }
     op->frames_left = op->qleft ? 1 : 0;
-    ccl__ring_segment(op, n, ccl__mod(r - 1, n), &off, &len);
+    ccl__ring_segment(op, n, ccl__ring_rank(op, r - 1), &off, &len);
     for (uint64_t e = off / 4; e < (off + len) / 4; e += u) {
         uint64_t m = (off + len) / 4 - e < u ? (off + len) / 4 - e : u;
         if (send_unit(op, 0, e, m))
@@ -79,14 +81,15 @@ static int rq_start(ccl_op *op)
     return 0;
 }
 
-/* The segment a frame at this step carries (ring.c's arithmetic). */
+/* The segment a frame at this step carries (ring.c's arithmetic, over
+ * ring positions: the segment of the rank at that position). */
 static int step_segment(const ccl_op *op, uint16_t step, int *k)
 {
-    int n = op->size, r = op->rank;
+    int n = op->size, r = op->ring_pos;
     if (step < n - 1)
-        *k = ccl__mod(r - step - 2, n);
+        *k = ccl__ring_rank(op, r - step - 2);
     else if (step <= 2 * n - 3)
-        *k = ccl__mod(r - (step - (n - 1)) - 1, n);
+        *k = ccl__ring_rank(op, r - (step - (n - 1)) - 1);
     else
         return -1;
     return 0;
@@ -139,7 +142,7 @@ static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink
 {
     int k;
     uint64_t soff, slen;
-    if (peer != ccl__mod(op->rank - 1, op->size) || step_segment(op, h->step, &k)) {
+    if (peer != ccl__ring_rank(op, op->ring_pos - 1) || step_segment(op, h->step, &k)) {
         snprintf(op->err, sizeof op->err, "quantized ring frame (step %u) from rank %d "
                  "not valid at rank %d", h->step, peer, op->rank);
         return -1;
@@ -200,11 +203,12 @@ static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
         if (!b)
             return -1;
         ccl__quant_decode(op->qfmt, b + 4, q.n, op->qblock, x);
-        rc = ccl__op_send_owned(op, ccl__mod(op->rank + 1, n), (uint16_t)(n - 1),
-                                q.first * 4, b, len) ? -1 : 0;
+        rc = ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1),
+                                (uint16_t)(n - 1), q.first * 4, b, len) ? -1 : 0;
     } else if (step < 2 * n - 3) {
-        rc = ccl__op_send_owned(op, ccl__mod(op->rank + 1, n), (uint16_t)(step + 1),
-                                q.first * 4, q.bytes, (uint32_t)h->length) ? -1 : 0;
+        rc = ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1),
+                                (uint16_t)(step + 1), q.first * 4, q.bytes,
+                                (uint32_t)h->length) ? -1 : 0;
         q.bytes = NULL; /* the transport's now */
     }
     free(q.bytes);

@@ -19,16 +19,13 @@
 #include <stdlib.h>
 
 #define REPORT_SEND_MS 100
+/* The master takes at most one report per 80 ms from a member
+ * (master_view.h); a report forced by optimize_topology waits this long
+ * after the last one so that it is not dropped. */
+#define REPORT_GAP_MS 100
 
-static void report_tick(ccl_comm *c, uint64_t now)
+static void send_report(ccl_comm *c)
 {
-    int every = c->cfg.stats_report_ms;
-    if (every <= 0 || now < c->next_report_ms || c->master_fd < 0 ||
-        c->master_lost || c->awaiting || c->rejected[0])
-        return;
-    c->next_report_ms = now + (uint64_t)every;
-    if (!ccl__sock_writable_now(c->master_fd))
-        return; /* the master is not reading: no report, no wait */
     static __thread uint8_t buf[CCL_STATS_MAX_LEN];
     ccl__stats *s = ccl__xport_stats_of(c->xp);
     size_t len = ccl__stats_report(s, buf, sizeof buf);
@@ -43,7 +40,34 @@ static void report_tick(ccl_comm *c, uint64_t now)
                  "%s; the control link is considered lost", c->master_host,
                  c->master_port, err);
         ccl__master_gone(c);
+        return;
     }
+    c->last_report_ms = ccl__now_ms();
+}
+
+static void report_tick(ccl_comm *c, uint64_t now)
+{
+    int every = c->cfg.stats_report_ms;
+    if (every <= 0 || now < c->next_report_ms || c->master_fd < 0 ||
+        c->master_lost || c->awaiting || c->rejected[0])
+        return;
+    c->next_report_ms = now + (uint64_t)every;
+    if (!ccl__sock_writable_now(c->master_fd))
+        return; /* the master is not reading: no report, no wait */
+    send_report(c);
+}
+
+void ccl__stats_report_now(ccl_comm *c, uint64_t deadline)
+{
+    for (;;) {
+        uint64_t now = ccl__now_ms();
+        if (now >= c->last_report_ms + REPORT_GAP_MS || now >= deadline)
+            break;
+        uint64_t left = c->last_report_ms + REPORT_GAP_MS - now;
+        ccl__loop_once(c, (int)(left < 20 ? left : 20));
+    }
+    if (c->master_fd >= 0 && !c->master_lost && !c->rejected[0])
+        send_report(c);
 }
 
 void ccl__stats_report_start(ccl_comm *c)

@@ -25,6 +25,7 @@
 #define GROUP_FIXED_LEN 14    /* u32 epoch, u32 world_size, u32 rank, u16 K */
 #define MEMBER_FIXED_LEN 19   /* u16 port, 16 uuid, u8 host_len */
 #define MEMBER_MIN_LEN (MEMBER_FIXED_LEN + 1) /* a host has >= 1 byte */
+#define RING_FIXED_LEN 2      /* u16 count, then count x u16 rank */
 #define ERRMSG_FIXED_LEN 6    /* u32 code, u16 n */
 #define HELLO_NONCE_OFF 40
 #define HELLO_RESERVED_OFF 56
@@ -505,6 +506,20 @@ static int group_fields_ok(uint32_t world_size, uint32_t your_rank,
            your_rank < world_size && conns_ok(conns);
 }
 
+/* Whether the members' ring positions are a permutation of the ranks. */
+static int ring_ok(const ccl__group_msg *m)
+{
+    uint8_t seen[CCL_MAX_WORLD];
+    memset(seen, 0, m->world_size);
+    for (uint32_t i = 0; i < m->world_size; i++) {
+        uint32_t p = m->members[i].ring_pos;
+        if (p >= m->world_size || seen[p])
+            return 0;
+        seen[p] = 1;
+    }
+    return 1;
+}
+
 /* Exact encoded size of m, or 0 if any field breaks a decoder rule. */
 static size_t group_size(const ccl__group_msg *m)
 {
@@ -519,6 +534,11 @@ static size_t group_size(const ccl__group_msg *m)
         if (host_len == 0 || m->members[i].port == 0)
             return 0;
         need += MEMBER_FIXED_LEN + host_len;
+    }
+    if (m->has_ring) {
+        if (!ring_ok(m))
+            return 0;
+        need += RING_FIXED_LEN + 2 * (size_t)m->world_size;
     }
     /* Unreachable with today's caps (4096 * 83 + 14 bytes), but it keeps
      * the encoder honest should the caps ever change. */
@@ -546,6 +566,15 @@ size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m)
         wr_bytes(&w, mb->uuid, 16);
         wr_u8(&w, (uint8_t)host_len);
         wr_bytes(&w, mb->host, host_len);
+    }
+    if (m->has_ring) {
+        /* The ring order: the rank at each position, position 0 first. */
+        uint16_t order[CCL_MAX_WORLD];
+        for (i = 0; i < m->world_size; i++)
+            order[m->members[i].ring_pos] = (uint16_t)i;
+        wr_u16(&w, (uint16_t)m->world_size);
+        for (i = 0; i < m->world_size; i++)
+            wr_u16(&w, order[i]);
     }
     return w.pos;
 }
@@ -596,9 +625,27 @@ int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m)
     conns = rd_u16(&r);
     if (!group_fields_ok(ws, your_rank, conns))
         return CCL_ERR_PROTOCOL;
-    for (i = 0; i < ws; i++)
+    for (i = 0; i < ws; i++) {
         if (!rd_member(&r, &m->members[i]))
             return CCL_ERR_PROTOCOL;
+        m->members[i].ring_pos = i;
+    }
+    /* The optional ring order: exactly a u16 count equal to world_size and
+     * that many distinct ranks, or nothing at all. */
+    m->has_ring = !rd_done(&r) && !r.bad;
+    if (m->has_ring) {
+        uint8_t seen[CCL_MAX_WORLD];
+        memset(seen, 0, ws);
+        if (rd_u16(&r) != ws)
+            return CCL_ERR_PROTOCOL;
+        for (i = 0; i < ws; i++) {
+            uint32_t rank = rd_u16(&r);
+            if (r.bad || rank >= ws || seen[rank])
+                return CCL_ERR_PROTOCOL;
+            seen[rank] = 1;
+            m->members[rank].ring_pos = i;
+        }
+    }
     if (!rd_done(&r))
         return CCL_ERR_PROTOCOL;
     m->epoch = epoch;

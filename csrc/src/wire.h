@@ -173,6 +173,7 @@ typedef struct ccl__member {
     uint16_t port;
     uint8_t uuid[16];
     char host[CCL_MAX_HOST + 1];
+    uint32_t ring_pos;        /* the member's position on the ring */
 } ccl__member;
 
 typedef struct ccl__group_msg {
@@ -181,6 +182,10 @@ typedef struct ccl__group_msg {
     uint32_t your_rank;       /* < world_size */
     uint16_t conns_per_peer;  /* 1..64 */
     ccl__member *members;     /* world_size entries, rank order */
+    /* 1: the payload carries the ring order (members' ring_pos, a
+     * permutation of 0..world_size-1); 0: it does not, and the ring is
+     * the rank order (decode sets ring_pos = rank). */
+    int has_ring;
 } ccl__group_msg;
 
 size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);
@@ -210,8 +215,14 @@ int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
  * member ignores an update rather than refuse it: the reform may have ended
  * while the update was on its way. */
 #define CCL_REFORM_UPDATE 1u
+/* Tag bit 1 of a REFORM (the first report or an update): the member asks
+ * for a better ring order now (ccl_comm_optimize_topology).  Other bits
+ * must be 0. */
+#define CCL_REFORM_OPTIMIZE 2u
+#define CCL_REFORM_TAG_BITS (CCL_REFORM_UPDATE | CCL_REFORM_OPTIMIZE)
 typedef struct ccl__reform_msg {
     int update;        /* not on the wire: from the header's tag */
+    int optimize;      /* not on the wire: from the header's tag */
     uint32_t epoch;
     uint32_t wait_ms;  /* how long the master may wait for the others */
     uint32_t nlost;

@@ -113,6 +113,7 @@ struct ccl__xport {
      * held to a rate, like a slow uplink.  0: off. */
     double tx_rate, tx_tokens;
     uint64_t tx_refill_us;
+    int tx_slow_peer; /* CCL_TEST_TX_SLOW_PEER: only sends to this rank; -1: all */
     int tx_waiting; /* a connection stopped for tokens: the tick resumes it */
     int lost_logged; /* peers lost this epoch (log levels) */
     int started;           /* ccl__xport_start ran for this epoch */

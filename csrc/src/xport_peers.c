@@ -41,6 +41,10 @@ int ccl__xport_create(ccl__xport **out, int poller, const ccl__xport_ops *ops,
     const char *rate = getenv("CCL_TEST_TX_BYTES_PER_S");
     if (rate && atof(rate) > 0)
         x->tx_rate = atof(rate);
+    /* ... towards one peer only (CCL_TEST_TX_SLOW_PEER=rank): one slow
+     * link on loopback, for the ring-order tests. */
+    const char *slow = getenv("CCL_TEST_TX_SLOW_PEER");
+    x->tx_slow_peer = slow && *slow ? atoi(slow) : -1;
     *out = x;
     return CCL_OK;
 }

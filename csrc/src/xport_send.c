@@ -91,7 +91,8 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
 }
 
 /* Test hook (CCL_TEST_TX_BYTES_PER_S): a token bucket over every send of
- * this process, refilled at tx_rate and holding at most 5 ms of it, and
+ * this process (or, with CCL_TEST_TX_SLOW_PEER, over its sends to that
+ * rank only), refilled at tx_rate and holding at most 5 ms of it, and
  * at most 4 KiB when a frame starts: every frame is paced at tx_rate
  * from its first byte, like a link of that bandwidth (a full bucket
  * would send the start of a frame at memory speed).  Trims the iovec to
@@ -144,7 +145,8 @@ void ccl__xp_flush(xp_conn *k)
         size_t total = body + (on ? CCL_FRAME_MAC_TAG_LEN : 0);
         struct iovec iov[3];
         int n = frame_iov(k, r, iov);
-        if (x->tx_rate > 0 && !throttle(k, iov, &n))
+        int paced = x->tx_rate > 0 && (x->tx_slow_peer < 0 || k->peer == x->tx_slow_peer);
+        if (paced && !throttle(k, iov, &n))
             return;
         long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
         if (w < 0) {
@@ -160,7 +162,7 @@ void ccl__xp_flush(xp_conn *k)
         }
         __atomic_fetch_add(&x->tx_bytes, (uint64_t)w, __ATOMIC_RELAXED);
         ccl__stats_tx(&x->stats, k->peer, (uint64_t)w);
-        if (x->tx_rate > 0)
+        if (paced)
             x->tx_tokens -= (double)w;
         if (on && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
