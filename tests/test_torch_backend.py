@@ -149,6 +149,18 @@ def everything(rank, n):
     for req in reqs:
         req.wait()
     out["batch_isend_irecv"] = r_t.tolist()
+    # The same exchange again and again (one tag both ways: with two ranks
+    # a send and a recv of the same pair share every wire tag).
+    seen = []
+    for k in range(5):
+        r_t = torch.zeros(2)
+        reqs = dist.batch_isend_irecv([
+            dist.P2POp(dist.isend, torch.full((2,), float(rank * 10 + k)), nxt),
+            dist.P2POp(dist.irecv, r_t, prv)])
+        for req in reqs:
+            req.wait()
+        seen.append(r_t.tolist())
+    out["repeated batch_isend_irecv"] = seen
 
     objs = [None] * n
     dist.all_gather_object(objs, {"rank": rank, "s": "x" * rank})
