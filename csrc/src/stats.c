@@ -17,6 +17,9 @@
 
 uint64_t ccl__stats_now_ns(void)
 {
+#ifdef CCL_STATS_OFF
+    return 0;
+#endif
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -65,6 +68,9 @@ int ccl__stats_new_epoch(ccl__stats *s, int rank, int size, uint32_t epoch,
 
 void ccl__stats_frame_in(ccl__stats *s, int peer, uint64_t bytes, uint64_t ns)
 {
+#ifdef CCL_STATS_OFF
+    return;
+#endif
     if (!s->links || peer < 0 || peer >= s->size)
         return;
     ccl__link *l = &s->links[peer];
@@ -91,6 +97,9 @@ void ccl__stats_error(ccl__stats *s, int peer)
 
 void ccl__stats_rtt(ccl__stats *s, int peer, double rtt_us)
 {
+#ifdef CCL_STATS_OFF
+    return;
+#endif
     pthread_mutex_lock(&s->mu);
     if (s->links && peer >= 0 && peer < s->size && rtt_us > 0) {
         ccl__link *l = &s->links[peer];
@@ -165,6 +174,9 @@ static void judge(ccl__stats *s)
 
 void ccl__stats_op_end(ccl__stats *s, const ccl_op_record *rec)
 {
+#ifdef CCL_STATS_OFF
+    return;
+#endif
     pthread_mutex_lock(&s->mu);
     /* Atomic stores: ccl__stats_unreported reads these without the lock. */
     __atomic_store_n(&s->nops, s->nops + 1, __ATOMIC_RELAXED);

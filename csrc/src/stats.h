@@ -80,16 +80,23 @@ void ccl__stats_fini(ccl__stats *s);
 int ccl__stats_new_epoch(ccl__stats *s, int rank, int size, uint32_t epoch,
                          const char *const *hosts, const int *ports);
 
-/* Hot counters (caller holds mu; peer checked against the table). */
+/* Hot counters (caller holds mu; peer checked against the table).
+ * CCL_STATS_OFF (never in a real build) compiles every hook on the data
+ * path to nothing, so that csrc/bench/bench_stats_e2e.c can count what
+ * the stats cost end to end (docs/observability.md, "Cost"). */
 static inline void ccl__stats_tx(ccl__stats *s, int peer, uint64_t n)
 {
+#ifndef CCL_STATS_OFF
     if (s->links && peer >= 0 && peer < s->size)
         __atomic_fetch_add(&s->links[peer].tx_bytes, n, __ATOMIC_RELAXED);
+#endif
 }
 static inline void ccl__stats_rx(ccl__stats *s, int peer, uint64_t n)
 {
+#ifndef CCL_STATS_OFF
     if (s->links && peer >= 0 && peer < s->size)
         __atomic_fetch_add(&s->links[peer].rx_bytes, n, __ATOMIC_RELAXED);
+#endif
 }
 void ccl__stats_frame_in(ccl__stats *s, int peer, uint64_t bytes, uint64_t ns);
 /* A connection to peer opened (+1) or closed (-1); a link error. */
