@@ -40,10 +40,10 @@
 /* The user tags of the probe's messages: PROBE_TAG from the lower rank
  * to the higher, PROBE_TAG + 1 the other way.  With 4 members, round 2
  * pairs r with r+2 both ways; one tag for both directions made a send
- * and a recv of one pair share a tag, and in about half the runs of
- * benchmarks/ring_order.py the recv's frames then failed an op with an
- * empty protocol error (a weakness of the point-to-point matching that
- * this sidesteps, not fixed here).  Point-to-point tags count per (pair,
+ * and a recv of one pair share a tag, which a point-to-point bug then
+ * broke (a send took the frames kept for the recv; fixed since, see
+ * test_p2p's repeated exchange); two tags stay, as they cost nothing.
+ * Point-to-point tags count per (pair,
  * tag), and the probe runs with no other op pending, so a user's
  * messages with these tags are not confused with it, only counted after
  * it. */
