@@ -147,6 +147,7 @@ typedef struct ccl_comm_config {
     int frame_mac;
     const int *cancel;
     int stats_report_ms;
+    int encrypt;
     ...;
 } ccl_comm_config;
 

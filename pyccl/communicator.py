@@ -134,6 +134,13 @@ class Communicator(DirectOps):
             tampered or corrupted byte fails the op instead of landing in
             the result (needs a key; every peer must agree; costs
             bandwidth, see ``docs/benchmarks.md``).
+        encrypt: encrypt and authenticate every frame between peers
+            (AES-256-GCM, keys from each connection's handshake): nobody
+            on the path reads or changes tensors unnoticed.  Needs a key
+            and OpenSSL's libcrypto (``libcrypto.so.3`` or ``.so.1.1``,
+            loaded at run time: :class:`InvalidArgument` names it when it
+            is missing); every peer must agree.  Supersedes ``frame_mac``
+            (docs/security.md).
         stats_report: send a compact stats report to the master at most
             this often (seconds, at least 0.1), only after ops finished;
             0 or None: never (docs/observability.md).
@@ -155,6 +162,7 @@ class Communicator(DirectOps):
                  key_file: Optional[str] = None,
                  allow_insecure: Optional[bool] = None,
                  frame_mac: bool = False,
+                 encrypt: bool = False,
                  stats_report: float = 1.0) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
@@ -196,6 +204,7 @@ class Communicator(DirectOps):
         # key_c holds the key until ccl_comm_create has copied it.
         key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
+        cfg.encrypt = 1 if encrypt else 0
         cfg.stats_report_ms = 0 if not stats_report else max(
             100, _ms(stats_report, "stats_report"))
 

@@ -243,6 +243,13 @@ typedef struct ccl_comm_config {
     int stats_report_ms;      /* at most one STATS report to the master per
                                  this many ms, sent only after ops finished;
                                  0: never.  Default 1000, at least 100 */
+    int encrypt;              /* 1: every frame between peers is encrypted
+                                 and authenticated (AES-256-GCM from the
+                                 system's libcrypto, loaded at run time; needs
+                                 a key; every peer must agree).  Creation
+                                 fails with CCL_ERR_INVALID_ARG, naming the
+                                 library, where libcrypto cannot be loaded.
+                                 Default 0 (docs/security.md) */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);

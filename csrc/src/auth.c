@@ -113,6 +113,14 @@ int ccl__auth_policy(int have_key, const ccl__hello *mine,
                  mine_mac ? "on" : "off", their_mac ? "on" : "off", who);
         return CCL_ERR_MISMATCH;
     }
+    int mine_enc = (mine->flags & CCL_HELLO_ENCRYPT) != 0;
+    int their_enc = (theirs->flags & CCL_HELLO_ENCRYPT) != 0;
+    if (mine_enc != their_enc) {
+        snprintf(err, errlen, "encryption is %s here but %s at %s: every peer "
+                 "must use the same encrypt setting",
+                 mine_enc ? "on" : "off", their_enc ? "on" : "off", who);
+        return CCL_ERR_MISMATCH;
+    }
     /* A HELLO carrying our own nonce is our HELLO played back at us. */
     if (memcmp(mine->nonce, theirs->nonce, CCL_NONCE_LEN) == 0) {
         snprintf(err, errlen, "%s echoed our own HELLO", who);

@@ -72,8 +72,8 @@ void ccl__auth_frame_seed(const ccl__key *k, int from_side,
  * may go on.  have_key: we hold a key.  loopback: the other end's address
  * is a loopback one.  allow_insecure: the user allowed unauthenticated
  * connections from other hosts.  Returns 0, or CCL_ERR_AUTH (keys on one
- * side only, no key off loopback) or CCL_ERR_MISMATCH (frame MACs on one
- * side only) with a message naming `who` and the fix. */
+ * side only, no key off loopback) or CCL_ERR_MISMATCH (frame MACs or
+ * encryption on one side only) with a message naming `who` and the fix. */
 int ccl__auth_policy(int have_key, const ccl__hello *mine,
                      const ccl__hello *theirs, int loopback,
                      int allow_insecure, const char *who, char *err,

@@ -3,6 +3,7 @@
  * the master: master_link.c; connect the mesh: mesh.c; start the progress
  * thread), accessors and teardown.
  */
+#include "aead.h"
 #include "communicator.h"
 #include "handshake.h"
 #include "link_mac.h"
@@ -99,6 +100,17 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     if (cfg->frame_mac && (!cfg->key || !cfg->key_len)) {
         ERRF("frame_mac needs a key: a MAC without a secret proves nothing");
         return CCL_ERR_INVALID_ARG;
+    }
+    if (cfg->encrypt && (!cfg->key || !cfg->key_len)) {
+        ERRF("encrypt needs a key: the cipher keys are derived from the "
+             "run's key in each connection's handshake (set PYCCL_KEY or "
+             "PYCCL_KEY_FILE, or pass key=...)");
+        return CCL_ERR_INVALID_ARG;
+    }
+    if (cfg->encrypt) {
+        int lrc = ccl__aead_load(err, errlen);
+        if (lrc)
+            return lrc;
     }
     int rc = ccl__insecure_check(cfg->key && cfg->key_len, cfg->allow_insecure,
                                  cfg->master_host, lh, err, errlen);

@@ -22,6 +22,8 @@ static void hello_mine(ccl_comm *c, ccl__hello *mine, uint32_t index)
                     index, c->uuid);
     if (c->cfg.frame_mac)
         mine->flags |= CCL_HELLO_FRAME_MAC;
+    if (c->cfg.encrypt)
+        mine->flags |= CCL_HELLO_ENCRYPT;
 }
 
 static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
@@ -55,9 +57,11 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
                 rc = CCL_ERR_PROTOCOL;
             }
             if (!rc) {
-                rc = ccl__xport_adopt(c->xp, (int)p, i, fd, &hs, c->cfg.frame_mac);
+                char why[300];
+                rc = ccl__xport_adopt(c->xp, (int)p, i, fd, &hs, c->cfg.frame_mac,
+                                      c->cfg.encrypt, why, sizeof why);
                 if (rc)
-                    snprintf(err, errlen, "out of memory for frame MAC keys");
+                    snprintf(err, errlen, "%s: %s", who, why);
             }
             if (rc) {
                 ccl__sock_close(fd);
@@ -77,11 +81,9 @@ static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     const ccl__group_msg *g = &c->group;
     int left = (int)(g->world_size - 1 - g->your_rank) * g->conns_per_peer;
     for (;;) {
-        int n = ccl__acceptor_take(c);
-        if (n < 0) {
-            snprintf(err, errlen, "out of memory for frame MAC keys");
+        int n = ccl__acceptor_take(c, err, errlen);
+        if (n < 0)
             return -n;
-        }
         left -= n;
         if (left <= 0)
             return CCL_OK;

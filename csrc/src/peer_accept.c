@@ -229,6 +229,8 @@ static void hello_mine(ccl_comm *c, ccl__hello *mine)
                     c->uuid);
     if (c->cfg.frame_mac)
         mine->flags |= CCL_HELLO_FRAME_MAC;
+    if (c->cfg.encrypt)
+        mine->flags |= CCL_HELLO_ENCRYPT;
 }
 
 static void on_listen(ccl__io_handler *h, unsigned events)
@@ -326,7 +328,7 @@ static int expected(ccl_comm *c, const ccl__hello *t)
            ccl__xport_wants(c->xp, (int)t->rank, (int)t->conn_index);
 }
 
-int ccl__acceptor_take(ccl_comm *c)
+int ccl__acceptor_take(ccl_comm *c, char *err, size_t errlen)
 {
     ccl__acceptor *a = c->acceptor;
     int adopted = 0;
@@ -345,7 +347,8 @@ int ccl__acceptor_take(ccl_comm *c)
             continue;
         }
         int rc = ccl__xport_adopt(c->xp, (int)t->rank, (int)t->conn_index, r->fd,
-                                  &r->hs, c->cfg.frame_mac);
+                                  &r->hs, c->cfg.frame_mac, c->cfg.encrypt, err,
+                                  errlen);
         if (rc)
             return -rc;
         ccl__wipe(&r->hs, sizeof r->hs);

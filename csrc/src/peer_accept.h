@@ -38,8 +38,8 @@ void ccl__acceptor_free(ccl_comm *c);
 /* Hands every waiting connection of the current group's epoch that the
  * mesh expects to the transport, and drops the ones of older epochs or
  * that nobody expects.  Returns how many were adopted, or a negative
- * ccl_result. */
-int ccl__acceptor_take(ccl_comm *c);
+ * ccl_result with the reason in err. */
+int ccl__acceptor_take(ccl_comm *c, char *err, size_t errlen);
 /* Counters for tests and logs. */
 void ccl__acceptor_counts(ccl_comm *c, int *handshaking, int *ready,
                           uint64_t *evicted);

@@ -38,7 +38,10 @@ uint64_t ccl__get_u64(const uint8_t *p);
 /* HELLO flags. */
 #define CCL_HELLO_AUTH 1u      /* the sender holds a key and will prove it */
 #define CCL_HELLO_FRAME_MAC 2u /* the sender wants a MAC on every frame */
-#define CCL_HELLO_FLAGS_KNOWN (CCL_HELLO_AUTH | CCL_HELLO_FRAME_MAC)
+#define CCL_HELLO_ENCRYPT 4u   /* the sender encrypts every frame (peer
+                                  connections only; needs AUTH) */
+#define CCL_HELLO_FLAGS_KNOWN (CCL_HELLO_AUTH | CCL_HELLO_FRAME_MAC | \
+                               CCL_HELLO_ENCRYPT)
 
 enum ccl__role {
     CCL_ROLE_PEER_TO_MASTER = 1, /* a communicator's control link */

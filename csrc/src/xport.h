@@ -90,9 +90,13 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
 /* Closes every connection and forgets the members. */
 void ccl__xport_clear(ccl__xport *x);
 /* Mesh setup hands a connected, handshaken fd over.  hs (may be NULL)
- * keys the frame MACs when frame_mac; its seeds are wiped. */
+ * keys the frame MACs (of DATA frames too when frame_mac) or, when
+ * encrypt, the AEAD of every frame; its seeds are wiped.  CCL_OK, or
+ * CCL_ERR_NOMEM / AUTH / INTERNAL with a message (the fd is then the
+ * caller's to close). */
 int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd,
-                     ccl__hs *hs, int frame_mac);
+                     ccl__hs *hs, int frame_mac, int encrypt, char *err,
+                     size_t errlen);
 /* Whether connection index of peer is still to be made. */
 int ccl__xport_wants(const ccl__xport *x, int peer, int index);
 int ccl__xport_conns(const ccl__xport *x, int peer);

@@ -43,6 +43,10 @@ void ccl__xp_mac_free(xp_conn *k)
 {
     if (!k->mac)
         return;
+    ccl__aead_free(k->mac->tx_aead);
+    ccl__aead_free(k->mac->rx_aead);
+    if (k->mac->ct) /* the plaintext went out with it: nothing secret left */
+        free(k->mac->ct);
     ccl__wipe(k->mac, sizeof *k->mac);
     free(k->mac);
     k->mac = NULL;

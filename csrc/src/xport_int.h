@@ -7,6 +7,7 @@
 #ifndef CCL_XPORT_INT_H
 #define CCL_XPORT_INT_H
 
+#include "aead.h"
 #include "mac.h"
 #include "sock.h"
 #include "stats.h"
@@ -16,6 +17,10 @@
  * connection cannot starve the others. */
 #define XP_READ_BUDGET (4u << 20)
 #define XP_DISCARD_CHUNK 65536
+/* encrypt: a frame's payload is encrypted this much at a time, just
+ * before the socket takes it, into the connection's own buffer, so the
+ * buffer stays small and in cache (and the caller's memory is only read). */
+#define XP_SEAL_CHUNK (256u << 10)
 
 /* One frame waiting to be written: header bytes plus a payload that is
  * borrowed from the layer above (cookie set) or owned (control frames). */
@@ -49,9 +54,20 @@ typedef struct xp_mac {
     uint8_t rx_tag[CCL_FRAME_MAC_TAG_LEN];
     size_t rx_tag_have;
     int tx_on, rx_on; /* the frame being written / read is MACed */
+    /* encrypt (aead.h): every frame is sealed with the AEAD instead of the
+     * frame MAC: the header in clear as associated data, the payload
+     * encrypted, the AEAD's tag where the MAC's would be.  The counters
+     * (nonces) are inside tx_aead and rx_aead.  On the send side the
+     * payload's ciphertext is made XP_SEAL_CHUNK at a time into ct: bytes
+     * [ct_from, ct_to) of the payload; on the receive side it is
+     * decrypted in place where it lands. */
+    ccl__aead *tx_aead, *rx_aead;
+    uint8_t *ct;
+    size_t ct_cap, ct_from, ct_to;
 } xp_mac;
 
-/* Whether a frame of this type carries a tag on a connection with mac m. */
+/* Whether a frame of this type carries a tag on a connection with mac m
+ * (with encrypt, data_too is set: every frame is sealed). */
 static inline int ccl__xp_macd(const xp_mac *m, int type)
 {
     return m && (m->data_too || type != CCL_FT_DATA);

@@ -148,24 +148,55 @@ int ccl__xport_conns(const ccl__xport *x, int peer)
     return peer >= 0 && peer < x->size ? x->peers[peer].nconns : 0;
 }
 
+/* encrypt: the AEAD contexts of both directions, keyed from the
+ * handshake's seeds (aead.h). */
+static int adopt_aead(xp_mac *m, const ccl__hs *hs, char *err, size_t errlen)
+{
+    uint8_t key[CCL_AEAD_KEY_LEN];
+    ccl__aead_derive_key(hs->seed_tx, key);
+    int rc = ccl__aead_new(&m->tx_aead, CCL_AEAD_AES256GCM, 1, key, err, errlen);
+    if (rc == CCL_OK) {
+        ccl__aead_derive_key(hs->seed_rx, key);
+        rc = ccl__aead_new(&m->rx_aead, CCL_AEAD_AES256GCM, 0, key, err, errlen);
+    }
+    ccl__wipe(key, sizeof key);
+    return rc;
+}
+
 int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
-                     int frame_mac)
+                     int frame_mac, int encrypt, char *err, size_t errlen)
 {
     xp_conn *k = &x->peers[peer].conns[index];
-    if (frame_mac && (!hs || !hs->authed))
-        return CCL_ERR_AUTH; /* cannot happen: frame_mac requires a key */
+    int rc = CCL_OK;
+    if ((frame_mac || encrypt) && (!hs || !hs->authed)) {
+        /* Cannot happen: both need a key, and the handshake proved it. */
+        snprintf(err, errlen, "%s without an authenticated handshake",
+                 encrypt ? "encrypt" : "frame_mac");
+        return CCL_ERR_AUTH;
+    }
     if (hs && hs->authed) {
-        /* Keyed: control frames are always MACed (protocol 4). */
+        /* Keyed: control frames are always MACed (protocol 4); with
+         * encrypt every frame is sealed with the AEAD instead. */
         k->mac = calloc(1, sizeof *k->mac);
-        if (!k->mac)
+        if (!k->mac) {
+            snprintf(err, errlen, "out of memory for frame MAC keys");
             return CCL_ERR_NOMEM;
-        k->mac->data_too = frame_mac;
-        ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
-        ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
+        }
+        k->mac->data_too = frame_mac || encrypt;
+        if (encrypt) {
+            rc = adopt_aead(k->mac, hs, err, errlen);
+        } else {
+            ccl__frame_mac_key_init(&k->mac->tx_key, hs->seed_tx);
+            ccl__frame_mac_key_init(&k->mac->rx_key, hs->seed_rx);
+        }
     }
     if (hs) {
         ccl__wipe(hs->seed_tx, sizeof hs->seed_tx);
         ccl__wipe(hs->seed_rx, sizeof hs->seed_rx);
+    }
+    if (rc) {
+        ccl__xp_mac_free(k);
+        return rc;
     }
     k->fd = fd;
     ccl__stats_conn(&x->stats, peer, 1);
@@ -377,7 +408,14 @@ void ccl__xport_say_bye(ccl__xport *x, uint64_t tag)
             if (k->fd < 0 || k->cur)
                 continue;
             size_t len = CCL_HDR_LEN;
-            if (k->mac) {
+            if (k->mac && k->mac->tx_aead) {
+                /* Sealed like every frame of an encrypted connection (a
+                 * spent counter: no BYE, the peer sees the close). */
+                if (ccl__aead_start(k->mac->tx_aead, buf, CCL_HDR_LEN) ||
+                    ccl__aead_seal(k->mac->tx_aead, buf + CCL_HDR_LEN))
+                    continue;
+                len += CCL_AEAD_TAG_LEN;
+            } else if (k->mac) {
                 ccl__frame_mac(&k->mac->tx_key, k->mac->tx_seq++, buf, CCL_HDR_LEN,
                                buf + CCL_HDR_LEN);
                 len += CCL_FRAME_MAC_TAG_LEN;

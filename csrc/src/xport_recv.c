@@ -8,8 +8,10 @@
  * connection (TCP flow control then holds the sender) until
  * ccl__xport_unpark_all offers the header again.
  *
- * Receive states: RX_HDR (header bytes), RX_PAYLOAD, RX_TAG (frame MACs:
- * the 16-byte tag).  A frame reaches on_frame only after its tag checked
+ * Receive states: RX_HDR (header bytes), RX_PAYLOAD, RX_TAG (frame MACs
+ * or encrypt: the 16-byte tag).  With encrypt, payload bytes are
+ * decrypted in place as soon as they land (before a STAGE sink consumes
+ * them), and the AEAD's tag takes the MAC's place.  A frame reaches on_frame only after its tag checked
  * out; a frame without payload reaches on_header only then as well, so
  * nothing unauthenticated acts on the layer above.  (A payload's bytes
  * may already sit in their sink when its tag fails: the connection then
@@ -125,11 +127,18 @@ static int read_tag(xp_conn *k)
     if (m->rx_tag_have < CCL_FRAME_MAC_TAG_LEN)
         return 0;
     x->peers[k->peer].last_rx_ms = ccl__now_ms();
-    if (!ccl__frame_mac_final_verify(&m->rx, m->rx_tag)) {
-        char why[160];
-        snprintf(why, sizeof why, "frame %llu failed its MAC check: the bytes "
-                 "were changed on the way, or did not come from this peer",
-                 (unsigned long long)(m->rx_seq - 1));
+    if (m->rx_aead ? ccl__aead_open(m->rx_aead, m->rx_tag) != CCL_OK
+                   : !ccl__frame_mac_final_verify(&m->rx, m->rx_tag)) {
+        char why[200];
+        if (m->rx_aead)
+            snprintf(why, sizeof why, "frame %llu failed its authentication "
+                     "(AES-256-GCM tag): the bytes were changed on the way, or "
+                     "did not come from this peer",
+                     (unsigned long long)(ccl__aead_counter(m->rx_aead) - 1));
+        else
+            snprintf(why, sizeof why, "frame %llu failed its MAC check: the "
+                     "bytes were changed on the way, or did not come from this "
+                     "peer", (unsigned long long)(m->rx_seq - 1));
         ccl__xp_conn_failed(k, CCL_ERR_AUTH, why);
         return 0;
     }
@@ -159,9 +168,20 @@ static void on_header_bytes(xp_conn *k)
     }
     if (k->mac)
         k->mac->rx_on = ccl__xp_macd(k->mac, k->h.type);
-    if (k->mac && k->mac->rx_on) {
+    if (k->mac && k->mac->rx_aead) {
+        int rc = ccl__aead_start(k->mac->rx_aead, k->hbuf, CCL_HDR_LEN);
+        if (rc) {
+            ccl__xp_conn_failed(k, rc, rc == CCL_ERR_PROTOCOL
+                                ? "the connection's frame counter is spent "
+                                  "(2^64 - 1 frames): it must close"
+                                : "decrypting a frame failed");
+            return;
+        }
+    } else if (k->mac && k->mac->rx_on) {
         ccl__frame_mac_init(&k->mac->rx, &k->mac->rx_key, k->mac->rx_seq++);
         ccl__frame_mac_update(&k->mac->rx, k->hbuf, CCL_HDR_LEN);
+    }
+    if (k->mac && k->mac->rx_on) {
         k->mac->rx_tag_have = 0;
         if (k->h.length == 0) {
             /* Nothing to place: the frame acts after its tag. */
@@ -174,12 +194,20 @@ static void on_header_bytes(xp_conn *k)
         rx_complete(k);
 }
 
-/* Payload bytes [rdone - n, rdone) have just arrived. */
-static void payload_arrived(xp_conn *k, const uint8_t *dst, size_t n)
+/* Payload bytes [rdone - n, rdone) have just arrived at dst. */
+static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
 {
     int on = k->mac && k->mac->rx_on;
-    if (on)
+    if (k->mac && k->mac->rx_aead) {
+        /* In place, while the bytes are in cache.  They count as received
+         * only once the tag checks (a tampered frame fails the op). */
+        if (ccl__aead_update(k->mac->rx_aead, dst, dst, n)) {
+            ccl__xp_conn_failed(k, CCL_ERR_INTERNAL, "decrypting a frame failed");
+            return;
+        }
+    } else if (on) {
         ccl__frame_mac_update(&k->mac->rx, dst, n);
+    }
     if (k->sink.kind == CCL_SINK_STAGE) {
         size_t ready = k->rdone - k->rdone % k->sink.unit;
         if (ready > k->rtaken) {

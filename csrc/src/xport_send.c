@@ -4,7 +4,10 @@
  * take more, so one op is striped over the pool in proportion to each
  * connection's progress.  Writes are nonblocking; a connection that would
  * block waits for EPOLLOUT.  With frame MACs the MAC is computed over the
- * bytes as they are written, and the tag follows the payload.
+ * bytes as they are written, and the tag follows the payload.  With
+ * encrypt the payload is encrypted a piece (XP_SEAL_CHUNK) at a time into
+ * the connection's buffer just before the socket takes it, and the AEAD's
+ * tag follows; the caller's memory is only read, never changed.
  */
 #include "xport_int.h"
 
@@ -47,6 +50,46 @@ static void mac_written(xp_mac *m, const xp_req *r, size_t from, size_t to)
         ccl__frame_mac_update(&m->tx, r->data + (from - CCL_HDR_LEN), to - from);
 }
 
+/* encrypt: the next piece of the current frame's payload into m->ct (its
+ * bytes [ct_to, ct_to + piece)), and the tag once the last piece is in.
+ * Called when the header and every encrypted byte so far are written. */
+static int seal_more(xp_mac *m, const xp_req *r)
+{
+    size_t piece = r->len - m->ct_to;
+    if (piece > XP_SEAL_CHUNK)
+        piece = XP_SEAL_CHUNK;
+    if (piece > m->ct_cap) {
+        uint8_t *ct = realloc(m->ct, piece);
+        if (!ct)
+            return CCL_ERR_NOMEM;
+        m->ct = ct;
+        m->ct_cap = piece;
+    }
+    int rc = piece ? ccl__aead_update(m->tx_aead, m->ct, r->data + m->ct_to,
+                                      piece)
+                   : CCL_OK;
+    if (rc)
+        return rc;
+    m->ct_from = m->ct_to;
+    m->ct_to += piece;
+    if (m->ct_to == r->len) {
+        rc = ccl__aead_seal(m->tx_aead, m->tx_tag);
+        m->tx_sealed = rc == CCL_OK;
+    }
+    return rc;
+}
+
+/* encrypt: starts sealing a frame that a connection took (the header is
+ * the associated data), with its first piece ready. */
+static int seal_start(xp_mac *m, const xp_req *r)
+{
+    m->ct_from = m->ct_to = 0;
+    int rc = ccl__aead_start(m->tx_aead, r->hdr, CCL_HDR_LEN);
+    if (rc == CCL_ERR_PROTOCOL)
+        return rc; /* the counter is spent */
+    return rc ? rc : seal_more(m, r);
+}
+
 /* Takes the next frame of the peer's queue onto connection k. */
 static xp_req *take_next(xp_conn *k, xp_peer *p)
 {
@@ -61,31 +104,48 @@ static xp_req *take_next(xp_conn *k, xp_peer *p)
         /* The sequence number is this connection's, so the MAC starts
          * when a connection takes the frame. */
         k->mac->tx_on = ccl__xp_macd(k->mac, k->cur->hdr[0]);
-        if (k->mac->tx_on)
-            ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
         k->mac->tx_sealed = 0;
+        if (k->mac->tx_aead) {
+            int rc = seal_start(k->mac, k->cur);
+            if (rc) {
+                ccl__xp_conn_failed(k, rc, rc == CCL_ERR_PROTOCOL
+                                    ? "the connection's frame counter is spent "
+                                      "(2^64 - 1 frames): it must close"
+                                    : "encrypting a frame failed");
+                return NULL;
+            }
+        } else if (k->mac->tx_on) {
+            ccl__frame_mac_init(&k->mac->tx, &k->mac->tx_key, k->mac->tx_seq++);
+        }
     }
     return k->cur;
 }
 
-/* The frame's bytes still to write (header, payload, then the tag once
- * it is known) as an iovec. */
+/* The frame's bytes ready to write from cur_off on (header, payload or
+ * its ciphertext so far, then the tag once it is known) as an iovec.
+ * Each segment is placed by its offset in the frame; the iovec ends at
+ * the first byte not ready yet. */
 static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
 {
-    int sealed = k->mac && k->mac->tx_sealed;
-    const uint8_t *seg[3] = {r->hdr, r->data, sealed ? k->mac->tx_tag : NULL};
-    size_t seglen[3] = {CCL_HDR_LEN, r->len, sealed ? CCL_FRAME_MAC_TAG_LEN : 0};
+    const xp_mac *m = k->mac;
+    int sealed = m && m->tx_sealed, enc = m && m->tx_aead;
+    const uint8_t *seg[3] = {r->hdr, enc ? m->ct : r->data,
+                             sealed ? m->tx_tag : NULL};
+    size_t at[3] = {0, CCL_HDR_LEN + (enc ? m->ct_from : 0),
+                    CCL_HDR_LEN + r->len};
+    size_t seglen[3] = {CCL_HDR_LEN, enc ? m->ct_to - m->ct_from : r->len,
+                        sealed ? CCL_FRAME_MAC_TAG_LEN : 0};
     int n = 0;
-    size_t skip = k->cur_off;
+    size_t pos = k->cur_off;
     for (int i = 0; i < 3; i++) {
-        if (skip >= seglen[i]) {
-            skip -= seglen[i];
+        if (pos >= at[i] + seglen[i])
             continue;
-        }
-        iov[n].iov_base = (void *)(seg[i] + skip);
-        iov[n].iov_len = seglen[i] - skip;
+        if (pos < at[i])
+            break; /* not encrypted yet */
+        iov[n].iov_base = (void *)(seg[i] + (pos - at[i]));
+        iov[n].iov_len = seglen[i] - (pos - at[i]);
+        pos = at[i] + seglen[i];
         n++;
-        skip = 0;
     }
     return n;
 }
@@ -137,8 +197,16 @@ void ccl__xp_flush(xp_conn *k)
         if (!r)
             break;
         size_t body = CCL_HDR_LEN + r->len;
-        int on = k->mac && k->mac->tx_on;
-        if (on && k->cur_off == body && !k->mac->tx_sealed) {
+        int on = k->mac && k->mac->tx_on, enc = k->mac && k->mac->tx_aead;
+        if (enc && k->cur_off == CCL_HDR_LEN + k->mac->ct_to &&
+            k->mac->ct_to < r->len) {
+            int rc = seal_more(k->mac, r);
+            if (rc) {
+                ccl__xp_conn_failed(k, rc, "encrypting a frame failed");
+                return;
+            }
+        }
+        if (on && !enc && k->cur_off == body && !k->mac->tx_sealed) {
             ccl__frame_mac_final(&k->mac->tx, k->mac->tx_tag);
             k->mac->tx_sealed = 1;
         }
@@ -164,7 +232,7 @@ void ccl__xp_flush(xp_conn *k)
         ccl__stats_tx(&x->stats, k->peer, (uint64_t)w);
         if (paced)
             x->tx_tokens -= (double)w;
-        if (on && !k->mac->tx_sealed)
+        if (on && !enc && !k->mac->tx_sealed)
             mac_written(k->mac, r, k->cur_off, k->cur_off + (size_t)w);
         k->cur_off += (size_t)w;
         if (k->cur_off == total) {
@@ -243,6 +311,8 @@ static void detach_current(xp_conn *k)
     r->cookie = NULL;
     if (k->cur_off >= CCL_HDR_LEN + r->len || !r->len)
         return;
+    if (k->mac && k->mac->tx_aead && k->mac->ct_to == r->len)
+        return; /* all of it is encrypted already, in the connection's buffer */
     uint8_t *copy = malloc(r->len);
     if (!copy) {
         /* Without memory the stream cannot be finished safely. */
