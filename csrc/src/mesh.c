@@ -89,8 +89,10 @@ static int mesh_accept(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
             return CCL_OK;
         uint64_t now = ccl__now_ms();
         if (now >= deadline) {
+            const char *why = ccl__acceptor_member_refused(c);
             snprintf(err, errlen, "waiting for %d connection(s) from higher ranks: "
-                     "timed out", left);
+                     "timed out%s%s%s", left, *why ? " (" : "", why,
+                     *why ? ")" : "");
             return CCL_ERR_TIMEOUT;
         }
         if (ccl__sock_cancelled()) {

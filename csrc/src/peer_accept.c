@@ -41,6 +41,12 @@ typedef struct ccl__acceptor {
     pa_ready *ready;
     int nready;
     uint64_t evicted;
+    /* Why the last connection that claimed to be a member of the group was
+     * refused ("" if none): a hint for the mesh's timeout message, never
+     * acted on (the claim is unproven when the refusal comes before the
+     * proofs). */
+    char member_refused[320];
+    uint32_t member_refused_epoch; /* the group's epoch at the time */
 } ccl__acceptor;
 
 static const char WHO[] = "the connecting end";
@@ -114,12 +120,31 @@ static int slot_flush(ccl__acceptor *a, pa_slot *s)
     return CCL_OK;
 }
 
+/* A refused handshake whose HELLO names a member of the current group
+ * (its uuid) by a setting that differs or a key that fails: remembered
+ * for the mesh's error message, so the accepting end of a misconfigured
+ * pair says why its mesh did not form, as the connecting end does. */
+static void note_member_refusal(ccl__acceptor *a, const pa_slot *s)
+{
+    const ccl__group_msg *g = &a->c->group;
+    const ccl__hello *t = &s->hs.result.theirs;
+    if ((s->hs.rc != CCL_ERR_MISMATCH && s->hs.rc != CCL_ERR_AUTH) ||
+        !g->members || t->rank >= g->world_size ||
+        memcmp(t->uuid, g->members[t->rank].uuid, 16) != 0)
+        return;
+    snprintf(a->member_refused, sizeof a->member_refused,
+             "a connection from %s claiming to be rank %u was refused: %s",
+             s->addr, t->rank, s->hs.err + s->hs.cause_at);
+    a->member_refused_epoch = g->epoch;
+}
+
 /* Moves a handshake on after bytes came or went. */
 static void slot_progress(ccl__acceptor *a, pa_slot *s)
 {
     if (ccl__hsm_failed(&s->hs)) {
         slot_flush(a, s); /* best effort: "your proof was wrong" */
         refused(a, s->addr, s->hs.err + s->hs.cause_at);
+        note_member_refusal(a, s);
         slot_close(a, s);
         return;
     }
@@ -326,6 +351,13 @@ static int expected(ccl_comm *c, const ccl__hello *t)
            t->rank > g->your_rank && t->rank < g->world_size &&
            memcmp(t->uuid, g->members[t->rank].uuid, 16) == 0 &&
            ccl__xport_wants(c->xp, (int)t->rank, (int)t->conn_index);
+}
+
+const char *ccl__acceptor_member_refused(const ccl_comm *c)
+{
+    const ccl__acceptor *a = c->acceptor;
+    return a && a->member_refused_epoch == c->group.epoch ? a->member_refused
+                                                          : "";
 }
 
 int ccl__acceptor_take(ccl_comm *c, char *err, size_t errlen)

@@ -40,6 +40,10 @@ void ccl__acceptor_free(ccl_comm *c);
  * that nobody expects.  Returns how many were adopted, or a negative
  * ccl_result with the reason in err. */
 int ccl__acceptor_take(ccl_comm *c, char *err, size_t errlen);
+/* Why the last connection claiming to be a member of the current group
+ * was refused in its handshake (a setting that differs, a key that
+ * fails), or "": for error messages only. */
+const char *ccl__acceptor_member_refused(const ccl_comm *c);
 /* Counters for tests and logs. */
 void ccl__acceptor_counts(ccl_comm *c, int *handshaking, int *ready,
                           uint64_t *evicted);
