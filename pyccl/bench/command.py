@@ -1,7 +1,8 @@
 """``pyccl bench``: the command line, and the run as a whole.
 
 For each peer count, :func:`main` runs the phases one after the other
-(pyccl, gloo when torch is importable, pyccl with frame MACs when asked),
+(pyccl, gloo when torch is importable, pyccl with frame MACs and pyccl
+with encryption when asked),
 prints a table per peer count and keeps the raw record for ``--json``.
 See :mod:`pyccl.bench` for what is measured and how.
 """
@@ -45,6 +46,10 @@ _SWITCHES = (
     ("--frame-mac",
      "also run pyccl with a MAC on every frame (implies --auth) and print "
      "its table and its cost against pyccl without MACs"),
+    ("--encrypt",
+     "also run pyccl with every frame encrypted (encrypt=True, AES-256-GCM; "
+     "implies --auth; needs libcrypto) and print its table and its cost "
+     "against pyccl without it"),
 )
 
 
@@ -125,7 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "algorithm": args.algorithm, "hang_timeout": args.hang_timeout,
             "barrier_each_op": args.barrier_each_op,
             "no_restore_input": args.no_restore_input,
-            "key": (secrets.token_hex(32) if args.auth or args.frame_mac
+            "key": (secrets.token_hex(32)
+                    if args.auth or args.frame_mac or args.encrypt
                     else None)}
     command = "pyccl bench" + "".join(
         " " + shlex.quote(a) for a in (argv if argv is not None
@@ -152,10 +158,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         for peers in args.peers:
             phases: Dict[str, Optional[dict]] = {"pyccl": None, "gloo": None,
-                                                 "pyccl+mac": None}
+                                                 "pyccl+mac": None,
+                                                 "pyccl+enc": None}
             runs = [("pyccl", "pyccl", opts), ("gloo", "gloo", opts)]
             if args.frame_mac:
                 runs.append(("pyccl+mac", "pyccl", dict(opts, frame_mac=True)))
+            if args.encrypt:
+                runs.append(("pyccl+enc", "pyccl", dict(opts, encrypt=True)))
             for name, library, run_opts in runs:
                 if library == "gloo" and not torch_version:
                     continue
@@ -171,6 +180,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print("\nwith frame MACs (frame_mac=True):", file=out)
                 print_table(peers, phases["pyccl+mac"], phases["gloo"], out)
                 print_mac_cost(phases["pyccl"], phases["pyccl+mac"], out)
+            if phases["pyccl+enc"]:
+                print("\nwith encryption (encrypt=True):", file=out)
+                print_table(peers, phases["pyccl+enc"], phases["gloo"], out)
+                print_mac_cost(phases["pyccl"], phases["pyccl+enc"], out,
+                               what="encryption")
     except BenchFailure as exc:
         info = exc.info
         record["failure"] = info

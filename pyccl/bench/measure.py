@@ -128,6 +128,8 @@ class PycclBackend:
             kwargs["key"] = opts["key"]
         if opts.get("frame_mac"):
             kwargs["frame_mac"] = True
+        if opts.get("encrypt"):
+            kwargs["encrypt"] = True
         comm = Communicator(rendezvous, world_size=peers, rank=rank, **kwargs)
         self.barrier, self.close = comm.barrier, comm.close
         self._all_reduce = functools.partial(

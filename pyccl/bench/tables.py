@@ -89,9 +89,11 @@ def print_table(peers: int, ours: dict, gloo: Optional[dict],
           file=out, flush=True)
 
 
-def print_mac_cost(plain: dict, mac: dict, out: TextIO) -> None:
-    """Bandwidth lost to frame MACs, size by size."""
-    print("frame MAC cost: size, busbw without / with MACs, bandwidth lost",
+def print_mac_cost(plain: dict, mac: dict, out: TextIO,
+                   what: str = "frame MAC") -> None:
+    """Bandwidth lost to frame MACs (or to encryption, ``what``), size by
+    size."""
+    print("%s cost: size, busbw without / with, bandwidth lost" % what,
           file=out)
     for row, mrow in zip(plain["rows"], mac["rows"]):
         lost = 1.0 - row["median_s"] / mrow["median_s"]
