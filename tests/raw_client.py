@@ -13,6 +13,7 @@ import pyccl
 MAGIC = b"PYCCL\x00\r\n"
 ROLE_PEER_TO_MASTER, ROLE_PEER_TO_PEER, ROLE_MASTER = 1, 2, 3
 FLAG_AUTH = 1
+FLAG_FRAME_MAC, FLAG_ENCRYPT = 2, 4
 HDR = struct.Struct("<BBBBIQQQIHH")  # the 40-byte frame header
 
 

@@ -7,8 +7,11 @@ the pool and each is sealed on its own); a member whose setting differs is
 refused with a message naming the mismatch; encrypt without a key, or
 where libcrypto cannot be loaded, fails at creation with the reason.
 
-What the wire carries and what tampering does are tested with an on-path
-relay in csrc/tests/test_relay.c (run by tests/test_c_suite.py): no DATA
+A raw Python peer (tests/raw_client.py) opens a real member's frames
+with the key, nonce and associated data that docs/protocol.md describes,
+using an independent AES-GCM (the `cryptography` package, skipped without
+it).  What tampering does is tested with an on-path relay in
+csrc/tests/test_relay.c (run by tests/test_c_suite.py): no DATA
 payload crosses in clear, a flipped ciphertext byte or header byte is a
 link fault on every survivor with inputs intact, nobody is expelled, and
 the member left computes exactly after update_topology.  The cipher itself
@@ -16,7 +19,12 @@ is checked against published vectors in csrc/tests/test_aead.c.
 """
 import concurrent.futures as cf
 import ctypes
+import hashlib
+import hmac
+import multiprocessing
 import secrets
+import socket
+import struct
 
 import numpy as np
 import pytest
@@ -24,6 +32,9 @@ import pytest
 import pyccl
 from tests import workers
 from tests.peers import run_group
+from tests.raw_client import (FLAG_AUTH, FLAG_ENCRYPT, HDR, ROLE_PEER_TO_PEER,
+                              authenticated_link, frame, hello, proof,
+                              read_sealed_frame, recv_exact, start_handshake)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -131,3 +142,108 @@ def test_encrypt_must_agree(core_log):
     assert isinstance(errors[0], pyccl.CclError), errors
     assert "encryption is on here but off at" in str(errors[0]), errors
     core_log.wait_for("encryption is on here but off at", timeout=5)
+
+
+FT_DATA, FT_REGISTER, FT_GROUP = 1, 16, 17
+
+
+def _rank0(address, key, values, out):
+    """Rank 0 of a group of 2 whose rank 1 is the test itself: one
+    encrypted all-reduce, which cannot finish (the test only reads)."""
+    try:
+        with pyccl.Communicator(address, world_size=2, rank=0, key=key,
+                                encrypt=True, op_timeout=10,
+                                peer_timeout=10) as comm:
+            try:
+                comm.all_reduce(values.copy())
+            except pyccl.CclError:
+                pass
+        out.put("ok")
+    except BaseException as exc:  # reported to the test
+        out.put(repr(exc))
+
+
+def _read_group(sock, mac):
+    """The first GROUP on the control link: (epoch, port, uuid) of rank 0."""
+    for _ in range(16):
+        hdr, payload, ok = read_sealed_frame(sock, mac)
+        assert ok, "a control frame failed its MAC"
+        if hdr[0] != FT_GROUP:
+            continue
+        epoch, world, mine = struct.unpack_from("<III", payload)
+        assert (world, mine) == (2, 1), (world, mine)
+        port, uuid = struct.unpack_from("<H16s", payload, 14)
+        return epoch, port, uuid
+    raise AssertionError("no GROUP from the master")
+
+
+@needs_libcrypto
+def test_wire_carries_ciphertext_that_the_documented_keys_open():
+    """docs/protocol.md, "Encryption", checked from the documents alone:
+    a raw Python peer (rank 1) joins a real rank 0 that encrypts, derives
+    the AEAD key from the handshake as documented, and opens rank 0's
+    frames with an independent AES-GCM (the `cryptography` package): the
+    nonce is the frame counter, the header is the associated data, and the
+    DATA payload, not readable on the wire, is rank 0's input bytes."""
+    aead = pytest.importorskip("cryptography.hazmat.primitives.ciphers.aead")
+    from cryptography.exceptions import InvalidTag
+    values = (np.arange(1 << 16, dtype=np.float32) * 3 + 1)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    with pyccl.Master(key=KEY) as master, \
+            socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        ctrl, mac = authenticated_link(master.port, KEY)
+        me = secrets.token_bytes(16)
+        register = (struct.pack("<IiHH", 2, 1, listener.getsockname()[1], 1)
+                    + me + bytes([9]) + b"127.0.0.1")
+        ctrl.sendall(mac.seal(frame(FT_REGISTER, register)))
+        proc = ctx.Process(target=_rank0, args=(master.address, KEY, values, out),
+                           daemon=True)
+        proc.start()
+        try:
+            with ctrl:
+                epoch, port, _ = _read_group(ctrl, mac)
+                mine = hello(role=ROLE_PEER_TO_PEER,
+                             flags=FLAG_AUTH | FLAG_ENCRYPT, epoch=epoch,
+                             rank=1, conn_index=0, uuid=me)
+                sock, theirs = start_handshake(port, mine)
+                with sock:
+                    sock.sendall(proof(KEY, "c", mine, theirs))
+                    assert recv_exact(sock, 32) == proof(KEY, "a", mine,
+                                                         theirs)
+                    seed = hmac.new(KEY, b"pyccl/2 frames acceptor->connector"
+                                    b"\x00" + mine + theirs,
+                                    hashlib.sha256).digest()
+                    key = hmac.new(seed, b"pyccl frame aead v1"
+                                   + struct.pack("<I", 0),
+                                   hashlib.sha256).digest()
+                    gcm = aead.AESGCM(key)
+                    for n in range(64):
+                        hdr = recv_exact(sock, 40)
+                        assert len(hdr) == 40, "rank 0 closed"
+                        fields = HDR.unpack(hdr)
+                        length, offset = fields[8], fields[6]
+                        body = recv_exact(sock, length + 16)
+                        nonce = struct.pack("<Q", n) + bytes(4)
+                        # Raises InvalidTag unless key, nonce and
+                        # associated data are exactly as documented.
+                        plain = gcm.decrypt(nonce, body, hdr)
+                        if hdr[0] == FT_DATA and length:
+                            break
+                    else:
+                        raise AssertionError("no DATA frame from rank 0")
+                    want = values.tobytes()[offset:offset + length]
+                    assert plain == want
+                    assert body[:length] != want
+                    # A flipped header byte fails the documented tag.
+                    bad = bytearray(hdr)
+                    bad[8] ^= 1
+                    with pytest.raises(InvalidTag):
+                        gcm.decrypt(nonce, body, bytes(bad))
+        finally:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+    assert out.get(timeout=5) == "ok"
