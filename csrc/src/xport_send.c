@@ -84,9 +84,8 @@ static int seal_more(xp_mac *m, const xp_req *r)
 static int seal_start(xp_mac *m, const xp_req *r)
 {
     m->ct_from = m->ct_to = 0;
+    /* CCL_ERR_PROTOCOL: the counter is spent. */
     int rc = ccl__aead_start(m->tx_aead, r->hdr, CCL_HDR_LEN);
-    if (rc == CCL_ERR_PROTOCOL)
-        return rc; /* the counter is spent */
     return rc ? rc : seal_more(m, r);
 }
 
