@@ -151,9 +151,11 @@ def _rank0(address, key, values, out):
     """Rank 0 of a group of 2 whose rank 1 is the test itself: one
     encrypted all-reduce, which cannot finish (the test only reads)."""
     try:
+        # One connection, as the test registers for (automatic K would
+        # open several).
         with pyccl.Communicator(address, world_size=2, rank=0, key=key,
-                                encrypt=True, op_timeout=10,
-                                peer_timeout=10) as comm:
+                                encrypt=True, conns_per_peer=1,
+                                op_timeout=10, peer_timeout=10) as comm:
             try:
                 comm.all_reduce(values.copy())
             except pyccl.CclError:
