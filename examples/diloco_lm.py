@@ -49,7 +49,8 @@ def run_configs(a: Any) -> Dict[str, dict]:
                           quant="e3m0",
                           label="Streaming DiLoCo H=%d P=%d tau=%d e3m0"
                           % (H, a.fragments, a.overlap)),
-        "churn": dict(kind="diloco", H=H, kill_at=int(a.steps * 0.3),
+        "churn": dict(kind="diloco", H=H, victim=WORLD - 1,
+                      kill_at=int(a.steps * 0.3),
                       join_at=int(a.steps * 0.5),
                       label="DiLoCo H=%d, kill at %d, join at %d"
                       % (H, int(a.steps * 0.3), int(a.steps * 0.5))),
@@ -85,7 +86,9 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
     data = tiny_lm.batches(train, hp["batch"], hp["ctx"],
                            seed=rank + (1000 if joining else 0))
     if joining:
-        go.wait()  # everything imported and built: join now
+        # Everything imported and built: join when the parent says so.
+        if not go.wait(timeout=hp["timeout"]):
+            raise RuntimeError("the joiner was never released")
     comm = pyccl.Communicator(address, world_size=1 if joining else WORLD,
                               peer_timeout=10.0, op_timeout=120.0,
                               connect_timeout=300.0)
@@ -160,6 +163,18 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
             if dl.outer_steps != outer:
                 seen.append((step, dl.outer_steps, dl.global_hash()))
         inner.zero_grad(set_to_none=True)
+        if rank == cfg.get("victim") and not joining and \
+                step >= cfg["kill_at"]:
+            # The victim SIGKILLs itself, after flushing its queue: a
+            # process killed while its queue's feeder thread holds the
+            # queue's shared write lock (every put takes it) leaves the
+            # lock held forever, and every other worker's messages, "done"
+            # included, stuck behind it; the parent then waited for them
+            # until its deadline (the smoke run that did not finish).
+            q.put(("killed", rank, joining, step))
+            q.close()
+            q.join_thread()
+            os.kill(os.getpid(), signal.SIGKILL)
         if step % eval_every == 0 or step == hp["steps"]:
             if dl is not None and step == hp["steps"]:
                 dl.finish()
@@ -237,15 +252,13 @@ def run_one(name: str, cfg: dict, hp: dict, outdir: str) -> dict:
                                        % (name, rank, val))
                 if kind == "started" and joining:
                     events.append("joiner started at step %d" % val)
+                if kind == "killed":
+                    killed = True
+                    events.append("worker %d SIGKILLed itself after its "
+                                  "step %d" % (rank, val))
                 if kind == "step":
                     if rank == 0 and not joining:
                         bar.show(val)
-                    if not killed and rank == 3 and \
-                            val >= cfg.get("kill_at", 1 << 60):
-                        os.kill(procs[3].pid, signal.SIGKILL)
-                        killed = True
-                        events.append("SIGKILL of worker 3 after its step %d"
-                                      % val)
                     if not joined and rank == 0 and \
                             val >= cfg.get("join_at", 1 << 60):
                         go.set()
@@ -253,11 +266,23 @@ def run_one(name: str, cfg: dict, hp: dict, outdir: str) -> dict:
                         events.append("joiner released at step %d" % val)
                 if kind == "done":
                     done[(rank, joining)] = val
+                for r, p in enumerate(procs):
+                    # A worker that died without a word (not the victim):
+                    # fail now rather than at the deadline.
+                    j = p is joiner
+                    if p.exitcode is not None and (r, j) not in done and \
+                            not (r == cfg.get("victim") and not j) and \
+                            q.empty():
+                        raise RuntimeError("run %s: worker %d%s exited with "
+                                           "%s before it was done" % (
+                                               name, r, " (joiner)" if j
+                                               else "", p.exitcode))
         finally:
             bar.close()
+            end = time.monotonic() + 30  # one deadline for all the joins
             for p in procs:
                 if p.is_alive() and (p is not joiner or joined):
-                    p.join(timeout=30)
+                    p.join(timeout=max(0.1, end - time.monotonic()))
                 if p.is_alive():
                     p.kill()
     reports = list(done.values())
@@ -383,7 +408,7 @@ def main() -> int:
     ap.add_argument("--overlap", type=int, default=2, help="tau (streaming)")
     ap.add_argument("--runs", default=None, help="comma-separated, of "
                     "ddp,diloco,streaming,churn,delayed (default: all; "
-                    "--smoke: streaming)")
+                    "--smoke: streaming,churn)")
     ap.add_argument("--width", type=int, default=96,
                     help="model width (96: 0.5 M parameters, 128: 0.87 M)")
     ap.add_argument("--out", default=None,
@@ -391,17 +416,14 @@ def main() -> int:
                     "<out>/img (default: a temporary folder)")
     a = ap.parse_args()
     if a.runs is None:
-        # The smoke run (CI) leaves out the kill-and-join run: it hung once
-        # in three CI runs (under investigation); tests/test_diloco.py
-        # covers a SIGKILL and a join with real processes.
-        a.runs = ("streaming" if a.smoke
+        a.runs = ("streaming,churn" if a.smoke
                   else "ddp,diloco,streaming,churn,delayed")
     hp = dict(d=a.width, layers=4, heads=4, ctx=64, batch=16, lr=1e-3,
               corpus=8 << 20, val_batches=32, timeout=3600)
     if a.smoke:
         a.steps, a.sync_every, a.fragments, a.overlap = 30, 5, 2, 1
         hp.update(d=32, layers=2, heads=2, ctx=32, batch=4, corpus=1 << 20,
-                  val_batches=4, timeout=240)
+                  val_batches=4, timeout=120)
     hp["steps"] = a.steps
     hp["eval_every"] = a.sync_every
     out = a.out or tempfile.mkdtemp(prefix="diloco-lm-")
