@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import queue as queue_mod
@@ -46,7 +47,7 @@ def run_configs(a: Any) -> Dict[str, dict]:
         "ddp": dict(kind="ddp", label="DDP (all-reduce every step)"),
         "diloco": dict(kind="diloco", H=H, label="DiLoCo H=%d" % H),
         "streaming": dict(kind="diloco", H=H, P=a.fragments, tau=a.overlap,
-                          quant="e3m0",
+                          quant="e3m0", alpha=a.alpha,
                           label="Streaming DiLoCo H=%d P=%d tau=%d e3m0"
                           % (H, a.fragments, a.overlap)),
         "churn": dict(kind="diloco", H=H, victim=WORLD - 1,
@@ -61,6 +62,18 @@ def run_configs(a: Any) -> Dict[str, dict]:
 
 
 # -- the worker ------------------------------------------------------------
+
+def lr_at(sched: tuple, steps: int, step: int) -> float:
+    """The inner learning rate of inner step ``step`` (0-based) for
+    ``sched = (lr, warmup, final)``: linear warmup over ``warmup`` steps,
+    then a cosine decay to ``lr * final`` at step ``steps`` (final = 1:
+    constant)."""
+    lr, warm, f = sched
+    if step < warm:
+        return lr * (step + 1) / warm
+    t = (step - warm) / max(1, steps - warm)
+    return lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
 
 def worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
            joining: bool, go: Any, q: Any, outdir: str) -> None:
@@ -81,7 +94,8 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
     torch.manual_seed(0)
     model = tiny_lm.TinyLM(hp["d"], hp["layers"], hp["heads"], hp["ctx"])
     evalm = tiny_lm.TinyLM(hp["d"], hp["layers"], hp["heads"], hp["ctx"])
-    inner = torch.optim.AdamW(model.parameters(), lr=hp["lr"],
+    sched = hp["ddp_lr"] if cfg["kind"] == "ddp" else hp["lr"]
+    inner = torch.optim.AdamW(model.parameters(), lr=sched[0],
                               betas=(0.9, 0.95), weight_decay=0.1)
     data = tiny_lm.batches(train, hp["batch"], hp["ctx"],
                            seed=rank + (1000 if joining else 0))
@@ -95,7 +109,14 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
     dl = None
     if cfg["kind"] == "diloco":
         from pyccl.diloco import DiLoCo
+        olr, omom = hp["outer_lr"], hp["outer_momentum"]
+
+        def outer_opt(params: list) -> Any:
+            return torch.optim.SGD(params, lr=olr, momentum=omom,
+                                   nesterov=omom > 0)
+
         dl = DiLoCo(model, inner, comm, sync_every=cfg["H"],
+                    outer_optimizer=outer_opt, alpha=cfg.get("alpha"),
                     fragments=cfg.get("P", 1), overlap=cfg.get("tau"),
                     quant=cfg.get("quant"), delayed=cfg.get("delayed", False),
                     joining=joining, min_peers=2)
@@ -125,6 +146,8 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
     if step == 0:
         snapshot(0)
     while step < hp["steps"]:
+        for g in inner.param_groups:
+            g["lr"] = lr_at(sched, hp["steps"], step)
         x, y = next(data)
         loss = model.loss(x, y)
         loss.backward()
@@ -381,7 +404,8 @@ def plots(results: Dict[str, dict], imgdir: str) -> List[str]:
     return paths
 
 
-def write_results(results: Dict[str, dict], out: str, t0: float) -> str:
+def write_results(results: Dict[str, dict], out: str, t0: float,
+                  hp: Any = None) -> str:
     """Writes the table, the plots and the raw numbers; returns the table."""
     tab = table(results)
     os.makedirs(os.path.join(out, "img"), exist_ok=True)
@@ -391,6 +415,12 @@ def write_results(results: Dict[str, dict], out: str, t0: float) -> str:
         f.write("Measured by `%s` (%.0f s in all), %s.\n\n%s\n"
                 % (cmd.strip(), time.monotonic() - t0,
                    time.strftime("%Y-%m-%d", time.gmtime()), tab))
+        if hp is not None:
+            f.write("\nInner AdamW lr (peak, warmup steps, final fraction "
+                    "of a cosine decay): DDP %s, DiLoCo runs %s; outer "
+                    "SGD lr %g, Nesterov momentum %g.\n"
+                    % (hp["ddp_lr"], hp["lr"], hp["outer_lr"],
+                       hp["outer_momentum"]))
     with open(os.path.join(out, "diloco_results.json"), "w") as f:
         json.dump(results, f, indent=1, default=str)
     print("results in %s%s" % (out, "; plots: " + ", ".join(pngs)
@@ -409,6 +439,22 @@ def main() -> int:
     ap.add_argument("--runs", default=None, help="comma-separated, of "
                     "ddp,diloco,streaming,churn,delayed (default: all; "
                     "--smoke: streaming,churn)")
+    ap.add_argument("--lr", type=float, nargs=3, default=[1e-3, 0, 1.0],
+                    metavar=("LR", "WARMUP", "FINAL"),
+                    help="inner AdamW learning rate of the DiLoCo runs: "
+                    "peak, warmup steps, cosine decay to FINAL * LR at the "
+                    "last step (1: constant); default 1e-3 0 1, the best "
+                    "of those tried (docs/diloco.md)")
+    ap.add_argument("--ddp-lr", type=float, nargs=3,
+                    default=[2e-3, 25, 0.1], metavar=("LR", "WARMUP", "FINAL"),
+                    help="the same for DDP; default 2e-3 25 0.1, the best "
+                    "of those tried")
+    ap.add_argument("--outer-lr", type=float, default=0.7)
+    ap.add_argument("--outer-momentum", type=float, default=0.9,
+                    help="outer Nesterov momentum (0: plain SGD)")
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="Streaming merge weight of the local parameters "
+                    "(default: the library's, 0.5)")
     ap.add_argument("--width", type=int, default=96,
                     help="model width (96: 0.5 M parameters, 128: 0.87 M)")
     ap.add_argument("--out", default=None,
@@ -418,7 +464,11 @@ def main() -> int:
     if a.runs is None:
         a.runs = ("streaming,churn" if a.smoke
                   else "ddp,diloco,streaming,churn,delayed")
-    hp = dict(d=a.width, layers=4, heads=4, ctx=64, batch=16, lr=1e-3,
+    hp = dict(d=a.width, layers=4, heads=4, ctx=64, batch=16,
+              lr=(a.lr[0], int(a.lr[1]), a.lr[2]),
+              ddp_lr=(a.ddp_lr[0], int(a.ddp_lr[1]), a.ddp_lr[2]),
+              outer_lr=a.outer_lr,
+              outer_momentum=a.outer_momentum,
               corpus=8 << 20, val_batches=32, timeout=3600)
     if a.smoke:
         a.steps, a.sync_every, a.fragments, a.overlap = 30, 5, 2, 1
@@ -443,9 +493,9 @@ def main() -> int:
                  if "identical" in r else ""))
         for e in r["events"]:
             print("           " + e)
-        write_results(results, out, t0)  # after each run: partial results
+        write_results(results, out, t0, hp)  # after each run: partial results
     snapdir.cleanup()
-    tab = write_results(results, out, t0)
+    tab = write_results(results, out, t0, hp)
     print(tab)
     ok = all(r.get("identical", True) for r in results.values())
     print("every worker's global parameters identical after every outer "
