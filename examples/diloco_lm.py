@@ -10,7 +10,7 @@ writes a table and two plots (loss vs inner steps, loss vs bytes sent per
 worker).  Every DiLoCo worker records a hash of its global state after
 every outer step; the runs fail unless all workers agree.
 
-Run (46 minutes on a shared 2-core machine, less on an idle one;
+Run (34 minutes on a shared 2-core machine, less on an idle one;
 docs/diloco.md has the numbers):
     python examples/diloco_lm.py --out docs
 Smoke test (a tiny model, a few steps, results in a temporary folder):
