@@ -259,7 +259,7 @@ def run_one(name: str, cfg: dict, hp: dict, outdir: str) -> dict:
         bar = Bar(name, hp["steps"])
         done: Dict[tuple, dict] = {}
         events: List[str] = []
-        killed = joined = False
+        joined = False
         need = WORLD + (1 if joiner else 0) - (1 if "kill_at" in cfg else 0)
         deadline = time.monotonic() + hp["timeout"]
         try:
@@ -269,14 +269,13 @@ def run_one(name: str, cfg: dict, hp: dict, outdir: str) -> dict:
                 try:
                     kind, rank, joining, val = q.get(timeout=1.0)
                 except queue_mod.Empty:
-                    continue
+                    kind = None  # still check for a worker that died
                 if kind == "error":
                     raise RuntimeError("run %s, worker %d:\n%s"
                                        % (name, rank, val))
                 if kind == "started" and joining:
                     events.append("joiner started at step %d" % val)
                 if kind == "killed":
-                    killed = True
                     events.append("worker %d SIGKILLed itself after its "
                                   "step %d" % (rank, val))
                 if kind == "step":
