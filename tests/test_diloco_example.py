@@ -1,8 +1,7 @@
 """examples/diloco_lm.py --smoke runs as a user would run it: Streaming
-DiLoCo with 4-bit outer gradients, each worker's global state identical
-after every outer step.  (The example's kill-and-join run is left out of
-the smoke mode: it hung once in three CI runs; tests/test_diloco.py
-covers a SIGKILL and a join.)"""
+DiLoCo with 4-bit outer gradients and DiLoCo with a worker that SIGKILLs
+itself and a joiner, each worker's global state identical after every
+outer step."""
 from __future__ import annotations
 
 import os
@@ -29,3 +28,5 @@ def test_diloco_lm_smoke(tmp_path):
             "step: yes") in out
     table = (tmp_path / "diloco_results.md").read_text()
     assert "Streaming DiLoCo" in table
+    assert "kill at" in table
+    assert "SIGKILLed itself" in out and "joiner released" in out
