@@ -48,7 +48,8 @@ def test_stats_match_what_was_sent():
         assert sum(l["tx_bytes"] for l in links) == st["tx_bytes"]
         assert sum(l["rx_bytes"] for l in links) == st["rx_bytes"]
         for l in links:
-            assert l["connections"] == 1 and l["connects"] == 1
+            # A peer that finished first may have closed its end already.
+            assert l["connects"] == 1 and l["connections"] in (0, 1)
             assert l["errors"] == 0 and not l["slow"]
             assert l["host"] == "127.0.0.1" and l["port"] > 0
         # The ring's left neighbour sent 256 KiB frames: a rate sample.
