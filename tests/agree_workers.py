@@ -19,6 +19,21 @@ import pyccl
 N = 1000
 
 
+def _report_after(comm: pyccl.Communicator, rank: int, q: Any) -> None:
+    """update_topology, one exact all-reduce in the group it gives, and
+    the report of how that went; then close."""
+    try:
+        comm.update_topology(30.0)
+        y = np.ones(N, dtype=np.float32)
+        comm.all_reduce(y)
+        after = {"size": comm.world_size,
+                 "ok": bool((y == comm.world_size).all())}
+    except pyccl.CclError as e:
+        after = {"error": type(e).__name__}
+    q.put({"rank": rank, "after": after})
+    comm.close()
+
+
 def member(address: str, rank: int, peer_timeout: float, stop: bool,
            q: Any) -> None:
     out: dict = {"rank": rank}
@@ -40,16 +55,7 @@ def member(address: str, rank: int, peer_timeout: float, stop: bool,
             out["result"] = type(e).__name__
             out["restored"] = bool(rank == 0 or (x == -1.0).all())
         q.put(out)
-        try:
-            comm.update_topology(30.0)
-            y = np.ones(N, dtype=np.float32)
-            comm.all_reduce(y)
-            after = {"size": comm.world_size,
-                     "ok": bool((y == comm.world_size).all())}
-        except pyccl.CclError as e:
-            after = {"error": type(e).__name__}
-        q.put({"rank": rank, "after": after})
-        comm.close()
+        _report_after(comm, rank, q)
     except BaseException as e:  # report, never hang the test
         q.put({"rank": rank, "exception": repr(e)})
 
@@ -100,15 +106,6 @@ def partition_member(address: str, rank: int, q: Any, ops: Any) -> None:
         out["open"] = sorted(link.rank for link in comm.stats().links
                              if link.connections > 0)
         q.put(out)
-        try:
-            comm.update_topology(30.0)
-            y = np.ones(N, dtype=np.float32)
-            comm.all_reduce(y)
-            after = {"size": comm.world_size,
-                     "ok": bool((y == comm.world_size).all())}
-        except pyccl.CclError as e:
-            after = {"error": type(e).__name__}
-        q.put({"rank": rank, "after": after})
-        comm.close()
+        _report_after(comm, rank, q)
     except BaseException as e:
         q.put({"rank": rank, "exception": repr(e)})
