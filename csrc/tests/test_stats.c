@@ -6,6 +6,22 @@
  */
 #include "ccl.h"
 #include "harness.h"
+
+/* Whether link rates are steady enough here to require that a clean run
+ * flags no link as slow: not under ThreadSanitizer or AddressSanitizer,
+ * which slow threads unevenly (a healthy link was flagged at z -5 under
+ * TSan on a loaded machine).  The clean-run check of a normal build
+ * stands, and tests/test_slow_peer.py checks 1000 ops without a flag. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define RATES_STEADY 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define RATES_STEADY 0
+#endif
+#endif
+#ifndef RATES_STEADY
+#define RATES_STEADY 1
+#endif
 #include "slow_detect.h"
 #include "stats_wire.h"
 #include "wire.h"
@@ -279,14 +295,15 @@ static void test_live(void)
                  a->links[l].errors == 0);
             PASS(a->links[l].port > 0 && a->links[l].host[0]);
             sampled += a->links[l].samples > 0 && a->links[l].rx_rate > 0;
-            PASS(a->links[l].slow == 0);
+            PASS(!RATES_STEADY || a->links[l].slow == 0);
         }
         PASS(rx == a->st.rx_bytes && tx == a->st.tx_bytes);
         PASS(sampled >= 1); /* the link it receives the ring on */
         PASS(a->st.reports_sent >= 1);
     }
     PASS_RC(ccl_master_get_stats(m, &tot, mem, N, &nm, lk, 2 * N, &nl));
-    PASS(tot.reports >= N && tot.slow_flags_raised == 0);
+    PASS(tot.reports >= N);
+    PASS(!RATES_STEADY || tot.slow_flags_raised == 0);
     ccl_master_destroy(m);
 }
 
