@@ -9,6 +9,8 @@ rank 3 only are paced), so exactly one directed link of the ring
 """
 from __future__ import annotations
 
+from typing import Any
+
 import pyccl
 
 from tests.obs_group import Group
@@ -31,6 +33,17 @@ def uses(order, a, b):
 
 def same_everywhere(ranks, key):
     return len({repr(v[key]) for v in ranks}) == 1
+
+
+def _run_slow_group(master: Any, worker: str, args: tuple) -> list:
+    """4 members with the slow link, running tests.ring_workers:<worker>
+    with args; every rank's result."""
+    g = Group(master, 4, "tests.ring_workers:" + worker, args,
+              env=slow_link_env(4), stats_report=0.1)
+    try:
+        return g.results(timeout=180)
+    finally:
+        g.close()
 
 
 def test_optimize_topology_moves_the_ring_off_a_slow_link():
@@ -61,12 +74,7 @@ def test_optimize_topology_moves_the_ring_off_a_slow_link():
 
 def test_reorder_policy_moves_the_ring_at_the_next_update_topology():
     with pyccl.Master(reorder_slow_links=True) as master:
-        g = Group(master, 4, "tests.ring_workers:ops_then_update",
-                  (6, 1 << 17, 0.5), env=slow_link_env(4), stats_report=0.1)
-        try:
-            ranks = g.results(timeout=180)
-        finally:
-            g.close()
+        ranks = _run_slow_group(master, "ops_then_update", (6, 1 << 17, 0.5))
     for r, v in enumerate(ranks):
         assert "rejected" not in v, v
         assert v["ring0"] == [0, 1, 2, 3]
@@ -79,12 +87,7 @@ def test_reorder_policy_moves_the_ring_at_the_next_update_topology():
 
 def test_no_reorder_without_the_policy():
     with pyccl.Master() as master:
-        g = Group(master, 4, "tests.ring_workers:ops_then_update",
-                  (6, 1 << 17, 0.5), env=slow_link_env(4), stats_report=0.1)
-        try:
-            ranks = g.results(timeout=180)
-        finally:
-            g.close()
+        ranks = _run_slow_group(master, "ops_then_update", (6, 1 << 17, 0.5))
     for v in ranks:
         assert v["changed"] is False and v["ring1"] == [0, 1, 2, 3]
 
@@ -93,12 +96,7 @@ def test_expel_policy_drops_the_peer_that_stays_slow():
     # Rank 2's link to rank 3 is flagged in every report of rank 3 (one per
     # 0.1 s while ops run); after 3 in a row it goes at update_topology.
     with pyccl.Master(expel_slow_after=3) as master:
-        g = Group(master, 4, "tests.ring_workers:ops_then_update",
-                  (10, 1 << 17, 0.5), env=slow_link_env(4), stats_report=0.1)
-        try:
-            ranks = g.results(timeout=180)
-        finally:
-            g.close()
+        ranks = _run_slow_group(master, "ops_then_update", (10, 1 << 17, 0.5))
     slow = ranks[SLOW_FROM]
     assert "slow peer" in slow.get("rejected", ""), slow
     assert "consecutive reports" in slow["rejected"]
