@@ -209,6 +209,15 @@ void ccl_comm_destroy(ccl_comm *c);
 int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
 int ccl_comm_optimize_topology(ccl_comm *c, int timeout_ms);
 int ccl_comm_ring_order(ccl_comm *c, int *order, int max);
+typedef struct ccl_tuning {
+    uint64_t allreduce_star_max;
+    uint64_t bcast_direct_max;
+    uint32_t latency_us;
+    uint32_t rate_kbs;
+    int source;
+} ccl_tuning;
+enum { CCL_TUNING_DEFAULT = 0, CCL_TUNING_MODEL = 1, CCL_TUNING_FIXED = 2 };
+int ccl_comm_get_tuning(ccl_comm *c, ccl_tuning *out);
 void ccl_comm_interrupt(ccl_comm *c);
 int ccl_comm_peers_pending(ccl_comm *c);
 

@@ -50,6 +50,8 @@ from pyccl.work import Completer, Work
 
 # "Not passed" for arguments where None has a meaning of its own.
 _UNSET: Any = object()
+# star_max_bytes=None: the epoch's thresholds (CCL_STAR_MAX_AUTO in ccl.h).
+_STAR_MAX_AUTO = 2**64 - 1
 
 MasterLike = Union[str, Tuple[str, int], Master]
 
@@ -114,7 +116,10 @@ class Communicator(DirectOps):
         spin_us: busy-poll microseconds before blocking: -1 lets the core
             decide, 0 never spins.
         star_max_bytes: ``algorithm="auto"`` uses the star all-reduce up to
-            this size.
+            this size, and a broadcast sends directly up to it; every peer
+            must pass the same.  ``None`` (the default): the thresholds of
+            the master's cost model, from measured round trips and rates
+            (:meth:`tuning`).
         chunk_bytes: pipelining unit of the ring all-reduce.
         peer_timeout: a peer silent for this many seconds (stopped, hung
             or cut off) is lost: every op that needs it fails.  Heartbeats
@@ -154,7 +159,7 @@ class Communicator(DirectOps):
                  rank: Optional[int] = None, *, conns_per_peer: Optional[int] = None,
                  listen_host: str = "127.0.0.1",
                  connect_timeout: float = 60.0, op_timeout: float = 60.0,
-                 spin_us: int = -1, star_max_bytes: int = 65536,
+                 spin_us: int = -1, star_max_bytes: Optional[int] = None,
                  chunk_bytes: int = 1 << 20,
                  peer_timeout: float = 30.0,
                  restore_input: bool = True,
@@ -196,8 +201,9 @@ class Communicator(DirectOps):
         cfg.op_timeout_ms = _ms(op_timeout, "op_timeout")
         self._op_timeout = cfg.op_timeout_ms / 1000.0
         cfg.spin_us = _int_arg(spin_us, "spin_us", -1, _INT_MAX)
-        cfg.star_max_bytes = _int_arg(star_max_bytes, "star_max_bytes", 0,
-                                      2**64 - 1)
+        cfg.star_max_bytes = (_STAR_MAX_AUTO if star_max_bytes is None else
+                              _int_arg(star_max_bytes, "star_max_bytes", 0,
+                                       _STAR_MAX_AUTO - 1))
         cfg.chunk_bytes = _int_arg(chunk_bytes, "chunk_bytes", 1, 2**32 - 1)
         cfg.peer_timeout_ms = _ms(peer_timeout, "peer_timeout")
         cfg.restore_input = 1 if restore_input else 0
@@ -361,6 +367,27 @@ class Communicator(DirectOps):
         Raises: as :meth:`update_topology`.
         """
         return self.update_topology(timeout, _optimize=True)
+
+    def tuning(self) -> dict:
+        """The thresholds of the automatic algorithm choice in the current
+        epoch: ``allreduce_star_max`` (the star all-reduce up to this many
+        bytes, the ring above), ``bcast_direct_max`` (a broadcast's direct
+        sends up to this size, a chain above), the model's inputs
+        ``latency_us`` (one-way, median of the links) and ``rate`` (bytes/s,
+        median), and ``source``: ``"default"`` (no measurements yet),
+        ``"model"`` (the master's cost model, from the links the members
+        measured; it changes at a new epoch: a reform, or
+        :meth:`optimize_topology` when a threshold moves by more than 4x) or ``"fixed"`` (``star_max_bytes`` was
+        given).  See docs/design.md, "Choosing the algorithm"."""
+        with self._use() as c:
+            t = ffi.new("ccl_tuning *")
+            check(lib.ccl_comm_get_tuning(c, t))
+            source = {0: "default", 1: "model", 2: "fixed"}.get(int(t.source), "?")
+            return {"allreduce_star_max": int(t.allreduce_star_max),
+                    "bcast_direct_max": int(t.bcast_direct_max),
+                    "latency_us": int(t.latency_us),
+                    "rate": int(t.rate_kbs) * 1000,
+                    "source": source}
 
     def ring_order(self) -> list:
         """The ranks in the order the ring visits them (ring all-reduce,

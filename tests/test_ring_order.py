@@ -63,7 +63,8 @@ def test_optimize_topology_moves_the_ring_off_a_slow_link():
         assert v["rank0"] == v["rank1"] == r
         assert v["epoch1"] == v["epoch0"] + 1
         assert not uses(v["ring1"], SLOW_FROM, SLOW_TO), v["ring1"]
-        assert v["again"] is False and v["ring2"] == v["ring1"]
+        assert v["ring2"] == v["ring1"]
+        assert v["again"] is False or v["tune2"] != v["tune1"], v
     # Every member has the same ring, and bit-identical results.
     for key in ("ring1", "digests0", "digests1"):
         assert same_everywhere(ranks, key), [v[key] for v in ranks]

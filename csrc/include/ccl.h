@@ -52,7 +52,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 5
+#define CCL_PROTOCOL_VERSION 6
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {
@@ -121,10 +121,14 @@ typedef enum ccl_redop {
 } ccl_redop;
 #define CCL_REDOP_COUNT 8
 
-/* All-reduce algorithms.  AUTO picks by size and world size. */
+/* All-reduce algorithms.  AUTO picks by size and world size, against
+ * star_max_bytes or, by default, the epoch's threshold from the master's
+ * cost model (ccl_comm_get_tuning). */
 typedef enum ccl_algo {
     CCL_ALGO_AUTO = 0, CCL_ALGO_RING = 1, CCL_ALGO_STAR = 2
 } ccl_algo;
+/* star_max_bytes: take the epoch's thresholds (the default). */
+#define CCL_STAR_MAX_AUTO UINT64_MAX
 
 /* ------------------------------------------------------------------ */
 /* Master: the coordinator peers register with.  It moves no tensor data. */
@@ -219,7 +223,12 @@ typedef struct ccl_comm_config {
     int connect_timeout_ms;   /* deadline for registration and the mesh, default 60000 */
     int op_timeout_ms;        /* an op that completes no frame for this long fails, default 60000 */
     int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
-    uint64_t star_max_bytes;  /* AUTO uses star up to this size, default 65536 */
+    uint64_t star_max_bytes;  /* AUTO all-reduce uses the star up to this size,
+                                 and a broadcast sends directly up to it;
+                                 every peer must agree.  Default
+                                 CCL_STAR_MAX_AUTO: the epoch's thresholds
+                                 from the master's cost model
+                                 (ccl_comm_get_tuning) */
     uint32_t chunk_bytes;     /* pipelining unit of the ring, default 1 MiB */
     int peer_timeout_ms;      /* a peer silent this long is lost (stopped, hung or
                                  cut off); heartbeats go out every quarter of
@@ -282,8 +291,30 @@ int ccl_comm_update_topology(ccl_comm *c, int timeout_ms);
  * faster, every member continues in a new epoch with that ring order and
  * the same ranks; else nothing changes.  Membership changes as in
  * update_topology.  Results of ring ops stay bit-identical across ranks,
- * but a new order adds partial sums in another order than before. */
+ * but a new order adds partial sums in another order than before.  The
+ * master also re-runs its cost model (ccl_comm_get_tuning) and starts a
+ * new epoch when a threshold moves by more than 4x (or for its first
+ * answer). */
 int ccl_comm_optimize_topology(ccl_comm *c, int timeout_ms);
+/* The automatic algorithm choice's thresholds in the current epoch
+ * (docs/design.md, "Choosing the algorithm"). */
+typedef struct ccl_tuning {
+    uint64_t allreduce_star_max; /* AUTO all-reduce (quantized: its float32
+                                    bytes): the star up to this size, the
+                                    ring above */
+    uint64_t bcast_direct_max;   /* broadcast: direct sends up to this size,
+                                    a chain above */
+    uint32_t latency_us;         /* the model's one-way latency (median of
+                                    the links); 0 without a model */
+    uint32_t rate_kbs;           /* the model's rate (median), 1000 bytes/s */
+    int source;                  /* CCL_TUNING_* */
+} ccl_tuning;
+enum {
+    CCL_TUNING_DEFAULT = 0, /* no model yet: the loopback-tuned 65536 bytes */
+    CCL_TUNING_MODEL = 1,   /* the master's cost model, from measured links */
+    CCL_TUNING_FIXED = 2    /* star_max_bytes set by the caller */
+};
+int ccl_comm_get_tuning(ccl_comm *c, ccl_tuning *out);
 /* The ring order of the current epoch: order[p] = the rank at ring
  * position p (rank order unless the master chose another), for
  * p < max.  Returns the world size (order may be NULL), or

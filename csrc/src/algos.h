@@ -23,6 +23,10 @@ int ccl__quant_begin(ccl_op *op);
 /* Byte range of segment k of the op's buffer cut into n (ring.c). */
 void ccl__ring_segment(const ccl_op *op, int n, int k, uint64_t *off, uint64_t *len);
 
+/* The engine's pick (engine.h, algo_pick.c): an automatic all-reduce's
+ * algorithm against the epoch's threshold in op->star_max_bytes. */
+const ccl__algo *ccl__algo_pick(const ccl_op *op);
+
 extern const ccl__algo ccl__ring_allreduce_algo;
 extern const ccl__algo ccl__ring_allgather_algo;
 extern const ccl__algo ccl__ring_reduce_scatter_algo;

@@ -248,8 +248,13 @@ int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_
                             "u8, u4, e3m0, f16 or bf16; block a power of two up to "
                             "65536");
     /* As AUTO chooses for plain all-reduce: a star for small ops, a ring
-     * for large ones (ranks must agree on star_max_bytes). */
-    const ccl__algo *algo = count * 4 <= c->cfg.star_max_bytes || ccl_comm_size(c) <= 1
+     * for large ones (ranks must agree on star_max_bytes; without it the
+     * epoch's threshold decides at activation, ccl__algo_pick). */
+    if (!c)
+        return CCL_ERR_INVALID_ARG;
+    int tuned = c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO;
+    uint64_t max = tuned ? CCL_TUNE_FLOOR_BYTES : c->cfg.star_max_bytes;
+    const ccl__algo *algo = count * 4 <= max || ccl_comm_size(c) <= 1
                                 ? &ccl__star_q_algo
                                 : &ccl__ring_q_algo;
     int rc = ccl__op_build(c, algo, send, recv, count, 1, CCL_F32, redop, 0, out);
@@ -259,6 +264,8 @@ int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_
     op->qfmt = format;
     op->qblock = 1u << log2b;
     op->qseed = seed;
+    if (tuned)
+        op->tuned = CCL__TUNED_ALLREDUCE;
     op->root = format | log2b << 3; /* carried in every frame: ranks must agree */
     return ccl__op_submit(c, out);
 }

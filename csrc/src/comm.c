@@ -4,6 +4,7 @@
  * thread), accessors and teardown.
  */
 #include "aead.h"
+#include "algos.h"
 #include "communicator.h"
 #include "handshake.h"
 #include "link_mac.h"
@@ -31,7 +32,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->connect_timeout_ms = 60000;
     cfg->op_timeout_ms = 60000;
     cfg->spin_us = -1;
-    cfg->star_max_bytes = 65536;
+    cfg->star_max_bytes = CCL_STAR_MAX_AUTO;
     cfg->chunk_bytes = 1u << 20;
     cfg->peer_timeout_ms = 30000;
     cfg->restore_input = 1;
@@ -144,6 +145,7 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->idle_cv, NULL);
     ccl__engine_init(&c->eng, cfg->op_timeout_ms, cfg->restore_input);
+    c->eng.pick = ccl__algo_pick;
     uint64_t deadline = ccl__now_ms() + (uint64_t)cfg->connect_timeout_ms;
     rc = ccl__random_bytes(c->uuid, sizeof c->uuid);
     if (rc) {

@@ -152,3 +152,26 @@ int ccl_comm_ring_order(ccl_comm *c, int *order, int max)
     pthread_mutex_unlock(&c->mu);
     return n;
 }
+
+int ccl_comm_get_tuning(ccl_comm *c, ccl_tuning *out)
+{
+    if (!c || !out)
+        return CCL_ERR_INVALID_ARG;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&c->mu);
+    ccl__tuning t = c->group.tune;
+    int has = c->group.has_tune;
+    pthread_mutex_unlock(&c->mu);
+    if (!has)
+        ccl__tune_default(&t);
+    out->allreduce_star_max = t.allreduce_star_max;
+    out->bcast_direct_max = t.bcast_direct_max;
+    out->latency_us = t.latency_us;
+    out->rate_kbs = t.rate_kbs;
+    out->source = has ? CCL_TUNING_MODEL : CCL_TUNING_DEFAULT;
+    if (c->cfg.star_max_bytes != CCL_STAR_MAX_AUTO) {
+        out->allreduce_star_max = out->bcast_direct_max = c->cfg.star_max_bytes;
+        out->source = CCL_TUNING_FIXED;
+    }
+    return CCL_OK;
+}

@@ -52,6 +52,14 @@ struct ccl__engine {
      * the rank order, and this rank's position on it. */
     uint32_t *ring;
     int ring_pos;
+    /* The epoch's thresholds (the master's cost model in the GROUP, or the
+     * defaults), and whether the GROUP carried them (tune.h). */
+    ccl__tuning tune;
+    int has_tune;
+    /* Filled by the API layer (op.c): the algorithm of an op whose choice
+     * waits for the epoch's thresholds (op->tuned), called at activation
+     * with op->star_max_bytes set from them. */
+    const ccl__algo *(*pick)(const ccl_op *op);
 
     /* under mu */
     ccl_op *active;
@@ -111,7 +119,7 @@ void ccl__engine_fini(ccl__engine *e);
  * ring order (size ranks, the rank at each position; copied), or NULL
  * for the rank order. */
 int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
-                          const uint32_t *ring);
+                          const uint32_t *ring, const ccl__tuning *tune);
 void ccl__engine_group(ccl__engine *e, int *rank, int *size, uint32_t *epoch);
 void ccl__engine_set_error(ccl__engine *e, const char *msg);
 /* Sets the detail for good (the master removed this member): later

@@ -116,7 +116,10 @@ static int send_group(ccl_master *m, mconn *k, uint32_t epoch, uint32_t rank,
     g.epoch = epoch;
     g.your_rank = rank;
     g.has_ring = ccl__mpol_ring_sent(m->policy);
-    size_t need = 16 + (size_t)g.world_size * (20 + CCL_MAX_HOST);
+    g.has_tune = ccl__mpol_tuning(m->policy, &g.tune);
+    /* The largest GROUP of this size: every host at its longest, the ring
+     * order and the tuning (docs/protocol.md, "GROUP"). */
+    size_t need = 14 + (size_t)g.world_size * (19 + CCL_MAX_HOST + 2) + 3 + 25;
     if (*cap < need) {
         uint8_t *b = realloc(*buf, need);
         if (!b)
@@ -183,9 +186,12 @@ static void feed_links(ccl_master *m, mconn *k, uint64_t now)
     if (!links)
         return; /* the next report brings them again */
     int n = ccl__mview_member_links(m->view, k, links, CCL_STATS_MAX_LINKS);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         ccl__mpol_link(m->policy, links[i].epoch, (uint32_t)links[i].from,
                        (uint32_t)links[i].to, links[i].rx_rate, links[i].slow, now);
+        ccl__mpol_link_rtt(m->policy, links[i].epoch, (uint32_t)links[i].from,
+                           (uint32_t)links[i].to, links[i].rtt_us);
+    }
     free(links);
 }
 

@@ -42,6 +42,7 @@ int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
         memcpy(ring, order, n * sizeof *ring);
     free(mp->ring);
     mp->ring = ring;
+    mp->has_tune = ccl__mp_plan_tune(mp, byrank, n, order, &mp->tune);
     uint32_t joined = 0, first = mp->ever_run == 0 || mp->run == RUN_NONE;
     mp->epoch++;
     for (uint32_t r = 0; r < n; r++) {
@@ -64,6 +65,13 @@ int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
         p->nlost = 0;
         p->optimize = 0;
     }
+    if (mp->has_tune)
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u tuning: star all-reduce up "
+                    "to %llu bytes, direct broadcast up to %llu (latency %u us, "
+                    "rate %.1f MB/s, medians of the measured links)", mp->epoch,
+                    (unsigned long long)mp->tune.allreduce_star_max,
+                    (unsigned long long)mp->tune.bcast_direct_max,
+                    mp->tune.latency_us, mp->tune.rate_kbs / 1e3);
     if (first)
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u formed: a new group of %u",
                     mp->epoch, n);
@@ -315,8 +323,9 @@ static void drop_silent(ccl__mpol *mp)
 /* The next epoch: survivors in their old rank order, then the joiners in
  * arrival order (as many as fit); the ring order carried over, re-planned
  * when `replan`.  With `only_if_better` (nobody left or joins) the epoch
- * is formed only when the plan found a better ring: returns 1 if it was
- * formed. */
+ * is formed only when the plan found a better ring or the cost model's
+ * thresholds moved (by more than 4x, or it has a first answer): returns
+ * 1 if it was formed. */
 static int next_epoch(ccl__mpol *mp, int replan, int only_if_better)
 {
     int nj = 0, formed = 0;
@@ -331,6 +340,10 @@ static int next_epoch(ccl__mpol *mp, int replan, int only_if_better)
         for (int i = 0; i < nj && n < CCL_MAX_WORLD; i++)
             byrank[n++] = join[i];
         int better = ccl__mp_plan_ring(mp, byrank, n, replan, order);
+        ccl__tuning t;
+        int has = only_if_better && ccl__mp_plan_tune(mp, byrank, n, order, &t);
+        if (has && (!mp->has_tune || ccl__tune_differs(&t, &mp->tune)))
+            better = 1;
         if (better || !only_if_better)
             formed = ccl__mp_form(mp, byrank, n, order) == CCL_OK;
     }

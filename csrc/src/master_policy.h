@@ -108,6 +108,10 @@ void ccl__mpol_tick(ccl__mpol *mp, uint64_t now);
  * policies act at the next reform. */
 void ccl__mpol_link(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
                     double rate, int slow, uint64_t now);
+/* The smoothed round trip (us) that the receiver dst of epoch measured
+ * to src, for the cost model (tune.h); ignored like ccl__mpol_link. */
+void ccl__mpol_link_rtt(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
+                        double rtt_us);
 /* The optional policies (all off after create). */
 void ccl__mpol_set_options(ccl__mpol *mp, const ccl__mpol_options *o);
 
@@ -127,6 +131,8 @@ const ccl__member *ccl__mpol_members(const ccl__mpol *mp, uint32_t *world,
 /* Whether the last GROUP decisions carry a ring order (members'
  * ring_pos); 0: the rank order, and GROUP carries none. */
 int ccl__mpol_ring_sent(const ccl__mpol *mp);
+/* Whether the last GROUP decisions carry a tuning, and which (*t). */
+int ccl__mpol_tuning(const ccl__mpol *mp, ccl__tuning *t);
 /* Peers in the current epoch, and peers waiting to join. */
 int ccl__mpol_members_count(const ccl__mpol *mp);
 int ccl__mpol_waiting_count(const ccl__mpol *mp);

@@ -30,6 +30,15 @@ int ccl__mpol_ring_sent(const ccl__mpol *mp)
     return mp->ring != NULL;
 }
 
+int ccl__mpol_tuning(const ccl__mpol *mp, ccl__tuning *t)
+{
+    if (mp->has_tune)
+        *t = mp->tune;
+    else
+        ccl__tune_default(t);
+    return mp->has_tune;
+}
+
 static mp_link *link_find(const ccl__mpol *mp, const uint8_t *src, const uint8_t *dst)
 {
     for (int i = 0; i < mp->nlinks; i++)
@@ -87,6 +96,21 @@ void ccl__mpol_link(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
     }
 }
 
+void ccl__mpol_link_rtt(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
+                        double rtt_us)
+{
+    if (epoch != mp->epoch || src >= mp->world || dst >= mp->world || src == dst ||
+        mp->slots[src].state != SLOT_HERE || mp->slots[dst].state != SLOT_HERE ||
+        !(rtt_us > 0))
+        return;
+    mp_link *l = link_entry(mp, mp->slots[src].uuid, mp->slots[dst].uuid);
+    if (l) {
+        l->rtt_us = rtt_us;
+        if (!l->at_ms)
+            l->at_ms = 1; /* remembered like a rate (the oldest goes first) */
+    }
+}
+
 /* ---- the ring order ---- */
 
 int ccl__mp_ring_due(const ccl__mpol *mp)
@@ -137,6 +161,40 @@ static void carry(const ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
             order[k++] = r;
 }
 
+/* The rate (and, if rtt is not NULL, round trip) of each remembered link
+ * whose ends are both in byrank[0..n), into n x n matrices (0: unknown). */
+static void link_matrix(const ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
+                        double *bw, double *rtt)
+{
+    for (int i = 0; i < mp->nlinks; i++) {
+        int a = rank_of(byrank, n, mp->links[i].src);
+        int b = a >= 0 ? rank_of(byrank, n, mp->links[i].dst) : -1;
+        if (b < 0)
+            continue;
+        bw[(size_t)a * n + b] = mp->links[i].rate;
+        if (rtt)
+            rtt[(size_t)a * n + b] = mp->links[i].rtt_us;
+    }
+}
+
+int ccl__mp_plan_tune(const ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
+                      const uint32_t *order, ccl__tuning *t)
+{
+    ccl__tune_default(t);
+    if (n < 2 || n > MP_MAX_RING_PLAN)
+        return 0;
+    double *bw = calloc((size_t)n * n, sizeof *bw);
+    double *rtt = calloc((size_t)n * n, sizeof *rtt);
+    int has = 0;
+    if (bw && rtt) {
+        link_matrix(mp, byrank, n, bw, rtt);
+        has = ccl__tune_plan((int)n, rtt, bw, order, t);
+    }
+    free(bw);
+    free(rtt);
+    return has;
+}
+
 int ccl__mp_plan_ring(ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
                       int replan, uint32_t *order)
 {
@@ -154,13 +212,7 @@ int ccl__mp_plan_ring(ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
     uint32_t *out = malloc(n * sizeof *out);
     int changed = 0;
     if (bw && out) {
-        /* Each remembered link whose ends are both in the group. */
-        for (int i = 0; i < mp->nlinks; i++) {
-            int a = rank_of(byrank, n, mp->links[i].src);
-            int b = a >= 0 ? rank_of(byrank, n, mp->links[i].dst) : -1;
-            if (b >= 0)
-                bw[(size_t)a * n + b] = mp->links[i].rate;
-        }
+        link_matrix(mp, byrank, n, bw, NULL);
         changed = ccl__ring_order_choose((int)n, bw, order, out) == 1;
         if (changed) {
             char text[CCL_MPOL_TEXT];

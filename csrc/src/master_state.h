@@ -37,6 +37,7 @@ typedef struct mp_peer {
 typedef struct mp_link {
     uint8_t src[16], dst[16];
     double rate;     /* bytes/s, as its receiver reported it */
+    double rtt_us;   /* the receiver's smoothed round trip to the sender */
     uint64_t at_ms;  /* when */
     int slow;        /* the master's verdict then */
 } mp_link;
@@ -108,6 +109,8 @@ struct ccl__mpol {
                                 the rank order */
     mp_link *links;          /* measured links (master_ring.c) */
     int nlinks;
+    int has_tune;            /* the epoch's GROUP carries `tune` */
+    ccl__tuning tune;        /* the cost model's thresholds (tune.h) */
 };
 
 /* ---- master_peers.c ---- */
@@ -168,6 +171,11 @@ int ccl__mp_plan_ring(ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
 /* Whether the ring should be re-planned at this reform: a member asked,
  * or reorder_slow_links is on and a link of the current ring is flagged. */
 int ccl__mp_ring_due(const ccl__mpol *mp);
+/* The cost model's tuning for an epoch of byrank[0..n) with ring order
+ * `order` (tune.h), from the measured links: 1 with *t filled, 0 when
+ * too little is known (or n is over MP_MAX_RING_PLAN). */
+int ccl__mp_plan_tune(const ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
+                      const uint32_t *order, ccl__tuning *t);
 /* Drops the members that stayed slow past expel_slow_after. */
 void ccl__mp_expel_slow(ccl__mpol *mp);
 

@@ -139,7 +139,8 @@ int ccl__mesh_build(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         m[p].port = g->members[p].port;
         ring[g->members[p].ring_pos] = (uint32_t)p; /* a permutation: decoded */
     }
-    int rc = ccl__engine_new_epoch(&c->eng, (int)g->your_rank, size, g->epoch, ring);
+    int rc = ccl__engine_new_epoch(&c->eng, (int)g->your_rank, size, g->epoch, ring,
+                                   g->has_tune ? &g->tune : NULL);
     free(ring);
     if (!rc)
         rc = ccl__xport_reset(c->xp, size, (int)g->your_rank, g->conns_per_peer,

@@ -70,6 +70,9 @@ int ccl__op_build(ccl_comm *c, const ccl__algo *algo, const void *send, void *re
     op->esize = esize;
     op->unit = unit_bytes(c, esize);
     op->star_max_bytes = c->cfg.star_max_bytes;
+    /* A broadcast without the caller's threshold takes the epoch's. */
+    if (algo == &ccl__broadcast_algo && c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO)
+        op->tuned = CCL__TUNED_BCAST;
     op->send = send;
     op->out = recv;
     op->count = count * blocks;
@@ -106,9 +109,11 @@ static const ccl__algo *allreduce_algo(ccl_comm *c, uint64_t nbytes, int algo)
         return &ccl__star_allreduce_algo;
     /* AUTO: a star costs 2 hops but sends everything through one hub; a
      * ring costs 2(N-1) hops and spreads the bytes.  Small ops are latency
-     * bound, large ones bandwidth bound. */
-    return nbytes <= c->cfg.star_max_bytes ? &ccl__star_allreduce_algo
-                                           : &ccl__ring_allreduce_algo;
+     * bound, large ones bandwidth bound.  Without the caller's threshold
+     * this is only a first guess: ccl__algo_pick decides at activation. */
+    uint64_t max = c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO ? CCL_TUNE_FLOOR_BYTES
+                                                              : c->cfg.star_max_bytes;
+    return nbytes <= max ? &ccl__star_allreduce_algo : &ccl__ring_allreduce_algo;
 }
 
 int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
@@ -118,8 +123,13 @@ int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
     if (algo < CCL_ALGO_AUTO || algo > CCL_ALGO_STAR)
         return ccl__api_err(c, CCL_ERR_INVALID_ARG, "unknown algorithm");
     size_t es = ccl_dtype_size(dtype);
-    return op_new(c, c ? allreduce_algo(c, count * (es ? es : 1), algo) : NULL, send,
-                  recv, count, 1, dtype, redop, 0, out);
+    int rc = ccl__op_build(c, c ? allreduce_algo(c, count * (es ? es : 1), algo) : NULL,
+                           send, recv, count, 1, dtype, redop, 0, out);
+    if (rc)
+        return rc;
+    if (algo == CCL_ALGO_AUTO && c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO)
+        (*out)->tuned = CCL__TUNED_ALLREDUCE;
+    return ccl__op_submit(c, out);
 }
 
 int ccl_broadcast_async(ccl_comm *c, void *buf, uint64_t count, int dtype,

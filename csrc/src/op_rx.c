@@ -490,6 +490,16 @@ static void activate(ccl__engine *e, ccl_op *op)
     op->ring_pos = e->ring_pos;
     op->epoch = e->epoch;
     op->last_progress_ms = ccl__now_ms();
+    /* Before anything else reads op->algo: an automatic choice takes the
+     * thresholds of the epoch the op runs in, which every member of it
+     * shares (the GROUP's tuning), so every rank picks the same. */
+    if (op->tuned == CCL__TUNED_BCAST)
+        op->star_max_bytes = e->tune.bcast_direct_max;
+    if (op->tuned == CCL__TUNED_ALLREDUCE) {
+        op->star_max_bytes = e->tune.allreduce_star_max;
+        if (e->pick)
+            op->algo = e->pick(op);
+    }
     if (op->p2p) {
         if (op->peer >= e->size) {
             ccl__op_fail_quiet(op, CCL_ERR_INVALID_ARG, "peer %d is not in the group "

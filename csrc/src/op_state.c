@@ -20,6 +20,7 @@ int ccl__engine_init(ccl__engine *e, int op_timeout_ms, int restore_input)
     e->rank = -1;
     e->bye_from = UINT64_MAX;
     e->refuse_from = UINT64_MAX;
+    ccl__tune_default(&e->tune);
     pthread_mutex_init(&e->group_mu, NULL);
     pthread_mutex_init(&e->post_mu, NULL);
     pthread_mutex_init(&e->done_mu, NULL);
@@ -87,7 +88,7 @@ ccl__p2p_seq *ccl__p2p_seq_of(ccl__engine *e, int peer, uint32_t utag)
 }
 
 int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
-                          const uint32_t *ring)
+                          const uint32_t *ring, const ccl__tuning *tune)
 {
     ccl__engine_forget_epoch(e);
     uint8_t *lost = calloc((size_t)size, 1);
@@ -115,6 +116,11 @@ int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
     free(e->ring);
     e->ring = order;
     e->ring_pos = pos;
+    e->has_tune = tune != NULL;
+    if (tune)
+        e->tune = *tune;
+    else
+        ccl__tune_default(&e->tune);
     pthread_mutex_lock(&e->post_mu);
     e->next_tag = 0; /* tags count from zero in every epoch */
     pthread_mutex_unlock(&e->post_mu);

@@ -60,6 +60,9 @@ struct ccl_op {
     int ring_pos;
     uint32_t unit;           /* pipelining unit in bytes (whole elements) */
     uint64_t star_max_bytes; /* broadcast: direct sends up to this size */
+    /* CCL__TUNED_*: star_max_bytes (and, for an all-reduce, the
+     * algorithm) come from the epoch's tuning at activation (tune.h). */
+    uint8_t tuned;
     const uint8_t *send;     /* the caller's input */
     uint8_t *buf;            /* the buffer the algorithm works in */
     uint8_t *out;            /* the caller's output */
@@ -113,6 +116,8 @@ struct ccl_op {
 };
 
 enum { CCL__P2P_SEND = 1, CCL__P2P_RECV = 2 };
+/* op->tuned */
+enum { CCL__TUNED_ALLREDUCE = 1, CCL__TUNED_BCAST = 2 };
 enum { CCL__SEEN_DONE = 1, CCL__SEEN_CONFIRM = 2 };
 
 struct ccl__qunit {

@@ -25,7 +25,12 @@
 #define GROUP_FIXED_LEN 14    /* u32 epoch, u32 world_size, u32 rank, u16 K */
 #define MEMBER_FIXED_LEN 19   /* u16 port, 16 uuid, u8 host_len */
 #define MEMBER_MIN_LEN (MEMBER_FIXED_LEN + 1) /* a host has >= 1 byte */
-#define RING_FIXED_LEN 2      /* u16 count, then count x u16 rank */
+#define RING_FIXED_LEN 3      /* u8 kind, u16 count, then count x u16 rank */
+#define TUNE_LEN 25           /* u8 kind, u64, u64, u32, u32 */
+/* The kinds of GROUP's optional sections after the members, in the order
+ * they must come (docs/protocol.md, "GROUP"). */
+#define GROUP_SEC_RING 1
+#define GROUP_SEC_TUNE 2
 #define ERRMSG_FIXED_LEN 6    /* u32 code, u16 n */
 #define HELLO_NONCE_OFF 40
 #define HELLO_RESERVED_OFF 56
@@ -130,6 +135,12 @@ static uint32_t rd_u32(wire_rd *r)
     return at ? ccl__get_u32(at) : 0;
 }
 
+static uint64_t rd_u64(wire_rd *r)
+{
+    const uint8_t *at = rd_take(r, 8);
+    return at ? ccl__get_u64(at) : 0;
+}
+
 static void rd_bytes(wire_rd *r, void *dst, size_t n)
 {
     const uint8_t *at = rd_take(r, n);
@@ -169,6 +180,12 @@ static void wr_u32(wire_wr *w, uint32_t v)
 {
     ccl__put_u32(w->p + w->pos, v);
     w->pos += 4;
+}
+
+static void wr_u64(wire_wr *w, uint64_t v)
+{
+    ccl__put_u64(w->p + w->pos, v);
+    w->pos += 8;
 }
 
 static void wr_bytes(wire_wr *w, const void *src, size_t n)
@@ -520,6 +537,13 @@ static int ring_ok(const ccl__group_msg *m)
     return 1;
 }
 
+/* A tuning's thresholds: at least 1 byte, at most CCL_TUNE_MAX_BYTES. */
+static int tune_ok(const ccl__tuning *t)
+{
+    return t->allreduce_star_max >= 1 && t->allreduce_star_max <= CCL_TUNE_MAX_BYTES &&
+           t->bcast_direct_max >= 1 && t->bcast_direct_max <= CCL_TUNE_MAX_BYTES;
+}
+
 /* Exact encoded size of m, or 0 if any field breaks a decoder rule. */
 static size_t group_size(const ccl__group_msg *m)
 {
@@ -539,6 +563,11 @@ static size_t group_size(const ccl__group_msg *m)
         if (!ring_ok(m))
             return 0;
         need += RING_FIXED_LEN + 2 * (size_t)m->world_size;
+    }
+    if (m->has_tune) {
+        if (!tune_ok(&m->tune))
+            return 0;
+        need += TUNE_LEN;
     }
     /* Unreachable with today's caps (4096 * 83 + 14 bytes), but it keeps
      * the encoder honest should the caps ever change. */
@@ -572,9 +601,17 @@ size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m)
         uint16_t order[CCL_MAX_WORLD];
         for (i = 0; i < m->world_size; i++)
             order[m->members[i].ring_pos] = (uint16_t)i;
+        wr_u8(&w, GROUP_SEC_RING);
         wr_u16(&w, (uint16_t)m->world_size);
         for (i = 0; i < m->world_size; i++)
             wr_u16(&w, order[i]);
+    }
+    if (m->has_tune) {
+        wr_u8(&w, GROUP_SEC_TUNE);
+        wr_u64(&w, m->tune.allreduce_star_max);
+        wr_u64(&w, m->tune.bcast_direct_max);
+        wr_u32(&w, m->tune.latency_us);
+        wr_u32(&w, m->tune.rate_kbs);
     }
     return w.pos;
 }
@@ -630,20 +667,41 @@ int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m)
             return CCL_ERR_PROTOCOL;
         m->members[i].ring_pos = i;
     }
-    /* The optional ring order: exactly a u16 count equal to world_size and
-     * that many distinct ranks, or nothing at all. */
-    m->has_ring = !rd_done(&r) && !r.bad;
-    if (m->has_ring) {
-        uint8_t seen[CCL_MAX_WORLD];
-        memset(seen, 0, ws);
-        if (rd_u16(&r) != ws)
+    /* The optional sections, each at most once and in increasing kind
+     * order: the ring order (exactly a u16 count equal to world_size and
+     * that many distinct ranks) and the tuning. */
+    m->has_ring = 0;
+    m->has_tune = 0;
+    ccl__tune_default(&m->tune);
+    uint32_t last_kind = 0;
+    while (!rd_done(&r) && !r.bad) {
+        uint32_t kind = rd_u8(&r);
+        if (kind <= last_kind)
             return CCL_ERR_PROTOCOL;
-        for (i = 0; i < ws; i++) {
-            uint32_t rank = rd_u16(&r);
-            if (r.bad || rank >= ws || seen[rank])
+        last_kind = kind;
+        if (kind == GROUP_SEC_RING) {
+            uint8_t seen[CCL_MAX_WORLD];
+            memset(seen, 0, ws);
+            if (rd_u16(&r) != ws)
                 return CCL_ERR_PROTOCOL;
-            seen[rank] = 1;
-            m->members[rank].ring_pos = i;
+            for (i = 0; i < ws; i++) {
+                uint32_t rank = rd_u16(&r);
+                if (r.bad || rank >= ws || seen[rank])
+                    return CCL_ERR_PROTOCOL;
+                seen[rank] = 1;
+                m->members[rank].ring_pos = i;
+            }
+            m->has_ring = 1;
+        } else if (kind == GROUP_SEC_TUNE) {
+            m->tune.allreduce_star_max = rd_u64(&r);
+            m->tune.bcast_direct_max = rd_u64(&r);
+            m->tune.latency_us = rd_u32(&r);
+            m->tune.rate_kbs = rd_u32(&r);
+            if (r.bad || !tune_ok(&m->tune))
+                return CCL_ERR_PROTOCOL;
+            m->has_tune = 1;
+        } else {
+            return CCL_ERR_PROTOCOL;
         }
     }
     if (!rd_done(&r))

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "tune.h"
 
 /* ---- little-endian helpers ---- */
 void ccl__put_u16(uint8_t *p, uint16_t v);
@@ -189,6 +190,10 @@ typedef struct ccl__group_msg {
      * permutation of 0..world_size-1); 0: it does not, and the ring is
      * the rank order (decode sets ring_pos = rank). */
     int has_ring;
+    /* 1: the payload carries the epoch's tuning (the master's cost model,
+     * tune.h); 0: it does not, and members use the defaults. */
+    int has_tune;
+    ccl__tuning tune;
 } ccl__group_msg;
 
 size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m);

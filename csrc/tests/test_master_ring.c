@@ -247,8 +247,62 @@ static void test_policies_off_by_default(void)
     ccl__mpol_destroy(mp);
 }
 
+/* Every link of a 3-group at one round trip and rate, as its receivers
+ * report them in epoch `epoch`. */
+static void all_links(ccl__mpol *mp, uint32_t epoch, double rtt_us, double rate,
+                      uint64_t now)
+{
+    for (uint32_t a = 0; a < 3; a++)
+        for (uint32_t b = 0; b < 3; b++)
+            if (a != b) {
+                ccl__mpol_link(mp, epoch, a, b, rate, 0, now);
+                ccl__mpol_link_rtt(mp, epoch, a, b, rtt_us);
+            }
+}
+
+static void test_tuning_in_group(void)
+{
+    ccl__tuning t;
+    ccl__mpol *mp = formed(3, NULL);
+    /* The first group knows no link: no tuning in its GROUP. */
+    PASS(ccl__mpol_tuning(mp, &t) == 0 && t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES);
+    /* 50 ms, 1 Gbit/s.  A plain update_topology changes nothing... */
+    all_links(mp, 1, 50000, 125e6, 10);
+    reform_all(mp, 3, 1, 0, 100);
+    PASS(count(CCL_MPOL_NOCHANGE) == 3 && ccl__mpol_tuning(mp, &t) == 0);
+    /* ... optimize_topology makes an epoch for the model's first answer
+     * (3 members: 4 hops of 25 ms against 2, 1/r + 2/r against 4/3r per
+     * byte: 0.05 s * 125e6 / (5/3) = 3.75 MB), same ranks, no ring. */
+    reform_all(mp, 3, 1, 1, 200);
+    PASS(count(CCL_MPOL_GROUP) == 3 && ccl__mpol_epoch(mp) == 2);
+    PASS(ccl__mpol_tuning(mp, &t) == 1 && !ccl__mpol_ring_sent(mp));
+    PASS(t.allreduce_star_max > 3749000 && t.allreduce_star_max < 3751000);
+    PASS(t.latency_us == 25000 && t.rate_kbs == 125000);
+    /* Asked again with the same links: NOCHANGE, the tuning kept. */
+    all_links(mp, 2, 50000, 125e6, 300);
+    reform_all(mp, 3, 2, 1, 400);
+    PASS(count(CCL_MPOL_NOCHANGE) == 3 && ccl__mpol_epoch(mp) == 2);
+    /* Round trips 3.2x longer: 12 MB, 3.2x: not enough for a new epoch. */
+    all_links(mp, 2, 160000, 125e6, 500);
+    reform_all(mp, 3, 2, 1, 600);
+    PASS(count(CCL_MPOL_NOCHANGE) == 3 && ccl__mpol_epoch(mp) == 2);
+    /* 8x longer: the cap (16 MiB), more than 4x: a new epoch. */
+    all_links(mp, 2, 400000, 125e6, 650);
+    reform_all(mp, 3, 2, 1, 660);
+    PASS(count(CCL_MPOL_GROUP) == 3 && ccl__mpol_epoch(mp) == 3);
+    PASS(ccl__mpol_tuning(mp, &t) == 1 && t.allreduce_star_max == CCL_TUNE_CAP_BYTES);
+    /* A member lost: the next epoch is tuned from what is known. */
+    ccl__mpol_lost(mp, CONN(2), 700);
+    drain(mp);
+    reform_all(mp, 2, 3, 0, 800);
+    PASS(ccl__mpol_epoch(mp) == 4 && ccl__mpol_tuning(mp, &t) == 1);
+    PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES); /* two members */
+    ccl__mpol_destroy(mp);
+}
+
 int main(void)
 {
+    test_tuning_in_group();
     test_optimize_moves_the_ring();
     test_one_asks_enough();
     test_reorder_policy();

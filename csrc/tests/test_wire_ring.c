@@ -1,6 +1,6 @@
-/* test_wire_ring.c - the ring order at the end of a GROUP payload
- * (docs/protocol.md, "GROUP"): its bytes, that it is optional, and every
- * way a decoder refuses it. */
+/* test_wire_ring.c - the optional sections at the end of a GROUP payload,
+ * the ring order and the tuning (docs/protocol.md, "GROUP"): their bytes,
+ * that they are optional, and every way a decoder refuses them. */
 #include "ccl.h"
 #include "harness.h"
 #include "wire.h"
@@ -57,8 +57,8 @@ static void test_bytes_and_round_trip(void)
     mb[1].ring_pos = 2;
     mb[2].ring_pos = 1;
     size_t n = ccl__group_encode(buf, sizeof buf, &g);
-    PASS(n == plain + 2 + 3 * 2);
-    static const uint8_t tail[] = {0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x00};
+    PASS(n == plain + 3 + 3 * 2);
+    static const uint8_t tail[] = {0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0x00, 0x01, 0x00};
     PASS(memcmp(buf + plain, tail, sizeof tail) == 0);
     PASS(decode(buf, n, &d, out) == 0);
     PASS(d.has_ring && out[0].ring_pos == 0 && out[1].ring_pos == 2 &&
@@ -67,7 +67,7 @@ static void test_bytes_and_round_trip(void)
     mb[1].ring_pos = 1;
     mb[2].ring_pos = 2;
     n = ccl__group_encode(buf, sizeof buf, &g);
-    PASS(n == plain + 8);
+    PASS(n == plain + 9);
     PASS(decode(buf, n, &d, out) == 0 && d.has_ring);
     uint8_t again[256];
     PASS(ccl__group_encode(again, sizeof again, &d) == n &&
@@ -80,7 +80,7 @@ static void test_decoder_refuses(void)
     ccl__member out[3];
     ccl__group_msg g = three(), d;
     g.has_ring = 1;
-    size_t n = ccl__group_encode(buf, sizeof buf, &g), plain = n - 8;
+    size_t n = ccl__group_encode(buf, sizeof buf, &g), plain = n - 9;
     PASS(decode(buf, n, &d, out) == 0);
     /* Every truncation that leaves part of the ring. */
     for (size_t len = plain + 1; len < n; len++)
@@ -91,19 +91,25 @@ static void test_decoder_refuses(void)
     PASS(decode(bad, n + 1, &d, out) == CCL_ERR_PROTOCOL);
     /* A count other than world_size. */
     memcpy(bad, buf, n);
-    bad[plain] = 2;
+    bad[plain + 1] = 2;
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
-    bad[plain] = 4;
+    bad[plain + 1] = 4;
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
     /* A rank twice, a rank out of range. */
     memcpy(bad, buf, n);
-    bad[plain + 4] = 0;
+    bad[plain + 5] = 0;
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
     memcpy(bad, buf, n);
-    bad[plain + 6] = 3;
+    bad[plain + 7] = 3;
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
     memcpy(bad, buf, n);
-    bad[plain + 7] = 1; /* rank 0x0101 */
+    bad[plain + 8] = 1; /* rank 0x0101 */
+    PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    /* Section kinds: 0 and unknown ones are refused. */
+    memcpy(bad, buf, n);
+    bad[plain] = 0;
+    PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    bad[plain] = 3;
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
 }
 
@@ -120,9 +126,78 @@ static void test_encoder_refuses(void)
     PASS(ccl__group_encode(buf, sizeof buf, &g) == 14 + 3 * 21);
 }
 
+static ccl__tuning sample_tune(void)
+{
+    ccl__tuning t;
+    t.allreduce_star_max = 0x01020304ull;
+    t.bcast_direct_max = 65536;
+    t.latency_us = 25000;
+    t.rate_kbs = 125000;
+    return t;
+}
+
+static void test_tuning(void)
+{
+    uint8_t buf[256], bad[256];
+    ccl__member out[3];
+    ccl__group_msg g = three(), d;
+    size_t plain = ccl__group_encode(buf, sizeof buf, &g);
+    PASS(decode(buf, plain, &d, out) == 0 && !d.has_tune);
+    /* Absent: the defaults. */
+    PASS(d.tune.allreduce_star_max == CCL_TUNE_FLOOR_BYTES &&
+         d.tune.bcast_direct_max == CCL_TUNE_FLOOR_BYTES && d.tune.latency_us == 0);
+    g.has_tune = 1;
+    g.tune = sample_tune();
+    size_t n = ccl__group_encode(buf, sizeof buf, &g);
+    PASS(n == plain + 25);
+    static const uint8_t tail[] = {
+        0x02,                                           /* kind: tuning */
+        0x04, 0x03, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00, /* all-reduce star max */
+        0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, /* broadcast direct max */
+        0xa8, 0x61, 0x00, 0x00,                         /* latency 25000 us */
+        0x48, 0xe8, 0x01, 0x00};                        /* rate 125000 kB/s */
+    PASS(memcmp(buf + plain, tail, sizeof tail) == 0);
+    PASS(decode(buf, n, &d, out) == 0 && d.has_tune && !d.has_ring);
+    PASS(d.tune.allreduce_star_max == 0x01020304ull && d.tune.bcast_direct_max == 65536 &&
+         d.tune.latency_us == 25000 && d.tune.rate_kbs == 125000);
+    for (size_t len = plain + 1; len < n; len++)
+        PASS(decode(buf, len, &d, out) == CCL_ERR_PROTOCOL);
+    /* Thresholds of 0 or over 1 GiB. */
+    memcpy(bad, buf, n);
+    memset(bad + plain + 1, 0, 8);
+    PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    memcpy(bad, buf, n);
+    bad[plain + 9 + 3] = 0x40; /* 2^30 + 65536 */
+    PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    /* Both sections: ring first, then tuning; never the other way round,
+     * never a kind twice. */
+    g.has_ring = 1;
+    mb[1].ring_pos = 2;
+    mb[2].ring_pos = 1;
+    size_t both = ccl__group_encode(buf, sizeof buf, &g);
+    PASS(both == plain + 9 + 25);
+    PASS(decode(buf, both, &d, out) == 0 && d.has_tune && d.has_ring &&
+         out[1].ring_pos == 2 && d.tune.latency_us == 25000);
+    memcpy(bad, buf + plain + 9, 25);       /* tuning first ... */
+    memcpy(bad + 25, buf + plain, 9);       /* ... then the ring */
+    uint8_t swapped[256];
+    memcpy(swapped, buf, plain);
+    memcpy(swapped + plain, bad, 34);
+    PASS(decode(swapped, both, &d, out) == CCL_ERR_PROTOCOL);
+    memcpy(swapped, buf, plain + 9);
+    memcpy(swapped + plain + 9, buf + plain, 9); /* the ring twice */
+    PASS(decode(swapped, plain + 18, &d, out) == CCL_ERR_PROTOCOL);
+    /* The encoder refuses what the decoder would. */
+    g.tune.bcast_direct_max = 0;
+    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
+    g.tune.bcast_direct_max = CCL_TUNE_MAX_BYTES + 1;
+    PASS(ccl__group_encode(buf, sizeof buf, &g) == 0);
+}
+
 int main(void)
 {
     test_bytes_and_round_trip();
+    test_tuning();
     test_decoder_refuses();
     test_encoder_refuses();
     printf("%d checks, %d failures\n", harness_checks, harness_failures);

@@ -1,0 +1,19 @@
+/*
+ * algo_pick.c - the automatic all-reduce's choice at activation: the
+ * star up to the epoch's threshold, the ring above (plain or quantized).
+ * The API guesses at build time (op.c, coll_api.c); this settles it once
+ * the op has the thresholds of the epoch it runs in, which every member
+ * of that epoch shares (the GROUP's tuning, tune.h), so every rank
+ * picks the same algorithm.
+ */
+#include "algos.h"
+
+const ccl__algo *ccl__algo_pick(const ccl_op *op)
+{
+    /* A zero-byte op is always under the threshold: the star, whose
+     * empty frames make it a barrier (star.c). */
+    int star = op->size <= 1 || op->nbytes <= op->star_max_bytes;
+    if (op->algo == &ccl__star_q_algo || op->algo == &ccl__ring_q_algo)
+        return star ? &ccl__star_q_algo : &ccl__ring_q_algo;
+    return star ? &ccl__star_allreduce_algo : &ccl__ring_allreduce_algo;
+}

@@ -1,0 +1,55 @@
+/*
+ * tune.h - the cost model that picks, per epoch, where the automatic
+ * algorithm choice switches from the star all-reduce to the ring and
+ * from a broadcast's direct sends to its chain.  The master runs it over
+ * the round trips and rates its members measured (STATS) and sends the
+ * answer in the GROUP, so every member of an epoch uses the same
+ * thresholds: an op's algorithm must be the same on every rank.
+ *
+ * The model, its inputs and its limits are written out in docs/design.md
+ * ("Choosing the algorithm").  Pure: no I/O, no state.
+ */
+#ifndef CCL_TUNE_H
+#define CCL_TUNE_H
+
+#include <stdint.h>
+
+/* The thresholds without a model (no GROUP tuning, or a master without
+ * measurements): tuned on loopback, where a frame's software cost, not
+ * the wire's latency, decides.  The model never goes below them. */
+#define CCL_TUNE_FLOOR_BYTES 65536u
+/* The model's thresholds are capped so that a star's hub, which keeps
+ * every contribution in a slot of its own, holds at most
+ * CCL_TUNE_HUB_BYTES of them (and a threshold is at most 16 MiB). */
+#define CCL_TUNE_CAP_BYTES (16u << 20)
+#define CCL_TUNE_HUB_BYTES (64u << 20)
+/* A decoder refuses thresholds above this (1 GiB): no sane model gives
+ * them, and they would let a hub be asked for unbounded staging. */
+#define CCL_TUNE_MAX_BYTES (1ull << 30)
+
+typedef struct ccl__tuning {
+    uint64_t allreduce_star_max; /* AUTO all-reduce: star up to this many bytes */
+    uint64_t bcast_direct_max;   /* broadcast: direct sends up to this many bytes */
+    uint32_t latency_us;         /* the one-way latency the model used (median) */
+    uint32_t rate_kbs;           /* the rate it used (median), 1000 bytes/s */
+} ccl__tuning;
+
+/* The default tuning (the floors; latency and rate 0: unknown). */
+void ccl__tune_default(ccl__tuning *t);
+
+/* The thresholds for a group of n members (n >= 1) from its links:
+ * rtt_us[a * n + b] and rate[a * n + b] (bytes/s) of the link a -> b as
+ * its receiver b measured them, 0 where unknown; ring[p] the rank at ring
+ * position p (NULL: the rank order); the star's hub is rank 0.  Unknown
+ * links take the median of the known ones.  Returns 1 with *out filled,
+ * or 0 (and the default in *out) when no round trip or no rate is known,
+ * or n < 2. */
+int ccl__tune_plan(int n, const double *rtt_us, const double *rate,
+                   const uint32_t *ring, ccl__tuning *out);
+
+/* Whether two tunings differ enough to make a new epoch for (a
+ * threshold by more than a factor of 4: round trips measured on a busy
+ * host jitter by more than 2x, and a new epoch rebuilds the mesh). */
+int ccl__tune_differs(const ccl__tuning *a, const ccl__tuning *b);
+
+#endif

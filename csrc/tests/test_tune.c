@@ -1,0 +1,156 @@
+/* test_tune.c - the cost model behind the automatic algorithm choice
+ * (tune.h, docs/design.md "Choosing the algorithm"): its thresholds for
+ * loopback-like and wide-area links against the formulas worked by hand,
+ * its floor and caps, and what it does with links it does not know. */
+#include "ccl.h"
+#include "harness.h"
+#include "tune.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAXN 8
+
+static double rtt[MAXN * MAXN], rate[MAXN * MAXN];
+
+/* Every link of an n-group at one round trip and one rate. */
+static void uniform(int n, double rtt_us, double bytes_per_s)
+{
+    memset(rtt, 0, sizeof rtt);
+    memset(rate, 0, sizeof rate);
+    for (int a = 0; a < n; a++)
+        for (int b = 0; b < n; b++)
+            if (a != b) {
+                rtt[a * n + b] = rtt_us;
+                rate[a * n + b] = bytes_per_s;
+            }
+}
+
+static int near(uint64_t got, double want)
+{
+    return fabs((double)got - want) <= 2 + want * 1e-9;
+}
+
+static void test_wide_area(void)
+{
+    ccl__tuning t;
+    /* 4 members, 50 ms round trips, 1 Gbit/s: the ring pays 6 hops of
+     * 25 ms (0.15 s), the star 2 (0.05 s); per byte the star costs
+     * 1/r + 3/r against the ring's 1.5/r: they cross at
+     * 0.1 s * 125e6 B/s / 2.5 = 5,000,000 bytes. */
+    uniform(4, 50000, 125e6);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 5e6));
+    /* The broadcast's chain (3 hops) against direct sends (1 hop, 3 times
+     * the bytes): a * r = 0.025 s * 125e6 B/s. */
+    PASS(near(t.bcast_direct_max, 3.125e6));
+    PASS(t.latency_us == 25000 && t.rate_kbs == 125000);
+}
+
+static void test_loopback_and_floor(void)
+{
+    ccl__tuning t;
+    /* 50 us round trips at 2 GB/s: the model gives 80,000 bytes, just
+     * above the floor. */
+    uniform(4, 50, 2e9);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 80000));
+    PASS(t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES); /* 25 us * 2e9 = 50,000 */
+    /* Shorter round trips, 1 GB/s: 16,000 bytes by the model; the floor,
+     * never below it. */
+    uniform(4, 20, 1e9);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES);
+    /* Two members: ring and star both take one round trip; the floor. */
+    uniform(2, 50000, 125e6);
+    PASS(ccl__tune_plan(2, rtt, rate, NULL, &t) == 1);
+    PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES &&
+         t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES);
+}
+
+static void test_caps(void)
+{
+    ccl__tuning t;
+    /* 8 members, 200 ms, 10 Gbit/s: the crossover (about 1.4 GB) is
+     * capped so the hub keeps at most 64 MiB of contributions: 64 MiB / 7;
+     * the broadcast at 16 MiB. */
+    uniform(8, 200000, 1.25e9);
+    PASS(ccl__tune_plan(8, rtt, rate, NULL, &t) == 1);
+    PASS(t.allreduce_star_max == (64u << 20) / 7);
+    PASS(t.bcast_direct_max == CCL_TUNE_CAP_BYTES);
+    /* 3 members: 64 MiB / 2 is over 16 MiB, so 16 MiB. */
+    uniform(3, 200000, 1.25e9);
+    PASS(ccl__tune_plan(3, rtt, rate, NULL, &t) == 1);
+    PASS(t.allreduce_star_max == CCL_TUNE_CAP_BYTES);
+}
+
+static void test_unknown_links(void)
+{
+    ccl__tuning t;
+    /* Nothing known, or no rate, or no round trip: the defaults. */
+    uniform(4, 0, 0);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
+    PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES && t.latency_us == 0);
+    uniform(4, 50000, 0);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
+    uniform(4, 0, 125e6);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
+    PASS(ccl__tune_plan(1, rtt, rate, NULL, &t) == 0);
+    /* One round trip and one rate known: the others take them (the
+     * median), which gives the uniform answer. */
+    uniform(4, 0, 0);
+    rtt[1 * 4 + 2] = 50000;
+    rate[3 * 4 + 0] = 125e6;
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 5e6));
+    /* A round trip known one way only serves the other way too. */
+    uniform(4, 50000, 125e6);
+    rtt[0 * 4 + 1] = 0;
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 5e6));
+}
+
+static void test_slow_ring_link(void)
+{
+    ccl__tuning t;
+    /* The ring's slowest link sets its pace: with 1 -> 2 at a tenth of
+     * the rate the ring's bytes cost 1.5/r' = 15/r, more than the star's
+     * 4/r (1 -> 2 is not a hub link): the star wins at every size, so
+     * the cap.  In the ring order 0 2 1 3 (no 1 -> 2) the crossover is
+     * as for uniform links. */
+    uniform(4, 50000, 125e6);
+    rate[1 * 4 + 2] = 12.5e6;
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(t.allreduce_star_max == CCL_TUNE_CAP_BYTES);
+    static const uint32_t order[4] = {0, 2, 1, 3};
+    PASS(ccl__tune_plan(4, rtt, rate, order, &t) == 1);
+    PASS(near(t.allreduce_star_max, 5e6));
+}
+
+static void test_differs(void)
+{
+    ccl__tuning a, b;
+    ccl__tune_default(&a);
+    b = a;
+    PASS(!ccl__tune_differs(&a, &b));
+    b.allreduce_star_max = 4 * a.allreduce_star_max;
+    PASS(!ccl__tune_differs(&a, &b));
+    b.allreduce_star_max++;
+    PASS(ccl__tune_differs(&a, &b) && ccl__tune_differs(&b, &a));
+    b = a;
+    b.bcast_direct_max = a.bcast_direct_max / 5;
+    PASS(ccl__tune_differs(&a, &b));
+}
+
+int main(void)
+{
+    test_wide_area();
+    test_loopback_and_floor();
+    test_caps();
+    test_unknown_links();
+    test_slow_ring_link();
+    test_differs();
+    printf("test_tune: %d checks, %d failed\n", harness_checks, harness_failures);
+    return harness_failures != 0;
+}
