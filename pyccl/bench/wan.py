@@ -310,7 +310,12 @@ class WanRun:
             peers.append(await self._spawn(
                 "rank %d" % r, prefixes[r], ["peer", json.dumps(cfg)],
                 os.path.join(self.logdir, "rank%d.err" % r)))
-        await asyncio.gather(*(p.read(a.op_timeout + 120) for p in peers))
+        ready = await asyncio.gather(*(p.read(a.op_timeout + 120) for p in peers))
+        if ready and ready[0].get("tuned"):
+            t = ready[0]["tuned"]
+            self.note("tuned (cost model, after optimize_topology): star "
+                      "all-reduce up to %d bytes, latency %d us, rate %.1f MB/s"
+                      % (t["allreduce_star_max"], t["latency_us"], t["rate"] / 1e6))
         return peers
 
     async def ss_all(self) -> List[Dict[str, dict]]:

@@ -50,7 +50,18 @@ VARIANTS: Dict[str, tuple] = {
     "f16": ("pyccl", None, "f16"),
     "bf16": ("pyccl", None, "bf16"),
     "gloo": ("gloo", None, None),
+    # The algorithm choice (all with automatic connections): the star or
+    # the ring forced, and the cost model's choice after optimize_topology.
+    "ring": ("pyccl", None, None),
+    "star": ("pyccl", None, None),
+    "tuned": ("pyccl", None, None),
 }
+
+#: The all-reduce algorithm of a variant ("auto" where not listed).
+ALGORITHM: Dict[str, str] = {"ring": "ring", "star": "star"}
+#: The variant whose communicator asks the master for the cost model's
+#: thresholds (optimize_topology) once it is made.
+TUNED = "tuned"
 
 
 def comm_key(variant: str) -> Optional[str]:
@@ -59,7 +70,8 @@ def comm_key(variant: str) -> Optional[str]:
     library, conns, _ = VARIANTS[variant]
     if library != "pyccl":
         return None
-    return "conns=%s" % ("auto" if conns is None else conns)
+    return "conns=%s%s" % ("auto" if conns is None else conns,
+                           ",tuned" if variant == TUNED else "")
 
 
 def error_bound(quant: Optional[str], peers: int, spread: float,
@@ -112,17 +124,20 @@ class Peer:
         self.comms: Dict[str, Any] = {}
         self.gloo = None
         self.buf: Optional[np.ndarray] = None
+        self.tuned: Optional[dict] = None  # the tuned variant's thresholds
         from pyccl.communicator import Communicator
         # Every rank joins the groups in the same order: each constructor
         # blocks until its group is complete.
         for key in cfg["comms"]:
-            conns = key.split("=", 1)[1]
+            conns = key.split("=", 1)[1].split(",")[0]
             self.comms[key] = Communicator(
                 cfg["masters"][key], world_size=self.peers, rank=self.rank,
                 conns_per_peer=None if conns == "auto" else int(conns),
                 listen_host=cfg["addr"],
                 connect_timeout=max(60.0, cfg["timeout"]),
                 op_timeout=cfg["timeout"])
+            if key.endswith(",tuned"):
+                self.tuned = self._tune(self.comms[key])
         if cfg.get("gloo"):
             os.environ["GLOO_SOCKET_IFNAME"] = cfg["ifname"]
             import torch
@@ -134,6 +149,18 @@ class Peer:
             dist.init_process_group("gloo", store=store, rank=self.rank,
                                     world_size=self.peers, timeout=timeout)
             self.gloo = (torch, dist)
+
+    @staticmethod
+    def _tune(comm: Any) -> dict:
+        """A few ring all-reduces that give every link a rate and a round
+        trip, then optimize_topology: the master's cost model sets the
+        thresholds of the next epoch (docs/design.md, "Choosing the
+        algorithm")."""
+        x = np.ones(1 << 20, dtype=np.float32)
+        for _ in range(3):
+            comm.all_reduce(x, "sum", algorithm="ring")
+        comm.optimize_topology(timeout=120)
+        return comm.tuning()
 
     def _buffer(self, size: int) -> np.ndarray:
         if self.buf is None or self.buf.nbytes != size:
@@ -151,7 +178,8 @@ class Peer:
             return dist.barrier, lambda: dist.all_reduce(tensor)
         comm = self.comms[comm_key(variant)]
         if quant is None:
-            return comm.barrier, lambda: comm.all_reduce(buf, "sum")
+            alg = ALGORITHM.get(variant, "auto")
+            return comm.barrier, lambda: comm.all_reduce(buf, "sum", algorithm=alg)
         return comm.barrier, lambda: comm.all_reduce(buf, "sum", quant=quant)
 
     def run(self, variant: str, size: int) -> dict:
@@ -186,7 +214,7 @@ def peer_main(cfg: dict) -> int:
     except BaseException:
         say({"error": "joining: %s" % traceback.format_exc()})
         return 1
-    say({"ready": True})
+    say({"ready": True, "tuned": peer.tuned})
     for line in sys.stdin:
         msg = json.loads(line)
         if msg["cmd"] == "quit":
