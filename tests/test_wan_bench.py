@@ -27,6 +27,11 @@ ESTAB 0 0 [fe80::1]:46676 [fe80::2]:29511
 """
 
 
+def test_every_variant_has_a_label():
+    from pyccl.bench.wan_peer import VARIANTS
+    assert set(wan_report.LABELS) == set(VARIANTS)
+
+
 def test_parse_rate():
     assert wan.parse_rate("1gbit") == 1e9
     assert wan.parse_rate("500mbit") == 5e8

@@ -6,17 +6,29 @@
  * x -> y (half its round trip) and r(x, y) its rate:
  *
  *   ring (pipelined, ring order):  2(N-1)/N * sum of a over the ring's N
- *                                  links  +  2(N-1)/N * n / min r on the ring
+ *                                  links  +  2(N-1)/N * n / r
  *   star (hub 0):                  max a(p, 0) + max a(0, p)
- *                                  + n / min r(p, 0)         (in, in parallel)
- *                                  + (N-1) n / max r(0, p)   (out, one uplink)
+ *                                  + n / r          (in, side by side)
+ *                                  + (N-1) n / r    (out, one uplink)
  *
- * The star's result leaves the hub N-1 times over one uplink, whose speed
- * is taken as the fastest link out of the hub; the contributions arrive
- * side by side, each at its sender's pace.  The threshold is where the
- * two lines cross; below it the star's two hops beat the ring's 2(N-1).
+ * with r the slowest link of the ring.  The star's result leaves the hub
+ * N-1 times over one uplink; the contributions arrive side by side.  The
+ * threshold is where the two lines cross; below it the star's two hops
+ * beat the ring's 2(N-1).
+ *
+ * One rate for both, the ring's, because only bulk traffic measures a
+ * long link's rate: the ring links carry the large ops, while the other
+ * links were measured, if at all, by optimize_topology's 128 KiB probe,
+ * which on a 50 ms round trip reads about 1 MB/s whatever the link (TCP
+ * is still opening its window).  Taking those for the hub's links put the
+ * threshold at the floor on a 1 Gbit/s link where the star was 1.7x
+ * faster at 1 MiB (docs/benchmarks.md).  So the model assumes the hub's
+ * links are as fast as the ring's slowest; a hub link that is really
+ * slower is not seen (the ring order, ring_order.h, is what copes with
+ * one slow link).
  * A broadcast's chain costs N-1 hops against the direct sends' one, and
- * sends n once against N-1 times: they cross near a * r (median link).
+ * sends n once against N-1 times: they cross near a * r (a the median
+ * latency, r as below).
  *
  * What the model leaves out (software cost per frame, reduction speed,
  * TCP's ramp) favours the ring at small sizes on fast links: the floor
@@ -116,17 +128,14 @@ int ccl__tune_plan(int n, const double *rtt_us, const double *rates,
         bring = p == 0 || r < bring ? r : bring;
     }
     lring *= 2 * (N - 1) / N;
-    double in_lat = 0, out_lat = 0, rin = 0, rout = 0;
+    double in_lat = 0, out_lat = 0;
     for (int p = 1; p < n; p++) {
         double li = lat(&m, p, 0), lo = lat(&m, 0, p);
-        double ri = rate(&m, p, 0), ro = rate(&m, 0, p);
         in_lat = li > in_lat ? li : in_lat;
         out_lat = lo > out_lat ? lo : out_lat;
-        rin = p == 1 || ri < rin ? ri : rin;
-        rout = ro > rout ? ro : rout;
     }
     double num = lring - (in_lat + out_lat);
-    double den = 1 / rin + (N - 1) / rout - 2 * (N - 1) / (N * bring);
+    double den = (N - 2 * (N - 1) / N) / bring; /* 1 + (N-1) - 2(N-1)/N */
     if (num <= 0)
         out->allreduce_star_max = CCL_TUNE_FLOOR_BYTES;
     else if (den <= 0)
@@ -135,11 +144,11 @@ int ccl__tune_plan(int n, const double *rtt_us, const double *rates,
         out->allreduce_star_max = clamp(num / den, CCL_TUNE_FLOOR_BYTES, cap);
 
     double a_med = m.rtt_med / 2e6;
-    out->bcast_direct_max = n > 2 ? clamp(a_med * m.rate_med, CCL_TUNE_FLOOR_BYTES,
+    out->bcast_direct_max = n > 2 ? clamp(a_med * bring, CCL_TUNE_FLOOR_BYTES,
                                            CCL_TUNE_CAP_BYTES)
                                   : CCL_TUNE_FLOOR_BYTES;
     out->latency_us = (uint32_t)clamp(a_med * 1e6, 0, UINT32_MAX);
-    out->rate_kbs = (uint32_t)clamp(m.rate_med / 1000, 0, UINT32_MAX);
+    out->rate_kbs = (uint32_t)clamp(bring / 1000, 0, UINT32_MAX);
     return 1;
 }
 

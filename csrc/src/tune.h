@@ -31,7 +31,8 @@ typedef struct ccl__tuning {
     uint64_t allreduce_star_max; /* AUTO all-reduce: star up to this many bytes */
     uint64_t bcast_direct_max;   /* broadcast: direct sends up to this many bytes */
     uint32_t latency_us;         /* the one-way latency the model used (median) */
-    uint32_t rate_kbs;           /* the rate it used (median), 1000 bytes/s */
+    uint32_t rate_kbs;           /* the rate it used (the ring's slowest
+                                    link), 1000 bytes/s */
 } ccl__tuning;
 
 /* The default tuning (the floors; latency and rate 0: unknown). */

@@ -152,11 +152,11 @@ class Peer:
 
     @staticmethod
     def _tune(comm: Any) -> dict:
-        """A few ring all-reduces that give every link a rate and a round
-        trip, then optimize_topology: the master's cost model sets the
-        thresholds of the next epoch (docs/design.md, "Choosing the
-        algorithm")."""
-        x = np.ones(1 << 20, dtype=np.float32)
+        """A few large ring all-reduces (16 MiB: the model takes its rate
+        from the ring links' bulk traffic), then optimize_topology: the
+        master's cost model sets the thresholds of the next epoch
+        (docs/design.md, "AUTO: choosing the algorithm")."""
+        x = np.ones(4 << 20, dtype=np.float32)
         for _ in range(3):
             comm.all_reduce(x, "sum", algorithm="ring")
         comm.optimize_topology(timeout=120)

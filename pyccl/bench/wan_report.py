@@ -21,6 +21,8 @@ LABELS = {
     "u4": "pyccl u4, K auto", "e3m0": "pyccl e3m0, K auto",
     "f16": "pyccl f16, K auto", "bf16": "pyccl bf16, K auto",
     "gloo": "torch gloo",
+    "ring": "pyccl ring (forced)", "star": "pyccl star (forced)",
+    "tuned": "pyccl auto, tuned",
 }
 
 
