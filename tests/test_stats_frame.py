@@ -15,9 +15,9 @@ from tests.raw_client import (HDR, frame, hello, read_until_closed,
 FT_REGISTER, FT_GROUP, FT_REJECT, FT_STATS = 16, 17, 18, 23
 
 
-def stats_payload(epoch, rank, size, links=(), version=1, reserved=0):
-    fixed = struct.pack("<BBHIII6Q", version, reserved, len(links), epoch,
-                        rank, size, 10, 1, 1000, 2000, 4096, 5000)
+def stats_payload(epoch, rank, size, links=(), version=2, reserved=0):
+    fixed = struct.pack("<BBHIII7Q", version, reserved, len(links), epoch,
+                        rank, size, 10, 1, 1000, 2000, 4096, 5000, 7 << 20)
     body = b"".join(struct.pack("<IIIIQB3x", peer, rate_kbs, 40, 3, 1 << 20,
                                 0) for peer, rate_kbs in links)
     return fixed + body
@@ -61,7 +61,7 @@ def test_stats_frame_accepted_limited_versioned_and_checked():
         assert (link.src, link.dst, link.rx_rate, link.samples) == (1, 0, 5e6, 3)
         assert link.rtt == 40e-6 and not link.slow
         time.sleep(0.1)
-        sock.sendall(frame(FT_STATS, stats_payload(epoch, 0, 2, version=2),
+        sock.sendall(frame(FT_STATS, stats_payload(epoch, 0, 2, version=3),
                            epoch=epoch))
         wait_for(lambda: master.stats().reports_unknown_version == 1)
         time.sleep(0.1)

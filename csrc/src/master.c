@@ -186,6 +186,10 @@ static void feed_links(ccl_master *m, mconn *k, uint64_t now)
     if (!links)
         return; /* the next report brings them again */
     int n = ccl__mview_member_links(m->view, k, links, CCL_STATS_MAX_LINKS);
+    uint32_t epoch, rank;
+    double peak;
+    if (ccl__mview_member_tx_peak(m->view, k, &epoch, &rank, &peak))
+        ccl__mpol_member_tx_peak(m->policy, epoch, rank, peak);
     for (int i = 0; i < n; i++) {
         ccl__mpol_link(m->policy, links[i].epoch, (uint32_t)links[i].from,
                        (uint32_t)links[i].to, links[i].rx_rate, links[i].slow, now);

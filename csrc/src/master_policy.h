@@ -112,6 +112,11 @@ void ccl__mpol_link(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
  * to src, for the cost model (tune.h); ignored like ccl__mpol_link. */
 void ccl__mpol_link_rtt(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t dst,
                         double rtt_us);
+/* The send rate (bytes/s) of the fastest op of the member at rank of
+ * epoch (its report's tx_peak): a lower bound of its uplink for the cost
+ * model; ignored like ccl__mpol_link. */
+void ccl__mpol_member_tx_peak(ccl__mpol *mp, uint32_t epoch, uint32_t rank,
+                              double tx_peak);
 /* The optional policies (all off after create). */
 void ccl__mpol_set_options(ccl__mpol *mp, const ccl__mpol_options *o);
 

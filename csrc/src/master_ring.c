@@ -111,6 +111,15 @@ void ccl__mpol_link_rtt(ccl__mpol *mp, uint32_t epoch, uint32_t src, uint32_t ds
     }
 }
 
+void ccl__mpol_member_tx_peak(ccl__mpol *mp, uint32_t epoch, uint32_t rank,
+                              double tx_peak)
+{
+    if (epoch != mp->epoch || rank >= mp->world || mp->slots[rank].state != SLOT_HERE ||
+        !(tx_peak > 0))
+        return;
+    mp->slots[rank].peer->tx_peak = tx_peak;
+}
+
 /* ---- the ring order ---- */
 
 int ccl__mp_ring_due(const ccl__mpol *mp)
@@ -185,13 +194,17 @@ int ccl__mp_plan_tune(const ccl__mpol *mp, mp_peer *const *byrank, uint32_t n,
         return 0;
     double *bw = calloc((size_t)n * n, sizeof *bw);
     double *rtt = calloc((size_t)n * n, sizeof *rtt);
+    double *up = calloc(n, sizeof *up);
     int has = 0;
-    if (bw && rtt) {
+    if (bw && rtt && up) {
         link_matrix(mp, byrank, n, bw, rtt);
-        has = ccl__tune_plan((int)n, rtt, bw, order, t);
+        for (uint32_t r = 0; r < n; r++)
+            up[r] = byrank[r]->tx_peak;
+        has = ccl__tune_plan((int)n, rtt, bw, up, order, t);
     }
     free(bw);
     free(rtt);
+    free(up);
     return has;
 }
 

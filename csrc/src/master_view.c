@@ -251,6 +251,20 @@ int ccl__mview_member_links(ccl__mview *v, const void *who,
     return n;
 }
 
+int ccl__mview_member_tx_peak(ccl__mview *v, const void *who, uint32_t *epoch,
+                              uint32_t *rank, double *tx_peak)
+{
+    pthread_mutex_lock(&v->mu);
+    const mv_member *mb = find(v, who);
+    if (mb) {
+        *epoch = mb->hdr.epoch;
+        *rank = mb->hdr.rank;
+        *tx_peak = (double)mb->hdr.tx_peak;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return mb != NULL;
+}
+
 void ccl__mview_forget(ccl__mview *v, const void *who)
 {
     pthread_mutex_lock(&v->mu);

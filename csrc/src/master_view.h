@@ -35,6 +35,10 @@ int ccl__mview_report(ccl__mview *v, const void *who, const char *addr,
  * with the group verdict: how many were copied. */
 int ccl__mview_member_links(ccl__mview *v, const void *who,
                             ccl_master_link_stats *out, int max);
+/* The epoch, rank and tx_peak (bytes/s) of the last report of the member
+ * on `who`: 1, or 0 if it has none. */
+int ccl__mview_member_tx_peak(ccl__mview *v, const void *who, uint32_t *epoch,
+                              uint32_t *rank, double *tx_peak);
 /* The member on `who` is gone. */
 void ccl__mview_forget(ccl__mview *v, const void *who);
 int ccl__mview_read(ccl__mview *v, ccl_master_stats_totals *totals,

@@ -189,6 +189,11 @@ void ccl__stats_op_end(ccl__stats *s, const ccl_op_record *rec)
         s->ops_failed++;
     s->op_bytes += rec->bytes;
     s->op_time_ns += rec->wall_ns;
+    if (rec->result == CCL_OK && rec->tx_bytes >= CCL__STATS_PEAK_MIN && rec->wall_ns) {
+        double rate = (double)rec->tx_bytes * 1e9 / (double)rec->wall_ns;
+        if (rate > s->tx_peak)
+            s->tx_peak = rate;
+    }
     /* The verdict changes only with a new sample: small ops cost no more
      * than the record. */
     if (s->links && rec->epoch == s->epoch && take_samples(s))
@@ -264,6 +269,7 @@ size_t ccl__stats_report(ccl__stats *s, uint8_t *buf, size_t cap)
         m.ops_failed = s->ops_failed;
         m.op_bytes = s->op_bytes;
         m.op_time_us = s->op_time_ns / 1000;
+        m.tx_peak = (uint64_t)s->tx_peak;
         for (int p = 0; p < s->size; p++) {
             const ccl__link *l = &s->links[p];
             m.tx_bytes += ld(&l->tx_bytes);

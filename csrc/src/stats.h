@@ -39,6 +39,7 @@
 #define CCL__STATS_MIN_FRAME (64u << 10)  /* frames that give a rate */
 #define CCL__STATS_FRAMES 32              /* frame rates kept per sample */
 #define CCL__STATS_WINDOW 3               /* samples in a link's median */
+#define CCL__STATS_PEAK_MIN (1u << 20)    /* ops that count for tx_peak */
 
 typedef struct ccl__link {
     /* hot: relaxed atomics, written by the driver */
@@ -67,6 +68,10 @@ typedef struct ccl__stats {
     ccl_op_record ops[CCL__STATS_OPS];
     uint64_t nops; /* finished ops recorded (seq of the last) */
     uint64_t ops_ok, ops_failed, op_bytes, op_time_ns;
+    /* The send rate (bytes/s) of this member's fastest op that sent at
+     * least CCL__STATS_PEAK_MIN bytes, over the communicator's life: a
+     * lower bound of its uplink, for the master's cost model (tune.h). */
+    double tx_peak;
     uint64_t reports_sent;
     uint64_t reported_ops; /* nops at the last report */
     int slow_links;

@@ -29,6 +29,7 @@ size_t ccl__stats_msg_encode(uint8_t *out, size_t cap, const ccl__stats_msg *m)
     ccl__put_u64(out + 40, m->rx_bytes);
     ccl__put_u64(out + 48, m->op_bytes);
     ccl__put_u64(out + 56, m->op_time_us);
+    ccl__put_u64(out + 64, m->tx_peak);
     for (int i = 0; i < m->nlinks; i++) {
         uint8_t *p = out + CCL_STATS_FIXED_LEN + (size_t)i * CCL_STATS_LINK_LEN;
         const ccl__stats_link_msg *l = &m->links[i];
@@ -66,6 +67,7 @@ int ccl__stats_msg_decode(const uint8_t *in, size_t len, ccl__stats_msg *m)
     m->rx_bytes = ccl__get_u64(in + 40);
     m->op_bytes = ccl__get_u64(in + 48);
     m->op_time_us = ccl__get_u64(in + 56);
+    m->tx_peak = ccl__get_u64(in + 64);
     for (int i = 0; i < m->nlinks; i++) {
         const uint8_t *p = in + CCL_STATS_FIXED_LEN + (size_t)i * CCL_STATS_LINK_LEN;
         ccl__stats_link_msg *l = &m->links[i];

@@ -13,8 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CCL_STATS_MSG_VERSION 1
-#define CCL_STATS_FIXED_LEN 64
+#define CCL_STATS_MSG_VERSION 2
+#define CCL_STATS_FIXED_LEN 72
 #define CCL_STATS_LINK_LEN 28
 #define CCL_STATS_MAX_LINKS 256
 #define CCL_STATS_MAX_LEN (CCL_STATS_FIXED_LEN + CCL_STATS_LINK_LEN * CCL_STATS_MAX_LINKS)
@@ -34,6 +34,7 @@ typedef struct ccl__stats_msg {
     uint16_t nlinks;
     uint32_t epoch, rank, size;
     uint64_t ops_ok, ops_failed, tx_bytes, rx_bytes, op_bytes, op_time_us;
+    uint64_t tx_peak;  /* bytes/s: the member's fastest op's send rate (version 2) */
     ccl__stats_link_msg links[CCL_STATS_MAX_LINKS];
 } ccl__stats_msg;
 

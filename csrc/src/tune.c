@@ -8,13 +8,20 @@
  *   ring (pipelined, ring order):  2(N-1)/N * sum of a over the ring's N
  *                                  links  +  2(N-1)/N * n / r
  *   star (hub 0):                  max a(p, 0) + max a(0, p)
- *                                  + n / r          (in, side by side)
- *                                  + (N-1) n / r    (out, one uplink)
+ *                                  + n / r                    (in)
+ *                                  + n * max(1/r, (N-1)/C)    (out)
  *
- * with r the slowest link of the ring.  The star's result leaves the hub
- * N-1 times over one uplink; the contributions arrive side by side.  The
- * threshold is where the two lines cross; below it the star's two hops
- * beat the ring's 2(N-1).
+ * with r the slowest link of the ring and C the hub's uplink.  The
+ * contributions arrive side by side.  The result leaves the hub N-1 times
+ * at once, each copy on its own connections: at r each while the uplink
+ * can carry them all, else sharing C.  C is known only as a lower bound,
+ * the send rate of the hub's fastest op (stats.h, tx_peak), and is taken
+ * as at least r.  Both matter on a long link: there one connection's rate
+ * is set by TCP's window as it opens (a 1 MiB op ends while it still
+ * grows), far below the link, and parallel copies do add up; the
+ * measurement that showed it is in docs/benchmarks.md.  The threshold is
+ * where the two lines cross; below it the star's two hops beat the
+ * ring's 2(N-1).
  *
  * One rate for both, the ring's, because only bulk traffic measures a
  * long link's rate: the ring links carry the large ops, while the other
@@ -105,7 +112,7 @@ static uint64_t clamp(double v, uint64_t lo, uint64_t hi)
 }
 
 int ccl__tune_plan(int n, const double *rtt_us, const double *rates,
-                   const uint32_t *ring, ccl__tuning *out)
+                   const double *uplink, const uint32_t *ring, ccl__tuning *out)
 {
     ccl__tune_default(out);
     if (n < 2 || !rtt_us || !rates)
@@ -134,8 +141,10 @@ int ccl__tune_plan(int n, const double *rtt_us, const double *rates,
         in_lat = li > in_lat ? li : in_lat;
         out_lat = lo > out_lat ? lo : out_lat;
     }
+    double up = uplink && uplink[0] > bring ? uplink[0] : bring;
+    double out_per_byte = 1 / bring > (N - 1) / up ? 1 / bring : (N - 1) / up;
     double num = lring - (in_lat + out_lat);
-    double den = (N - 2 * (N - 1) / N) / bring; /* 1 + (N-1) - 2(N-1)/N */
+    double den = 1 / bring + out_per_byte - 2 * (N - 1) / (N * bring);
     if (num <= 0)
         out->allreduce_star_max = CCL_TUNE_FLOOR_BYTES;
     else if (den <= 0)

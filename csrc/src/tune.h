@@ -40,13 +40,14 @@ void ccl__tune_default(ccl__tuning *t);
 
 /* The thresholds for a group of n members (n >= 1) from its links:
  * rtt_us[a * n + b] and rate[a * n + b] (bytes/s) of the link a -> b as
- * its receiver b measured them, 0 where unknown; ring[p] the rank at ring
- * position p (NULL: the rank order); the star's hub is rank 0.  Unknown
- * links take the median of the known ones.  Returns 1 with *out filled,
- * or 0 (and the default in *out) when no round trip or no rate is known,
- * or n < 2. */
+ * its receiver b measured them, 0 where unknown; uplink[r] (bytes/s, 0
+ * unknown; NULL: none known) a lower bound of member r's uplink: the send
+ * rate of its fastest op; ring[p] the rank at ring position p (NULL: the
+ * rank order); the star's hub is rank 0.  Unknown links take the median
+ * of the known ones.  Returns 1 with *out filled, or 0 (and the default in
+ * *out) when no round trip or no rate is known, or n < 2. */
 int ccl__tune_plan(int n, const double *rtt_us, const double *rate,
-                   const uint32_t *ring, ccl__tuning *out);
+                   const double *uplink, const uint32_t *ring, ccl__tuning *out);
 
 /* Whether two tunings differ enough to make a new epoch for (a
  * threshold by more than a factor of 4: round trips measured on a busy

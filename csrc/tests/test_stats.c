@@ -84,12 +84,13 @@ static void test_detect(void)
 static void test_wire_example(void)
 {
     static const uint8_t want[] = {
-        0x01, 0x00, 0x01, 0x00, 0x07, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
+        0x02, 0x00, 0x01, 0x00, 0x07, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00,
         0x04, 0x00, 0x00, 0x00, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x00, 0x01, 0x00, 0x00, 0x39, 0x30, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
         0x63, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,
-        0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x88, 0x13, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x40, 0x42, 0x0f, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x00, 0x00, 0x00, 0x88, 0x13, 0x00, 0x00,
         0x1e, 0x00, 0x00, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00,
         0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
     static ccl__stats_msg m;
@@ -104,6 +105,7 @@ static void test_wire_example(void)
     m.rx_bytes = 12345;
     m.op_bytes = 99;
     m.op_time_us = 5;
+    m.tx_peak = 1000000;
     m.nlinks = 1;
     m.links[0] = (ccl__stats_link_msg){1, 5000, 30, 4, 1 << 20, 0};
     memset(buf, 0xee, sizeof buf);
@@ -125,6 +127,7 @@ static void test_wire(void)
     m.rx_bytes = 12345;
     m.op_bytes = 99;
     m.op_time_us = 5;
+    m.tx_peak = 123456789;
     m.nlinks = 2;
     m.links[0] = (ccl__stats_link_msg){1, 5000, 30, 4, 1 << 20, 0};
     m.links[1] = (ccl__stats_link_msg){3, 1250, 40, 4, 1 << 19, CCL_STATS_LINK_SLOW};
@@ -134,7 +137,8 @@ static void test_wire(void)
     PASS(ccl__stats_msg_decode(buf, len, &d) == 0);
     PASS(d.epoch == 7 && d.rank == 2 && d.size == 4 && d.ops_ok == 10 &&
          d.ops_failed == 1 && d.tx_bytes == 1ull << 40 && d.rx_bytes == 12345 &&
-         d.op_bytes == 99 && d.op_time_us == 5 && d.nlinks == 2);
+         d.op_bytes == 99 && d.op_time_us == 5 && d.nlinks == 2 &&
+         d.tx_peak == 123456789);
     PASS(d.links[1].peer == 3 && d.links[1].rate_kbs == 1250 &&
          d.links[1].rtt_us == 40 && d.links[1].flags == CCL_STATS_LINK_SLOW &&
          d.links[0].rx_bytes == 1 << 20);
@@ -143,7 +147,9 @@ static void test_wire(void)
     for (size_t l = 0; l < len + 8; l++)
         if (l != len)
             PASS(ccl__stats_msg_decode(buf, l, &d) != 0);
-    buf[0] = 2;
+    buf[0] = 1; /* the version before tx_peak */
+    PASS(ccl__stats_msg_decode(buf, len, &d) == CCL_ERR_VERSION);
+    buf[0] = 3;
     PASS(ccl__stats_msg_decode(buf, len, &d) == CCL_ERR_VERSION);
     buf[0] = CCL_STATS_MSG_VERSION;
     buf[1] = 1;

@@ -40,7 +40,7 @@ static void test_wide_area(void)
      * 1/r + 3/r against the ring's 1.5/r: they cross at
      * 0.1 s * 125e6 B/s / 2.5 = 5,000,000 bytes. */
     uniform(4, 50000, 125e6);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e6));
     /* The broadcast's chain (3 hops) against direct sends (1 hop, 3 times
      * the bytes): a * r = 0.025 s * 125e6 B/s. */
@@ -54,17 +54,17 @@ static void test_loopback_and_floor(void)
     /* 50 us round trips at 2 GB/s: the model gives 80,000 bytes, just
      * above the floor. */
     uniform(4, 50, 2e9);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 80000));
     PASS(t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES); /* 25 us * 2e9 = 50,000 */
     /* Shorter round trips, 1 GB/s: 16,000 bytes by the model; the floor,
      * never below it. */
     uniform(4, 20, 1e9);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES);
     /* Two members: ring and star both take one round trip; the floor. */
     uniform(2, 50000, 125e6);
-    PASS(ccl__tune_plan(2, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(2, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES &&
          t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES);
 }
@@ -76,12 +76,12 @@ static void test_caps(void)
      * capped so the hub keeps at most 64 MiB of contributions: 64 MiB / 7;
      * the broadcast at 16 MiB. */
     uniform(8, 200000, 1.25e9);
-    PASS(ccl__tune_plan(8, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(8, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == (64u << 20) / 7);
     PASS(t.bcast_direct_max == CCL_TUNE_CAP_BYTES);
     /* 3 members: 64 MiB / 2 is over 16 MiB, so 16 MiB. */
     uniform(3, 200000, 1.25e9);
-    PASS(ccl__tune_plan(3, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(3, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == CCL_TUNE_CAP_BYTES);
 }
 
@@ -90,24 +90,24 @@ static void test_unknown_links(void)
     ccl__tuning t;
     /* Nothing known, or no rate, or no round trip: the defaults. */
     uniform(4, 0, 0);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 0);
     PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES && t.latency_us == 0);
     uniform(4, 50000, 0);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 0);
     uniform(4, 0, 125e6);
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 0);
-    PASS(ccl__tune_plan(1, rtt, rate, NULL, &t) == 0);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 0);
+    PASS(ccl__tune_plan(1, rtt, rate, NULL, NULL, &t) == 0);
     /* One round trip and one rate known: the others take them (the
      * median), which gives the uniform answer. */
     uniform(4, 0, 0);
     rtt[1 * 4 + 2] = 50000;
     rate[0 * 4 + 2] = 125e6;
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e6));
     /* A round trip known one way only serves the other way too. */
     uniform(4, 50000, 125e6);
     rtt[0 * 4 + 1] = 0;
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e6));
 }
 
@@ -122,15 +122,39 @@ static void test_slow_ring_link(void)
      * links). */
     uniform(4, 50000, 125e6);
     rate[1 * 4 + 2] = 12.5e6;
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e5) && t.rate_kbs == 12500);
     static const uint32_t order[4] = {0, 2, 1, 3};
-    PASS(ccl__tune_plan(4, rtt, rate, order, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, order, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e6));
     uniform(4, 50000, 125e6);
     rate[0 * 4 + 2] = rate[2 * 4 + 0] = 1e6; /* hub links off the ring */
-    PASS(ccl__tune_plan(4, rtt, rate, NULL, &t) == 1);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(near(t.allreduce_star_max, 5e6));
+}
+
+static void test_uplink(void)
+{
+    ccl__tuning t;
+    /* One connection at 22 MB/s on a 50 ms link (TCP's window still
+     * opening), 4 members.  Without an uplink known the hub's copies share
+     * r: 0.1 s * 22e6 / 2.5 = 880,000 bytes.  With an uplink of 100 MB/s
+     * (above 3 r) they go side by side: 1/r + 1/r - 1.5/r = 0.5/r, so
+     * 0.1 * 22e6 / 0.5 = 4,400,000.  Between, 3/C per byte out: C = 44 MB/s
+     * gives 1/r + 3/C - 1.5/r = 1/r, so 2,200,000. */
+    uniform(4, 50000, 22e6);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 880000));
+    double up[4] = {100e6, 0, 0, 0};
+    PASS(ccl__tune_plan(4, rtt, rate, up, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 4.4e6));
+    up[0] = 44e6;
+    PASS(ccl__tune_plan(4, rtt, rate, up, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 2.2e6));
+    /* An uplink below r counts as r; only the hub's counts. */
+    double low[4] = {1e6, 1e9, 1e9, 1e9};
+    PASS(ccl__tune_plan(4, rtt, rate, low, NULL, &t) == 1);
+    PASS(near(t.allreduce_star_max, 880000));
 }
 
 static void test_differs(void)
@@ -155,6 +179,7 @@ int main(void)
     test_caps();
     test_unknown_links();
     test_slow_ring_link();
+    test_uplink();
     test_differs();
     printf("test_tune: %d checks, %d failed\n", harness_checks, harness_failures);
     return harness_failures != 0;

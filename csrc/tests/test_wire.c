@@ -275,7 +275,7 @@ static const struct { uint8_t type; uint32_t cap; } ctl[] = {
     {CCL_FT_NOCHANGE, 0},
     {CCL_FT_PENDING, 0},
     {CCL_FT_REJOIN, 4 + 32 + CCL_MAX_HOST},
-    {CCL_FT_STATS, 64 + 28 * 256},
+    {CCL_FT_STATS, 72 + 28 * 256},
 };
 
 static void test_hdr_round_trip(void)
@@ -1242,7 +1242,7 @@ static int hdr_invariants(const ccl__hdr *h)
     case CCL_FT_GROUP: return h->length <= CCL_MAX_CTRL_PAYLOAD;
     case CCL_FT_REFORM: return h->length <= 12 + 4 * CCL_MAX_WORLD;
     case CCL_FT_REJOIN: return h->length <= 4 + 32 + CCL_MAX_HOST;
-    case CCL_FT_STATS: return h->length <= 64 + 28 * 256;
+    case CCL_FT_STATS: return h->length <= 72 + 28 * 256;
     case CCL_FT_NOCHANGE:
     case CCL_FT_PENDING: return h->length == 0;
     default: return 0;
