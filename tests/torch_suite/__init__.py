@@ -25,10 +25,12 @@ passes on CPU must pass"), and the cases' own code (``init_process_group
 ``BACKEND == "gloo"`` to pick its CPU path, pyccl's name compares equal to
 "gloo" so it takes that path (see ``cases.CpuBackendName``).
 
-The full run (about an hour and a half on 2 cores)::
+The full run (about an hour and a half on 2 quiet cores; about 4.5 hours
+of case time on 2 cores loaded 4-16, 2026-11-30)::
 
     python -m tests.torch_suite --world-sizes 2,3
 
 Options: ``--backends gloo,pyccl``, ``-k SUBSTRING`` (repeatable),
-``--subset ci``, ``--json PATH``, ``--timeout S`` (per case).
+``--subset ci``, ``--out-dir DIR`` (a run resumes there), ``--report-only``,
+``--timeout S`` (per case).
 """
