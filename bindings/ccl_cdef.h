@@ -64,7 +64,7 @@ typedef enum ccl_redop {
 #define CCL_REDOP_COUNT ...
 
 typedef enum ccl_algo {
-    CCL_ALGO_AUTO, CCL_ALGO_RING, CCL_ALGO_STAR,
+    CCL_ALGO_AUTO, CCL_ALGO_RING, CCL_ALGO_STAR, CCL_ALGO_DIRECT,
     ...
 } ccl_algo;
 

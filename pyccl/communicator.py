@@ -378,7 +378,7 @@ class Communicator(DirectOps):
         ``"model"`` (the master's cost model, from the links the members
         measured; it changes at a new epoch: a reform, or
         :meth:`optimize_topology` when a threshold moves by more than 4x) or ``"fixed"`` (``star_max_bytes`` was
-        given).  See docs/design.md, "Choosing the algorithm"."""
+        given).  See docs/design.md, "AUTO: choosing the algorithm"."""
         with self._use() as c:
             t = ffi.new("ccl_tuning *")
             check(lib.ccl_comm_get_tuning(c, t))
@@ -498,7 +498,9 @@ class Communicator(DirectOps):
                 :class:`ReduceOp`.
             out: where the result goes (same size and element type); None
                 reduces in place.
-            algorithm: ``"auto"``, ``"ring"`` or ``"star"``.
+            algorithm: ``"auto"``, ``"ring"``, ``"star"`` or ``"direct"``
+                (reduce-scatter and all-gather straight between every pair:
+                2 hops; see docs/design.md).
             dtype: read the elements as this type instead (same width).
             async_op: return a :class:`Work` instead of waiting.
             quant: send every contribution in a smaller format: ``"u8"``,

@@ -174,16 +174,17 @@ def parse_op(op: Union[ReduceOp, str]) -> ReduceOp:
 
 
 _ALGOS = {"auto": lib.CCL_ALGO_AUTO, "ring": lib.CCL_ALGO_RING,
-          "star": lib.CCL_ALGO_STAR}
+          "star": lib.CCL_ALGO_STAR, "direct": lib.CCL_ALGO_DIRECT}
 
 
 def parse_algorithm(algorithm: str) -> int:
-    """C code of an all-reduce algorithm name: "auto", "ring" or "star"."""
+    """C code of an all-reduce algorithm name: "auto", "ring", "star" or
+    "direct"."""
     if isinstance(algorithm, str):
         code = _ALGOS.get(algorithm.strip().lower())
         if code is not None:
             return code
-    raise InvalidArgument("unknown algorithm %r (expected auto, ring or star)"
+    raise InvalidArgument("unknown algorithm %r (expected auto, ring, star or direct)"
                           % (algorithm,))
 
 

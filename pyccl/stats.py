@@ -37,6 +37,7 @@ KINDS = {
     13: ("reduce", "direct"),
     14: ("all_reduce", "star-quantized"),
     15: ("all_reduce", "ring-quantized"),
+    16: ("all_reduce", "direct"),
 }
 
 _DTYPES = ["float32", "float64", "float16", "bfloat16", "int8", "int16",

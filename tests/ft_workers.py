@@ -43,6 +43,11 @@ class Progress:
 NO_PROGRESS = Progress(None, 0)
 
 
+#: The all-reduce algorithms the runs rotate through (a peer lost in any
+#: of them must leave the same agreement and the input given back).
+ALGOS = ("star", "ring", "direct", "ring")
+
+
 def run_until_failure(comm: pyccl.Communicator, max_ops: int,
                       stop_after: int = -1,
                       progress: Progress = NO_PROGRESS) -> dict:
@@ -56,7 +61,7 @@ def run_until_failure(comm: pyccl.Communicator, max_ops: int,
         n = SIZES[i % len(SIZES)]
         x = data(i, n)
         try:
-            comm.all_reduce(x, algorithm="star" if i % 3 == 0 else "ring")
+            comm.all_reduce(x, algorithm=ALGOS[i % len(ALGOS)])
         except pyccl.CclError as e:
             report.update(first_fail=i, error=type(e).__name__,
                           restored=bool(np.array_equal(x, data(i, n))))
@@ -80,7 +85,7 @@ def async_until_failure(comm: pyccl.Communicator, batch: int = 8,
             i = it * batch + k
             x = data(i, SIZES[i % len(SIZES)])
             bufs.append(x)
-            works.append(comm.all_reduce(x, algorithm="star" if k % 2 else "ring",
+            works.append(comm.all_reduce(x, algorithm=ALGOS[k % len(ALGOS)],
                                          async_op=True))
         failed = False
         for k, w in enumerate(works):

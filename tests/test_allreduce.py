@@ -11,10 +11,10 @@ pytestmark = pytest.mark.timeout(300)
 
 @pytest.mark.parametrize("n", range(1, 9))
 def test_dtype_op_matrix(n):
-    """Every dtype x op for ring and star, with counts 0, 1, < n, odd and
-    a few thousand."""
+    """Every dtype x op for ring, star and direct, with counts 0, 1, < n,
+    odd and a few thousand."""
     assert_no_failures(run_group(n, workers.allreduce_matrix,
-                                 ["ring", "star"], workers.counts_for(n)))
+                                 ["ring", "star", "direct"], workers.counts_for(n)))
 
 
 @pytest.mark.parametrize("n", [2, 3, 4])

@@ -149,7 +149,7 @@ def allreduce_pipelined(comm: pyccl.Communicator, count: int) -> List[str]:
     """Ring and star on a count larger than the (small) chunk size."""
     n, r = comm.world_size, comm.rank
     failures: List[str] = []
-    for algo in ("ring", "star", "auto"):
+    for algo in ("ring", "star", "auto", "direct"):
         for dt in ("f32", "bf16", "i64"):
             x = encode(values(dt, "sum", count, r, n), dt)
             want = encode(expected(dt, "sum", count, n), dt)
@@ -167,7 +167,7 @@ def random_hashes(comm: pyccl.Communicator, count: int) -> List[Any]:
     can check that every rank holds the same bits."""
     n, r = comm.world_size, comm.rank
     out = []
-    for algo in ("ring", "star"):
+    for algo in ("ring", "star", "direct"):
         for dt in ("f32", "f64", "f16", "bf16"):
             for op in ("sum", "avg", "prod", "max"):
                 inputs = []

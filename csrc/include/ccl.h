@@ -125,7 +125,10 @@ typedef enum ccl_redop {
  * star_max_bytes or, by default, the epoch's threshold from the master's
  * cost model (ccl_comm_get_tuning). */
 typedef enum ccl_algo {
-    CCL_ALGO_AUTO = 0, CCL_ALGO_RING = 1, CCL_ALGO_STAR = 2
+    CCL_ALGO_AUTO = 0, CCL_ALGO_RING = 1, CCL_ALGO_STAR = 2,
+    CCL_ALGO_DIRECT = 3  /* reduce-scatter and all-gather straight between
+                            every pair: 2 hops (docs/design.md); never
+                            chosen by AUTO yet */
 } ccl_algo;
 /* star_max_bytes: take the epoch's thresholds (the default). */
 #define CCL_STAR_MAX_AUTO UINT64_MAX

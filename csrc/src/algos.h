@@ -1,5 +1,6 @@
 /*
- * algos.h - the algorithms (one per file: ring.c, star.c, broadcast.c)
+ * algos.h - the algorithms (one per file: ring.c, star.c, broadcast.c,
+ * direct_ar.c, ...)
  * and the sinks they share (sinks.c).  The public API picks an algorithm
  * per op; the op layer drives it through its ccl__algo table.
  */
@@ -43,5 +44,6 @@ extern const ccl__algo ccl__reduce_scatterv_algo;
 extern const ccl__algo ccl__reduce_algo;
 extern const ccl__algo ccl__star_q_algo;
 extern const ccl__algo ccl__ring_q_algo;
+extern const ccl__algo ccl__direct_allreduce_algo;
 
 #endif

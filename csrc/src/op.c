@@ -105,6 +105,8 @@ static const ccl__algo *allreduce_algo(ccl_comm *c, uint64_t nbytes, int algo)
 {
     if (algo == CCL_ALGO_RING && nbytes > 0)
         return &ccl__ring_allreduce_algo;
+    if (algo == CCL_ALGO_DIRECT && nbytes > 0 && ccl_comm_size(c) > 1)
+        return &ccl__direct_allreduce_algo;
     if (algo == CCL_ALGO_STAR || nbytes == 0 || ccl_comm_size(c) <= 1)
         return &ccl__star_allreduce_algo;
     /* AUTO: a star costs 2 hops but sends everything through one hub; a
@@ -120,7 +122,7 @@ int ccl_allreduce_async(ccl_comm *c, const void *send, void *recv,
                         uint64_t count, int dtype, int redop, int algo,
                         ccl_op **out)
 {
-    if (algo < CCL_ALGO_AUTO || algo > CCL_ALGO_STAR)
+    if (algo < CCL_ALGO_AUTO || algo > CCL_ALGO_DIRECT)
         return ccl__api_err(c, CCL_ERR_INVALID_ARG, "unknown algorithm");
     size_t es = ccl_dtype_size(dtype);
     int rc = ccl__op_build(c, c ? allreduce_algo(c, count * (es ? es : 1), algo) : NULL,

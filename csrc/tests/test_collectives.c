@@ -125,7 +125,8 @@ static void *peer_main(void *p)
         for (int i = 0; i < 33; i++)
             bufs[k][i] = k + i + r;
         rc = ccl_allreduce_async(c, bufs[k], bufs[k], 33, CCL_I32, CCL_SUM,
-                                 k % 2 ? CCL_ALGO_RING : CCL_ALGO_STAR, &ops[k]);
+                                 k % 3 == 2 ? CCL_ALGO_DIRECT
+                                 : k % 2 ? CCL_ALGO_RING : CCL_ALGO_STAR, &ops[k]);
         if (rc)
             a->failures++;
     }
@@ -203,6 +204,8 @@ int main(int argc, char **argv)
         run(w, 3, CCL_ALGO_STAR, 1);
         run(w, 1001, CCL_ALGO_RING, 2);
         run(w, 1001, CCL_ALGO_STAR, 1);
+        run(w, 3, CCL_ALGO_DIRECT, 1);
+        run(w, 1001, CCL_ALGO_DIRECT, 2);
         run(w, 100000, CCL_ALGO_AUTO, 3);
     }
     return HARNESS_DONE("test_collectives");

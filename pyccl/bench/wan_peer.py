@@ -54,11 +54,12 @@ VARIANTS: Dict[str, tuple] = {
     # the ring forced, and the cost model's choice after optimize_topology.
     "ring": ("pyccl", None, None),
     "star": ("pyccl", None, None),
+    "direct": ("pyccl", None, None),
     "tuned": ("pyccl", None, None),
 }
 
 #: The all-reduce algorithm of a variant ("auto" where not listed).
-ALGORITHM: Dict[str, str] = {"ring": "ring", "star": "star"}
+ALGORITHM: Dict[str, str] = {"ring": "ring", "star": "star", "direct": "direct"}
 #: The variant whose communicator asks the master for the cost model's
 #: thresholds (optimize_topology) once it is made.
 TUNED = "tuned"

@@ -22,6 +22,7 @@ LABELS = {
     "f16": "pyccl f16, K auto", "bf16": "pyccl bf16, K auto",
     "gloo": "torch gloo",
     "ring": "pyccl ring (forced)", "star": "pyccl star (forced)",
+    "direct": "pyccl direct (forced)",
     "tuned": "pyccl auto, tuned",
 }
 
