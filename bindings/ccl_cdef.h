@@ -211,6 +211,7 @@ int ccl_comm_optimize_topology(ccl_comm *c, int timeout_ms);
 int ccl_comm_ring_order(ccl_comm *c, int *order, int max);
 typedef struct ccl_tuning {
     uint64_t allreduce_star_max;
+    uint64_t allreduce_direct_max;
     uint64_t bcast_direct_max;
     uint32_t latency_us;
     uint32_t rate_kbs;

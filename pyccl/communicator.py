@@ -371,7 +371,8 @@ class Communicator(DirectOps):
     def tuning(self) -> dict:
         """The thresholds of the automatic algorithm choice in the current
         epoch: ``allreduce_star_max`` (the star all-reduce up to this many
-        bytes, the ring above), ``bcast_direct_max`` (a broadcast's direct
+        bytes, the ring above), ``allreduce_direct_max`` (0, or: the direct
+        all-reduce from 64 KiB up to this many bytes), ``bcast_direct_max`` (a broadcast's direct
         sends up to this size, a chain above), the model's inputs
         ``latency_us`` (one-way, median of the links) and ``rate`` (bytes/s,
         median), and ``source``: ``"default"`` (no measurements yet),
@@ -384,6 +385,7 @@ class Communicator(DirectOps):
             check(lib.ccl_comm_get_tuning(c, t))
             source = {0: "default", 1: "model", 2: "fixed"}.get(int(t.source), "?")
             return {"allreduce_star_max": int(t.allreduce_star_max),
+                    "allreduce_direct_max": int(t.allreduce_direct_max),
                     "bcast_direct_max": int(t.bcast_direct_max),
                     "latency_us": int(t.latency_us),
                     "rate": int(t.rate_kbs) * 1000,

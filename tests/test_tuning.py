@@ -35,9 +35,22 @@ def test_model_thresholds_reach_every_member_and_decide_the_algorithm():
         assert 65536 <= t["allreduce_star_max"] <= 16 << 20, t
         assert 65536 <= t["bcast_direct_max"] <= 16 << 20, t
         at = t["allreduce_star_max"] // 4 * 4
-        assert v["algos"] == [("all_reduce", "star", at), ("all_reduce", "ring", at + 4),
-                              ("all_reduce", "star-quantized", at),
+        # The quantized all-reduce: the star up to the threshold, the ring
+        # above.  The plain one: the same, but where the model gives the
+        # direct all-reduce a range (round trips long enough; on loopback
+        # only under load), the direct one in it, above 64 KiB.
+        assert v["algos"] == [("all_reduce", "star-quantized", at),
                               ("all_reduce", "ring-quantized", at + 4)], v["algos"]
+        d = t["allreduce_direct_max"] // 4 * 4
+
+        def pick(nbytes):
+            if d and 65536 < nbytes <= d:
+                return "direct"
+            return "star" if nbytes <= t["allreduce_star_max"] else "ring"
+        assert [a for _, a, _ in v["plain_algos"]] == [pick(at), pick(at + 4)], v
+        if d:
+            assert v["direct_algos"] == [("all_reduce", "direct", d),
+                                         ("all_reduce", pick(d + 4), d + 4)], v
     # One tuning for the whole epoch, and bit-identical results.
     assert len({repr(v["t1"]) for v in ranks}) == 1, [v["t1"] for v in ranks]
     assert len({repr(v["digests"]) for v in ranks}) == 1

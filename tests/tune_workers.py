@@ -44,13 +44,18 @@ def tuned(comm: pyccl.Communicator, count: int, reps: int) -> Dict[str, Any]:
     out.update(t1=t, epoch1=comm.epoch)
     at = t["allreduce_star_max"] // 4  # float32 elements at the threshold
     out["digests"] = [_exact(comm, at), _exact(comm, at + 1)]
+    out["plain_algos"] = _last_algorithms(comm, 2)
+    d = t["allreduce_direct_max"] // 4
+    if d:
+        out["digests"] += [_exact(comm, d), _exact(comm, d + 1)]
+        out["direct_algos"] = _last_algorithms(comm, 2)
     rng = np.random.default_rng(7 + comm.rank)
     q0 = rng.standard_normal(at).astype(np.float32)
     q1 = rng.standard_normal(at + 1).astype(np.float32)
     comm.all_reduce(q0, quant="u8")
     comm.all_reduce(q1, quant="u8")
     out["digests"] += [_digest(q0), _digest(q1)]
-    out["algos"] = _last_algorithms(comm, 4)
+    out["algos"] = _last_algorithms(comm, 2)
     b = t["bcast_direct_max"]
     for size in (b, b + 1):
         y = np.full(size, comm.rank == 1, dtype=np.uint8)

@@ -127,8 +127,8 @@ typedef enum ccl_redop {
 typedef enum ccl_algo {
     CCL_ALGO_AUTO = 0, CCL_ALGO_RING = 1, CCL_ALGO_STAR = 2,
     CCL_ALGO_DIRECT = 3  /* reduce-scatter and all-gather straight between
-                            every pair: 2 hops (docs/design.md); never
-                            chosen by AUTO yet */
+                            every pair: 2 hops (docs/design.md); AUTO takes
+                            it where the cost model gives it a range */
 } ccl_algo;
 /* star_max_bytes: take the epoch's thresholds (the default). */
 #define CCL_STAR_MAX_AUTO UINT64_MAX
@@ -305,6 +305,9 @@ typedef struct ccl_tuning {
     uint64_t allreduce_star_max; /* AUTO all-reduce (quantized: its float32
                                     bytes): the star up to this size, the
                                     ring above */
+    uint64_t allreduce_direct_max; /* AUTO all-reduce (not quantized): the
+                                    direct algorithm from 64 KiB up to this
+                                    size; 0: never */
     uint64_t bcast_direct_max;   /* broadcast: direct sends up to this size,
                                     a chain above */
     uint32_t latency_us;         /* the model's one-way latency (median of

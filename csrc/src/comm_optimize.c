@@ -165,12 +165,14 @@ int ccl_comm_get_tuning(ccl_comm *c, ccl_tuning *out)
     if (!has)
         ccl__tune_default(&t);
     out->allreduce_star_max = t.allreduce_star_max;
+    out->allreduce_direct_max = t.allreduce_direct_max;
     out->bcast_direct_max = t.bcast_direct_max;
     out->latency_us = t.latency_us;
     out->rate_kbs = t.rate_kbs;
     out->source = has ? CCL_TUNING_MODEL : CCL_TUNING_DEFAULT;
     if (c->cfg.star_max_bytes != CCL_STAR_MAX_AUTO) {
         out->allreduce_star_max = out->bcast_direct_max = c->cfg.star_max_bytes;
+        out->allreduce_direct_max = 0;
         out->source = CCL_TUNING_FIXED;
     }
     return CCL_OK;

@@ -119,7 +119,7 @@ static int send_group(ccl_master *m, mconn *k, uint32_t epoch, uint32_t rank,
     g.has_tune = ccl__mpol_tuning(m->policy, &g.tune);
     /* The largest GROUP of this size: every host at its longest, the ring
      * order and the tuning (docs/protocol.md, "GROUP"). */
-    size_t need = 14 + (size_t)g.world_size * (19 + CCL_MAX_HOST + 2) + 3 + 25;
+    size_t need = 14 + (size_t)g.world_size * (19 + CCL_MAX_HOST + 2) + 3 + 33;
     if (*cap < need) {
         uint8_t *b = realloc(*buf, need);
         if (!b)

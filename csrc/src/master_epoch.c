@@ -67,9 +67,10 @@ int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
     }
     if (mp->has_tune)
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u tuning: star all-reduce up "
-                    "to %llu bytes, direct broadcast up to %llu (latency %u us, "
-                    "rate %.1f MB/s, medians of the measured links)", mp->epoch,
+                    "to %llu bytes, direct all-reduce up to %llu, direct broadcast "
+                    "up to %llu (latency %u us, rate %.1f MB/s)", mp->epoch,
                     (unsigned long long)mp->tune.allreduce_star_max,
+                    (unsigned long long)mp->tune.allreduce_direct_max,
                     (unsigned long long)mp->tune.bcast_direct_max,
                     mp->tune.latency_us, mp->tune.rate_kbs / 1e3);
     if (first)

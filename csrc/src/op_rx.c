@@ -497,6 +497,7 @@ static void activate(ccl__engine *e, ccl_op *op)
         op->star_max_bytes = e->tune.bcast_direct_max;
     if (op->tuned == CCL__TUNED_ALLREDUCE) {
         op->star_max_bytes = e->tune.allreduce_star_max;
+        op->direct_max = e->tune.allreduce_direct_max;
         if (e->pick)
             op->algo = e->pick(op);
     }

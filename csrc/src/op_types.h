@@ -60,6 +60,8 @@ struct ccl_op {
     int ring_pos;
     uint32_t unit;           /* pipelining unit in bytes (whole elements) */
     uint64_t star_max_bytes; /* broadcast: direct sends up to this size */
+    uint64_t direct_max;     /* all-reduce: the direct algorithm up to this
+                                size (0: never), set at activation */
     /* CCL__TUNED_*: star_max_bytes (and, for an all-reduce, the
      * algorithm) come from the epoch's tuning at activation (tune.h). */
     uint8_t tuned;

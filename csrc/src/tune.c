@@ -33,6 +33,16 @@
  * links are as fast as the ring's slowest; a hub link that is really
  * slower is not seen (the ring order, ring_order.h, is what copes with
  * one slow link).
+ *
+ * The direct all-reduce (direct_ar.c) takes 2 hops, max a over all
+ * pairs each, and moves the ring's bytes: 2(N-1)/N * n / (eff * r), with
+ * eff = CCL_TUNE_DIRECT_EFF: measured, its N-1 streams at once and its
+ * two steps that do not overlap move large ops slower than the ring.  So
+ * it beats the ring up to the size where the ring's extra 2(N-2) hops
+ * are paid back, and the star (whose hub sends N-1 copies) from the floor
+ * on; the model gives it the range from the floor to that size, when that
+ * range is not empty.
+ *
  * A broadcast's chain costs N-1 hops against the direct sends' one, and
  * sends n once against N-1 times: they cross near a * r (a the median
  * latency, r as below).
@@ -49,6 +59,7 @@
 void ccl__tune_default(ccl__tuning *t)
 {
     t->allreduce_star_max = CCL_TUNE_FLOOR_BYTES;
+    t->allreduce_direct_max = 0;
     t->bcast_direct_max = CCL_TUNE_FLOOR_BYTES;
     t->latency_us = 0;
     t->rate_kbs = 0;
@@ -152,6 +163,23 @@ int ccl__tune_plan(int n, const double *rtt_us, const double *rates,
     else
         out->allreduce_star_max = clamp(num / den, CCL_TUNE_FLOOR_BYTES, cap);
 
+    /* The direct all-reduce: 2 hops of the slowest pair, the ring's bytes
+     * at eff of the ring's rate. */
+    double amax = 0;
+    for (int x = 0; x < n; x++)
+        for (int y = 0; y < n; y++)
+            if (x != y && lat(&m, x, y) > amax)
+                amax = lat(&m, x, y);
+    double dnum = lring - 2 * amax;
+    double dden = 2 * (N - 1) / (N * bring) * (1 / CCL_TUNE_DIRECT_EFF - 1);
+    if (n > 2 && dnum > 0) {
+        /* Its scratch is one buffer's worth whatever N: no cap but the
+         * wire's. */
+        out->allreduce_direct_max = clamp(dnum / dden, 0, CCL_TUNE_MAX_BYTES);
+        if (out->allreduce_direct_max <= CCL_TUNE_FLOOR_BYTES)
+            out->allreduce_direct_max = 0;
+    }
+
     double a_med = m.rtt_med / 2e6;
     out->bcast_direct_max = n > 2 ? clamp(a_med * bring, CCL_TUNE_FLOOR_BYTES,
                                            CCL_TUNE_CAP_BYTES)
@@ -169,5 +197,7 @@ static int off_by_4x(uint64_t a, uint64_t b)
 int ccl__tune_differs(const ccl__tuning *a, const ccl__tuning *b)
 {
     return off_by_4x(a->allreduce_star_max, b->allreduce_star_max) ||
-           off_by_4x(a->bcast_direct_max, b->bcast_direct_max);
+           off_by_4x(a->bcast_direct_max, b->bcast_direct_max) ||
+           (a->allreduce_direct_max == 0) != (b->allreduce_direct_max == 0) ||
+           off_by_4x(a->allreduce_direct_max, b->allreduce_direct_max);
 }

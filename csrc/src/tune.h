@@ -29,11 +29,21 @@
 
 typedef struct ccl__tuning {
     uint64_t allreduce_star_max; /* AUTO all-reduce: star up to this many bytes */
+    /* AUTO all-reduce: the direct all-reduce up to this many bytes, 0:
+     * never.  When nonzero it takes over from the star above the floor
+     * (the star stays below CCL_TUNE_FLOOR_BYTES). */
+    uint64_t allreduce_direct_max;
     uint64_t bcast_direct_max;   /* broadcast: direct sends up to this many bytes */
     uint32_t latency_us;         /* the one-way latency the model used (median) */
     uint32_t rate_kbs;           /* the rate it used (the ring's slowest
                                     link), 1000 bytes/s */
 } ccl__tuning;
+
+/* The direct all-reduce's bandwidth against the ring's in the model: its
+ * N-1 streams out of every rank at once moved a 64 MiB op at 0.6 of the
+ * rate the ring reached on the emulated 1 Gbit/s, 50 ms link (4 peers;
+ * docs/benchmarks.md), and it never pipelines its two steps. */
+#define CCL_TUNE_DIRECT_EFF 0.6
 
 /* The default tuning (the floors; latency and rate 0: unknown). */
 void ccl__tune_default(ccl__tuning *t);

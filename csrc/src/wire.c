@@ -26,7 +26,7 @@
 #define MEMBER_FIXED_LEN 19   /* u16 port, 16 uuid, u8 host_len */
 #define MEMBER_MIN_LEN (MEMBER_FIXED_LEN + 1) /* a host has >= 1 byte */
 #define RING_FIXED_LEN 3      /* u8 kind, u16 count, then count x u16 rank */
-#define TUNE_LEN 25           /* u8 kind, u64, u64, u32, u32 */
+#define TUNE_LEN 33           /* u8 kind, u64, u64, u64, u32, u32 */
 /* The kinds of GROUP's optional sections after the members, in the order
  * they must come (docs/protocol.md, "GROUP"). */
 #define GROUP_SEC_RING 1
@@ -541,6 +541,7 @@ static int ring_ok(const ccl__group_msg *m)
 static int tune_ok(const ccl__tuning *t)
 {
     return t->allreduce_star_max >= 1 && t->allreduce_star_max <= CCL_TUNE_MAX_BYTES &&
+           t->allreduce_direct_max <= CCL_TUNE_MAX_BYTES &&
            t->bcast_direct_max >= 1 && t->bcast_direct_max <= CCL_TUNE_MAX_BYTES;
 }
 
@@ -609,6 +610,7 @@ size_t ccl__group_encode(uint8_t *out, size_t cap, const ccl__group_msg *m)
     if (m->has_tune) {
         wr_u8(&w, GROUP_SEC_TUNE);
         wr_u64(&w, m->tune.allreduce_star_max);
+        wr_u64(&w, m->tune.allreduce_direct_max);
         wr_u64(&w, m->tune.bcast_direct_max);
         wr_u32(&w, m->tune.latency_us);
         wr_u32(&w, m->tune.rate_kbs);
@@ -694,6 +696,7 @@ int ccl__group_decode(const uint8_t *in, size_t len, ccl__group_msg *m)
             m->has_ring = 1;
         } else if (kind == GROUP_SEC_TUNE) {
             m->tune.allreduce_star_max = rd_u64(&r);
+            m->tune.allreduce_direct_max = rd_u64(&r);
             m->tune.bcast_direct_max = rd_u64(&r);
             m->tune.latency_us = rd_u32(&r);
             m->tune.rate_kbs = rd_u32(&r);

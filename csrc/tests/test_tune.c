@@ -46,6 +46,10 @@ static void test_wide_area(void)
      * the bytes): a * r = 0.025 s * 125e6 B/s. */
     PASS(near(t.bcast_direct_max, 3.125e6));
     PASS(t.latency_us == 25000 && t.rate_kbs == 125000);
+    /* The direct all-reduce: 2 hops of 25 ms against the ring's 6, its
+     * bytes at 0.6 of the ring's rate: 1.5 n / r (1/0.6 - 1) = n / r
+     * against 0.1 s: up to 12,500,000 bytes. */
+    PASS(near(t.allreduce_direct_max, 12.5e6));
 }
 
 static void test_loopback_and_floor(void)
@@ -62,11 +66,17 @@ static void test_loopback_and_floor(void)
     uniform(4, 20, 1e9);
     PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES);
-    /* Two members: ring and star both take one round trip; the floor. */
+    /* Two members: ring and star both take one round trip; the floor, and
+     * no direct range (it would be the ring's exchange). */
     uniform(2, 50000, 125e6);
     PASS(ccl__tune_plan(2, rtt, rate, NULL, NULL, &t) == 1);
     PASS(t.allreduce_star_max == CCL_TUNE_FLOOR_BYTES &&
-         t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES);
+         t.bcast_direct_max == CCL_TUNE_FLOOR_BYTES && t.allreduce_direct_max == 0);
+    /* Loopback-like links (20 us, 1 GB/s, 4 members): the direct range
+     * would end at 40 us * 1e9 = 40,000 bytes, below the floor: none. */
+    uniform(4, 20, 1e9);
+    PASS(ccl__tune_plan(4, rtt, rate, NULL, NULL, &t) == 1);
+    PASS(t.allreduce_direct_max == 0);
 }
 
 static void test_caps(void)

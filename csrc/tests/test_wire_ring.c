@@ -130,6 +130,7 @@ static ccl__tuning sample_tune(void)
 {
     ccl__tuning t;
     t.allreduce_star_max = 0x01020304ull;
+    t.allreduce_direct_max = 0x00100000ull;
     t.bcast_direct_max = 65536;
     t.latency_us = 25000;
     t.rate_kbs = 125000;
@@ -149,16 +150,18 @@ static void test_tuning(void)
     g.has_tune = 1;
     g.tune = sample_tune();
     size_t n = ccl__group_encode(buf, sizeof buf, &g);
-    PASS(n == plain + 25);
+    PASS(n == plain + 33);
     static const uint8_t tail[] = {
         0x02,                                           /* kind: tuning */
         0x04, 0x03, 0x02, 0x01, 0x00, 0x00, 0x00, 0x00, /* all-reduce star max */
+        0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, /* all-reduce direct max */
         0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, /* broadcast direct max */
         0xa8, 0x61, 0x00, 0x00,                         /* latency 25000 us */
         0x48, 0xe8, 0x01, 0x00};                        /* rate 125000 kB/s */
     PASS(memcmp(buf + plain, tail, sizeof tail) == 0);
     PASS(decode(buf, n, &d, out) == 0 && d.has_tune && !d.has_ring);
     PASS(d.tune.allreduce_star_max == 0x01020304ull && d.tune.bcast_direct_max == 65536 &&
+         d.tune.allreduce_direct_max == 0x00100000ull &&
          d.tune.latency_us == 25000 && d.tune.rate_kbs == 125000);
     for (size_t len = plain + 1; len < n; len++)
         PASS(decode(buf, len, &d, out) == CCL_ERR_PROTOCOL);
@@ -167,22 +170,28 @@ static void test_tuning(void)
     memset(bad + plain + 1, 0, 8);
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
     memcpy(bad, buf, n);
-    bad[plain + 9 + 3] = 0x40; /* 2^30 + 65536 */
+    bad[plain + 17 + 3] = 0x40; /* broadcast max 2^30 + 65536 */
     PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    memcpy(bad, buf, n);
+    bad[plain + 9 + 3] = 0x40; /* direct max 2^30 + 2^20 */
+    PASS(decode(bad, n, &d, out) == CCL_ERR_PROTOCOL);
+    memcpy(bad, buf, n);
+    memset(bad + plain + 9, 0, 8); /* direct max 0: never, allowed */
+    PASS(decode(bad, n, &d, out) == 0 && d.tune.allreduce_direct_max == 0);
     /* Both sections: ring first, then tuning; never the other way round,
      * never a kind twice. */
     g.has_ring = 1;
     mb[1].ring_pos = 2;
     mb[2].ring_pos = 1;
     size_t both = ccl__group_encode(buf, sizeof buf, &g);
-    PASS(both == plain + 9 + 25);
+    PASS(both == plain + 9 + 33);
     PASS(decode(buf, both, &d, out) == 0 && d.has_tune && d.has_ring &&
          out[1].ring_pos == 2 && d.tune.latency_us == 25000);
-    memcpy(bad, buf + plain + 9, 25);       /* tuning first ... */
-    memcpy(bad + 25, buf + plain, 9);       /* ... then the ring */
+    memcpy(bad, buf + plain + 9, 33);       /* tuning first ... */
+    memcpy(bad + 33, buf + plain, 9);       /* ... then the ring */
     uint8_t swapped[256];
     memcpy(swapped, buf, plain);
-    memcpy(swapped + plain, bad, 34);
+    memcpy(swapped + plain, bad, 42);
     PASS(decode(swapped, both, &d, out) == CCL_ERR_PROTOCOL);
     memcpy(swapped, buf, plain + 9);
     memcpy(swapped + plain + 9, buf + plain, 9); /* the ring twice */
