@@ -314,8 +314,10 @@ class WanRun:
         if ready and ready[0].get("tuned"):
             t = ready[0]["tuned"]
             self.note("tuned (cost model, after optimize_topology): star "
-                      "all-reduce up to %d bytes, latency %d us, rate %.1f MB/s"
-                      % (t["allreduce_star_max"], t["latency_us"], t["rate"] / 1e6))
+                      "all-reduce up to %d bytes, direct up to %d (0: none), "
+                      "latency %d us, rate %.1f MB/s"
+                      % (t["allreduce_star_max"], t.get("allreduce_direct_max", 0),
+                         t["latency_us"], t["rate"] / 1e6))
         return peers
 
     async def ss_all(self) -> List[Dict[str, dict]]:
