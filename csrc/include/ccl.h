@@ -218,7 +218,8 @@ typedef struct ccl_comm_config {
     const char *listen_host;  /* address peers connect to, default "127.0.0.1" */
     int connect_timeout_ms;   /* deadline for registration and the mesh, default 60000 */
     int op_timeout_ms;        /* an op that completes no frame for this long fails, default 60000 */
-    int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
+    int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds
+                                 (small ops only, and only while spinning pays) */
     uint64_t star_max_bytes;  /* AUTO uses star up to this size, default 65536 */
     uint32_t chunk_bytes;     /* pipelining unit of the ring, default 1 MiB */
     int peer_timeout_ms;      /* a peer silent this long is lost (stopped, hung or
