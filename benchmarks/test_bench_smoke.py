@@ -54,3 +54,26 @@ def test_small_run(tmp_path, gloo, extra):
         assert all(len(ts) == 3 for row in result["rows"]
                    for ts in row["times_s"])
         assert result["memory_summary"]["size"] == 64 << 10
+
+
+def test_torch_bench_rounds(tmp_path):
+    """benchmarks/torch_bench.py: two rounds, CPU per op and the other
+    processes' load in the record."""
+    pytest.importorskip("torch.distributed")
+    import os
+    path = tmp_path / "torch.json"
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                          "torch_bench.py")
+    proc = subprocess.run(
+        [sys.executable, script, "--peers", "2", "--sizes", "4,64K",
+         "--iters", "3", "--ddp-steps", "2", "--rounds", "2",
+         "--json", str(path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "N=2 round 2" in proc.stdout and "cpu/op" in proc.stdout
+    result = json.loads(path.read_text())["results"]["2"]
+    for backend in ("pyccl", "gloo"):
+        rounds = result["rounds"][backend]
+        assert len(rounds) == 2
+        assert all(r["cpu"]["65536"] > 0 and r["cpu"]["ddp"] > 0
+                   for r in rounds)
+        assert result["median"][backend]["ddp"] > 0

@@ -114,7 +114,11 @@ class Communicator(DirectOps):
         op_timeout: an op that makes no progress for this many seconds
             fails on every rank.
         spin_us: busy-poll microseconds before blocking: -1 lets the core
-            decide, 0 never spins.
+            decide (50 when every member on this host can have a core of
+            its own, else 0), 0 never spins.  Only waits for ops of up to
+            256 KiB spin, and only while spinning pays: once most spins
+            end before their op (cores busy with other work), waits stop
+            spinning but for one in 32, which notices when it pays again.
         star_max_bytes: ``algorithm="auto"`` uses the star all-reduce up to
             this size, and a broadcast sends directly up to it; every peer
             must pass the same.  ``None`` (the default): the thresholds of

@@ -642,3 +642,22 @@ def close_from_other_thread(comm: pyccl.Communicator) -> Any:
         return _outcome(lambda: comm.all_reduce(np.ones(10, np.float32)))
     finally:
         timer.join()
+
+
+def spin_late_peer(comm: pyccl.Communicator, ops: int) -> Any:
+    """Rank 1 posts every small all-reduce 3 ms late, so a spin on rank 0
+    never sees its op end.  Rank 0 returns the CPU seconds of its calling
+    thread (which drives the loop, and spins) per op over the last
+    ``ops`` ops, after 16 to settle; and the sums, which must be right."""
+    x = np.ones(1, np.float32)
+    total = 16 + ops
+    cpu0 = 0.0
+    for i in range(total):
+        if i == 16:
+            cpu0 = time.thread_time()
+        if comm.rank == 1:
+            time.sleep(0.003)
+        x[0] = 1.0
+        comm.all_reduce(x)
+        assert x[0] == comm.world_size, x
+    return (time.thread_time() - cpu0) / ops if comm.rank == 0 else None

@@ -225,7 +225,8 @@ typedef struct ccl_comm_config {
     const char *listen_host;  /* address peers connect to, default "127.0.0.1" */
     int connect_timeout_ms;   /* deadline for registration and the mesh, default 60000 */
     int op_timeout_ms;        /* an op that completes no frame for this long fails, default 60000 */
-    int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds */
+    int spin_us;              /* busy-poll before blocking: -1 auto, 0 never, else microseconds
+                                 (small ops only, and only while spinning pays) */
     uint64_t star_max_bytes;  /* AUTO all-reduce uses the star up to this size,
                                  and a broadcast sends directly up to it;
                                  every peer must agree.  Default

@@ -72,6 +72,8 @@ struct ccl_comm {
     int poller;
     int wakefd;
     int spin_us;
+    int spin_debt;   /* under mu: grows by 2 per spin that ended before its op, shrinks by 1 per one that did not */
+    int spin_skips;  /* under mu: waits without a spin since spinning stopped */
     pthread_mutex_t mu;
     pthread_t thread;
     int thread_started;
@@ -90,7 +92,7 @@ struct ccl_comm {
 void ccl__loop_once(ccl_comm *c, int timeout_ms);
 /* Drives the loop from the caller's thread until *done is set (acquire),
  * the deadline passes, or the communicator stops.  Holds mu. */
-void ccl__loop_drive(ccl_comm *c, const int *done, uint64_t deadline_ms);
+void ccl__loop_drive(ccl_comm *c, const int *done, uint64_t deadline_ms, int may_spin);
 /* Activates posted ops now if nobody drives, else wakes the driver. */
 void ccl__loop_kick(ccl_comm *c);
 void *ccl__progress_main(void *arg);

@@ -197,6 +197,10 @@ static void sleep_for_completion(ccl__engine *e, ccl_op *op, uint64_t now,
     pthread_mutex_unlock(&e->done_mu);
 }
 
+/* A wait spins (progress.c, ccl__loop_drive) only for ops up to this
+ * size: a larger one cannot end within a spin, whose CPU is then lost. */
+#define SPIN_MAX_BYTES (256u << 10)
+
 int ccl_op_wait(ccl_op *op, int timeout_ms)
 {
     if (!op)
@@ -215,7 +219,7 @@ int ccl_op_wait(ccl_op *op, int timeout_ms)
         if (now >= deadline)
             break;
         if (!stopping(c) && pthread_mutex_trylock(&c->mu) == 0) {
-            ccl__loop_drive(c, &op->done, deadline);
+            ccl__loop_drive(c, &op->done, deadline, op->nbytes <= SPIN_MAX_BYTES);
             pthread_mutex_unlock(&c->mu);
             continue;
         }
