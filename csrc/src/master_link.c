@@ -57,16 +57,41 @@ int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
 }
 
 /* Connects to the master and exchanges HELLO. */
-static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
+/* Coming back to a master (ccl__master_rejoin, a member of a running
+ * mesh), one attempt to reach it (connect and handshake) gets at most
+ * this long, or half of peer_timeout if that is longer: the caller holds
+ * the loop meanwhile, so a master that half answers (a process being
+ * killed, a SYN lost) must not keep this member's heartbeats from its
+ * peers for long.  The attempt is then tried again, the loop running in
+ * between, until the caller's deadline.  (Once seen in CI: a member
+ * silent for 20 s while the others came back to the restarted master at
+ * once; where it blocked was not found, and this bound is the guard.)
+ * Registration (no mesh yet) keeps the whole deadline. */
+#define MASTER_ATTEMPT_MS 1000
+
+static uint64_t attempt_deadline(const ccl_comm *c, uint64_t deadline, int bounded)
+{
+    if (!bounded)
+        return deadline;
+    uint64_t span = (uint64_t)c->cfg.peer_timeout_ms / 2;
+    if (span < MASTER_ATTEMPT_MS)
+        span = MASTER_ATTEMPT_MS;
+    uint64_t at = ccl__now_ms() + span;
+    return at < deadline ? at : deadline;
+}
+
+static int master_connect(ccl_comm *c, uint64_t deadline, int bounded, char *err,
+                          size_t errlen)
 {
     char e[300];
     int rc;
     /* The master may start after its peers (schedulers launch everything
      * at once): keep knocking until the deadline. */
     for (;;) {
-        rc = ccl__sock_connect(c->master_host, c->master_port, deadline,
-                               &c->master_fd, e, sizeof e);
-        if (rc != CCL_ERR_IO || ccl__now_ms() + 100 >= deadline)
+        rc = ccl__sock_connect(c->master_host, c->master_port,
+                               attempt_deadline(c, deadline, bounded), &c->master_fd, e,
+                               sizeof e);
+        if ((rc != CCL_ERR_IO && rc != CCL_ERR_TIMEOUT) || ccl__now_ms() + 100 >= deadline)
             break;
         /* Wait by running the loop: while a member comes back to a
          * restarting master its heartbeats go on (at creation there is
@@ -86,7 +111,9 @@ static int master_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errl
     char who[320];
     snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
     rc = ccl__handshake(c->master_fd, CCL_SIDE_CONNECTOR, &mine, &c->key,
-                        c->cfg.allow_insecure, deadline, who, &hs, err, errlen);
+                        c->cfg.allow_insecure, attempt_deadline(c, deadline, bounded),
+                        who, &hs,
+                        err, errlen);
     if (rc)
         return stop_or(rc == CCL_ERR_VERSION || rc == CCL_ERR_AUTH ||
                                rc == CCL_ERR_MISMATCH
@@ -137,7 +164,7 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     while (ccl__now_ms() < deadline) {
         ccl__sock_close(c->master_fd);
         c->master_fd = -1;
-        rc = master_connect(c, deadline, err, errlen);
+        rc = master_connect(c, deadline, 1, err, errlen);
         if (rc == CCL_OK) {
             ccl__register_msg reg;
             int rank, size;
@@ -178,7 +205,7 @@ int ccl__join_group(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
     char e[300];
     char who[320];
     snprintf(who, sizeof who, "the master at %s:%d", c->master_host, c->master_port);
-    int rc = master_connect(c, deadline, err, errlen);
+    int rc = master_connect(c, deadline, 0, err, errlen);
     if (rc)
         return rc;
     ccl__register_msg reg;
