@@ -52,6 +52,9 @@ import time
 from datetime import timedelta
 from typing import Any, Dict, List, Optional
 
+# The machine's CPU snapshots that pyccl bench takes around each phase.
+from pyccl.bench.orchestrate import _cpu_snapshot, _foreign_cpu
+
 SIZES = [4, 4 << 10, 64 << 10, 1 << 20, 4 << 20, 64 << 20]
 
 
@@ -173,33 +176,6 @@ def run_phase(backend: str, n: int, sizes: List[int], iters: int,
         out["cpu"]["ddp"] = sum(rep["cpu"]["ddp"] for rep in reports.values())
         out["params"] = reports[0]["params"]
     return out
-
-
-def _cpu_snapshot() -> Optional[tuple]:
-    """(busy CPU seconds of the machine, CPU seconds of this process and
-    its waited-for children), or None without /proc/stat."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    ticks = [int(v) for v in fields[1:]]  # user nice system idle iowait ...
-    busy = sum(ticks[:8]) - ticks[3] - ticks[4]
-    mine = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        ru = resource.getrusage(who)
-        mine += ru.ru_utime + ru.ru_stime
-    return busy / os.sysconf("SC_CLK_TCK"), mine
-
-
-def _foreign_cpu(before: Optional[tuple], after: Optional[tuple],
-                 wall: float) -> Optional[float]:
-    """CPUs kept busy on average by other processes between two snapshots."""
-    if before is None or after is None or wall <= 0:
-        return None
-    return max(0.0, ((after[0] - before[0]) - (after[1] - before[1])) / wall)
 
 
 def _median_phase(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:

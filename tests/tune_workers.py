@@ -2,16 +2,13 @@
 the master's cost model), run by tests/obs_group.Group."""
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Dict
 
 import numpy as np
 
 import pyccl
 
-
-def _digest(x: np.ndarray) -> str:
-    return hashlib.sha256(x.tobytes()).hexdigest()
+from tests.ring_workers import _digest
 
 
 def _exact(comm: pyccl.Communicator, count: int, **kw: Any) -> str:
