@@ -89,16 +89,18 @@ def main() -> int:
             if time.monotonic() - ctx_t0 > 300:
                 break
         t.join()
-        wave_cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - w0)
+        wave_cpu_s = cpu_seconds(proc.pid) - c0
+        wave_cpu = wave_cpu_s / (time.monotonic() - w0)
         if wave:
             helpers.append((wave[0][0], wave[0][1]))
-        print("| phase | registrations | median | max | master CPU |")
-        print("|---|---|---|---|---|")
-        print("| %d held | %d | %.3f s | %.3f s | %.0f%% |" % (
+        n_wave = wave[0][2] if wave else 0
+        print("| phase | registrations | median | max | master CPU | CPU per flood connection |")
+        print("|---|---|---|---|---|---|")
+        print("| %d held | %d | %.3f s | %.3f s | %.0f%% | - |" % (
             opened, len(held), statistics.median(held), max(held), held_cpu * 100))
-        print("| second wave of %d arriving | %d | %.3f s | %.3f s | %.0f%% |" % (
-            wave[0][2] if wave else 0, len(during), statistics.median(during),
-            max(during), wave_cpu * 100))
+        print("| second wave of %d arriving | %d | %.3f s | %.3f s | %.0f%% | %.0f us |" % (
+            n_wave, len(during), statistics.median(during),
+            max(during), wave_cpu * 100, wave_cpu_s / max(n_wave, 1) * 1e6))
         return 0
     finally:
         for ps, release in helpers:

@@ -50,12 +50,11 @@ void ccl_master_config_init(ccl_master_config *cfg)
     cfg->expel_slow_after = 0;
 }
 
-static int conn_listed(ccl_master *m, mconn *k)
+/* Whether k is still open: closed ones stay in memory until the end of
+ * the loop's turn (ccl__master_conns_reap). */
+static int conn_listed(const mconn *k)
 {
-    for (mconn *o = m->conns; o; o = o->next)
-        if (o == k)
-            return 1;
-    return 0;
+    return !k->closed;
 }
 
 /* Sends a whole frame; a peer that cannot take a small frame within
@@ -67,6 +66,7 @@ static int send_frame(mconn *k, int type, uint32_t epoch, uint64_t tag,
     uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
     ccl__ctl_hdr_encode(hdr, type, epoch, tag, (uint32_t)len);
     uint64_t dl = ccl__now_ms() + SEND_MS;
+    k->wrote = 1;
     int rc = ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0);
     if (!rc && len)
         rc = ccl__sock_send_all(k->fd, payload, len, dl, NULL, 0);
@@ -217,6 +217,7 @@ static void on_frame(ccl_master *m, mconn *k)
             return;
         }
         k->phase = P_CONTROL;
+        ccl__strangers_remove(&m->strangers, &k->node); /* a member now */
         if (t == CCL_FT_REGISTER)
             rc = ccl__mpol_register(m->policy, k, &reg, now);
         else
@@ -300,7 +301,7 @@ static void read_frames(ccl_master *m, mconn *k)
             }
         }
         on_frame(m, k);
-        if (!conn_listed(m, k))
+        if (!conn_listed(k))
             return;
         k->in_payload = 0;
         k->in_tag = 0;
@@ -309,8 +310,27 @@ static void read_frames(ccl_master *m, mconn *k)
     }
 }
 
+/* The first bytes of a stranger: only now does the master say HELLO (a
+ * peer sends its own without waiting for ours), so a silent connection
+ * costs it no random bytes and no write.  Returns 0 if k was closed. */
+static int start_handshake(ccl_master *m, mconn *k)
+{
+    static const uint8_t no_uuid[16];
+    ccl__hello h;
+    ccl__hello_fill(&h, CCL_ROLE_MASTER, 0, 0xffffffffu, 0, no_uuid);
+    k->hs_started = 1;
+    if (ccl__hsm_start(&k->hs, CCL_SIDE_ACCEPTOR, &h, &m->key, m->allow_insecure,
+                       k->loopback, CCL_ROLE_PEER_TO_MASTER, "the peer")) {
+        ccl__master_conn_close(m, k);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_readable(ccl_master *m, mconn *k)
 {
+    if (k->phase == P_HANDSHAKE && !k->hs_started && !start_handshake(m, k))
+        return;
     while (k->phase == P_HANDSHAKE) {
         uint8_t *p;
         size_t want = ccl__hsm_to_read(&k->hs, &p);
@@ -323,6 +343,9 @@ static void on_readable(ccl_master *m, mconn *k)
         }
         if (n == 0)
             return;
+        if (!k->heard)
+            ccl__strangers_promote(&m->strangers, &k->node, CCL_STRANGER_HEARD,
+                                   ccl__now_ms());
         k->heard = 1;
         ccl__hsm_read(&k->hs, (size_t)n);
         if (!ccl__master_hs_progress(m, k))
@@ -340,12 +363,18 @@ static void on_writable(ccl_master *m, mconn *k)
 static void on_timer(ccl_master *m)
 {
     uint64_t now = ccl__now_ms();
-    mconn *k = m->conns;
-    while (k) {
-        mconn *next = k->next;
-        if (k->phase < P_CONTROL && now > k->deadline_ms)
-            ccl__master_conn_close(m, k);
-        k = next;
+    /* Deadlines are seconds long: a look every 100 ms is enough, and a
+     * flood, which wakes the loop often, does not make it walk every
+     * connection each time. */
+    if (now >= m->next_deadline_scan) {
+        m->next_deadline_scan = now + 100;
+        mconn *k = m->conns;
+        while (k) {
+            mconn *next = k->next;
+            if (k->phase < P_CONTROL && now > k->deadline_ms)
+                ccl__master_conn_close(m, k);
+            k = next;
+        }
     }
     if (m->accept_paused_until && now >= m->accept_paused_until) {
         m->accept_paused_until = 0;
@@ -375,15 +404,16 @@ static void *master_main(void *arg)
                 ccl__wakefd_drain(m->wakefd);
             } else if (evs[i].ptr == &ccl__master_listen_marker) {
                 ccl__master_on_accept(m);
-            } else if (conn_listed(m, k)) {
+            } else if (conn_listed(k)) {
                 /* (an earlier event of this batch may have closed it) */
                 if (evs[i].events & CCL_EV_OUT)
                     on_writable(m, k);
-                if (conn_listed(m, k))
+                if (conn_listed(k))
                     on_readable(m, k);
             }
         }
         on_timer(m);
+        ccl__master_conns_reap(m);
     }
     return NULL;
 }
@@ -452,6 +482,20 @@ int ccl_master_create(const ccl_master_config *cfg, ccl_master **out, char *err,
      * retried only after 1 s. */
     rc = ccl__sock_listen(host, cfg->port,
                               4096, &m->lfd, &m->port, err, errlen);
+    /* Accepted sockets inherit these where the system copies a
+     * listener's options (ccl__sock_options_inherited): no system calls
+     * per connection for them, which counts under a flood.  Keepalive:
+     * a member whose host vanished leaves its link open, and without
+     * probes the master would wait for it forever. */
+    if (!rc && ccl__sock_options_inherited() &&
+        (ccl__sock_set_nodelay(m->lfd) ||
+         ccl__sock_set_keepalive(m->lfd, CTL_KEEPALIVE_IDLE_S,
+                                 CTL_KEEPALIVE_INTVL_S, CTL_KEEPALIVE_COUNT))) {
+        snprintf(err, errlen, "cannot set the master's socket options");
+        ccl__sock_close(m->lfd);
+        m->lfd = -1;
+        rc = CCL_ERR_IO;
+    }
     if (!rc && (ccl__poller_create(&m->poller) || ccl__wakefd_create(&m->wakefd) ||
                 ccl__poller_set(m->poller, m->lfd, &ccl__master_listen_marker, CCL_EV_IN, 1) ||
                 ccl__poller_set(m->poller, m->wakefd, NULL, CCL_EV_IN, 1))) {
@@ -497,6 +541,8 @@ void ccl_master_destroy(ccl_master *m)
         m->conns->phase = P_CLOSING; /* the policy goes with the master */
         ccl__master_conn_close(m, m->conns);
     }
+    ccl__master_conns_reap(m);
+    ccl__strangers_clear(&m->strangers);
     ccl__mpol_destroy(m->policy);
     ccl__mview_destroy(m->view);
     ccl__sock_close(m->lfd);

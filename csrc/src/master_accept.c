@@ -17,28 +17,29 @@
 #include "master_int.h"
 #include "sock.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* The connection that holds a stranger node. */
+static mconn *conn_of(ccl__stranger *n)
+{
+    return n ? (mconn *)((char *)n - offsetof(mconn, node)) : NULL;
+}
+
 /* Makes room for a newcomer: the stranger that has shown the least
- * (silent before heard, heard before registered-to-be; then the oldest),
- * among those of `prefix` when only that prefix is full (0: any).  A
- * member's handshake takes one round trip, so members get in while a
- * flood's connections are pushed out in turn, rather than newcomers being
- * refused while the flood holds every slot.  Returns 1 if one was closed. */
+ * (silent before heard, heard before registered-to-be; then the one
+ * longest in its class), among those of `prefix` when only that prefix is
+ * full.  A member's handshake takes one round trip, so members get in
+ * while a flood's connections are pushed out in turn, rather than
+ * newcomers being refused while the flood holds every slot.  The index
+ * (master_strangers.c) answers without walking the connections.  Returns
+ * 1 if one was closed. */
 static int shed_one(ccl_master *m, uint64_t prefix, int only_prefix)
 {
-    mconn *victim = NULL;
-    for (mconn *o = m->conns; o; o = o->next) {
-        if (o->phase >= P_CONTROL || (only_prefix && o->prefix != prefix))
-            continue;
-        int shown = o->phase == P_REGISTER ? 2 : o->heard;
-        int vshown = victim ? (victim->phase == P_REGISTER ? 2 : victim->heard) : 0;
-        if (!victim || shown < vshown ||
-            (shown == vshown && o->started_ms < victim->started_ms))
-            victim = o;
-    }
+    mconn *victim = conn_of(ccl__strangers_victim(&m->strangers,
+                                                  only_prefix ? &prefix : NULL));
     if (!victim)
         return 0;
     ccl__log_refusal(&m->refusals, "pyccl master", victim->addr,
@@ -47,17 +48,6 @@ static int shed_one(ccl_master *m, uint64_t prefix, int only_prefix)
     ccl__master_conn_close(m, victim);
     m->shed++;
     return 1;
-}
-
-/* Strangers in all, and from one prefix. */
-static void count_strangers(ccl_master *m, uint64_t prefix, int *all, int *same)
-{
-    *all = *same = 0;
-    for (mconn *o = m->conns; o; o = o->next)
-        if (o->phase < P_CONTROL) {
-            (*all)++;
-            *same += o->prefix == prefix;
-        }
 }
 
 /* Stops accepting for a while (out of fds): the listen socket stays
@@ -70,24 +60,22 @@ static void pause_accepting(ccl_master *m, uint64_t now)
 
 void ccl__master_on_accept(ccl_master *m)
 {
-    static const uint8_t no_uuid[16];
     uint64_t now = ccl__now_ms();
     /* A small batch per wakeup (a fraction of the stranger slots), so
      * that the loop reads the connections it has between batches: a
      * member's HELLO must be seen (it is then no longer silent) before
      * the flood behind it could push it out. */
     for (int batch = 0; batch < 64; batch++) {
-        int fd = -1;
+        int fd = -1, loopback = 0;
         char addr[80] = "";
-        int arc = ccl__sock_accept_now(m->lfd, &fd, addr, sizeof addr);
+        int arc = ccl__sock_accept_cheap(m->lfd, &fd, addr, sizeof addr, &loopback);
         if (arc == CCL_ERR_NOMEM) {
             /* Out of fds before our budget: something else in the process
              * holds more than we counted on.  Shrink the budget to what
              * fits (a few fds below where accept failed), shed strangers
              * down to it, and back off briefly; from then on every
              * newcomer replaces a stranger instead of failing again. */
-            int all, same;
-            count_strangers(m, 0, &all, &same);
+            int all = ccl__strangers_count(&m->strangers);
             int ctl = m->nconns - all;
             if (m->nconns - 4 < m->max_conns)
                 m->max_conns = m->nconns - 4 > ctl + 4 ? m->nconns - 4 : ctl + 4;
@@ -100,55 +88,41 @@ void ccl__master_on_accept(ccl_master *m)
         if (arc || fd < 0)
             return;
         uint64_t prefix = ccl__sock_prefix_key(addr);
-        int all, same;
-        count_strangers(m, prefix, &all, &same);
-        if (same >= MAX_STRANGERS_PER_PREFIX)
+        if (ccl__strangers_in_prefix(&m->strangers, prefix) >= MAX_STRANGERS_PER_PREFIX)
             shed_one(m, prefix, 1);
-        else if (all >= m->max_strangers || m->nconns >= m->max_conns)
+        else if (ccl__strangers_count(&m->strangers) >= m->max_strangers ||
+                 m->nconns >= m->max_conns)
             shed_one(m, 0, 0);
         mconn *k = m->nconns < m->max_conns ? calloc(1, sizeof *k) : NULL;
-        if (!k) {
+        if (k)
+            ccl__stranger_init(&k->node);
+        if (!k || ccl__strangers_add(&m->strangers, &k->node, prefix, now)) {
             ccl__log_refusal(&m->refusals, "pyccl master", addr,
                              "too many connections");
             ccl__sock_close(fd);
+            free(k);
             continue;
         }
         k->fd = fd;
-        /* A member whose host vanished leaves its link open: without
-         * probes the master would wait for it forever (its group, if it
-         * was the last member, with it). */
-        ccl__sock_set_keepalive(fd, CTL_KEEPALIVE_IDLE_S, CTL_KEEPALIVE_INTVL_S,
-                                CTL_KEEPALIVE_COUNT);
+        k->loopback = loopback;
         snprintf(k->addr, sizeof k->addr, "%s", addr);
         k->prefix = prefix;
         k->started_ms = now;
         k->phase = P_HANDSHAKE;
         k->deadline_ms = now + HANDSHAKE_MS;
-        ccl__hello h;
-        ccl__hello_fill(&h, CCL_ROLE_MASTER, 0, 0xffffffffu, 0, no_uuid);
-        if (ccl__hsm_start(&k->hs, CCL_SIDE_ACCEPTOR, &h, &m->key,
-                           m->allow_insecure, ccl__sock_peer_is_loopback(fd),
-                           CCL_ROLE_PEER_TO_MASTER, "the peer") ||
-            ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
+        /* Nothing is sent yet: the handshake starts when the peer's first
+         * bytes arrive (master.c, start_handshake).  Its HELLO is often
+         * here already, and the poller then reports it at once. */
+        if (ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
+            ccl__strangers_remove(&m->strangers, &k->node);
             ccl__sock_close(fd);
             free(k);
             continue;
         }
         k->next = m->conns;
+        if (m->conns)
+            m->conns->prev = k;
         m->conns = k;
         m->nconns++;
-        if (!ccl__master_hs_progress(m, k)) /* our HELLO goes out at once */
-            continue;
-        /* A peer sends its HELLO right after connecting: it is often here
-         * already, and reading it now marks the connection as heard. */
-        uint8_t *p;
-        size_t want = ccl__hsm_to_read(&k->hs, &p);
-        long got = want ? ccl__sock_read_some(fd, p, want, NULL, 0) : 0;
-        if (got > 0) {
-            k->heard = 1;
-            ccl__hsm_read(&k->hs, (size_t)got);
-            ccl__master_hs_progress(m, k);
-        }
     }
 }
-

@@ -10,24 +10,47 @@
 
 int ccl__master_listen_marker;
 
-/* Closes a connection; the policy hears of it when it knew it. */
+/* Closes a connection; the policy hears of it when it knew it.  The
+ * memory stays until ccl__master_conns_reap, at the end of the loop's
+ * turn: events later in the same batch may still name it. */
 void ccl__master_conn_close(ccl_master *m, mconn *k)
 {
-    mconn **pp = &m->conns;
-    while (*pp && *pp != k)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = k->next;
+    if (k->closed)
+        return;
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        m->conns = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    ccl__strangers_remove(&m->strangers, &k->node);
     if (k->phase == P_CONTROL)
         ccl__mpol_lost(m->policy, k, ccl__now_ms());
     ccl__mview_forget(m->view, k);
     ccl__poller_del(m->poller, k->fd);
-    /* A REJECT (or anything else) we just sent must reach the peer. */
-    ccl__sock_close_after_send(k->fd);
+    if (k->wrote)
+        ccl__sock_close_after_send(k->fd); /* a REJECT we sent must land */
+    else
+        ccl__sock_close(k->fd); /* nothing to flush: one system call */
+    k->fd = -1;
     ccl__hsm_wipe(&k->hs);
     ccl__link_mac_free(k->mac);
+    k->mac = NULL;
     m->nconns--;
-    free(k);
+    k->closed = 1;
+    k->prev = NULL;
+    k->next = m->graveyard;
+    m->graveyard = k;
+}
+
+void ccl__master_conns_reap(ccl_master *m)
+{
+    while (m->graveyard) {
+        mconn *k = m->graveyard;
+        m->graveyard = k->next;
+        free(k->in);
+        free(k);
+    }
 }
 
 
@@ -51,6 +74,7 @@ static int hs_flush(ccl_master *m, mconn *k)
         long w = ccl__sock_writev_some(k->fd, &iov, 1, NULL, 0);
         if (w < 0)
             return (int)-w;
+        k->wrote |= w > 0;
         ccl__hsm_wrote(&k->hs, (size_t)w);
         n -= (size_t)w;
     }
@@ -76,6 +100,11 @@ int ccl__master_hs_progress(ccl_master *m, mconn *k)
         return 0;
     }
     if (ccl__hsm_done(&k->hs)) {
+        k->in = malloc(IN_CAP + CCL_FRAME_MAC_TAG_LEN);
+        if (!k->in) {
+            ccl__master_conn_close(m, k);
+            return 0;
+        }
         if (k->hs.result.authed) {
             k->mac = ccl__link_mac_new(k->hs.result.seed_tx, k->hs.result.seed_rx);
             if (!k->mac) {
@@ -85,6 +114,11 @@ int ccl__master_hs_progress(ccl_master *m, mconn *k)
         }
         ccl__hsm_wipe(&k->hs);
         k->phase = P_REGISTER;
+        ccl__strangers_promote(&m->strangers, &k->node, CCL_STRANGER_REGISTER,
+                               ccl__now_ms());
+        if (!ccl__sock_options_inherited()) /* from the listener elsewhere */
+            ccl__sock_set_keepalive(k->fd, CTL_KEEPALIVE_IDLE_S,
+                                    CTL_KEEPALIVE_INTVL_S, CTL_KEEPALIVE_COUNT);
         k->have = 0;
         k->need = CCL_HDR_LEN;
     }

@@ -12,6 +12,7 @@
 #include "link_mac.h"
 #include "log.h"
 #include "master_policy.h"
+#include "master_strangers.h"
 #include "master_view.h"
 
 #include <pthread.h>
@@ -54,11 +55,17 @@ enum mphase {
 };
 
 typedef struct mconn {
-    struct mconn *next;
+    struct mconn *next, *prev; /* m->conns; after closing, m->graveyard */
     int fd;
     int phase;
+    int closed;   /* closed in this turn of the loop: freed at its end */
     int want_out; /* registered for writability (handshake bytes left) */
     int heard;    /* bytes came from the other end */
+    int hs_started; /* our HELLO is queued (only once it was heard: a
+                       silent connection costs no random bytes or write) */
+    int loopback;   /* the other end has a loopback address */
+    int wrote;      /* bytes went out: close it gently (they must land) */
+    ccl__stranger node; /* in m->strangers until it registers */
     uint64_t started_ms;
     uint64_t prefix; /* ccl__sock_prefix_key of addr */
     char addr[80];
@@ -71,8 +78,13 @@ typedef struct mconn {
     uint8_t hbuf[CCL_HDR_LEN]; /* the header's bytes, for the MAC */
     uint8_t tag[CCL_FRAME_MAC_TAG_LEN];
     ccl__link_mac *mac; /* keyed: every frame both ways is MACed */
-    uint8_t in[IN_CAP + CCL_FRAME_MAC_TAG_LEN];
+    /* IN_CAP + CCL_FRAME_MAC_TAG_LEN bytes, from the end of the
+     * handshake on: 16 KiB that a flood's connections never need. */
+    uint8_t *in;
 } mconn;
+
+/* A closed connection is kept until the end of the loop's turn, so that
+ * later events of the same batch can tell it is gone (k->closed). */
 
 struct ccl_master {
     ccl__key key; /* len 0: no key, loopback peers only */
@@ -84,6 +96,9 @@ struct ccl_master {
     uint32_t epoch; /* the policy's, for ccl_master_epoch (atomic) */
     ccl__mpol *policy;
     mconn *conns;
+    mconn *graveyard; /* closed this turn: freed at its end */
+    ccl__strangers strangers; /* conns not registered yet */
+    uint64_t next_deadline_scan;
     int nconns;
     int max_conns;     /* from the open-file limit */
     int max_strangers;
@@ -97,6 +112,8 @@ extern int ccl__master_listen_marker;
 
 /* master.c */
 void ccl__master_conn_close(ccl_master *m, mconn *k);
+/* Frees the connections closed since the last call. */
+void ccl__master_conns_reap(ccl_master *m);
 /* Moves a handshake on; 0 if the connection was closed. */
 int ccl__master_hs_progress(ccl_master *m, mconn *k);
 /* master_accept.c */

@@ -68,6 +68,9 @@ int ccl__ctl_send_tagged(ccl_comm *c, int type, uint32_t epoch, uint64_t tag,
  * once; where it blocked was not found, and this bound is the guard.)
  * Registration (no mesh yet) keeps the whole deadline. */
 #define MASTER_ATTEMPT_MS 1000
+/* A fresh SYN to the master this often while none is answered (up to 3:
+ * ccl__sock_connect_eager); a round trip to a master is well below it. */
+#define MASTER_SYN_AGAIN_MS 300
 
 static uint64_t attempt_deadline(const ccl_comm *c, uint64_t deadline, int bounded)
 {
@@ -88,9 +91,12 @@ static int master_connect(ccl_comm *c, uint64_t deadline, int bounded, char *err
     /* The master may start after its peers (schedulers launch everything
      * at once): keep knocking until the deadline. */
     for (;;) {
-        rc = ccl__sock_connect(c->master_host, c->master_port,
-                               attempt_deadline(c, deadline, bounded), &c->master_fd, e,
-                               sizeof e);
+        /* Another SYN every 300 ms while none is answered: a master
+         * under a flood may have dropped ours from its full accept queue,
+         * and the kernel would only retry after 1 s. */
+        rc = ccl__sock_connect_eager(c->master_host, c->master_port,
+                                     attempt_deadline(c, deadline, bounded),
+                                     MASTER_SYN_AGAIN_MS, &c->master_fd, e, sizeof e);
         if ((rc != CCL_ERR_IO && rc != CCL_ERR_TIMEOUT) || ccl__now_ms() + 100 >= deadline)
             break;
         /* Wait by running the loop: while a member comes back to a

@@ -15,8 +15,6 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
@@ -129,74 +127,128 @@ int ccl__sock_listen(const char *host, int port, int backlog, int *fd,
     return CCL_OK;
 }
 
-int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
-                      int *fd, char *err, size_t errlen)
+/* Up to this many SYNs in flight for one connect (ccl__sock_connect_eager). */
+#define CONNECT_TRIES 3
+
+static void close_all(int *s, int n, int keep)
+{
+    for (int i = 0; i < n; i++)
+        if (i != keep && s[i] >= 0)
+            close(s[i]);
+}
+
+int ccl__sock_connect_eager(const char *host, int port, uint64_t deadline_ms,
+                            int again_ms, int *fd, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
     int rc = resolve(host, port, 0, &ss, &sslen, err, errlen);
     if (rc)
         return rc;
-    int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (s < 0) {
-        ERRF("socket: %s", strerror(errno));
-        return CCL_ERR_IO;
-    }
-    ccl__sock_set_nodelay(s);
-    if (connect(s, (struct sockaddr *)&ss, sslen) != 0) {
-        if (errno != EINPROGRESS) {
+    int s[CONNECT_TRIES], n = 0;
+    struct pollfd p[CONNECT_TRIES];
+    uint64_t next_try = 0;
+    for (;;) {
+        if (n < CONNECT_TRIES && ccl__now_ms() >= next_try &&
+            (n == 0 || again_ms > 0)) {
+            int t = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+            if (t < 0) {
+                ERRF("socket: %s", strerror(errno));
+                close_all(s, n, -1);
+                return CCL_ERR_IO;
+            }
+            ccl__sock_set_nodelay(t);
+            if (connect(t, (struct sockaddr *)&ss, sslen) == 0) {
+                close_all(s, n, -1);
+                *fd = t;
+                return CCL_OK;
+            }
+            if (errno != EINPROGRESS) {
+                ERRF("connect %s:%d: %s", host, port, strerror(errno));
+                close(t);
+                close_all(s, n, -1);
+                return CCL_ERR_IO;
+            }
+            s[n] = t;
+            p[n].fd = t;
+            p[n].events = POLLOUT;
+            n++;
+            next_try = ccl__now_ms() + (uint64_t)(again_ms > 0 ? again_ms : 0);
+        }
+        if (ccl__sock_cancelled()) {
+            ERRF("connect %s:%d: interrupted", host, port);
+            close_all(s, n, -1);
+            return CCL_ERR_INTERRUPTED;
+        }
+        int slice = slice_ms(deadline_ms);
+        if (n < CONNECT_TRIES && again_ms > 0) {
+            uint64_t now = ccl__now_ms();
+            int to_next = next_try > now ? (int)(next_try - now) : 0;
+            if (to_next < slice)
+                slice = to_next;
+        }
+        for (int i = 0; i < n; i++)
+            p[i].revents = 0;
+        int k = poll(p, (nfds_t)n, slice);
+        if (k < 0 && errno != EINTR) {
             ERRF("connect %s:%d: %s", host, port, strerror(errno));
-            close(s);
+            close_all(s, n, -1);
             return CCL_ERR_IO;
         }
-        struct pollfd p = {s, POLLOUT, 0};
-        int n;
-        for (;;) {
-            if (ccl__sock_cancelled()) {
-                ERRF("connect %s:%d: interrupted", host, port);
-                close(s);
-                return CCL_ERR_INTERRUPTED;
+        for (int i = 0; k > 0 && i < n; i++) {
+            if (!p[i].revents)
+                continue;
+            int soerr = 0;
+            socklen_t l = sizeof soerr;
+            getsockopt(s[i], SOL_SOCKET, SO_ERROR, &soerr, &l);
+            if (soerr == 0) {
+                close_all(s, n, i);
+                *fd = s[i];
+                return CCL_OK;
             }
-            n = poll(&p, 1, slice_ms(deadline_ms));
-            if (n > 0 || (n < 0 && errno != EINTR) || remaining_ms(deadline_ms) == 0)
-                break;
+            /* Refused or unreachable is the answer for every try. */
+            ERRF("connect %s:%d: %s", host, port, strerror(soerr));
+            close_all(s, n, -1);
+            return CCL_ERR_IO;
         }
-        if (n == 0) {
+        if (remaining_ms(deadline_ms) == 0) {
             ERRF("connect %s:%d: timed out", host, port);
-            close(s);
+            close_all(s, n, -1);
             return CCL_ERR_TIMEOUT;
         }
-        int soerr = 0;
-        socklen_t l = sizeof soerr;
-        getsockopt(s, SOL_SOCKET, SO_ERROR, &soerr, &l);
-        if (n < 0 || soerr != 0) {
-            ERRF("connect %s:%d: %s", host, port, strerror(n < 0 ? errno : soerr));
-            close(s);
-            return CCL_ERR_IO;
-        }
     }
-    *fd = s;
-    return CCL_OK;
+}
+
+int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
+                      int *fd, char *err, size_t errlen)
+{
+    return ccl__sock_connect_eager(host, port, deadline_ms, 0, fd, err, errlen);
+}
+
+static void describe_addr(const struct sockaddr_storage *ss, int known,
+                          char *peer, size_t peerlen)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (!peer || !peerlen)
+        return;
+    if (known && ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    } else if (known && ss->ss_family == AF_INET6) {
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    snprintf(peer, peerlen, "%s:%d", ip, port);
 }
 
 static void describe_peer(int fd, char *peer, size_t peerlen)
 {
     struct sockaddr_storage ss;
     socklen_t l = sizeof ss;
-    char ip[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
-    if (!peer || !peerlen)
-        return;
-    if (getpeername(fd, (struct sockaddr *)&ss, &l) == 0) {
-        if (ss.ss_family == AF_INET) {
-            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        }
-    }
-    snprintf(peer, peerlen, "%s:%d", ip, port);
+    if (peer && peerlen)
+        describe_addr(&ss, getpeername(fd, (struct sockaddr *)&ss, &l) == 0,
+                      peer, peerlen);
 }
 
 static int addr_is_loopback(const struct sockaddr_storage *ss)
@@ -271,6 +323,44 @@ int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen)
     describe_peer(s, peer, peerlen);
     *fd = s;
     return CCL_OK;
+}
+
+int ccl__sock_accept_cheap(int lfd, int *fd, char *peer, size_t peerlen,
+                           int *loopback)
+{
+    struct sockaddr_storage ss;
+    socklen_t l = sizeof ss;
+    int s;
+    memset(&ss, 0, sizeof ss);
+    do {
+        s = accept4(lfd, (struct sockaddr *)&ss, &l, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    } while (s < 0 && errno == EINTR);
+    if (s < 0) {
+        *fd = -1;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+            return CCL_OK;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            return CCL_ERR_NOMEM;
+        return CCL_ERR_IO;
+    }
+    if (!ccl__sock_options_inherited())
+        ccl__sock_set_nodelay(s);
+    describe_addr(&ss, 1, peer, peerlen);
+    *loopback = addr_is_loopback(&ss);
+    *fd = s;
+    return CCL_OK;
+}
+
+int ccl__sock_options_inherited(void)
+{
+    /* Linux copies a listening TCP socket's options (TCP_NODELAY,
+     * keepalive, TCP_USER_TIMEOUT) into every socket accepted from it;
+     * other systems do not promise it. */
+#ifdef __linux__
+    return 1;
+#else
+    return 0;
+#endif
 }
 
 int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
@@ -386,62 +476,6 @@ int ccl__sock_set_nodelay(int fd)
     return CCL_OK;
 }
 
-int ccl__sock_set_keepalive(int fd, int idle_s, int intvl_s, int count)
-{
-    /* The kernel probes an idle connection and resets it when the other
-     * host stops answering: how a connection to a host that vanished
-     * (power, network) ends without data of our own to send.  A stopped
-     * or busy process still answers (its kernel does). */
-    int one = 1, user_ms = (idle_s + intvl_s * count) * 1000;
-    if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl_s, sizeof intvl_s) != 0 ||
-        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count) != 0)
-        return CCL_ERR_IO;
-    /* Data sent and not acknowledged for as long ends it too. */
-    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_ms, sizeof user_ms);
-    return CCL_OK;
-}
-
-uint32_t ccl__sock_rtt_us(int fd)
-{
-    struct tcp_info ti;
-    socklen_t len = sizeof ti;
-    memset(&ti, 0, sizeof ti);
-    if (fd < 0 || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
-        return 0;
-    return ti.tcpi_rtt;
-}
-
-/* The third number of a tcp_wmem/tcp_rmem file: the largest buffer. */
-static uint64_t sysctl_max(const char *path, uint64_t fallback)
-{
-    FILE *f = fopen(path, "r");
-    unsigned long long lo, mid, hi;
-    if (!f)
-        return fallback;
-    int n = fscanf(f, "%llu %llu %llu", &lo, &mid, &hi);
-    fclose(f);
-    return n == 3 && hi > 0 ? (uint64_t)hi : fallback;
-}
-
-uint64_t ccl__sock_stream_window(void)
-{
-    static uint64_t cached; /* benign race: every thread computes the same */
-    uint64_t w = __atomic_load_n(&cached, __ATOMIC_RELAXED);
-    if (w)
-        return w;
-    /* Linux's defaults: 4 MiB and 6 MiB. */
-    uint64_t snd = sysctl_max("/proc/sys/net/ipv4/tcp_wmem", 4u << 20);
-    uint64_t rcv = sysctl_max("/proc/sys/net/ipv4/tcp_rmem", 6u << 20);
-    w = snd < rcv ? snd : rcv;
-    /* Measured: one stream with 4 MiB buffers peaks at ~3.3 MB in flight
-     * (530 Mbit/s at 50 ms); a quarter goes to the kernel's overhead. */
-    w -= w / 4;
-    __atomic_store_n(&cached, w, __ATOMIC_RELAXED);
-    return w;
-}
-
 long ccl__sock_read_some(int fd, void *buf, size_t len, char *err, size_t errlen)
 {
     for (;;) {
@@ -485,83 +519,6 @@ void ccl__sock_close(int fd)
 {
     if (fd >= 0)
         close(fd);
-}
-
-int ccl__poller_create(int *pfd)
-{
-    int fd = epoll_create1(EPOLL_CLOEXEC);
-    if (fd < 0)
-        return CCL_ERR_IO;
-    *pfd = fd;
-    return CCL_OK;
-}
-
-int ccl__poller_set(int pfd, int fd, void *ptr, unsigned events, int add)
-{
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof ev);
-    ev.data.ptr = ptr;
-    if (events & CCL_EV_IN)
-        ev.events |= EPOLLIN;
-    if (events & CCL_EV_OUT)
-        ev.events |= EPOLLOUT;
-    if (epoll_ctl(pfd, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev) != 0)
-        return CCL_ERR_IO;
-    return CCL_OK;
-}
-
-int ccl__poller_del(int pfd, int fd)
-{
-    struct epoll_event ev;
-    return epoll_ctl(pfd, EPOLL_CTL_DEL, fd, &ev) == 0 ? CCL_OK : CCL_ERR_IO;
-}
-
-int ccl__poller_wait(int pfd, ccl__event *evs, int max, int timeout_ms)
-{
-    struct epoll_event ee[64];
-    if (max > 64)
-        max = 64;
-    int n = epoll_wait(pfd, ee, max, timeout_ms);
-    if (n < 0)
-        return 0; /* EINTR: the caller's loop re-checks its deadlines. */
-    for (int i = 0; i < n; i++) {
-        evs[i].ptr = ee[i].data.ptr;
-        evs[i].events = 0;
-        if (ee[i].events & EPOLLIN)
-            evs[i].events |= CCL_EV_IN;
-        if (ee[i].events & EPOLLOUT)
-            evs[i].events |= CCL_EV_OUT;
-        if (ee[i].events & (EPOLLERR | EPOLLHUP))
-            evs[i].events |= CCL_EV_ERR | CCL_EV_IN;
-    }
-    return n;
-}
-
-int ccl__wakefd_create(int *fd)
-{
-    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (e < 0)
-        return CCL_ERR_IO;
-    *fd = e;
-    return CCL_OK;
-}
-
-void ccl__wakefd_signal(int fd)
-{
-    uint64_t one = 1;
-    ssize_t n;
-    do {
-        n = write(fd, &one, sizeof one);
-    } while (n < 0 && errno == EINTR);
-}
-
-void ccl__wakefd_drain(int fd)
-{
-    uint64_t v;
-    ssize_t n;
-    do {
-        n = read(fd, &v, sizeof v);
-    } while (n < 0 && errno == EINTR);
 }
 
 int ccl__random_bytes(void *buf, size_t len)

@@ -29,6 +29,13 @@ int ccl__sock_listen(const char *host, int port, int backlog, int *fd,
                      int *bound_port, char *err, size_t errlen);
 int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
                       int *fd, char *err, size_t errlen);
+/* The same, with another SYN every again_ms (up to 3 at once) while none
+ * has an answer; the first connection up wins and the others are closed.
+ * For a server whose accept queue a flood keeps full: the kernel drops a
+ * SYN there and retries it only after 1 s, but a fresh one may get in at
+ * once.  again_ms 0: one try. */
+int ccl__sock_connect_eager(const char *host, int port, uint64_t deadline_ms,
+                            int again_ms, int *fd, char *err, size_t errlen);
 /* Accepts one connection; CCL_ERR_TIMEOUT past the deadline. */
 int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
                      size_t peerlen, char *err, size_t errlen);
@@ -37,6 +44,14 @@ int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
  * the pending connection stays queued, so the caller must back off rather
  * than retry at once. */
 int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen);
+/* The same in one system call, for a listener under a flood: the peer's
+ * address and whether it is a loopback one come from accept itself, and
+ * socket options are inherited from the listener where the system does
+ * that (ccl__sock_options_inherited; elsewhere TCP_NODELAY is set here). */
+int ccl__sock_accept_cheap(int lfd, int *fd, char *peer, size_t peerlen,
+                           int *loopback);
+/* 1 where accepted sockets take the listener's TCP options. */
+int ccl__sock_options_inherited(void);
 /* sock_limits.c: raises the soft open-file limit to the hard one and
  * returns the soft limit now in force. */
 int ccl__sock_raise_nofile(void);
