@@ -66,7 +66,7 @@ static int send_frame(mconn *k, int type, uint32_t epoch, uint64_t tag,
     uint8_t mac[CCL_FRAME_MAC_TAG_LEN];
     ccl__ctl_hdr_encode(hdr, type, epoch, tag, (uint32_t)len);
     uint64_t dl = ccl__now_ms() + SEND_MS;
-    k->wrote = 1;
+    k->gentle = 1;
     int rc = ccl__sock_send_all(k->fd, hdr, sizeof hdr, dl, NULL, 0);
     if (!rc && len)
         rc = ccl__sock_send_all(k->fd, payload, len, dl, NULL, 0);
@@ -310,27 +310,8 @@ static void read_frames(ccl_master *m, mconn *k)
     }
 }
 
-/* The first bytes of a stranger: only now does the master say HELLO (a
- * peer sends its own without waiting for ours), so a silent connection
- * costs it no random bytes and no write.  Returns 0 if k was closed. */
-static int start_handshake(ccl_master *m, mconn *k)
-{
-    static const uint8_t no_uuid[16];
-    ccl__hello h;
-    ccl__hello_fill(&h, CCL_ROLE_MASTER, 0, 0xffffffffu, 0, no_uuid);
-    k->hs_started = 1;
-    if (ccl__hsm_start(&k->hs, CCL_SIDE_ACCEPTOR, &h, &m->key, m->allow_insecure,
-                       k->loopback, CCL_ROLE_PEER_TO_MASTER, "the peer")) {
-        ccl__master_conn_close(m, k);
-        return 0;
-    }
-    return 1;
-}
-
 static void on_readable(ccl_master *m, mconn *k)
 {
-    if (k->phase == P_HANDSHAKE && !k->hs_started && !start_handshake(m, k))
-        return;
     while (k->phase == P_HANDSHAKE) {
         uint8_t *p;
         size_t want = ccl__hsm_to_read(&k->hs, &p);
@@ -347,6 +328,7 @@ static void on_readable(ccl_master *m, mconn *k)
             ccl__strangers_promote(&m->strangers, &k->node, CCL_STRANGER_HEARD,
                                    ccl__now_ms());
         k->heard = 1;
+        k->gentle = 1;
         ccl__hsm_read(&k->hs, (size_t)n);
         if (!ccl__master_hs_progress(m, k))
             return;

@@ -60,6 +60,7 @@ static void pause_accepting(ccl_master *m, uint64_t now)
 
 void ccl__master_on_accept(ccl_master *m)
 {
+    static const uint8_t no_uuid[16];
     uint64_t now = ccl__now_ms();
     /* A small batch per wakeup (a fraction of the stranger slots), so
      * that the loop reads the connections it has between batches: a
@@ -104,16 +105,17 @@ void ccl__master_on_accept(ccl_master *m)
             continue;
         }
         k->fd = fd;
-        k->loopback = loopback;
         snprintf(k->addr, sizeof k->addr, "%s", addr);
         k->prefix = prefix;
         k->started_ms = now;
         k->phase = P_HANDSHAKE;
         k->deadline_ms = now + HANDSHAKE_MS;
-        /* Nothing is sent yet: the handshake starts when the peer's first
-         * bytes arrive (master.c, start_handshake).  Its HELLO is often
-         * here already, and the poller then reports it at once. */
-        if (ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
+        ccl__hello h;
+        ccl__hello_fill(&h, CCL_ROLE_MASTER, 0, 0xffffffffu, 0, no_uuid);
+        if (ccl__hsm_start(&k->hs, CCL_SIDE_ACCEPTOR, &h, &m->key,
+                           m->allow_insecure, loopback,
+                           CCL_ROLE_PEER_TO_MASTER, "the peer") ||
+            ccl__poller_set(m->poller, fd, k, CCL_EV_IN, 1)) {
             ccl__strangers_remove(&m->strangers, &k->node);
             ccl__sock_close(fd);
             free(k);
@@ -124,5 +126,9 @@ void ccl__master_on_accept(ccl_master *m)
             m->conns->prev = k;
         m->conns = k;
         m->nconns++;
+        /* Our HELLO goes out at once (docs/protocol.md: both ends send
+         * theirs without waiting).  A peer's HELLO is often here already;
+         * the poller reports it on the next turn. */
+        ccl__master_hs_progress(m, k);
     }
 }

@@ -28,10 +28,10 @@ void ccl__master_conn_close(ccl_master *m, mconn *k)
         ccl__mpol_lost(m->policy, k, ccl__now_ms());
     ccl__mview_forget(m->view, k);
     ccl__poller_del(m->poller, k->fd);
-    if (k->wrote)
+    if (k->gentle)
         ccl__sock_close_after_send(k->fd); /* a REJECT we sent must land */
     else
-        ccl__sock_close(k->fd); /* nothing to flush: one system call */
+        ccl__sock_close(k->fd); /* never heard: only our HELLO is lost */
     k->fd = -1;
     ccl__hsm_wipe(&k->hs);
     ccl__link_mac_free(k->mac);
@@ -74,7 +74,6 @@ static int hs_flush(ccl_master *m, mconn *k)
         long w = ccl__sock_writev_some(k->fd, &iov, 1, NULL, 0);
         if (w < 0)
             return (int)-w;
-        k->wrote |= w > 0;
         ccl__hsm_wrote(&k->hs, (size_t)w);
         n -= (size_t)w;
     }

@@ -61,10 +61,8 @@ typedef struct mconn {
     int closed;   /* closed in this turn of the loop: freed at its end */
     int want_out; /* registered for writability (handshake bytes left) */
     int heard;    /* bytes came from the other end */
-    int hs_started; /* our HELLO is queued (only once it was heard: a
-                       silent connection costs no random bytes or write) */
-    int loopback;   /* the other end has a loopback address */
-    int wrote;      /* bytes went out: close it gently (they must land) */
+    int gentle;   /* close it gently: it was heard, and what we sent it
+                     (a REJECT, the cause of a failed handshake) must land */
     ccl__stranger node; /* in m->strangers until it registers */
     uint64_t started_ms;
     uint64_t prefix; /* ccl__sock_prefix_key of addr */
