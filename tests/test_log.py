@@ -107,3 +107,36 @@ def test_unknown_level_is_warned_about_and_ignored():
     proc = run_script(KNOCK_AND_EXIT, PYCCL_LOG_LEVEL="loud")
     assert "PYCCL_LOG_LEVEL='loud' is not one of" in proc.stderr
     assert "refused connection" in proc.stderr
+
+
+def test_forked_child_logs_while_the_parent_reader_waits():
+    # The parent's reader thread sits in ccl_log_read (a condition
+    # variable wait) when os.fork() runs; the child, where that thread
+    # does not exist, then logs through the same condition variable.
+    # Before log.c reset it at fork, every such child hung in its first
+    # log line (multiprocessing's fork start method: a Master in the
+    # parent, the peers in children).
+    proc = run_script("""
+        import os, time
+        from pyccl.log import start_reader
+        start_reader()
+        hung = 0
+        for i in range(3):
+            time.sleep(0.05 * (i + 1))  # the reader waits in ccl_log_read
+            pid = os.fork()
+            if pid == 0:
+                with pyccl.Master(port=0) as m:
+                    with pyccl.Communicator(m, world_size=1) as c:
+                        c.barrier()
+                os._exit(0)
+            deadline = time.time() + 15
+            while not os.waitpid(pid, os.WNOHANG)[0]:
+                if time.time() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    hung += 1
+                    break
+                time.sleep(0.05)
+        print("hung", hung)
+    """)
+    assert proc.stdout.split() == ["hung", "0"], proc.stderr

@@ -24,9 +24,6 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->master_host = "127.0.0.1";
     cfg->world_size = 1;
     cfg->rank = -1;
-    /* One connection per pair by default: the automatic choice (0) is
-     * opt-in until a churn finding with several connections is settled
-     * (docs/quantization.md, "Connections"). */
     cfg->conns_per_peer = 0; /* automatic: docs/quantization.md, "Connections" */
     cfg->listen_host = "127.0.0.1";
     cfg->connect_timeout_ms = 60000;

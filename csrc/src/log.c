@@ -23,6 +23,26 @@ static int log_levels[LOG_QUEUE];
 static unsigned log_head, log_count; /* under log_mu */
 static uint64_t log_dropped;         /* lines lost to a full queue */
 
+/* fork(): a reader blocked in ccl_log_read at that moment stays registered
+ * in log_cv's state, and in the child, where that thread does not exist,
+ * the next pthread_cond_signal waits for it forever.  So the child starts
+ * with a fresh mutex and condition variable (the forking thread holds
+ * log_mu across the fork, so the queue is consistent). */
+static void log_fork_prepare(void) { pthread_mutex_lock(&log_mu); }
+static void log_fork_parent(void) { pthread_mutex_unlock(&log_mu); }
+static void log_fork_child(void)
+{
+    pthread_mutex_init(&log_mu, NULL);
+    pthread_cond_init(&log_cv, NULL);
+}
+
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void log_init(void)
+{
+    pthread_atfork(log_fork_prepare, log_fork_parent, log_fork_child);
+}
+
 void ccl_log_set_level(int level)
 {
     if (level < CCL_LOG_ERROR)
@@ -39,6 +59,7 @@ int ccl__log_enabled(int level)
 
 void ccl_log_capture(int on)
 {
+    pthread_once(&log_once, log_init);
     pthread_mutex_lock(&log_mu);
     log_captured = on != 0;
     pthread_cond_broadcast(&log_cv);
@@ -96,6 +117,7 @@ int ccl_log_read(int *level, char *buf, size_t cap, int timeout_ms)
 {
     if (!level || !buf || cap == 0)
         return 0;
+    pthread_once(&log_once, log_init);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (timeout_ms > 0) {

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "tenth of the timed ones)")
     parser.add_argument("--conns", type=positive_int, default=None,
                         help="pyccl TCP connections per peer pair (default: "
-                             "the Communicator's, 1)")
+                             "the Communicator's, automatic)")
     parser.add_argument("--algorithm", choices=("auto", "ring", "star"),
                         default="auto", help="pyccl all-reduce algorithm")
     parser.add_argument("--spin-us", type=int, default=None,

@@ -57,7 +57,7 @@ class Options:
         if out.op_timeout is None:
             out.op_timeout = _env_float("PYCCL_OP_TIMEOUT", torch_timeout_s)
         if out.conns_per_peer is None:
-            out.conns_per_peer = int(_env_float("PYCCL_CONNS", 0))
+            out.conns_per_peer = _env_conns()
         if out.listen_host is None:
             out.listen_host = os.environ.get("PYCCL_LISTEN_HOST") or None
         if out.master is None:
@@ -106,6 +106,21 @@ def _env_float(name: str, default: float) -> float:
         raise InvalidArgument("%s=%r is not a number" % (name, text)) from None
     if not value > 0:
         raise InvalidArgument("%s must be positive, not %r" % (name, text))
+    return value
+
+
+def _env_conns() -> int:
+    """``PYCCL_CONNS``: 0 (automatic, also when unset) or 1..64."""
+    text = os.environ.get("PYCCL_CONNS", "").strip()
+    if not text:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 64:
+        raise InvalidArgument("PYCCL_CONNS must be 0 (automatic) or 1..64, "
+                              "not %r" % text)
     return value
 
 
