@@ -194,6 +194,22 @@ static void on_header_bytes(xp_conn *k)
         rx_complete(k);
 }
 
+/* How many of the peer's connections are receiving a large frame now,
+ * k's included: a striped op's frames arrive on them side by side, each
+ * at its share of the link, so a frame's own rate times this is the
+ * link's (what the cost model and the slow-link verdicts need, whatever
+ * the number of connections). */
+static int side_by_side(const xp_conn *k)
+{
+    const xp_peer *p = &k->x->peers[k->peer];
+    int n = 1;
+    for (int i = 0; i < p->nconns; i++) {
+        const xp_conn *o = &p->conns[i];
+        n += o != k && o->fd >= 0 && o->rx_t0_ns && !o->parked;
+    }
+    return n;
+}
+
 /* Payload bytes [rdone - n, rdone) have just arrived at dst. */
 static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
 {
@@ -218,7 +234,8 @@ static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
     }
     if (k->rdone == k->h.length) {
         if (k->rx_t0_ns) {
-            ccl__stats_frame_in(&k->x->stats, k->peer, k->h.length,
+            ccl__stats_frame_in(&k->x->stats, k->peer,
+                                (uint64_t)k->h.length * (uint64_t)side_by_side(k),
                                 ccl__stats_now_ns() - k->rx_t0_ns);
             k->rx_t0_ns = 0;
         }
