@@ -98,3 +98,28 @@ def test_bus_factor():
     assert bus_factor("broadcast", 4) == 1.0
     assert bus_factor("all_reduce", 1) == 0.0
     assert LinkStats.__dataclass_fields__["rx_rate"]
+
+
+def test_link_rate_is_the_links_with_several_connections():
+    """A link paced at 8 MB/s (CCL_TEST_TX_BYTES_PER_S on the sender, a
+    token bucket over all its connections) with 4 connections a pair: an
+    op's frames arrive 4 at a time, each at about a quarter of the link.
+    The link's rx_rate counts them all, so it reads the link's pace, not
+    a quarter of it (which it did before)."""
+    from tests.obs_group import Group
+    rate = 8_000_000
+    env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(rate)} for r in range(2)}
+    with pyccl.Master() as master:
+        # 4 MiB all-reduces: 2 MiB per link and op, in frames of 256 KiB
+        # striped over the 4 connections.
+        g = Group(master, 2, "ring_ops", (3, 1 << 20, 0.0), env=env,
+                  conns_per_peer=4)
+        try:
+            ranks = g.results(timeout=120)
+        finally:
+            g.close()
+    for r, st in enumerate(ranks):
+        link = [l for l in st["links"] if l["rank"] == 1 - r][0]
+        assert link["samples"] >= 1
+        assert 0.6 * rate <= link["rx_rate"] <= 1.6 * rate, link
+
