@@ -66,8 +66,11 @@ static inline float f16_to_f32_inline(uint32_t h)
      * on. */
     uint32_t subnormal = f32_bits((float)em * 0x1p-24f);
     /* Infinity and NaN keep their mantissa (the NaN payload), so the
-     * quiet bit of a half NaN lands on the quiet bit of the float. */
-    uint32_t special = ((uint32_t)em << 13) | 0x7f800000u;
+     * quiet bit of a half NaN lands on the quiet bit of the float; a
+     * signalling NaN comes out quiet, as F16C's conversion gives it
+     * (half_simd.c: the two must give the same bits). */
+    uint32_t special = ((uint32_t)em << 13) | 0x7f800000u |
+                       select_u32(em > 0x7c00, 0x00400000u, 0);
 
     uint32_t r = select_u32(em >= 0x0400, normal, subnormal);
     r = select_u32(em >= 0x7c00, special, r);

@@ -19,6 +19,7 @@
 #include "reduce.h"
 #include "ccl.h"
 #include "half.h"
+#include "half_simd.h"
 
 #include <math.h>
 #include <string.h>
@@ -38,6 +39,12 @@ uint16_t ccl__f32_to_bf16(float f) { return (uint16_t)f32_to_bf16_inline(f); }
 
 void ccl__f32_to_half_le(int bf16, const float *x, size_t n, uint8_t *out)
 {
+    if (!bf16) { /* F16C where present (half_simd.c), the rest below */
+        size_t done = ccl__half_simd_to_f16(x, n, out);
+        x += done;
+        out += 2 * done;
+        n -= done;
+    }
     for (size_t i = 0; i < n; i += HALF_LANES) {
         size_t k = n - i < HALF_LANES ? n - i : HALF_LANES;
         float v[HALF_LANES] = {0};
@@ -58,6 +65,12 @@ void ccl__f32_to_half_le(int bf16, const float *x, size_t n, uint8_t *out)
 
 void ccl__half_le_to_f32(int bf16, const uint8_t *in, size_t n, float *out, int add)
 {
+    if (!bf16) {
+        size_t done = ccl__half_simd_from_f16(in, n, out, add);
+        in += 2 * done;
+        out += done;
+        n -= done;
+    }
     for (size_t i = 0; i < n; i += HALF_LANES) {
         size_t k = n - i < HALF_LANES ? n - i : HALF_LANES;
         uint32_t h[HALF_LANES] = {0};
@@ -225,10 +238,29 @@ DEFINE_REDUCE(prod_f64, double, COMBINE_FMUL)
 DEFINE_REDUCE(min_f64, double, COMBINE_FMIN)
 DEFINE_REDUCE(max_f64, double, COMBINE_FMAX)
 
-DEFINE_REDUCE_16(sum_f16, add_f32, f16_to_f32_inline, f32_to_f16_inline)
+/* A sum's NaN leaves as the one quiet NaN 0x7e00: which input's payload
+ * an addition passes on depends on how the compiler ordered its operands
+ * (and differs between the portable and the F16C code, half_simd.c), and
+ * every rank must get the same bits. */
+static inline uint32_t f32_to_f16_canon(float f)
+{
+    int nan = (int32_t)(f32_bits(f) & 0x7fffffffu) > 0x7f800000;
+    return select_u32(nan, 0x7e00u, f32_to_f16_inline(f));
+}
+
+DEFINE_REDUCE_16(sum_f16, add_f32, f16_to_f32_inline, f32_to_f16_canon)
 DEFINE_REDUCE_16(prod_f16, mul_f32, f16_to_f32_inline, f32_to_f16_inline)
 DEFINE_REDUCE_16(min_f16, min_float, f16_to_f32_inline, f32_to_f16_inline)
 DEFINE_REDUCE_16(max_f16, max_float, f16_to_f32_inline, f32_to_f16_inline)
+
+/* The f16 sum through F16C where the CPU has it (half_simd.c: the same
+ * bits), the rest portably. */
+static void sum_f16_any(unsigned char *restrict d, const unsigned char *restrict s,
+                        size_t n)
+{
+    size_t done = ccl__half_simd_sum_f16(d, s, n);
+    sum_f16(d + 2 * done, s + 2 * done, n - done);
+}
 
 DEFINE_REDUCE_16(sum_bf16, add_f32, bf16_to_f32_inline, f32_to_bf16_inline)
 DEFINE_REDUCE_16(prod_bf16, mul_f32, bf16_to_f32_inline, f32_to_bf16_inline)
@@ -293,7 +325,7 @@ typedef void (*reduce_fn)(unsigned char *restrict d,
 static const reduce_fn reduce_table[CCL_DTYPE_COUNT][CCL_REDOP_COUNT] = {
     [CCL_F32] = ROW(sum_f32, prod_f32, min_f32, max_f32),
     [CCL_F64] = ROW(sum_f64, prod_f64, min_f64, max_f64),
-    [CCL_F16] = ROW(sum_f16, prod_f16, min_f16, max_f16),
+    [CCL_F16] = ROW(sum_f16_any, prod_f16, min_f16, max_f16),
     [CCL_BF16] = ROW(sum_bf16, prod_bf16, min_bf16, max_bf16),
     [CCL_I8] = IROW(sum_u8, prod_u8, min_i8, max_i8, 8),
     [CCL_I16] = IROW(sum_u16, prod_u16, min_i16, max_i16, 16),

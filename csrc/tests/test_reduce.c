@@ -139,11 +139,12 @@ static void test_widen_all(int kind)
         uint32_t fb = bits_of_float(f);
         if (half_is_nan(kind, h)) {
             /* The payload moves to the top of the float mantissa, so the
-             * quiet bit stays the quiet bit. */
+             * quiet bit stays the quiet bit; an f16 NaN comes out quiet
+             * (as F16C gives it: half_simd.c), a bf16 one as it was. */
             int shift = 23 - half_mant_bits(kind);
             uint32_t mant = h & ((1u << half_mant_bits(kind)) - 1u);
             uint32_t want = ((uint32_t)(h & 0x8000u) << 16) | 0x7f800000u |
-                            (mant << shift);
+                            (mant << shift) | (kind == HALF_F16 ? 0x00400000u : 0u);
             if (fb != want)
                 bad++;
         } else {
