@@ -306,7 +306,8 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
     A stopped worker that is woken (SIGCONT) reports the error its run
     ended with; with ``rejoin`` it then comes back as a joiner (a new
     Communicator with world_size 1, ``DiLoCo(joining=True)``, a model
-    with other initial weights).
+    with other initial weights).  ``linger_s``: after an error, the
+    worker keeps its communicator open that long before it exits.
 
     Reports: ``{"started"}``, ``{"woke"}`` (a woken stopped worker),
     ``{"done"}`` with ``seen`` ((step, outer steps, hash) after every
@@ -454,3 +455,6 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
     except BaseException as exc:  # noqa: B902 - reported to the test
         import traceback
         q.put({"pid": me, "error": traceback.format_exc(), "exc": repr(exc)})
+        # ``linger_s``: keep the communicator open that long after the
+        # error (as a process that caught the error and went on would).
+        time.sleep(cfg.get("linger_s", 0))
