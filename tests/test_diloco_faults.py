@@ -1,10 +1,12 @@
 """DiLoCo through the failures pyccl's own tests cover but
 tests/test_diloco.py does not: a stalled worker (SIGSTOP) and what it
 sees when it is woken (SIGCONT), a master killed (SIGKILL) and restarted
-at the same address during a run, and two workers lost in one round.
-Real processes, real sockets on 127.0.0.1, real signals; every worker
-records the hash of the global state after every outer step, and the
-contributor count of every sync (docs/diloco.md, "Fault model")."""
+at the same address during a run (and a joiner that reaches it before
+the workers do), and two workers lost in one round.  Real processes,
+real sockets on 127.0.0.1, real signals; every worker records the hash
+of the global state after every outer step, the contributor count of
+every sync and every group change (docs/diloco.md, "Stalls, master
+restarts, several failures")."""
 from __future__ import annotations
 
 import multiprocessing
