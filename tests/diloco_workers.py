@@ -274,3 +274,187 @@ def ddp_group_worker(address: str, store_port: int, group: int, local: int,
     except BaseException:  # noqa: B902 - reported to the test
         import traceback
         q.put({"group": group, "local": local, "error": traceback.format_exc()})
+
+
+def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
+                 q: Any, progress: Any, flags: Any) -> None:
+    """A member (or joiner) of a fault run (tests/test_diloco_faults.py).
+
+    Each worker has a queue of its own (``q``: a stopped or killed worker
+    cannot hold a lock the others need to report) and a slot in the shared
+    array ``progress`` (``[2*idx]``: its step count, ``[2*idx+1]``: its
+    world size), which the test watches to time its actions.
+
+    ``cfg``: ``steps``, ``H``, ``P``, ``tau``, ``quant``; ``peer_timeout``,
+    ``op_timeout``; ``joining``; ``final_world`` and ``tail``: members go
+    on past ``steps`` until the group has changed ``min_changes`` times,
+    has ``final_world`` members and has not changed for ``tail`` steps
+    (a function of the shared state: every member stops at the same
+    step); ``act`` and ``act_at``:
+
+    - ``"stop_before"``: SIGSTOP itself just before the inner step
+      ``act_at`` (whose ``dl.step()`` sends);
+    - ``"stop_after"``: SIGSTOP itself right after ``dl.step()`` of step
+      ``act_at`` (its fragment is in flight when tau > 0);
+    - ``"kill_before"``: SIGKILL itself just before step ``act_at``;
+    - ``"kill_on_flag"``: once ``flags[0]`` is set, SIGKILL itself just
+      before the next step that sends;
+    - ``"kill_after_update"``: SIGKILL itself as soon as its first
+      ``update_topology`` (a recovery) has returned, before the state
+      sharing and the redone sync.
+
+    A stopped worker that is woken (SIGCONT) reports the error its run
+    ended with; with ``rejoin`` it then comes back as a joiner (a new
+    Communicator with world_size 1, ``DiLoCo(joining=True)``, a model
+    with other initial weights).  ``linger_s``: after an error, the
+    worker keeps its communicator open that long before it exits.
+
+    Reports: ``{"started"}``, ``{"woke"}`` (a woken stopped worker),
+    ``{"done"}`` with ``seen`` ((step, outer steps, hash) after every
+    outer step), ``syncs`` ((step, fragment, contributors, world size,
+    epoch) of every completed sync, step None for a joiner's catch-up in
+    its constructor), ``changes`` ((step, epoch, world size) at every
+    group change), ``slow`` ((step, seconds) of every ``dl.step()`` that
+    took over 0.5 s), stats and the final hash; ``{"error"}``.
+    """
+    import torch
+    from pyccl.diloco import DiLoCo
+    from pyccl.diloco import exchange as ex
+    torch.set_num_threads(1)
+    me = os.getpid()
+    act = cfg.get("act")
+    act_at = cfg.get("act_at", 0)
+    cur: Dict[str, Any] = {"step": None, "comm": None}
+    syncs: List[tuple] = []
+    wait = ex.Pending.wait
+
+    def traced_wait(self: Any) -> Any:
+        res = wait(self)
+        comm_ = cur["comm"]
+        syncs.append((cur["step"], self.fragment.index, res.contributors,
+                      comm_.world_size, comm_.epoch))
+        return res
+
+    ex.Pending.wait = traced_wait
+
+    def open_comm(joining: bool) -> pyccl.Communicator:
+        return pyccl.Communicator(
+            address, world_size=1 if joining else world,
+            peer_timeout=cfg.get("peer_timeout", 30.0),
+            op_timeout=cfg.get("op_timeout", 60.0), connect_timeout=120.0)
+
+    def run(joining: bool, acting: bool) -> dict:
+        comm = open_comm(joining)
+        cur["comm"] = comm
+        cur["step"] = None
+        model = make_model(seed=99 if joining else 0)
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        dl = DiLoCo(model, inner, comm, sync_every=cfg["H"],
+                    fragments=cfg.get("P", 1), overlap=cfg.get("tau", 0),
+                    quant=cfg.get("quant"), joining=joining,
+                    min_peers=cfg.get("min_peers", 2))
+        q.put({"started": dl.step_count, "world": comm.world_size,
+               "epoch": comm.epoch, "joining": joining})
+        if acting and act == "kill_after_update":
+            update = dl._update
+
+            def update_then_die() -> bool:
+                changed = update()
+                os.kill(me, signal.SIGKILL)
+                return changed
+
+            dl._update = update_then_die
+        seen: List[tuple] = []
+        changes: List[tuple] = [(dl.step_count, comm.epoch, comm.world_size)]
+        last = dl.outer_steps
+        steps, tail = cfg["steps"], cfg.get("tail", 0)
+        final_world = cfg.get("final_world", world)
+        # Group changes a member waits for (a joiner: none).
+        min_changes = 0 if joining else cfg.get("min_changes", 0)
+        give_up = time.monotonic() + cfg.get("give_up_s", 120.0)
+        stopped_s = None
+        woke = 0.0
+        slow: List[tuple] = []  # (step, seconds) of dl.step() over 0.5 s
+
+        def going() -> bool:
+            s = dl.step_count
+            if s < steps:
+                return True
+            if time.monotonic() > give_up:
+                return False
+            return (comm.world_size != final_world
+                    or len(changes) - 1 < min_changes
+                    or s < changes[-1][0] + tail)
+
+        try:
+            while going():
+                step = dl.step_count + 1
+                if acting and act == "stop_before" and step == act_at:
+                    t0 = time.monotonic()
+                    os.kill(me, signal.SIGSTOP)
+                    woke = time.monotonic()
+                    stopped_s = woke - t0
+                if acting and act == "kill_before" and step == act_at:
+                    os.kill(me, signal.SIGKILL)
+                if acting and act == "kill_on_flag" and flags[0] and \
+                        dl.schedule.sends_at(step):
+                    os.kill(me, signal.SIGKILL)
+                inner_step(model, inner, idx + 10 * int(joining), step)
+                cur["step"] = step
+                t0 = time.monotonic()
+                dl.step()
+                took = time.monotonic() - t0
+                if took > 0.5:
+                    slow.append((step, took))
+                progress[2 * idx] = dl.step_count
+                progress[2 * idx + 1] = comm.world_size
+                if comm.epoch != changes[-1][1]:
+                    changes.append((dl.step_count, comm.epoch,
+                                    comm.world_size))
+                if dl.outer_steps != last:
+                    last = dl.outer_steps
+                    seen.append((dl.step_count, last, dl.global_hash()))
+                if acting and act == "stop_after" and step == act_at:
+                    t0 = time.monotonic()
+                    os.kill(me, signal.SIGSTOP)
+                    woke = time.monotonic()
+                    stopped_s = woke - t0
+                time.sleep(0.005)
+            cur["step"] = dl.step_count
+            dl.finish()
+        except pyccl.CclError as exc:
+            if stopped_s is None:
+                raise
+            q.put({"woke": True, "exc": type(exc).__name__,
+                   "detail": str(exc), "step": dl.step_count,
+                   "stopped_s": stopped_s, "seen": seen, "syncs": list(syncs),
+                   "woke_to_error_s": time.monotonic() - woke})
+            comm.close()
+            return {}
+        merged_at_finish = dl.outer_steps != last
+        if merged_at_finish:
+            seen.append((dl.step_count, dl.outer_steps, dl.global_hash()))
+        out = {"done": True, "merged_at_finish": merged_at_finish, "seen": seen, "syncs": list(syncs),
+               "changes": changes, "final": dl.global_hash(),
+               "step": dl.step_count, "outer": dl.outer_steps,
+               "world": comm.world_size, "epoch": comm.epoch,
+               "retries": dl.stats.retries, "resyncs": dl.stats.resyncs,
+               "caught_up": dl.caught_up, "joining": joining,
+               "stopped_s": stopped_s, "slow": slow}
+        comm.close()
+        return out
+
+    try:
+        out = run(cfg.get("joining", False), True)
+        if not out and cfg.get("rejoin"):
+            del syncs[:]
+            out = run(True, False)
+            out["rejoined"] = True
+        if out:
+            q.put(out)
+    except BaseException as exc:  # noqa: B902 - reported to the test
+        import traceback
+        q.put({"pid": me, "error": traceback.format_exc(), "exc": repr(exc)})
+        # ``linger_s``: keep the communicator open that long after the
+        # error (as a process that caught the error and went on would).
+        time.sleep(cfg.get("linger_s", 0))
