@@ -1,8 +1,9 @@
 """DiLoCo through the failures pyccl's own tests cover but
 tests/test_diloco.py does not: a stalled worker (SIGSTOP) and what it
 sees when it is woken (SIGCONT), a master killed (SIGKILL) and restarted
-at the same address during a run (and a joiner that reaches it before
-the workers do), and two workers lost in one round.  Real processes,
+at the same address during a run (and a joiner that comes to the
+restarted master: the workers are back there by then, by themselves), and
+two workers lost in one round.  Real processes,
 real sockets on 127.0.0.1, real signals; every worker records the hash
 of the global state after every outer step, the contributor count of
 every sync and every group change (docs/diloco.md, "Stalls, master
@@ -382,90 +383,57 @@ def test_master_killed_and_restarted_mid_run():
 
 
 
-LINGERING = pytest.mark.xfail(strict=True, reason=(
-    "the failed joiner's communicator is kept open: the restarted master "
-    "holds its group of 1 as epoch 1 and refuses the survivors' REJOIN "
-    "('REJOIN for a group of 3 at epoch 1, but that epoch has 1 members', "
-    "csrc/src/master_rejoin.c), so their recovery raises Rejected and the "
-    "run ends; DiLoCo workers come back to a restarted master only at "
-    "their next update_topology, after a failure"))
-
-
 @pytest.mark.timeout(240)
-@pytest.mark.parametrize("linger", [False, pytest.param(True,
-                                                        marks=LINGERING)])
-def test_joiner_at_a_restarted_master_before_the_members_return(linger):
-    """The master is SIGKILLed and restarted while 3 workers train; the
-    workers do not come back to it before their next update_topology,
-    which DiLoCo calls only after a failed sync or when a joiner is
-    announced, and the restarted master cannot announce one to them.  A
-    joiner that registers meanwhile is therefore alone at the master:
-    after the fresh master's 1.5 s grace it forms a group of its own,
-    and its DiLoCo(joining=True) raises InvalidArgument (nobody holds the
-    state).  Its process exits, that group ends; the workers never
-    noticed.  When one of them dies later, the survivors' recovery
-    REJOINs the restarted master, which adopts their epoch, and they go
-    on among 2 with identical globals.  ``linger``: the joiner keeps its
-    communicator open after the error (xfail: the run ends)."""
+def test_joiner_at_a_restarted_master_is_admitted():
+    """The master is SIGKILLed and restarted while 3 workers train.  The
+    workers come back to it by themselves, without an update_topology
+    (their loops REJOIN in the background, csrc/src/master_revive.c), so
+    the fresh master adopts their epoch instead of handing it to a
+    newcomer.  A joiner that registers then is announced to them
+    (PENDING); DiLoCo calls update_topology at its next sync and the
+    joiner comes in with the global state: 4 workers, identical globals,
+    no failed sync, no round lost.  (Before the background return the
+    workers came back only after a failure, and the joiner formed a
+    group of its own.)"""
     H = 6
     sched = Schedule(H, 1, 0)
     base = dict(H=H, P=1, tau=0, quant=None, steps=12, peer_timeout=5.0,
-                op_timeout=30.0, final_world=2, min_changes=1, tail=H)
-    victim, joiner = 2, 3
+                op_timeout=30.0, final_world=4, min_changes=1, tail=H)
+    joiner = 3
     master = MasterProcess()
     restarted = None
     run = Run(master.address, 3, 4)
-    run.may_fail.add(joiner)
     members = range(3)
     try:
-        for i in range(3):
-            run.start(dict(base, act="kill_on_flag") if i == victim else base)
+        for i in members:
+            run.start(base)
         _until("two rounds", lambda: all(run.step(i) >= 2 * H
                                          for i in members), 90, run)
         master.kill()
         restarted = MasterProcess(master.port)
-        run.start(dict(base, joining=True, linger_s=90 if linger else 0))
-        restarted.wait_for(r"master: epoch 1 formed: a new group of 1", 90)
-        _until("the joiner's report", lambda: any(
-            "error" in r for r in run.drain([joiner])[joiner]), 30, run)
-        if not linger:
-            restarted.wait_for(r"master: epoch 1 ended: no member is left",
-                               30)
-        at = [run.step(i) for i in members]
-        _until("two more rounds", lambda: all(
-            run.step(i) >= at[i] + 2 * H for i in members), 60, run)
-        assert [run.size(i) for i in members] == [3] * 3
-        run.flags[0] = 1
-        done = [run.done(i) for i in (0, 1)]
-        run.procs[victim].join(30)
-        assert run.procs[victim].exitcode == -signal.SIGKILL
+        restarted.wait_for(r"master: adopted epoch 1 \(a group of 3\)", 30)
+        restarted.wait_for(r"master: rank 2 \(\S+\) came back to epoch 1", 30)
+        run.start(dict(base, joining=True))
+        done = [run.done(i) for i in (0, 1, 2, joiner)]
     finally:
         run.close()
         master.stop()
         if restarted:
             restarted.stop()
-    err = [r for r in run.reports[joiner] if "error" in r]
-    assert len(err) == 1 and "InvalidArgument" in err[0]["exc"] and \
-        "nobody holds the state" in err[0]["exc"], err
-    assert not any("started" in r for r in run.reports[joiner])
-    first = done[0]
-    assert done[1]["syncs"] == first["syncs"]
     check_identical(done)
-    (_, e0, n0), (fail_at, e1, n1) = first["changes"]
-    # The workers stayed in their epoch 1 of 3 (never told of the
-    # joiner), until the failure: then the restarted master adopted
-    # their epoch 1 and formed epoch 2 with the 2 survivors.
-    assert (e0, n0, e1, n1) == (1, 3, 2, 2), first["changes"]
-    assert fail_at > max(at) + 2 * H
-    counts = [(s, n) for s, _, n, _, _ in first["syncs"]]
-    assert counts == [(s, 3 if s < fail_at else 2)
-                      for s in range(H, first["step"] + 1, H)], counts
     for r in done:
         check_no_round_lost(r, sched)
-        assert r["retries"] == 1 and r["world"] == 2, r
-    assert restarted.said(r"master: adopted epoch 1 \(a group of 3\)")
-    assert restarted.said(r"master: epoch 2 formed: 2 members \(0 joined, "
-                          r"1 left")
+        assert r["world"] == 4, r
+    first = done[0]
+    for r in done[1:3]:
+        assert r["syncs"] == first["syncs"] and r["changes"] == first["changes"]
+    (_, e0, n0), (join_at, e1, n1) = first["changes"]
+    assert (e0, n0, e1, n1) == (1, 3, 2, 4), first["changes"]
+    assert done[3]["changes"] == [(join_at, 2, 4)] and \
+        done[3]["caught_up"] is not None, done[3]
+    assert restarted.said(r"master: epoch 2 formed: 4 members \(1 joined, 0 left")
+    assert not restarted.said(r"a new group of 1"), restarted.lines
+    assert not restarted.said(r"refused peer"), restarted.lines
 
 TWO = {
     # Both SIGKILL themselves just before the step that syncs: the

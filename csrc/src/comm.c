@@ -56,6 +56,7 @@ static void comm_free(ccl_comm *c)
     free(c->group.members);
     free(c->ctl_payload);
     ccl__link_mac_free(c->ctl_mac);
+    ccl__master_revive_cancel(c);
     ccl__sock_close(c->master_fd);
     ccl__acceptor_free(c);
     ccl__sock_close(c->listen_fd);
@@ -138,7 +139,7 @@ int ccl_comm_create(const ccl_comm_config *cfg, ccl_comm **out, char *err,
     }
     snprintf(c->master_host, sizeof c->master_host, "%s", cfg->master_host);
     c->master_port = cfg->master_port;
-    c->master_fd = c->listen_fd = c->poller = c->wakefd = -1;
+    c->master_fd = c->listen_fd = c->poller = c->wakefd = c->revive_fd = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->idle_cv, NULL);
     ccl__engine_init(&c->eng, cfg->op_timeout_ms, cfg->restore_input);

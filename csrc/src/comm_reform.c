@@ -161,6 +161,10 @@ static int reform_locked(ccl_comm *c, int timeout_ms)
     c->awaiting = 1;
     if (c->rejected[0])
         return fail(c, CCL_ERR_REJECTED, "the master refused: %s", c->rejected);
+    /* A return to the master in flight in the background (master_revive.c)
+     * gives way: this call comes back with its own deadline. */
+    if (c->master_lost)
+        ccl__master_revive_cancel(c);
     if (c->master_fd < 0 || c->master_lost) {
         /* The master went away (it may have been restarted): come back to
          * it as a member; a new master rebuilds its view from us. */

@@ -63,6 +63,14 @@ struct ccl_comm {
     int optimize;     /* this update_topology asks for a better ring order */
     int answered;     /* the answer to REFORM is in ctl_h / ctl_payload */
     int master_lost;  /* the control link ended */
+    /* Coming back to the master in the background (master_revive.c). */
+    int revive_fd;             /* -1: no attempt in flight */
+    int revive_state;
+    ccl__io_handler revive_ev;
+    struct ccl__hsm *revive_hs;
+    uint64_t revive_next_ms;   /* the next attempt, not before */
+    uint64_t revive_until_ms;  /* the attempt in flight ends by then */
+    int revive_backoff_ms;
     char rejected[CCL_MAX_ERRMSG + 1]; /* the master expelled us ("" if not) */
     int listen_fd;
     int listen_port;
@@ -106,6 +114,11 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
  * (comm_reform.c). */
 int ccl__comm_reform(ccl_comm *c, int timeout_ms, int optimize);
 void ccl__master_link_watch(ccl_comm *c);
+/* master_revive.c: with the control link gone, the loop comes back to
+ * the master by itself (tick), until update_topology takes over or the
+ * communicator closes (cancel). */
+void ccl__master_revive_tick(ccl_comm *c, uint64_t now);
+void ccl__master_revive_cancel(ccl_comm *c);
 /* stats_report.c: STATS reports to the master from the loop */
 void ccl__stats_report_start(ccl_comm *c);
 /* Sends a report now if ops finished since the last one, first waiting

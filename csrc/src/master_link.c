@@ -131,17 +131,23 @@ static int master_connect(ccl_comm *c, uint64_t deadline, int bounded, char *err
         ERRF("%s is not a pyccl master", who);
         return CCL_ERR_PROTOCOL;
     }
+    rc = ccl__master_link_keys(c, &hs);
+    ccl__wipe(&hs, sizeof hs);
+    if (rc)
+        ERRF("out of memory for the control link's MAC keys");
+    return rc;
+}
+
+int ccl__master_link_keys(ccl_comm *c, const ccl__hs *hs)
+{
     ccl__link_mac_free(c->ctl_mac);
     c->ctl_mac = NULL;
     c->ctl_tpos = 0;
-    if (hs.authed) {
+    if (hs->authed) {
         /* Every frame of a keyed link is MACed (protocol 4). */
-        c->ctl_mac = ccl__link_mac_new(hs.seed_tx, hs.seed_rx);
-        ccl__wipe(&hs, sizeof hs);
-        if (!c->ctl_mac) {
-            ERRF("out of memory for the control link's MAC keys");
+        c->ctl_mac = ccl__link_mac_new(hs->seed_tx, hs->seed_rx);
+        if (!c->ctl_mac)
             return CCL_ERR_NOMEM;
-        }
     }
     return CCL_OK;
 }
@@ -162,6 +168,20 @@ static void fill_register(ccl_comm *c, ccl__register_msg *reg, uint32_t world,
     snprintf(reg->host, sizeof reg->host, "%s", c->listen_host);
 }
 
+int ccl__master_send_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
+{
+    ccl__register_msg reg;
+    int rank, size;
+    uint32_t epoch;
+    ccl__engine_group(&c->eng, &rank, &size, &epoch);
+    fill_register(c, &reg, (uint32_t)size, rank);
+    uint8_t buf[4 + 64 + CCL_MAX_HOST];
+    size_t n = ccl__rejoin_encode(buf, sizeof buf, epoch, &reg);
+    return n ? ccl__ctl_send(c, CCL_FT_REJOIN, 0, buf, (uint32_t)n, deadline, err,
+                             errlen)
+             : CCL_ERR_INVALID_ARG;
+}
+
 /* Comes back to a (maybe restarted) master as a member of our epoch,
  * retrying until the deadline: a restarting master may not listen yet. */
 int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
@@ -172,16 +192,7 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
         c->master_fd = -1;
         rc = master_connect(c, deadline, 1, err, errlen);
         if (rc == CCL_OK) {
-            ccl__register_msg reg;
-            int rank, size;
-            uint32_t epoch;
-            ccl__engine_group(&c->eng, &rank, &size, &epoch);
-            fill_register(c, &reg, (uint32_t)size, rank);
-            uint8_t buf[4 + 64 + CCL_MAX_HOST];
-            size_t n = ccl__rejoin_encode(buf, sizeof buf, epoch, &reg);
-            rc = n ? ccl__ctl_send(c, CCL_FT_REJOIN, 0, buf, (uint32_t)n, deadline,
-                                   err, errlen)
-                   : CCL_ERR_INVALID_ARG;
+            rc = ccl__master_send_rejoin(c, deadline, err, errlen);
             if (rc == CCL_OK) {
                 c->master_lost = 0;
                 c->ctl_hpos = 0;

@@ -6,6 +6,7 @@
 #define CCL_MASTER_LINK_H
 
 #include "communicator.h"
+#include "handshake.h"
 
 enum { CTL_NONE = 0, CTL_FRAME = 1 };
 
@@ -21,5 +22,9 @@ void ccl__master_gone(ccl_comm *c);
 /* Reads what the master sent outside update_topology (PENDING counts, a
  * REJECT, the link's end) without waiting. */
 void ccl__master_link_read(ccl_comm *c);
+/* Sends REJOIN (our epoch, rank and size) on c->master_fd. */
+int ccl__master_send_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen);
+/* The control link's frame MAC keys from a finished handshake. */
+int ccl__master_link_keys(ccl_comm *c, const ccl__hs *hs);
 
 #endif

@@ -98,6 +98,28 @@ int ccl__mpol_rejoin(ccl__mpol *mp, void *conn, uint32_t epoch,
         return CCL_OK;
     }
     mp_slot *s = &mp->slots[rank];
+    if (s->state == SLOT_HERE && s->known && memcmp(s->uuid, reg->uuid, 16) == 0 &&
+        s->peer != p) {
+        /* The same member on a new link: its end of the old one is gone
+         * (it would not come back otherwise: master_revive.c does so a
+         * moment after its control link ends), though this end has not
+         * seen it yet.  The old link is closed and the new one holds the
+         * rank: refusing it would drop a live member for a glitch. */
+        mp_peer *old = s->peer;
+        ccl__mp_name(old, oname, sizeof oname);
+        for (size_t i = mp->head; i < mp->nacts; i++)
+            if (mp->acts[i].conn == old->conn)
+                mp->acts[i].kind = CCL_MPOL_NONE;
+        ccl__mp_act(mp, CCL_MPOL_CLOSE, old->conn);
+        int recount = old->reported;
+        s->state = SLOT_LEFT;
+        s->peer = NULL;
+        ccl__mp_remove(mp, old);
+        if (recount)
+            ccl__mp_recount(mp);
+        ccl__mp_log(mp, CCL_LOG_INFO, "master: rank %u of epoch %u came back on a "
+                    "new link (%s); its old one is closed", rank, epoch, name);
+    }
     if (s->state == SLOT_HERE) {
         ccl__mp_name(s->peer, oname, sizeof oname);
         ccl__mp_refuse(mp, p, CCL_ERR_REJECTED, "rank %u of epoch %u is held "

@@ -219,6 +219,38 @@ int ccl__sock_connect_eager(const char *host, int port, uint64_t deadline_ms,
     }
 }
 
+int ccl__sock_connect_start(const char *host, int port, int *fd, char *err,
+                            size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    int rc = resolve(host, port, 0, &ss, &sslen, err, errlen);
+    if (rc)
+        return rc;
+    int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (s < 0) {
+        ERRF("socket: %s", strerror(errno));
+        return CCL_ERR_IO;
+    }
+    ccl__sock_set_nodelay(s);
+    if (connect(s, (struct sockaddr *)&ss, sslen) != 0 && errno != EINPROGRESS) {
+        ERRF("connect %s:%d: %s", host, port, strerror(errno));
+        close(s);
+        return CCL_ERR_IO;
+    }
+    *fd = s;
+    return CCL_OK;
+}
+
+int ccl__sock_connect_result(int fd)
+{
+    int soerr = 0;
+    socklen_t l = sizeof soerr;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l) != 0 || soerr != 0)
+        return CCL_ERR_IO;
+    return CCL_OK;
+}
+
 int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
                       int *fd, char *err, size_t errlen)
 {

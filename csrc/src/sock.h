@@ -36,6 +36,12 @@ int ccl__sock_connect(const char *host, int port, uint64_t deadline_ms,
  * once.  again_ms 0: one try. */
 int ccl__sock_connect_eager(const char *host, int port, uint64_t deadline_ms,
                             int again_ms, int *fd, char *err, size_t errlen);
+/* A connect that does not wait: *fd is connecting (or connected); the
+ * poller reports it writable when the attempt ended, and
+ * ccl__sock_connect_result then says whether it worked (0) or not. */
+int ccl__sock_connect_start(const char *host, int port, int *fd, char *err,
+                            size_t errlen);
+int ccl__sock_connect_result(int fd);
 /* Accepts one connection; CCL_ERR_TIMEOUT past the deadline. */
 int ccl__sock_accept(int lfd, uint64_t deadline_ms, int *fd, char *peer,
                      size_t peerlen, char *err, size_t errlen);

@@ -47,6 +47,7 @@ static void send_report(ccl_comm *c)
 
 static void report_tick(ccl_comm *c, uint64_t now)
 {
+    ccl__master_revive_tick(c, now); /* the control link, if it ended */
     int every = c->cfg.stats_report_ms;
     if (every <= 0 || now < c->next_report_ms || c->master_fd < 0 ||
         c->master_lost || c->awaiting || c->rejected[0])

@@ -366,6 +366,33 @@ static void test_silent_and_accused(void)
     ccl__mpol_destroy(mp);
 }
 
+/* A member whose control link ended on its side comes back on a new
+ * link while the master still holds the old one: the new link takes the
+ * rank, the old one is closed, nobody is refused, and the epoch goes on
+ * (no new epoch for it). */
+static void test_rejoin_replaces_a_stale_link(void)
+{
+    ccl__mpol *mp = formed(3);
+    uint32_t epoch = ccl__mpol_epoch(mp);
+    ccl__register_msg back = reg_of(1, 3, 1);
+    PASS_RC(ccl__mpol_rejoin(mp, CONN(9), epoch, &back, 10));
+    drain(mp);
+    PASS(find(CCL_MPOL_CLOSE, 1) != NULL);
+    PASS(!find(CCL_MPOL_REJECT, 9) && !find(CCL_MPOL_REJECT, 1));
+    PASS(said(CCL_MPOL_LOG, "came back on a new link"));
+    PASS(ccl__mpol_epoch(mp) == epoch);
+    /* Another peer claiming rank 1 (another uuid) is still refused. */
+    ccl__register_msg other = reg_of(7, 3, 1);
+    PASS_RC(ccl__mpol_rejoin(mp, CONN(10), epoch, &other, 11));
+    drain(mp);
+    PASS(find(CCL_MPOL_REJECT, 10) != NULL && !find(CCL_MPOL_CLOSE, 9));
+    /* The new link is the member's: losing it is losing the member. */
+    ccl__mpol_lost(mp, CONN(9), 12);
+    drain(mp);
+    PASS(said(CCL_MPOL_LOG, "rank 1 (10.0.0.1:5001) left epoch"));
+    ccl__mpol_destroy(mp);
+}
+
 /* Expelled at once, and refused when it comes back. */
 static void test_expel(void)
 {
@@ -449,6 +476,7 @@ int main(void)
     test_restart_with_early_joiner(3);
     test_restart_with_early_joiner(1);
     test_rejoin_later_epoch_wins();
+    test_rejoin_replaces_a_stale_link();
     test_restart_member_never_back();
     test_nochange();
     test_broken_links_drop_the_most_broken();
