@@ -321,7 +321,91 @@ def test_member_killed_before_coming_back_is_dropped_at_once():
             restarted.stop()
     one_group(reports, 2)
     assert all(r["changed"] for r in reports), reports
-    assert restarted.said(r"master: rank 2 left epoch 1: it did not come back")
+    # Gone before it came back, or (its loop reconnects in the background,
+    # master_revive.c) after it had come back on its own and then died.
+    assert restarted.said(r"master: rank 2 left epoch 1: it did not come back") or \
+        restarted.said(r"master: rank 2 \S+ left epoch 1: its control link closed"), \
+        restarted.lines
     assert restarted.said(r"master: rank [01] \S+ updated its report")
     # Liveness only: the grace is 1 s, the reform's deadline ~45 s.
     assert took < 15.0, "the survivors waited %.1f s" % took
+
+
+def idle_member(address: str, world: int, rank: int, q: Any, stop: Any) -> None:
+    """A member that forms the group, then only watches peers_pending()
+    (no update_topology, no ops) until told to stop; reports the most it
+    saw and when."""
+    try:
+        comm = pyccl.Communicator(address, world_size=world, rank=rank,
+                                  op_timeout=30.0)
+        x = np.ones(4, dtype=np.float32)
+        comm.all_reduce(x)
+        q.put({"rank": rank, "ready": True})
+        seen, at = 0, None
+        while not stop.is_set():
+            n = comm.peers_pending()
+            if n > seen:
+                seen, at = n, time.monotonic()
+            time.sleep(0.05)
+        q.put({"rank": rank, "pending": seen, "at": at})
+        comm.close()
+    except BaseException as e:
+        q.put({"rank": rank, "exception": repr(e)})
+
+
+def waiting_joiner(address: str, q: Any) -> None:
+    """A newcomer that registers and waits to be admitted (the test ends
+    it: nobody calls update_topology here)."""
+    try:
+        pyccl.Communicator(address, world_size=3, connect_timeout=60.0)
+    except BaseException as e:
+        q.put({"joiner": True, "exception": repr(e)})
+
+
+@pytest.mark.timeout(120)
+def test_members_come_back_by_themselves_and_hear_of_joiners():
+    """Members that never call update_topology come back to a restarted
+    master on their own (the loop reconnects in the background:
+    csrc/src/master_revive.c), so the fresh master adopts their epoch
+    and can announce a joiner to them: peers_pending() goes to 1 on every
+    member.  Before, they came back only at their next update_topology,
+    and kept the dead master's count until then."""
+    master = MasterProcess()
+    q, stop = CTX.Queue(), CTX.Event()
+    procs = [CTX.Process(target=idle_member, args=(master.address, 3, r, q, stop))
+             for r in range(3)]
+    joiner_p = None
+    restarted = None
+    try:
+        for p in procs:
+            p.start()
+        ready = collect(q, 3, master)
+        assert all(r.get("ready") for r in ready), ready
+        master.wait_for(r"master: epoch 1 formed: a new group of 3")
+        master.kill()
+        restarted = MasterProcess(master.port)
+        restarted.wait_for(r"master: adopted epoch 1 \(a group of 3\)", 20)
+        for r in range(3):
+            restarted.wait_for(r"master: rank %d \S+ came back to epoch 1" % r, 20)
+        t0 = time.monotonic()
+        joiner_p = CTX.Process(target=waiting_joiner, args=(master.address, q))
+        joiner_p.start()
+        restarted.wait_for(r"master: peer \S+ waits to join epoch 1", 30)
+        deadline = time.monotonic() + 10.0
+        time.sleep(1.0)
+        stop.set()
+        reports = collect(q, 3, master, restarted)
+    finally:
+        stop.set()
+        reap(procs)
+        if joiner_p:
+            joiner_p.kill()
+            joiner_p.join()
+        master.stop()
+        if restarted:
+            restarted.stop()
+    assert sorted(r["rank"] for r in reports) == [0, 1, 2], reports
+    assert all(r["pending"] == 1 and r["at"] is not None and
+               t0 <= r["at"] <= deadline for r in reports), reports
+    assert not restarted.said(r"refused peer"), restarted.lines
+    assert not restarted.said(r"a new group"), restarted.lines
