@@ -195,6 +195,8 @@ int ccl__master_rejoin(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
             rc = ccl__master_send_rejoin(c, deadline, err, errlen);
             if (rc == CCL_OK) {
                 c->master_lost = 0;
+                c->revive_next_ms = 0; /* a later loss starts over */
+                c->revive_backoff_ms = 0;
                 c->ctl_hpos = 0;
                 ccl__master_link_watch(c);
                 return CCL_OK;
