@@ -352,7 +352,8 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         dl = DiLoCo(model, inner, comm, sync_every=cfg["H"],
                     fragments=cfg.get("P", 1), overlap=cfg.get("tau", 0),
                     quant=cfg.get("quant"), joining=joining,
-                    min_peers=cfg.get("min_peers", 2))
+                    min_peers=cfg.get("min_peers", 2),
+                    update_timeout=cfg.get("update_timeout"))
         q.put({"started": dl.step_count, "world": comm.world_size,
                "epoch": comm.epoch, "joining": joining})
         if acting and act == "kill_after_update":

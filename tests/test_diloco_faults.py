@@ -289,7 +289,8 @@ def test_stalled_worker_is_dropped_then_rejected_and_rejoins(when):
 
 
 @pytest.mark.timeout(240)
-def test_master_killed_and_restarted_mid_run():
+@pytest.mark.parametrize("away", ["short", "past_update_timeout"])
+def test_master_killed_and_restarted_mid_run(away):
     """3 workers (Streaming, P = 2, tau = 1) under a `pyccl master`
     process that is SIGKILLed after two rounds: the workers go on syncing
     without it (ops need only the peers).  Then one worker SIGKILLs
@@ -298,11 +299,16 @@ def test_master_killed_and_restarted_mid_run():
     restarted there (1 s or more later); the fresh master adopts epoch 1
     from their REJOINs, gives up the dead one, and the survivors redo
     the sync among 2.  A joiner then comes in through the new master.
-    Globals identical throughout, no round lost."""
+    Globals identical throughout, no round lost.  ``past_update_timeout``:
+    the master stays away 4 s with an update_timeout of 1.5 s, so the
+    survivors' update_topology raises MasterUnreachable twice or more;
+    the recovery tries again and the run goes on the same way."""
     H, P, tau = 6, 2, 1
     sched = Schedule(H, P, tau)
     base = dict(H=H, P=P, tau=tau, quant=None, steps=12, peer_timeout=5.0,
                 op_timeout=30.0, final_world=3, min_changes=2, tail=H)
+    if away == "past_update_timeout":
+        base["update_timeout"] = 1.5
     victim, joiner = 2, 3
     master = MasterProcess()
     restarted = None
@@ -327,7 +333,7 @@ def test_master_killed_and_restarted_mid_run():
         _until("the victim dies",
                lambda: run.procs[victim].exitcode is not None, 60, run)
         assert run.procs[victim].exitcode == -signal.SIGKILL
-        time.sleep(1.0)
+        time.sleep(1.0 if away == "short" else 4.0)
         stuck = [run.step(i) for i in (0, 1)]
         restarted = MasterProcess(master.port)
         _until("the survivors go on in a group of 2",

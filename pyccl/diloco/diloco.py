@@ -43,11 +43,16 @@ from pyccl.diloco.fragments import Fragment, make_fragments
 from pyccl.diloco.group import GroupLink
 from pyccl.diloco.outer import default_outer_optimizer, make_outer, state_tensors
 from pyccl.diloco.schedule import Schedule
-from pyccl.errors import Aborted, InvalidArgument, PeerLost, Timeout, TooFewPeers
+from pyccl.errors import (Aborted, InvalidArgument, MasterUnreachable, PeerLost,
+                          Timeout, TooFewPeers)
 from pyccl.shared_state import SharedState, sync_shared_state, tensor_hash
 
 #: Failures that a membership change can cure.
 RETRYABLE = (PeerLost, Aborted, Timeout)
+# A recovery also waits out a master that is away (being restarted): the
+# group cannot re-form without it, and the peers keep their links alive
+# meanwhile; each attempt lasts update_timeout, max_retries bound them.
+RECOVERY_RETRYABLE = RETRYABLE + (MasterUnreachable,)
 
 # Header words (int64), shared with joiners.
 _STEP, _OUTER, _PENDING, _SENDS_DUE = range(4)
@@ -88,7 +93,11 @@ class DiLoCo:
             the state and catches up (its model's values are replaced).
         update_timeout: passed to ``comm.update_topology``.
         max_retries: consecutive failed attempts of one sync before the
-            last error is raised.
+            last error is raised.  A recovery that finds the master
+            unreachable (``update_topology`` raised
+            :class:`pyccl.MasterUnreachable` after ``update_timeout``) is
+            tried again too, so a master restarted within about
+            max_retries x update_timeout does not end the run.
         group: the torch process group of this worker group when the
             model trains with DDP inside it (``pyccl.diloco.group``): its
             rank 0 is the leader and passes ``comm``; the others pass
@@ -416,7 +425,7 @@ class DiLoCo:
                 self._resync("enforce_popular")
                 self.header[_SENDS_DUE] = 0
                 return
-            except RETRYABLE:
+            except RECOVERY_RETRYABLE:
                 failures += 1
                 if failures > self.max_retries:
                     raise
