@@ -234,7 +234,7 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
                "exc": repr(exc)})
 
 
-def ddp_group_worker(address: str, store_port: int, group: int, local: int,
+def ddp_group_worker(address: str, init_method: str, group: int, local: int,
                      steps: int, q: Any) -> None:
     """One of 2 processes of worker group ``group``: DDP (gloo) inside the
     group, the group's leader (local 0) in the outer pyccl group."""
@@ -243,8 +243,8 @@ def ddp_group_worker(address: str, store_port: int, group: int, local: int,
         import torch.distributed as dist
         from pyccl.diloco import DiLoCo
         torch.set_num_threads(1)
-        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:%d"
-                                % store_port, world_size=2, rank=local)
+        dist.init_process_group("gloo", init_method=init_method,
+                                world_size=2, rank=local)
         model = make_model()
         ddp = torch.nn.parallel.DistributedDataParallel(model)
         inner = torch.optim.AdamW(model.parameters(), lr=1e-2)

@@ -182,15 +182,8 @@ def test_joiner_admitted_during_a_failed_sync_redoes_it(tau):
     assert len(caught) == 1 and caught[0][0] >= 0, caught
 
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.timeout(300)
-def test_ddp_inside_worker_groups_leaders_sync():
+def test_ddp_inside_worker_groups_leaders_sync(tmp_path):
     # 2 worker groups of 2 processes: DDP (gloo) inside each group, the
     # outer Streaming DiLoCo among the 2 leaders over pyccl.
     steps = 20
@@ -198,11 +191,14 @@ def test_ddp_inside_worker_groups_leaders_sync():
         q = CTX.Queue()
         procs = []
         for g in range(2):
-            port = _free_port()
+            # A file store, not a port picked in advance: another process
+            # (a flood of outgoing connections) may take a port between
+            # the pick and gloo's bind, and the group then never forms.
+            store = "file://%s" % (tmp_path / ("store%d" % g))
             for local in range(2):
                 procs.append(CTX.Process(
                     target=w.ddp_group_worker, daemon=True,
-                    args=(master.address, port, g, local, steps, q)))
+                    args=(master.address, store, g, local, steps, q)))
         for p in procs:
             p.start()
         try:
