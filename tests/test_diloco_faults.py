@@ -367,8 +367,10 @@ def test_master_killed_and_restarted_mid_run(away):
     # was back (their update_topology kept knocking), and no longer.
     assert stuck == [fail_at - 1] * 2, (stuck, fail_at)
     for r in surv:
-        at, took = max(r["slow"], key=lambda x: x[1])
-        assert at == fail_at and took >= 1.0, r["slow"]
+        # (Other steps may be slow too on a loaded machine: a joiner's
+        # admission, a busy CPU.)
+        assert any(at == fail_at and took >= 1.0 for at, took in r["slow"]), \
+            (fail_at, r["slow"])
     assert first["retries"] == surv[1]["retries"] == 1
     # Every sync while the master was dead ran in epoch 1 among all 3.
     counts = [(s, n, e) for s, _, n, _, e in first["syncs"]]
@@ -380,12 +382,17 @@ def test_master_killed_and_restarted_mid_run(away):
         # the sends after its first inner step.
         want = 3 if s < fail_at or s - tau > join_at else 2
         assert n == want, (s, n, counts, first["changes"])
-    assert restarted.said(r"master: adopted epoch 1 \(a group of 3\)")
-    assert restarted.said(r"master: rank \d left epoch 1: it did not come "
-                          r"back after the master restart")
-    assert restarted.said(r"master: epoch 2 formed: 2 members \(0 joined, "
-                          r"1 left")
-    assert restarted.said(r"master: epoch 3 formed: 3 members \(1 joined")
+    # wait_for, not said: the master's last lines may still be on their
+    # way through its output pipe and reader thread.
+    restarted.wait_for(r"master: adopted epoch 1 \(a group of 3\)", 10)
+    restarted.wait_for(r"master: rank \d left epoch 1: it did not come "
+                       r"back after the master restart", 10)
+    # With the short update_timeout a survivor's update_topology may give
+    # up on the master's answer (its reform waits for the dead member)
+    # and come back once more: the master counts that as a leave too.
+    restarted.wait_for(r"master: epoch 2 formed: 2 members \(0 joined, "
+                       + (r"1 left" if away == "short" else r"\d+ left"), 10)
+    restarted.wait_for(r"master: epoch 3 formed: 3 members \(1 joined", 10)
 
 
 
