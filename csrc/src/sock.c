@@ -274,15 +274,6 @@ static void describe_addr(const struct sockaddr_storage *ss, int known,
     snprintf(peer, peerlen, "%s:%d", ip, port);
 }
 
-static void describe_peer(int fd, char *peer, size_t peerlen)
-{
-    struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    if (peer && peerlen)
-        describe_addr(&ss, getpeername(fd, (struct sockaddr *)&ss, &l) == 0,
-                      peer, peerlen);
-}
-
 static int addr_is_loopback(const struct sockaddr_storage *ss)
 {
     if (ss->ss_family == AF_INET) {
@@ -337,23 +328,36 @@ int ccl__host_is_loopback(const char *host)
     return 0;
 }
 
+/* accept4 with the peer's address, EINTR retried: 0 with *fd (-1 when
+ * nothing is pending), CCL_ERR_NOMEM out of fds or kernel memory (the
+ * connection stays queued), CCL_ERR_IO otherwise. */
+static int accept_one(int lfd, struct sockaddr_storage *ss, int *fd)
+{
+    socklen_t l = sizeof *ss;
+    int s;
+    memset(ss, 0, sizeof *ss);
+    do {
+        s = accept4(lfd, (struct sockaddr *)ss, &l, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    } while (s < 0 && errno == EINTR);
+    *fd = s;
+    if (s >= 0)
+        return CCL_OK;
+    *fd = -1;
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
+        return CCL_OK;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        return CCL_ERR_NOMEM;
+    return CCL_ERR_IO;
+}
+
 int ccl__sock_accept_now(int lfd, int *fd, char *peer, size_t peerlen)
 {
-    int s;
-    do {
-        s = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    } while (s < 0 && errno == EINTR);
-    if (s < 0) {
-        *fd = -1;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
-            return CCL_OK;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            return CCL_ERR_NOMEM;
-        return CCL_ERR_IO;
-    }
-    ccl__sock_set_nodelay(s);
-    describe_peer(s, peer, peerlen);
-    *fd = s;
+    struct sockaddr_storage ss;
+    int rc = accept_one(lfd, &ss, fd);
+    if (rc || *fd < 0)
+        return rc;
+    ccl__sock_set_nodelay(*fd);
+    describe_addr(&ss, 1, peer, peerlen);
     return CCL_OK;
 }
 
@@ -361,25 +365,13 @@ int ccl__sock_accept_cheap(int lfd, int *fd, char *peer, size_t peerlen,
                            int *loopback)
 {
     struct sockaddr_storage ss;
-    socklen_t l = sizeof ss;
-    int s;
-    memset(&ss, 0, sizeof ss);
-    do {
-        s = accept4(lfd, (struct sockaddr *)&ss, &l, SOCK_CLOEXEC | SOCK_NONBLOCK);
-    } while (s < 0 && errno == EINTR);
-    if (s < 0) {
-        *fd = -1;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED)
-            return CCL_OK;
-        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-            return CCL_ERR_NOMEM;
-        return CCL_ERR_IO;
-    }
+    int rc = accept_one(lfd, &ss, fd);
+    if (rc || *fd < 0)
+        return rc;
     if (!ccl__sock_options_inherited())
-        ccl__sock_set_nodelay(s);
+        ccl__sock_set_nodelay(*fd);
     describe_addr(&ss, 1, peer, peerlen);
     *loopback = addr_is_loopback(&ss);
-    *fd = s;
     return CCL_OK;
 }
 
