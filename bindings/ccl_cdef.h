@@ -148,6 +148,7 @@ typedef struct ccl_comm_config {
     const int *cancel;
     int stats_report_ms;
     int encrypt;
+    int shm;
     ...;
 } ccl_comm_config;
 
@@ -187,6 +188,7 @@ typedef struct ccl_link_stats {
     double z;
     int slow;
     ...;
+    int shm_conns;
 } ccl_link_stats;
 
 typedef struct ccl_op_record {

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
@@ -89,6 +90,14 @@ def _ms(seconds: float, name: str) -> int:
         raise InvalidArgument("%s must be a positive number of seconds, "
                               "not %r" % (name, seconds))
     return max(1, math.ceil(seconds * 1000))
+
+
+def _shm_wanted(shm: Optional[bool]) -> bool:
+    """The shm argument, or PYCCL_SHM when it is None (default on)."""
+    if shm is not None:
+        return bool(shm)
+    env = os.environ.get("PYCCL_SHM", "").strip().lower()
+    return env not in ("0", "false", "no", "off")
 
 
 class Communicator(DirectOps):
@@ -153,6 +162,12 @@ class Communicator(DirectOps):
         stats_report: send a compact stats report to the master at most
             this often (seconds, at least 0.1), only after ops finished;
             0 or None: never (docs/observability.md).
+        shm: a peer on the same host, in the same network namespace and
+            reached directly (no relay, proxy or NAT) gets its frames
+            through shared memory; the TCP connection then carries only
+            wake-ups and still tells of the peer's death.  ``None`` (the
+            default): on, unless ``PYCCL_SHM=0``.  Either end's False keeps
+            the pair on TCP (docs/design.md, "Same-host connections").
 
     Raises:
         MasterUnreachable, Timeout, Rejected, ...: the group could not be
@@ -172,7 +187,8 @@ class Communicator(DirectOps):
                  allow_insecure: Optional[bool] = None,
                  frame_mac: bool = False,
                  encrypt: bool = False,
-                 stats_report: float = 1.0) -> None:
+                 stats_report: float = 1.0,
+                 shm: Optional[bool] = None) -> None:
         host, port = parse_master(master)
         world_size = _int_arg(world_size, "world_size", 1, _INT_MAX)
         rank = -1 if rank is None else _int_arg(rank, "rank", 0,
@@ -215,6 +231,7 @@ class Communicator(DirectOps):
         key_c = configure_key(cfg, key, key_file, allow_insecure)  # noqa: F841
         cfg.frame_mac = 1 if frame_mac else 0
         cfg.encrypt = 1 if encrypt else 0
+        cfg.shm = 1 if _shm_wanted(shm) else 0
         cfg.stats_report_ms = 0 if not stats_report else max(
             100, _ms(stats_report, "stats_report"))
 

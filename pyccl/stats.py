@@ -106,6 +106,8 @@ class LinkStats(_Dict):
     errors: int          #: connection failures this epoch
     z: float             #: robust z-score among this rank's links
     slow: bool           #: flagged slow by this rank
+    shared_memory: int = 0  #: of the connections, those through shared
+                            #: memory (same host; ``Communicator(shm=)``)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,8 @@ def read_comm_stats(c: Any, retries: int = 0, max_ops: int = _MAX_OPS,
         rx_rate=float(l.rx_rate), rx_rate_ewma=float(l.rx_rate_ewma),
         rtt=float(l.rtt_us) / 1e6, samples=int(l.samples),
         connections=int(l.conns_open), connects=int(l.connects),
-        errors=int(l.errors), z=float(l.z), slow=bool(l.slow))
+        errors=int(l.errors), z=float(l.z), slow=bool(l.slow),
+        shared_memory=int(l.shm_conns))
         for l in (links[i] for i in range(nl[0])))
     # The records are the last n finished ops, in order, read under the
     # same lock as the totals: their seqs are known without reading them.

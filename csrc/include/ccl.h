@@ -52,7 +52,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 6
+#define CCL_PROTOCOL_VERSION 7
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {
@@ -263,6 +263,13 @@ typedef struct ccl_comm_config {
                                  fails with CCL_ERR_INVALID_ARG, naming the
                                  library, where libcrypto cannot be loaded.
                                  Default 0 (docs/security.md) */
+    int shm;                  /* 1 (default): a peer on the same host, in the
+                                 same network namespace and reached directly
+                                 (no relay, proxy or NAT) gets its frames
+                                 through shared memory, the TCP connection
+                                 carrying only wake-ups; 0: TCP only.  Either
+                                 end's 0 keeps a pair on TCP (docs/design.md,
+                                 "Same-host connections") */
 } ccl_comm_config;
 
 void ccl_comm_config_init(ccl_comm_config *cfg);
@@ -371,6 +378,8 @@ typedef struct ccl_link_stats {
     double z;            /* robust z-score of rx_rate among this member's
                             links (0: fewer than 3 links measured) */
     int slow;            /* flagged slow by this member */
+    int shm_conns;       /* of conns_open, those whose frames go through
+                            shared memory (same host: ccl_comm_config.shm) */
 } ccl_link_stats;
 
 /* One finished op. */

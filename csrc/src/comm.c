@@ -34,6 +34,7 @@ void ccl_comm_config_init(ccl_comm_config *cfg)
     cfg->peer_timeout_ms = 30000;
     cfg->restore_input = 1;
     cfg->stats_report_ms = 1000;
+    cfg->shm = 1;
 }
 
 static int start_loop(ccl_comm *c)

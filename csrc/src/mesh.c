@@ -10,7 +10,9 @@
  */
 #include "communicator.h"
 #include "handshake.h"
+#include "log.h"
 #include "peer_accept.h"
+#include "shm_setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,8 @@ static void hello_mine(ccl_comm *c, ccl__hello *mine, uint32_t index)
         mine->flags |= CCL_HELLO_FRAME_MAC;
     if (c->cfg.encrypt)
         mine->flags |= CCL_HELLO_ENCRYPT;
+    if (c->cfg.shm)
+        mine->flags |= CCL_HELLO_SHM;
 }
 
 static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen)
@@ -56,12 +60,25 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
                          who, hs.theirs.epoch, hs.theirs.rank);
                 rc = CCL_ERR_PROTOCOL;
             }
+            ccl__shm *shm = NULL;
+            if (!rc && ccl__shm_wanted(c->cfg.shm, &hs, (uint32_t)i)) {
+                char why[300] = "";
+                rc = ccl__shm_setup_connect(fd, &hs, deadline, &shm, why, sizeof why,
+                                            e, sizeof e);
+                if (rc)
+                    snprintf(err, errlen, "%s: %s", who, e);
+                else if (!shm)
+                    ccl__log(CCL_LOG_INFO, "rank %u, epoch %u: %s stays on TCP "
+                             "(shared memory %s)", g->your_rank, g->epoch, who, why);
+            }
             if (!rc) {
                 char why[300];
                 rc = ccl__xport_adopt(c->xp, (int)p, i, fd, &hs, c->cfg.frame_mac,
-                                      c->cfg.encrypt, why, sizeof why);
-                if (rc)
+                                      c->cfg.encrypt, shm, why, sizeof why);
+                if (rc) {
                     snprintf(err, errlen, "%s: %s", who, why);
+                    ccl__shm_free(shm);
+                }
             }
             if (rc) {
                 ccl__sock_close(fd);

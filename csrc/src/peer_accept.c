@@ -10,7 +10,9 @@
 #include "peer_accept.h"
 
 #include "handshake.h"
+#include "log.h"
 #include "sha256.h"
+#include "shm_setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -256,6 +258,8 @@ static void hello_mine(ccl_comm *c, ccl__hello *mine)
         mine->flags |= CCL_HELLO_FRAME_MAC;
     if (c->cfg.encrypt)
         mine->flags |= CCL_HELLO_ENCRYPT;
+    if (c->cfg.shm)
+        mine->flags |= CCL_HELLO_SHM;
 }
 
 static void on_listen(ccl__io_handler *h, unsigned events)
@@ -378,11 +382,32 @@ int ccl__acceptor_take(ccl_comm *c, char *err, size_t errlen)
             ready_drop(a, i);
             continue;
         }
+        ccl__shm *shm = NULL;
+        if (ccl__shm_wanted(c->cfg.shm, &r->hs, t->conn_index)) {
+            /* The connector sent its offer right after the handshake:
+             * it is here already, or a round trip away. */
+            char why[300] = "", e[300];
+            int src = ccl__shm_setup_accept(r->fd, &r->hs, ccl__now_ms() + PA_HS_MS,
+                                            &shm, why, sizeof why, e, sizeof e);
+            if (src) {
+                ccl__log(CCL_LOG_WARNING, "rank %u, epoch %u: connection from "
+                         "rank %u dropped: %s", c->group.your_rank,
+                         c->group.epoch, t->rank, e);
+                ready_drop(a, i);
+                continue;
+            }
+            if (!shm)
+                ccl__log(CCL_LOG_INFO, "rank %u, epoch %u: connection from rank "
+                         "%u stays on TCP (shared memory %s)", c->group.your_rank,
+                         c->group.epoch, t->rank, why);
+        }
         int rc = ccl__xport_adopt(c->xp, (int)t->rank, (int)t->conn_index, r->fd,
-                                  &r->hs, c->cfg.frame_mac, c->cfg.encrypt, err,
-                                  errlen);
-        if (rc)
+                                  &r->hs, c->cfg.frame_mac, c->cfg.encrypt, shm,
+                                  err, errlen);
+        if (rc) {
+            ccl__shm_free(shm);
             return -rc;
+        }
         ccl__wipe(&r->hs, sizeof r->hs);
         a->ready[i] = a->ready[--a->nready];
         adopted++;

@@ -89,6 +89,12 @@ void ccl__stats_conn(ccl__stats *s, int peer, int delta)
     __atomic_fetch_add(&l->conns_open, delta, __ATOMIC_RELAXED);
 }
 
+void ccl__stats_shm(ccl__stats *s, int peer, int delta)
+{
+    if (s->links && peer >= 0 && peer < s->size)
+        __atomic_fetch_add(&s->links[peer].shm_open, delta, __ATOMIC_RELAXED);
+}
+
 void ccl__stats_error(ccl__stats *s, int peer)
 {
     if (s->links && peer >= 0 && peer < s->size)
@@ -237,6 +243,7 @@ void ccl__stats_read(ccl__stats *s, ccl_stats *out, ccl_link_stats *links,
         o->connects = ld(&l->connects);
         o->errors = ld(&l->errors);
         o->conns_open = __atomic_load_n(&l->conns_open, __ATOMIC_RELAXED);
+        o->shm_conns = __atomic_load_n(&l->shm_open, __ATOMIC_RELAXED);
         o->z = l->z;
         o->slow = l->slow;
     }

@@ -46,6 +46,7 @@ typedef struct ccl__link {
     uint64_t tx_bytes, rx_bytes;
     uint64_t connects, errors;
     int conns_open;
+    int shm_open; /* of them, through shared memory */
     /* under the stats mutex */
     char host[65];
     int port;
@@ -106,6 +107,8 @@ static inline void ccl__stats_rx(ccl__stats *s, int peer, uint64_t n)
 void ccl__stats_frame_in(ccl__stats *s, int peer, uint64_t bytes, uint64_t ns);
 /* A connection to peer opened (+1) or closed (-1); a link error. */
 void ccl__stats_conn(ccl__stats *s, int peer, int delta);
+/* A connection through shared memory opened (+1) or closed (-1). */
+void ccl__stats_shm(ccl__stats *s, int peer, int delta);
 void ccl__stats_error(ccl__stats *s, int peer);
 
 /* An op finished: records it, closes rate samples, runs the local

@@ -41,8 +41,11 @@ uint64_t ccl__get_u64(const uint8_t *p);
 #define CCL_HELLO_FRAME_MAC 2u /* the sender wants a MAC on every frame */
 #define CCL_HELLO_ENCRYPT 4u   /* the sender encrypts every frame (peer
                                   connections only; needs AUTH) */
+#define CCL_HELLO_SHM 8u       /* the sender would move the connection into
+                                  shared memory (peer connections, one
+                                  host: shm_offer.h) */
 #define CCL_HELLO_FLAGS_KNOWN (CCL_HELLO_AUTH | CCL_HELLO_FRAME_MAC | \
-                               CCL_HELLO_ENCRYPT)
+                               CCL_HELLO_ENCRYPT | CCL_HELLO_SHM)
 
 enum ccl__role {
     CCL_ROLE_PEER_TO_MASTER = 1, /* a communicator's control link */

@@ -26,6 +26,7 @@
 
 #include "ccl.h"
 #include "handshake.h"
+#include "sock_shm.h"
 #include "stats.h"
 #include "wire.h"
 
@@ -89,14 +90,18 @@ int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
                      uint32_t epoch, const ccl__xport_member *members);
 /* Closes every connection and forgets the members. */
 void ccl__xport_clear(ccl__xport *x);
-/* Mesh setup hands a connected, handshaken fd over.  hs (may be NULL)
+/* Mesh setup hands a connected, handshaken fd over, with its
+ * shared-memory rings when it has them (shm, or NULL; taken over on
+ * success, freed with the connection).  hs (may be NULL)
  * keys the frame MACs (of DATA frames too when frame_mac) or, when
  * encrypt, the AEAD of every frame; its seeds are wiped.  CCL_OK, or
  * CCL_ERR_NOMEM / AUTH / INTERNAL with a message (the fd is then the
  * caller's to close). */
 int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd,
-                     ccl__hs *hs, int frame_mac, int encrypt, char *err,
-                     size_t errlen);
+                     ccl__hs *hs, int frame_mac, int encrypt, ccl__shm *shm,
+                     char *err, size_t errlen);
+/* Connections of peer whose frames go through shared memory. */
+int ccl__xport_shm_conns(const ccl__xport *x, int peer);
 /* Whether connection index of peer is still to be made. */
 int ccl__xport_wants(const ccl__xport *x, int peer, int index);
 int ccl__xport_conns(const ccl__xport *x, int peer);

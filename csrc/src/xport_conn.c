@@ -11,8 +11,41 @@
 #include <stdlib.h>
 #include <string.h>
 
+long ccl__xp_read_some(xp_conn *k, void *dst, size_t n, char *err, size_t errlen)
+{
+    if (!k->shm)
+        return ccl__sock_read_some(k->fd, dst, n, err, errlen);
+    long r = ccl__shm_read_some(k->shm, k->fd, dst, n, err, errlen);
+    if (r == 0 && k->shm_eof) {
+        snprintf(err, errlen, "connection closed by the peer");
+        return -CCL_ERR_PEER_LOST;
+    }
+    return r;
+}
+
+long ccl__xp_writev_some(xp_conn *k, struct iovec *iov, int n, char *err,
+                         size_t errlen)
+{
+    if (!k->shm)
+        return ccl__sock_writev_some(k->fd, iov, n, err, errlen);
+    if (k->shm_eof) {
+        snprintf(err, errlen, "connection closed by the peer");
+        return -CCL_ERR_PEER_LOST;
+    }
+    return ccl__shm_writev_some(k->shm, k->fd, iov, n, err, errlen);
+}
+
 void ccl__xp_conn_events(xp_conn *k)
 {
+    if (k->shm) {
+        /* The socket carries doorbells only, for both directions: always
+         * read them (a parked connection too: one may say the ring has
+         * room for our frames), never wait for it to be writable.  After
+         * its end, nothing: the rings are read as parking allows. */
+        if (!k->shm_eof)
+            ccl__poller_set(k->x->poller, k->fd, &k->ev, CCL_EV_IN, 0);
+        return;
+    }
     unsigned ev = (k->parked ? 0 : CCL_EV_IN) | (k->out_armed ? CCL_EV_OUT : 0);
     ccl__poller_set(k->x->poller, k->fd, &k->ev, ev, 0);
 }
@@ -60,6 +93,11 @@ void ccl__xp_conn_close(xp_conn *k)
     ccl__poller_del(k->x->poller, k->fd);
     ccl__sock_close(k->fd);
     k->fd = -1;
+    if (k->shm)
+        ccl__stats_shm(&k->x->stats, k->peer, -1);
+    ccl__shm_free(k->shm);
+    k->shm = NULL;
+    k->shm_eof = k->rx_more = 0;
     ccl__stats_conn(&k->x->stats, k->peer, -1);
     k->parked = 0;
     k->out_armed = 0;

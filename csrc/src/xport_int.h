@@ -10,6 +10,7 @@
 #include "aead.h"
 #include "mac.h"
 #include "sock.h"
+#include "sock_shm.h"
 #include "stats.h"
 #include "xport.h"
 
@@ -96,6 +97,13 @@ typedef struct xp_conn {
     int parked;
     xp_mac *mac;
     uint64_t rx_t0_ns; /* a large DATA frame's header arrived (stats) */
+    /* Same host (sock_shm.h): frames go through these rings, and the
+     * socket carries only doorbells.  shm_eof: the socket ended (the
+     * rings may still hold the peer's last frames, read before the
+     * connection fails); rx_more: reading stopped at its budget with
+     * bytes left in the ring (no doorbell will come for them). */
+    ccl__shm *shm;
+    int shm_eof, rx_more;
 } xp_conn;
 
 typedef struct xp_peer {
@@ -135,6 +143,7 @@ struct ccl__xport {
     int started;           /* ccl__xport_start ran for this epoch */
     int auto_conns;        /* choose each peer's active connections */
     uint64_t next_auto_ms; /* ... again at this time */
+    int rx_more;           /* a connection has rx_more set */
 };
 
 /* xport_conn.c */
@@ -144,6 +153,12 @@ void ccl__xp_mac_free(xp_conn *k);
 void ccl__xp_conn_failed(xp_conn *k, int code, const char *why);
 void ccl__xp_conn_bye(xp_conn *k);
 xp_req *ccl__xp_req_alloc(ccl__xport *x);
+/* A connection's bytes in and out: its socket, or its shared-memory
+ * rings (sock_shm.h), with the semantics of ccl__sock_read_some and
+ * ccl__sock_writev_some. */
+long ccl__xp_read_some(xp_conn *k, void *dst, size_t n, char *err, size_t errlen);
+long ccl__xp_writev_some(xp_conn *k, struct iovec *iov, int n, char *err,
+                         size_t errlen);
 void ccl__xp_req_free(ccl__xport *x, xp_req *r);
 /* xport_send.c */
 void ccl__xp_flush(xp_conn *k);

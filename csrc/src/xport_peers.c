@@ -12,11 +12,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A doorbell on a same-host connection (sock_shm.h): the peer wrote into
+ * our ring, or made room in its own; which one, it does not say. */
+static void shm_event(xp_conn *k)
+{
+    char err[160];
+    if (!k->shm_eof && ccl__shm_drain(k->fd, err, sizeof err) < 0) {
+        /* Its last frames may still be in the ring: they are read first,
+         * and the connection fails when the ring is empty (as a socket's
+         * EOF comes after its bytes). */
+        k->shm_eof = 1;
+        ccl__poller_del(k->x->poller, k->fd);
+    }
+    if (!k->parked)
+        ccl__xp_read(k);
+    if (k->fd >= 0 && (k->cur || k->x->peers[k->peer].qhead))
+        ccl__xp_flush(k);
+}
+
 static void conn_event(ccl__io_handler *h, unsigned events)
 {
     xp_conn *k = (xp_conn *)h; /* ev is the first member */
     if (k->fd < 0)
         return;
+    if (k->shm) {
+        shm_event(k);
+        return;
+    }
     if (events & CCL_EV_OUT)
         ccl__xp_flush(k);
     if (k->fd >= 0 && (events & (CCL_EV_IN | CCL_EV_ERR)))
@@ -164,7 +186,8 @@ static int adopt_aead(xp_mac *m, const ccl__hs *hs, char *err, size_t errlen)
 }
 
 int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
-                     int frame_mac, int encrypt, char *err, size_t errlen)
+                     int frame_mac, int encrypt, ccl__shm *shm, char *err,
+                     size_t errlen)
 {
     xp_conn *k = &x->peers[peer].conns[index];
     int rc = CCL_OK;
@@ -199,7 +222,10 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
         return rc;
     }
     k->fd = fd;
+    k->shm = shm;
     ccl__stats_conn(&x->stats, peer, 1);
+    if (shm)
+        ccl__stats_shm(&x->stats, peer, 1);
     return CCL_OK;
 }
 
@@ -213,7 +239,8 @@ static void choose_active(ccl__xport *x)
         xp_peer *pe = &x->peers[p];
         if (pe->nconns < 1 || pe->conns[0].fd < 0)
             continue;
-        pe->active = ccl__conns_auto(ccl__sock_rtt_us(pe->conns[0].fd), window,
+        /* Shared memory has no window to fill: one connection. */
+        pe->active = pe->conns[0].shm ? 1 : ccl__conns_auto(ccl__sock_rtt_us(pe->conns[0].fd), window,
                                      CCL_AUTO_REF_BPS, pe->nconns);
     }
 }
@@ -324,6 +351,18 @@ static void sample_rtt(ccl__xport *x, uint64_t now)
 /* Test hook: connections held for the send rate write again. */
 void ccl__xport_resume(ccl__xport *x)
 {
+    if (x->rx_more) { /* rings left unread at a read budget */
+        x->rx_more = 0;
+        for (int p = 0; p < x->size; p++)
+            for (int i = 0; i < x->peers[p].nconns; i++) {
+                xp_conn *k = &x->peers[p].conns[i];
+                if (k->rx_more) {
+                    k->rx_more = 0;
+                    if (k->fd >= 0 && !k->parked)
+                        ccl__xp_read(k);
+                }
+            }
+    }
     if (!x->tx_waiting)
         return;
     x->tx_waiting = 0;
@@ -387,6 +426,8 @@ int ccl__xport_timer_ms(const ccl__xport *x, int busy)
         t = 50;
     if (x->tx_waiting)
         t = 1;
+    if (x->rx_more)
+        return 0;
     return t > 1000 ? 1000 : t < 1 ? 1 : t;
 }
 
@@ -420,6 +461,14 @@ void ccl__xport_say_bye(ccl__xport *x, uint64_t tag)
                                buf + CCL_HDR_LEN);
                 len += CCL_FRAME_MAC_TAG_LEN;
             }
+            if (k->shm) {
+                /* Whole or not at all: half a BYE would read as a
+                 * broken stream. */
+                struct iovec v = {buf, len};
+                if (!k->shm_eof && ccl__shm_room(k->shm) >= len)
+                    ccl__shm_writev_some(k->shm, k->fd, &v, 1, NULL, 0);
+                continue;
+            }
             ccl__sock_send_all(k->fd, buf, len, ccl__now_ms() + 200, NULL, 0);
         }
     }
@@ -432,6 +481,15 @@ int ccl__xport_peer_open(const ccl__xport *x, int peer)
         if (pe->conns[i].fd >= 0)
             return 1;
     return 0;
+}
+
+int ccl__xport_shm_conns(const ccl__xport *x, int peer)
+{
+    const xp_peer *pe = &x->peers[peer];
+    int n = 0;
+    for (int i = 0; i < pe->nconns; i++)
+        n += pe->conns[i].fd >= 0 && pe->conns[i].shm != NULL;
+    return n;
 }
 
 int ccl__xport_peer_misbehaved(const ccl__xport *x, int peer)

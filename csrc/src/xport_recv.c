@@ -114,9 +114,9 @@ static int read_tag(xp_conn *k)
     ccl__xport *x = k->x;
     xp_mac *m = k->mac;
     char err[160];
-    long n = ccl__sock_read_some(k->fd, m->rx_tag + m->rx_tag_have,
-                                 CCL_FRAME_MAC_TAG_LEN - m->rx_tag_have, err,
-                                 sizeof err);
+    long n = ccl__xp_read_some(k, m->rx_tag + m->rx_tag_have,
+                               CCL_FRAME_MAC_TAG_LEN - m->rx_tag_have, err,
+                               sizeof err);
     if (n < 0) {
         ccl__xp_conn_failed(k, (int)-n, err);
         return 0;
@@ -278,7 +278,7 @@ void ccl__xp_read(xp_conn *k)
         }
         if (want > budget)
             want = budget;
-        long n = ccl__sock_read_some(k->fd, dst, want, err, sizeof err);
+        long n = ccl__xp_read_some(k, dst, want, err, sizeof err);
         if (n < 0) {
             ccl__xp_conn_failed(k, (int)-n, err);
             return;
@@ -297,6 +297,12 @@ void ccl__xp_read(xp_conn *k)
         }
         k->rdone += (size_t)n;
         payload_arrived(k, dst, (size_t)n);
+    }
+    /* A socket says again that it has bytes; a ring does not: come back
+     * for the rest on the loop's next turn (ccl__xport_resume). */
+    if (k->shm && k->fd >= 0 && !k->parked && budget == 0) {
+        k->rx_more = 1;
+        x->rx_more = 1;
     }
 }
 

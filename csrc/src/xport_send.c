@@ -215,7 +215,7 @@ void ccl__xp_flush(xp_conn *k)
         int paced = x->tx_rate > 0 && (x->tx_slow_peer < 0 || k->peer == x->tx_slow_peer);
         if (paced && !throttle(k, iov, &n))
             return;
-        long w = ccl__sock_writev_some(k->fd, iov, n, err, sizeof err);
+        long w = ccl__xp_writev_some(k, iov, n, err, sizeof err);
         if (w < 0) {
             ccl__xp_conn_failed(k, CCL_ERR_PEER_LOST, err);
             return;
