@@ -369,6 +369,25 @@ long ccl__shm_writev_some(ccl__shm *s, int fd, const struct iovec *iov,
     return (long)n;
 }
 
+size_t ccl__shm_peek(ccl__shm *s, const uint8_t **p)
+{
+    uint64_t avail = __atomic_load_n(&s->rx->tail, __ATOMIC_ACQUIRE) - s->rx_head;
+    if (avail == 0 || avail > s->cap)
+        return 0;
+    size_t at = (size_t)(s->rx_head & s->mask), first = (size_t)s->cap - at;
+    *p = s->rx_data + at;
+    return avail < first ? (size_t)avail : first;
+}
+
+int ccl__shm_release(ccl__shm *s, int fd, size_t n, char *err, size_t errlen)
+{
+    s->rx_head += n;
+    __atomic_store_n(&s->rx->head, s->rx_head, __ATOMIC_SEQ_CST);
+    if (__atomic_exchange_n(&s->rx->waiting, 0, __ATOMIC_SEQ_CST))
+        return ring_bell(fd, err, errlen);
+    return 0;
+}
+
 size_t ccl__shm_room(const ccl__shm *s)
 {
     uint64_t used = s->tx_tail - __atomic_load_n(&s->tx->head, __ATOMIC_ACQUIRE);

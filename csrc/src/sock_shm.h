@@ -66,6 +66,13 @@ long ccl__shm_read_some(ccl__shm *s, int fd, void *buf, size_t len, char *err,
                         size_t errlen);
 long ccl__shm_writev_some(ccl__shm *s, int fd, const struct iovec *iov,
                           int iovcnt, char *err, size_t errlen);
+/* Zero-copy reading: *p points at the bytes waiting at the ring's head
+ * that lie in one piece (up to the ring's end); returns how many (0: none,
+ * or a corrupt ring, which the next read reports).  The bytes stay ours
+ * to read until ccl__shm_release gives n of them back to the writer
+ * (waking it if it waits for room; -ccl_result if that failed). */
+size_t ccl__shm_peek(ccl__shm *s, const uint8_t **p);
+int ccl__shm_release(ccl__shm *s, int fd, size_t n, char *err, size_t errlen);
 /* Free bytes in the send ring now. */
 size_t ccl__shm_room(const ccl__shm *s);
 /* Bytes waiting in the receive ring (for a reader that stopped early). */
