@@ -14,6 +14,7 @@
  * Fixed-size messages are copied into buffers of exactly their size, so
  * AddressSanitizer catches a read one byte past the message as well.
  */
+#include "shm_offer.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,8 +227,44 @@ static void fuzz_stats(const uint8_t *data, size_t size)
           memcmp(back, data, size) == 0);
 }
 
+/* SHM_OFFER and SHM_ANSWER: a decoded offer re-encodes to its input
+ * exactly (every byte is either a field or a checked zero), and its name
+ * is always terminated. */
+static void fuzz_shm(const uint8_t *data, size_t size)
+{
+    if (size >= CCL_SHM_OFFER_LEN) {
+        uint8_t *in = malloc(CCL_SHM_OFFER_LEN), re[CCL_SHM_OFFER_LEN];
+        check(in != NULL);
+        memcpy(in, data, CCL_SHM_OFFER_LEN);
+        ccl__shm_offer o;
+        int rc = ccl__shm_offer_decode(in, &o);
+        check(rc == 0 || rc == CCL_ERR_PROTOCOL);
+        if (rc == 0) {
+            check(memchr(o.name, 0, sizeof o.name) != NULL);
+            ccl__shm_offer_encode(re, &o);
+            check(memcmp(re, in, CCL_SHM_OFFER_LEN) == 0);
+        }
+        free(in);
+    }
+    if (size >= CCL_SHM_ANSWER_LEN) {
+        uint8_t *in = malloc(CCL_SHM_ANSWER_LEN), re[CCL_SHM_ANSWER_LEN];
+        check(in != NULL);
+        memcpy(in, data, CCL_SHM_ANSWER_LEN);
+        int reason = -1;
+        int rc = ccl__shm_answer_decode(in, &reason);
+        check(rc == 0 || rc == CCL_ERR_PROTOCOL);
+        if (rc == 0) {
+            check(reason >= 0 && reason <= 255 && ccl__shm_reason(reason) != NULL);
+            ccl__shm_answer_encode(re, reason);
+            check(memcmp(re, in, CCL_SHM_ANSWER_LEN) == 0);
+        }
+        free(in);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    fuzz_shm(data, size);
     fuzz_stats(data, size);
     fuzz_reform(data, size);
     fuzz_rejoin(data, size);

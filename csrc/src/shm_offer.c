@@ -57,6 +57,9 @@ int ccl__shm_offer_decode(const uint8_t in[CCL_SHM_OFFER_LEN], ccl__shm_offer *o
     memcpy(o->path.acceptor, in + 66, 18);
     memcpy(o->nonce, in + 84, CCL_SHM_NONCE_LEN);
     memcpy(o->name, in + 100, 64); /* in[163] == 0: terminated */
+    size_t n = strlen(o->name);
+    if (!all_zero(in + 100 + n, 64 - n)) /* NUL-padded, as documented */
+        return CCL_ERR_PROTOCOL;
     return CCL_OK;
 }
 
