@@ -63,8 +63,9 @@ static int mesh_connect(ccl_comm *c, uint64_t deadline, char *err, size_t errlen
             ccl__shm *shm = NULL;
             if (!rc && ccl__shm_wanted(c->cfg.shm, &hs, (uint32_t)i)) {
                 char why[300] = "";
-                rc = ccl__shm_setup_connect(fd, &hs, deadline, &shm, why, sizeof why,
-                                            e, sizeof e);
+                rc = ccl__shm_setup_connect(fd, &hs, ccl__shm_ring_for(g->world_size),
+                                            deadline, &shm, why, sizeof why, e,
+                                            sizeof e);
                 if (rc)
                     snprintf(err, errlen, "%s: %s", who, e);
                 else if (!shm)

@@ -27,9 +27,17 @@ static size_t tag_len(const ccl__hs *hs)
     return hs->authed ? CCL_SHM_TAG_LEN : 0;
 }
 
-int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint64_t deadline,
-                           ccl__shm **out, char *why, size_t whylen, char *err,
-                           size_t errlen)
+uint32_t ccl__shm_ring_for(uint32_t world)
+{
+    uint32_t ring = CCL_SHM_RING_BYTES;
+    for (uint32_t w = 16; w < world && ring > (256u << 10); w *= 2)
+        ring /= 2;
+    return ring;
+}
+
+int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint32_t ring_bytes,
+                           uint64_t deadline, ccl__shm **out, char *why,
+                           size_t whylen, char *err, size_t errlen)
 {
     *out = NULL;
     ccl__shm_offer o;
@@ -38,10 +46,10 @@ int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint64_t deadline,
     char local[200] = "";
     int rc = ccl__shm_path_of(fd, 1, &o.path, local, sizeof local);
     if (rc == CCL_OK)
-        rc = ccl__shm_create(CCL_SHM_RING_BYTES, &rings, o.name, o.nonce, local,
+        rc = ccl__shm_create(ring_bytes, &rings, o.name, o.nonce, local,
                              sizeof local);
     if (rc == CCL_OK)
-        o.ring_bytes = CCL_SHM_RING_BYTES;
+        o.ring_bytes = ring_bytes;
     else
         memset(&o, 0, sizeof o); /* withdrawn: ring size 0 */
     uint8_t msg[CCL_SHM_OFFER_LEN + CCL_SHM_TAG_LEN];

@@ -22,9 +22,13 @@ int ccl__shm_wanted(int we_want, const ccl__hs *hs, uint32_t conn_index);
  * CCL_OK with *out the rings (accepted), or with *out NULL and the reason
  * in why (declined, or no rings could be made here: TCP carries the
  * connection); or an error in err, and the connection must close. */
-int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint64_t deadline,
-                           ccl__shm **out, char *why, size_t whylen, char *err,
-                           size_t errlen);
+int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint32_t ring_bytes,
+                           uint64_t deadline, ccl__shm **out, char *why,
+                           size_t whylen, char *err, size_t errlen);
+/* The ring size for a group of `world` members: CCL_SHM_RING_BYTES up to
+ * 16 members, then halved as the group doubles (a host's /dev/shm holds
+ * a file per pair), down to 256 KiB. */
+uint32_t ccl__shm_ring_for(uint32_t world);
 /* The acceptor's side: reads the offer, checks the path from its end,
  * attaches, answers.  Results as for ccl__shm_setup_connect. */
 int ccl__shm_setup_accept(int fd, const ccl__hs *hs, uint64_t deadline,

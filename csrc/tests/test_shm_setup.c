@@ -116,7 +116,12 @@ static void exchange(int keyed, int relay_flip, side *c, side *a)
          !ccl__shm_wanted(0, &c->hs, 0));
     pthread_t at;
     pthread_create(&at, NULL, accept_side, a);
-    c->rc = ccl__shm_setup_connect(c->fd, &c->hs, ccl__now_ms() + 3000, &c->rings,
+    PASS(ccl__shm_ring_for(2) == CCL_SHM_RING_BYTES &&
+         ccl__shm_ring_for(16) == CCL_SHM_RING_BYTES &&
+         ccl__shm_ring_for(17) == CCL_SHM_RING_BYTES / 2 &&
+         ccl__shm_ring_for(4096) == (256u << 10));
+    c->rc = ccl__shm_setup_connect(c->fd, &c->hs, ccl__shm_ring_for(3),
+                                   ccl__now_ms() + 3000, &c->rings,
                                    c->why, sizeof c->why, c->err, sizeof c->err);
     pthread_join(at, NULL);
     if (relay_flip > -2) {
