@@ -46,7 +46,9 @@ def exact_ops(address: str, world: int, rank: int, shm: Optional[bool],
         qx = np.random.default_rng(7 + rank).standard_normal(1 << 20) \
             .astype(np.float32)
         c.all_reduce(qx, quant="u8")
-        q.put((rank, links(c), qx.tobytes()))
+        seen = links(c)
+        c.barrier()  # nobody closes (BYE) before everyone read its links
+        q.put((rank, seen, qx.tobytes()))
 
 
 def kill_target(address: str, world: int, rank: int, peer_timeout: float,
@@ -75,8 +77,10 @@ def kill_target(address: str, world: int, rank: int, peer_timeout: float,
             c.update_topology(timeout=60)
             z = np.ones(1 << 20, dtype=np.float32)
             c.all_reduce(z)
+            after = links(c)
+            c.barrier()  # nobody closes (BYE) before everyone read its links
             q.put(("done", rank, type(e).__name__, took, intact, ops,
-                   float(z[0]), c.size, links(c)))
+                   float(z[0]), c.size, after))
             c.close()
             return
         if ops > 200000:
