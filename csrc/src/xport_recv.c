@@ -210,11 +210,14 @@ static int side_by_side(const xp_conn *k)
     return n;
 }
 
-/* Payload bytes [rdone - n, rdone) have just arrived at dst. */
+/* Payload bytes [rdone - n, rdone) have just arrived at dst (NULL: they
+ * were checked, decrypted and consumed on the way: stage_from_ring). */
 static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
 {
     int on = k->mac && k->mac->rx_on;
-    if (k->mac && k->mac->rx_aead) {
+    if (!dst) {
+        /* only the frame's end below */
+    } else if (k->mac && k->mac->rx_aead) {
         /* In place, while the bytes are in cache.  They count as received
          * only once the tag checks (a tampered frame fails the op). */
         if (ccl__aead_update(k->mac->rx_aead, dst, dst, n)) {
@@ -246,15 +249,17 @@ static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
     }
 }
 
-/* Same host (sock_shm.h), a STAGE sink and no MAC or cipher: whole units
- * go to consume straight out of the ring, without the copy into staging
- * (a ring's bytes stay put until released, unlike a socket's).  1 if it
- * moved bytes; 0 leaves them to the copying path (none waiting, a unit
- * cut by the ring's end, a frame's last partial unit). */
+/* Same host (sock_shm.h) and a STAGE sink: whole units go to consume
+ * straight out of the ring, without the copy into staging (a ring's
+ * bytes stay put until released, unlike a socket's); a frame MAC reads
+ * them there too, and with encrypt they are decrypted from the ring into
+ * staging, the decryption's output being the copy.  1 if it moved bytes;
+ * 0 leaves them to the copying path (none waiting, a unit cut by the
+ * ring's end, a frame's last partial unit). */
 static int stage_from_ring(xp_conn *k, size_t *budget)
 {
-    if (!k->shm || k->mac || k->rstate != RX_PAYLOAD ||
-        k->sink.kind != CCL_SINK_STAGE || k->rtaken != k->rdone)
+    if (!k->shm || k->rstate != RX_PAYLOAD || k->sink.kind != CCL_SINK_STAGE ||
+        k->rtaken != k->rdone)
         return 0;
     const uint8_t *p;
     size_t n = ccl__shm_peek(k->shm, &p), want = k->h.length - k->rdone;
@@ -265,6 +270,16 @@ static int stage_from_ring(xp_conn *k, size_t *budget)
     n -= n % k->sink.unit;
     if (n == 0)
         return 0;
+    if (k->mac && k->mac->rx_aead) {
+        uint8_t *plain = k->staging + k->rdone; /* staging holds the frame */
+        if (ccl__aead_update(k->mac->rx_aead, plain, p, n)) {
+            ccl__xp_conn_failed(k, CCL_ERR_INTERNAL, "decrypting a frame failed");
+            return 1;
+        }
+        p = plain;
+    } else if (k->mac && k->mac->rx_on) {
+        ccl__frame_mac_update(&k->mac->rx, p, n);
+    }
     k->sink.consume(&k->sink, p, k->rtaken, n);
     char err[160];
     if (ccl__shm_release(k->shm, k->fd, n, err, sizeof err)) {
