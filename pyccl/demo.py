@@ -47,6 +47,9 @@ def _worker(address: str, world_size: int, rank: int, sizes: List[int],
         rows = []
         with Communicator(address, world_size=world_size, rank=rank,
                           key=key) as comm:
+            # Read while every link is up (a peer that finished first
+            # closes its links).
+            shm_links = sum(1 for l in comm.stats().links if l.shared_memory)
             for size in sizes:
                 count = size // 4
                 template = pattern(count, rank)
@@ -62,7 +65,7 @@ def _worker(address: str, world_size: int, rank: int, sizes: List[int],
                     ok = ok and bool(np.array_equal(buf, want))
                 digest = hashlib.sha256(buf.tobytes()).hexdigest()
                 rows.append((size, statistics.median(times), ok, digest))
-        results.put((rank, rows, None))
+        results.put((rank, (rows, shm_links), None))
     except BaseException:  # report everything, including KeyboardInterrupt
         results.put((rank, None, traceback.format_exc()))
 
@@ -109,7 +112,14 @@ def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
         print("%s failed:\n%s" % (who, err), file=out)
     if errors:
         return 1
-    return _print_table(reports, peers, algorithm, out)
+    status = _print_table({r: v[0] for r, v in reports.items()}, peers,
+                          algorithm, out)
+    pairs = peers * (peers - 1) // 2
+    shm_pairs = sum(v[1] for v in reports.values()) // 2
+    print("transport: %d of %d peer pairs through shared memory (same host; "
+          "PYCCL_SHM=0 for TCP), the others over TCP" % (shm_pairs, pairs),
+          file=out)
+    return status
 
 
 def _collect(procs: list, results: Any, peers: int, timeout: float):
@@ -131,7 +141,7 @@ def _collect(procs: list, results: Any, peers: int, timeout: float):
                 break
             continue
         if err is None:
-            reports[rank] = rows
+            reports[rank] = rows  # (rows, links through shared memory)
         else:
             errors["rank %d" % rank] = err
     if errors:

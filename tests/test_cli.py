@@ -53,6 +53,11 @@ def test_demo_end_to_end():
     assert [row[0] for row in table] == ["4", "4K", "256K"]
     assert all(row[1] == "auto" and row[-1] == "ok" for row in table), lines
     assert all(float(row[2]) > 0 for row in table)
+    # Three peers on one host: every pair in shared memory, unless the
+    # environment turned it off (docs/design.md, "Same-host connections").
+    want = 0 if os.environ.get("PYCCL_SHM") == "0" else 3
+    assert "transport: %d of 3 peer pairs through shared memory" % want \
+        in proc.stdout, proc.stdout
 
 
 def test_demo_ring_algorithm_in_process(capsys):
