@@ -79,7 +79,8 @@ size_t ccl__shm_room(const ccl__shm *s);
 size_t ccl__shm_pending(const ccl__shm *s);
 /* Reads and drops the doorbell bytes waiting on fd.  0, or -ccl_result
  * (with a detail) when the other end closed or the socket failed: the
- * connection is over. */
+ * connection is over.  The end may show only on a later call, after the
+ * doorbells ahead of it (the poller then reports the socket again). */
 int ccl__shm_drain(int fd, char *err, size_t errlen);
 
 /* Where a connection runs, as one end sees it.  Two ends see the same
