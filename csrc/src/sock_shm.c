@@ -285,7 +285,7 @@ void ccl__shm_free(ccl__shm *s)
 
 /* One byte that wakes the other side.  A full socket buffer means the
  * other side has doorbells it has not read yet: it will wake anyway. */
-int ccl__shm_bell(int fd, char *err, size_t errlen)
+static int ring_bell(int fd, char *err, size_t errlen)
 {
     for (;;) {
         ssize_t n = send(fd, "", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -320,7 +320,7 @@ long ccl__shm_read_some(ccl__shm *s, int fd, void *buf, size_t len, char *err,
     s->rx_head = head + n;
     __atomic_store_n(&r->head, s->rx_head, __ATOMIC_SEQ_CST);
     if (__atomic_exchange_n(&r->waiting, 0, __ATOMIC_SEQ_CST)) {
-        int rc = ccl__shm_bell(fd, err, errlen);
+        int rc = ring_bell(fd, err, errlen);
         if (rc)
             return rc;
     }
@@ -359,7 +359,7 @@ long ccl__shm_writev_some(ccl__shm *s, int fd, const struct iovec *iov,
     s->tx_tail = tail + n;
     __atomic_store_n(&w->tail, s->tx_tail, __ATOMIC_SEQ_CST);
     if (__atomic_exchange_n(&w->sleeping, 0, __ATOMIC_SEQ_CST)) {
-        int rc = ccl__shm_bell(fd, err, errlen);
+        int rc = ring_bell(fd, err, errlen);
         if (rc)
             return rc;
     }
@@ -387,7 +387,7 @@ int ccl__shm_release(ccl__shm *s, int fd, size_t n, char *err, size_t errlen)
     s->rx_head += n;
     __atomic_store_n(&s->rx->head, s->rx_head, __ATOMIC_SEQ_CST);
     if (__atomic_exchange_n(&s->rx->waiting, 0, __ATOMIC_SEQ_CST))
-        return ccl__shm_bell(fd, err, errlen);
+        return ring_bell(fd, err, errlen);
     return 0;
 }
 
@@ -406,15 +406,12 @@ size_t ccl__shm_pending(const ccl__shm *s)
 int ccl__shm_drain(int fd, char *err, size_t errlen)
 {
     uint8_t buf[256];
-    int got = 0;
     for (;;) {
         ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
-        if (n == (ssize_t)sizeof buf) {
-            got = 1;
+        if (n == (ssize_t)sizeof buf)
             continue;
-        }
         if (n > 0)
-            return 1;
+            return 0;
         if (n == 0) {
             ERRF("connection closed by the peer");
             return -CCL_ERR_PEER_LOST;
@@ -422,7 +419,7 @@ int ccl__shm_drain(int fd, char *err, size_t errlen)
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return got;
+            return 0;
         ERRF("recv (doorbell): %s", strerror(errno));
         return -CCL_ERR_PEER_LOST;
     }

@@ -83,14 +83,11 @@ int ccl__shm_release(ccl__shm *s, int fd, size_t n, char *err, size_t errlen);
 size_t ccl__shm_room(const ccl__shm *s);
 /* Bytes waiting in the receive ring (for a reader that stopped early). */
 size_t ccl__shm_pending(const ccl__shm *s);
-/* Reads and drops the doorbell bytes waiting on fd.  1 if there were
- * some, 0 if none, or -ccl_result (with a detail) when the other end
- * closed or the socket failed: the connection is over.  The end may show
- * only on a later call, after the doorbells ahead of it (the poller then
- * reports the socket again). */
+/* Reads and drops the doorbell bytes waiting on fd.  0, or -ccl_result
+ * (with a detail) when the other end closed or the socket failed: the
+ * connection is over.  The end may show only on a later call, after the
+ * doorbells ahead of it (the poller then reports the socket again). */
 int ccl__shm_drain(int fd, char *err, size_t errlen);
-/* Writes one doorbell byte on fd: 0, or -ccl_result with a detail. */
-int ccl__shm_bell(int fd, char *err, size_t errlen);
 
 /* Where a connection runs, as one end sees it.  Two ends see the same
  * exactly when they are on one host (boot id), in one network namespace,

@@ -104,10 +104,6 @@ typedef struct xp_conn {
      * bytes left in the ring (no doorbell will come for them). */
     ccl__shm *shm;
     int shm_eof, rx_more;
-    /* Bytes on the socket itself (doorbells and keep-alives): the rings
-     * work whatever happens to the TCP path, so the path's own liveness
-     * is checked apart (a cut link must still be found). */
-    uint64_t sock_rx_ms, sock_tx_ms;
 } xp_conn;
 
 typedef struct xp_peer {

@@ -17,10 +17,7 @@
 static void shm_event(xp_conn *k)
 {
     char err[160];
-    int rang = k->shm_eof ? 0 : ccl__shm_drain(k->fd, err, sizeof err);
-    if (rang > 0)
-        k->sock_rx_ms = ccl__now_ms();
-    if (rang < 0) {
+    if (!k->shm_eof && ccl__shm_drain(k->fd, err, sizeof err) < 0) {
         /* Its last frames may still be in the ring: they are read first,
          * and the connection fails when the ring is empty (as a socket's
          * EOF comes after its bytes). */
@@ -276,7 +273,6 @@ int ccl__xport_start(ccl__xport *x, int peer_timeout_ms)
         pe->last_rx_ms = pe->last_tx_ms = now;
         for (int i = 0; i < pe->nconns; i++) {
             xp_conn *k = &pe->conns[i];
-            k->sock_rx_ms = k->sock_tx_ms = now;
             ccl__sock_set_nonblock(k->fd);
             ccl__sock_set_nodelay(k->fd);
             if (ccl__poller_set(x->poller, k->fd, &k->ev, CCL_EV_IN, 1))
@@ -362,8 +358,6 @@ static void sample_rtt(ccl__xport *x, uint64_t now)
 static void poll_rings(ccl__xport *x)
 {
     x->rx_more = 0;
-    if (!x->started)
-        return; /* the mesh is still being built: nothing is read yet */
     for (int p = 0; p < x->size; p++)
         for (int i = 0; i < x->peers[p].nconns; i++) {
             xp_conn *k = &x->peers[p].conns[i];
@@ -380,7 +374,7 @@ static void poll_rings(ccl__xport *x)
 
 int ccl__xport_before_wait(ccl__xport *x)
 {
-    if (!x->shm_conns || !x->started)
+    if (!x->shm_conns)
         return 0;
     for (int p = 0; p < x->size; p++)
         for (int i = 0; i < x->peers[p].nconns; i++) {
@@ -409,40 +403,6 @@ void ccl__xport_resume(ccl__xport *x)
         }
 }
 
-/* Same-host connections (sock_shm.h): frames flow through the rings even
- * when the TCP path between the two ends is cut (a firewall rule, a
- * relay that stalls), and a reader that polls the rings needs no
- * doorbell, so the socket could stay quiet while the path is gone.  Each
- * end therefore writes a keep-alive byte on the socket every heartbeat
- * interval, and a socket that brings nothing for peer_timeout is a lost
- * link, exactly as silence is over TCP.  1 if the peer was broken. */
-static int shm_path_lost(ccl__xport *x, int p, uint64_t now, uint64_t limit,
-                         uint64_t hb)
-{
-    xp_peer *pe = &x->peers[p];
-    for (int i = 0; i < pe->nconns; i++) {
-        xp_conn *k = &pe->conns[i];
-        if (!k->shm || k->fd < 0 || k->shm_eof)
-            continue;
-        char why[200];
-        if (ccl__since(now, k->sock_rx_ms) > limit) {
-            snprintf(why, sizeof why, "connection %d's TCP path silent for %llu "
-                     "ms (cut off?), though its shared memory still moves",
-                     i, (unsigned long long)(now - k->sock_rx_ms));
-            ccl__xport_break(x, p, CCL_ERR_PEER_LOST, why);
-            return 1;
-        }
-        if (ccl__since(now, k->sock_tx_ms) >= hb) {
-            k->sock_tx_ms = now;
-            if (ccl__shm_bell(k->fd, why, sizeof why) < 0) {
-                ccl__xp_conn_failed(k, CCL_ERR_PEER_LOST, why);
-                return 1;
-            }
-        }
-    }
-    return 0;
-}
-
 void ccl__xport_tick(ccl__xport *x, uint64_t now)
 {
     if (x->peers)
@@ -459,11 +419,8 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
      * the peers' bytes wait unread in its sockets.  Judge them from now
      * on, rather than take live peers for silent ones on waking up. */
     if (x->last_tick_ms && ccl__since(now, x->last_tick_ms) > limit / 2)
-        for (int p = 0; p < x->size; p++) {
+        for (int p = 0; p < x->size; p++)
             x->peers[p].last_rx_ms = now;
-            for (int i = 0; i < x->peers[p].nconns; i++)
-                x->peers[p].conns[i].sock_rx_ms = now;
-        }
     x->last_tick_ms = now;
     if (x->auto_conns && now >= x->next_auto_ms) {
         x->next_auto_ms = now + 500;
@@ -482,8 +439,6 @@ void ccl__xport_tick(ccl__xport *x, uint64_t now)
             ccl__xport_break(x, p, CCL_ERR_PEER_LOST, why);
             continue;
         }
-        if (shm_path_lost(x, p, now, limit, hb))
-            continue;
         if (ccl__since(now, pe->last_tx_ms) >= hb && !pe->qhead) {
             ccl__hdr h;
             memset(&h, 0, sizeof h);

@@ -164,7 +164,7 @@ int main(void)
      * still unread (a drain that read some stops there: the poller says
      * again that the socket is readable). */
     int drained = 0;
-    for (int i = 0; i < 100 && drained >= 0; i++) {
+    for (int i = 0; i < 100 && drained == 0; i++) {
         struct pollfd p = {sv[0], POLLIN, 0};
         PASS(poll(&p, 1, 5000) == 1);
         drained = ccl__shm_drain(sv[0], err, sizeof err);
