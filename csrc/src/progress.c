@@ -54,8 +54,6 @@ void ccl__loop_once(ccl_comm *c, int timeout_ms)
     ccl__event evs[MAX_EVENTS];
     if (timeout_ms > timer_ms(c))
         timeout_ms = timer_ms(c);
-    if (timeout_ms != 0 && ccl__xport_before_wait(c->xp))
-        timeout_ms = 0;
     int n = ccl__poller_wait(c->poller, evs, MAX_EVENTS, timeout_ms);
     process_events(c, evs, n);
 }
@@ -135,8 +133,6 @@ void *ccl__progress_main(void *arg)
         if (stopping(c))
             break;
         int timeout = timer_ms(c);
-        if (timeout != 0 && ccl__xport_before_wait(c->xp))
-            timeout = 0;
         uint64_t gen = ccl__xport_generation(c->xp);
         pthread_mutex_unlock(&c->mu);
         int n = ccl__poller_wait(c->poller, evs, MAX_EVENTS, timeout);

@@ -7,15 +7,13 @@
  * writer), `head` (bytes ever read, stored by the reader), and two flags,
  * each on its own cache line.
  *
- * Sleeping and waking, without a lost wake-up: a reader about to sleep
- * sets `sleeping`, then looks at `tail` again (ccl__shm_arm); a writer
- * stores `tail`, then takes `sleeping` (exchange with 0) and rings the
- * doorbell if it was set.  With sequentially consistent stores and loads
- * either the reader sees the new tail or the writer sees the flag, so a
- * reader never sleeps on bytes nobody tells it about.  A reader that does
- * not sleep (it polls the ring while it spins) costs the writer no
- * doorbell at all.  A writer that finds the ring full does the same with
- * `waiting` and `head`.
+ * Sleeping and waking, without a lost wake-up: a reader that finds the
+ * ring empty sets `sleeping`, then looks at `tail` again; a writer stores
+ * `tail`, then takes `sleeping` (exchange with 0) and rings the doorbell
+ * if it was set.  With sequentially consistent stores and loads either
+ * the reader sees the new tail or the writer sees the flag, so a reader
+ * never sleeps on bytes nobody tells it about.  A writer that finds the
+ * ring full does the same with `waiting` and `head`.
  *
  * The counters in the file are the other process's to write, so they are
  * checked before use (a ring cannot hold more than ring_bytes, nor can
@@ -304,8 +302,13 @@ long ccl__shm_read_some(ccl__shm *s, int fd, void *buf, size_t len, char *err,
     shm_ctl *r = s->rx;
     uint64_t head = s->rx_head;
     uint64_t avail = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE) - head;
-    if (avail == 0)
-        return 0; /* ccl__shm_arm before sleeping on it */
+    if (avail == 0) {
+        __atomic_store_n(&r->sleeping, 1, __ATOMIC_SEQ_CST);
+        avail = __atomic_load_n(&r->tail, __ATOMIC_SEQ_CST) - head;
+        if (avail == 0)
+            return 0;
+        __atomic_store_n(&r->sleeping, 0, __ATOMIC_RELAXED);
+    }
     if (avail > s->cap) {
         ERRF("shared memory ring corrupt (%llu bytes in a ring of %llu)",
              (unsigned long long)avail, (unsigned long long)s->cap);
@@ -364,12 +367,6 @@ long ccl__shm_writev_some(ccl__shm *s, int fd, const struct iovec *iov,
             return rc;
     }
     return (long)n;
-}
-
-int ccl__shm_arm(ccl__shm *s)
-{
-    __atomic_store_n(&s->rx->sleeping, 1, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&s->rx->tail, __ATOMIC_SEQ_CST) != s->rx_head;
 }
 
 size_t ccl__shm_peek(ccl__shm *s, const uint8_t **p)

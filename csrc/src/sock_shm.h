@@ -58,20 +58,14 @@ void ccl__shm_unlink(const char *name);
 void ccl__shm_free(ccl__shm *s);
 
 /* The data path, with the semantics of ccl__sock_read_some and
- * ccl__sock_writev_some: bytes moved, 0 for "would block", or -ccl_result
- * with a detail when the ring is corrupt or the doorbell failed.  fd is
- * the connection's socket.  After a write's 0 the reader rings the
- * doorbell once it made room.  After a read's 0 the writer rings it only
- * for a reader that said it sleeps (ccl__shm_arm): one that polls the
- * ring needs no doorbell. */
+ * ccl__sock_writev_some: bytes moved, 0 for "would block" (then the other
+ * side rings the doorbell on `fd` once it made room or wrote), or
+ * -ccl_result with a detail when the ring is corrupt or the doorbell
+ * failed.  fd is the connection's socket. */
 long ccl__shm_read_some(ccl__shm *s, int fd, void *buf, size_t len, char *err,
                         size_t errlen);
 long ccl__shm_writev_some(ccl__shm *s, int fd, const struct iovec *iov,
                           int iovcnt, char *err, size_t errlen);
-/* Before sleeping on the doorbell: from now on the writer rings it for
- * new bytes.  Returns 1 if bytes arrived meanwhile (read them instead of
- * sleeping: no doorbell comes for them). */
-int ccl__shm_arm(ccl__shm *s);
 /* Zero-copy reading: *p points at the bytes waiting at the ring's head
  * that lie in one piece (up to the ring's end); returns how many (0: none,
  * or a corrupt ring, which the next read reports).  The bytes stay ours

@@ -100,11 +100,6 @@ void ccl__xport_clear(ccl__xport *x);
 int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd,
                      ccl__hs *hs, int frame_mac, int encrypt, ccl__shm *shm,
                      char *err, size_t errlen);
-/* The loop calls this before a wait that may block: same-host
- * connections ask for doorbells from now on (sock_shm.h).  1 if bytes
- * arrived meanwhile: wait with timeout 0 instead (ccl__xport_resume
- * reads them). */
-int ccl__xport_before_wait(ccl__xport *x);
 /* Connections of peer whose frames go through shared memory. */
 int ccl__xport_shm_conns(const ccl__xport *x, int peer);
 /* Whether connection index of peer is still to be made. */

@@ -93,10 +93,8 @@ void ccl__xp_conn_close(xp_conn *k)
     ccl__poller_del(k->x->poller, k->fd);
     ccl__sock_close(k->fd);
     k->fd = -1;
-    if (k->shm) {
+    if (k->shm)
         ccl__stats_shm(&k->x->stats, k->peer, -1);
-        k->x->shm_conns--;
-    }
     ccl__shm_free(k->shm);
     k->shm = NULL;
     k->shm_eof = k->rx_more = 0;

@@ -144,7 +144,6 @@ struct ccl__xport {
     int auto_conns;        /* choose each peer's active connections */
     uint64_t next_auto_ms; /* ... again at this time */
     int rx_more;           /* a connection has rx_more set */
-    int shm_conns;         /* open connections with shared-memory rings */
 };
 
 /* xport_conn.c */

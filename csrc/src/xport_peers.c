@@ -224,10 +224,8 @@ int ccl__xport_adopt(ccl__xport *x, int peer, int index, int fd, ccl__hs *hs,
     k->fd = fd;
     k->shm = shm;
     ccl__stats_conn(&x->stats, peer, 1);
-    if (shm) {
+    if (shm)
         ccl__stats_shm(&x->stats, peer, 1);
-        x->shm_conns++;
-    }
     return CCL_OK;
 }
 
@@ -351,47 +349,20 @@ static void sample_rtt(ccl__xport *x, uint64_t now)
 }
 
 /* Test hook: connections held for the send rate write again. */
-/* Same-host connections (sock_shm.h): their rings are looked at on every
- * turn of the loop, so a spinning loop takes bytes (and room) as they
- * come, without doorbells; a sleeping one arms the rings first
- * (ccl__xport_before_wait). */
-static void poll_rings(ccl__xport *x)
-{
-    x->rx_more = 0;
-    for (int p = 0; p < x->size; p++)
-        for (int i = 0; i < x->peers[p].nconns; i++) {
-            xp_conn *k = &x->peers[p].conns[i];
-            if (!k->shm || k->fd < 0)
-                continue;
-            k->rx_more = 0;
-            if (!k->parked && ccl__shm_pending(k->shm))
-                ccl__xp_read(k);
-            if (k->fd >= 0 && k->out_armed && !k->shm_eof &&
-                ccl__shm_room(k->shm))
-                ccl__xp_flush(k);
-        }
-}
-
-int ccl__xport_before_wait(ccl__xport *x)
-{
-    if (!x->shm_conns)
-        return 0;
-    for (int p = 0; p < x->size; p++)
-        for (int i = 0; i < x->peers[p].nconns; i++) {
-            xp_conn *k = &x->peers[p].conns[i];
-            if (k->shm && k->fd >= 0 && !k->shm_eof && !k->parked &&
-                ccl__shm_arm(k->shm)) {
-                k->rx_more = 1;
-                x->rx_more = 1;
-            }
-        }
-    return x->rx_more;
-}
-
 void ccl__xport_resume(ccl__xport *x)
 {
-    if (x->shm_conns)
-        poll_rings(x);
+    if (x->rx_more) { /* rings left unread at a read budget */
+        x->rx_more = 0;
+        for (int p = 0; p < x->size; p++)
+            for (int i = 0; i < x->peers[p].nconns; i++) {
+                xp_conn *k = &x->peers[p].conns[i];
+                if (k->rx_more) {
+                    k->rx_more = 0;
+                    if (k->fd >= 0 && !k->parked)
+                        ccl__xp_read(k);
+                }
+            }
+    }
     if (!x->tx_waiting)
         return;
     x->tx_waiting = 0;
