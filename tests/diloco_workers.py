@@ -374,6 +374,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         min_changes = 0 if joining else cfg.get("min_changes", 0)
         give_up = time.monotonic() + cfg.get("give_up_s", 120.0)
         stopped_s = None
+        seen_at_stop = None  # len(seen) when this worker stopped itself
         woke = 0.0
         slow: List[tuple] = []  # (step, seconds) of dl.step() over 0.5 s
 
@@ -391,6 +392,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
             while going():
                 step = dl.step_count + 1
                 if acting and act == "stop_before" and step == act_at:
+                    seen_at_stop = len(seen)
                     t0 = time.monotonic()
                     os.kill(me, signal.SIGSTOP)
                     woke = time.monotonic()
@@ -416,6 +418,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
                     last = dl.outer_steps
                     seen.append((dl.step_count, last, dl.global_hash()))
                 if acting and act == "stop_after" and step == act_at:
+                    seen_at_stop = len(seen)
                     t0 = time.monotonic()
                     os.kill(me, signal.SIGSTOP)
                     woke = time.monotonic()
@@ -426,9 +429,16 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         except pyccl.CclError as exc:
             if stopped_s is None:
                 raise
+            # What it recorded after waking is its own: a sync in flight
+            # when it stopped may complete on it alone from the bytes
+            # already delivered (docs/fault-tolerance.md, "Known gaps": a
+            # peer declared silent that then resumes may end an op
+            # differently), and it is Rejected right after.
             q.put({"woke": True, "exc": type(exc).__name__,
                    "detail": str(exc), "step": dl.step_count,
-                   "stopped_s": stopped_s, "seen": seen, "syncs": list(syncs),
+                   "stopped_s": stopped_s, "seen": seen[:seen_at_stop],
+                   "seen_after_wake": seen[seen_at_stop:],
+                   "syncs": list(syncs),
                    "woke_to_error_s": time.monotonic() - woke})
             comm.close()
             return {}
