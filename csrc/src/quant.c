@@ -8,6 +8,7 @@
  * quantize it once and every rank end bit-identical.
  */
 #include "quant.h"
+#include "quant_simd.h"
 #include "reduce.h"
 #include "wire.h"
 
@@ -101,7 +102,7 @@ static int block_range(const float *x, size_t m, float *lo_out, float *hi_out)
         lo[j] = hi[j] = x[0];
         z[j] = 0.0f;
     }
-    size_t i = 0;
+    size_t i = ccl__qsimd_range(x, m, lo, hi, z); /* AVX2: the same lanes */
     for (; i + LANES <= m; i += LANES)
         for (int j = 0; j < LANES; j++) {
             float v = x[i + j];
@@ -170,7 +171,8 @@ static int mm_encode(const float *x, size_t m, int top, uint64_t seed, uint64_t 
         return 0;
     }
     float ftop = (float)top;
-    for (size_t i = 0; i < m; i += LANES) {
+    size_t done = ccl__qsimd_mm_codes(x, m, lo, step, top, seed, index0, codes, nibbles);
+    for (size_t i = done; i < m; i += LANES) {
         size_t k = m - i < LANES ? m - i : LANES;
         float v[LANES], r[LANES];
         uint8_t q[LANES];
@@ -251,7 +253,8 @@ static int e3_encode(const float *x, size_t m, uint64_t seed, uint64_t index0,
         memset(codes, 0, (m + 1) / 2); /* all zero: code 0 */
         return 0;
     }
-    for (size_t i = 0; i < m; i += LANES) {
+    size_t done = ccl__qsimd_e3_codes(x, m, L, seed, index0, codes);
+    for (size_t i = done; i < m; i += LANES) {
         size_t k = m - i < LANES ? m - i : LANES;
         float v[LANES], u[LANES];
         uint8_t q[LANES];
@@ -274,7 +277,8 @@ int ccl__quant_encode(int fmt, const float *x, size_t n, uint32_t block,
                       uint64_t seed, uint64_t index0, uint8_t *out)
 {
     if (fmt == CCL_QUANT_F16 || fmt == CCL_QUANT_BF16) {
-        ccl__f32_to_half_le(fmt == CCL_QUANT_BF16, x, n, out);
+        size_t done = fmt == CCL_QUANT_BF16 ? ccl__qsimd_to_bf16(x, n, out) : 0;
+        ccl__f32_to_half_le(fmt == CCL_QUANT_BF16, x + done, n - done, out + 2 * done);
         return 0;
     }
     if (ccl__quant_size(fmt, n, block) == 0 && n)
@@ -326,7 +330,10 @@ static void decode_block(int fmt, const uint8_t *blk, size_t m, float *out, int 
         for (int c = 0; c < 16; c++)
             tab[c] = c & 8 ? -L[c & 7] : L[c & 7];
     }
-    for (size_t i = 0; i < m; i += LANES) {
+    size_t done = e3 ? ccl__qsimd_e3_decode(codes, m, tab, out, add)
+                     : ccl__qsimd_mm_decode(codes, m, base, step, out, add,
+                                            fmt == CCL_QUANT_U4);
+    for (size_t i = done; i < m; i += LANES) {
         size_t k = m - i < LANES ? m - i : LANES;
         uint8_t q[LANES] = {0};
         float v[LANES];
@@ -355,7 +362,8 @@ static void decode(int fmt, const uint8_t *in, size_t n, uint32_t block, float *
                    int add)
 {
     if (fmt == CCL_QUANT_F16 || fmt == CCL_QUANT_BF16) {
-        ccl__half_le_to_f32(fmt == CCL_QUANT_BF16, in, n, out, add);
+        size_t done = fmt == CCL_QUANT_BF16 ? ccl__qsimd_from_bf16(in, n, out, add) : 0;
+        ccl__half_le_to_f32(fmt == CCL_QUANT_BF16, in + 2 * done, n - done, out + done, add);
         return;
     }
     for (size_t b = 0; b < n; b += block) {
