@@ -252,6 +252,9 @@ typedef enum ccl_quant {
 int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv,
                               uint64_t count, int redop, int format, uint32_t block,
                               uint64_t seed, ccl_op **out);
+int ccl_allreduce_quant_algo_async(ccl_comm *c, const void *send, void *recv,
+                                   uint64_t count, int redop, int algorithm, int format,
+                                   uint32_t block, uint64_t seed, ccl_op **out);
 int ccl_reduce_async(ccl_comm *c, const void *send, void *recv, uint64_t count,
                      int dtype, int redop, int root, ccl_op **out);
 int ccl_gather_async(ccl_comm *c, const void *send, void *recv, uint64_t count,

@@ -530,7 +530,9 @@ class Communicator(DirectOps):
                 ``"u4"``, ``"e3m0"``, ``"f16"`` or ``"bf16"`` (float32 data
                 only; docs/quantization.md gives the error bounds).  The
                 sum is taken in float32 and every rank ends with the same
-                bits.  ``algorithm`` is then chosen as for ``"auto"``.
+                bits.  ``algorithm`` applies too: ``"auto"`` takes the star
+                for small ops and the ring above; ``"direct"`` encodes each
+                input once (less error, 2 hops; docs/quantization.md).
             quant_block: elements per scale block of u8/u4/e3m0 (a power
                 of two up to 65536); ranks must agree.
             quant_seed: 0 rounds to nearest; any other value rounds
@@ -544,7 +546,7 @@ class Communicator(DirectOps):
         if quant is not None:
             return self._all_reduce_quant(tensor, redop, out, dtype, async_op,
                                           parse_quant(quant), quant_block,
-                                          quant_seed)
+                                          quant_seed, algo)
         send = as_buffer(tensor, writable=out is None, dtype=dtype)
         recv = send
         if out is not None:
@@ -560,7 +562,8 @@ class Communicator(DirectOps):
 
     def _all_reduce_quant(self, tensor: Any, redop: ReduceOp, out: Any,
                           dtype: Optional[DtypeLike], async_op: bool,
-                          fmt: int, block: int, seed: int) -> Any:
+                          fmt: int, block: int, seed: int,
+                          algo: int = 0) -> Any:
         send = as_buffer(tensor, writable=out is None, dtype=dtype)
         recv = send
         if out is not None:
@@ -578,9 +581,9 @@ class Communicator(DirectOps):
             raise InvalidArgument("quant_seed must be an integer in [0, 2**64)")
         return self._post(
             "all_reduce",
-            lambda c, o: lib.ccl_allreduce_quant_async(
-                c, send.ptr, recv.ptr, send.count, int(redop), fmt, block,
-                seed, o),
+            lambda c, o: lib.ccl_allreduce_quant_algo_async(
+                c, send.ptr, recv.ptr, send.count, int(redop), algo, fmt,
+                block, seed, o),
             recv.obj, (send, recv), async_op)
 
     def broadcast(self, tensor: Any, src: Optional[int] = None, *,

@@ -38,6 +38,7 @@ KINDS = {
     14: ("all_reduce", "star-quantized"),
     15: ("all_reduce", "ring-quantized"),
     16: ("all_reduce", "direct"),
+    17: ("all_reduce", "direct-quantized"),
 }
 
 _DTYPES = ["float32", "float64", "float16", "bfloat16", "int8", "int16",

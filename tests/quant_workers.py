@@ -20,7 +20,8 @@ def _data(rank: int, count: int, seed: int) -> np.ndarray:
 
 
 def quant_results(comm: pyccl.Communicator, fmt: str, count: int,
-                  seed: int, block: int, async_op: bool) -> Dict[str, Any]:
+                  seed: int, block: int, async_op: bool,
+                  algorithm: str = "auto", qseed: int = 0) -> Dict[str, Any]:
     """One quantized sum of random data; returns the result's hash and its
     largest error against the exact f64 sum, plus the data range."""
     size = comm.size
@@ -29,17 +30,23 @@ def quant_results(comm: pyccl.Communicator, fmt: str, count: int,
     x = mine.copy()
     if async_op:
         work = comm.all_reduce(x, "sum", quant=fmt, quant_block=block,
+                               algorithm=algorithm, quant_seed=qseed,
                                async_op=True)
         work.wait()
     else:
-        comm.all_reduce(x, "sum", quant=fmt, quant_block=block)
+        comm.all_reduce(x, "sum", quant=fmt, quant_block=block,
+                        algorithm=algorithm, quant_seed=qseed)
     out = np.empty_like(mine)
-    comm.all_reduce(mine, "sum", out=out, quant=fmt, quant_block=block)
+    comm.all_reduce(mine, "sum", out=out, quant=fmt, quant_block=block,
+                    algorithm=algorithm, quant_seed=qseed)
     return {"hash": hashlib.sha256(x.tobytes()).hexdigest(),
             "hash_out": hashlib.sha256(out.tobytes()).hexdigest(),
             "input_intact": bool(np.array_equal(mine, _data(comm.rank, count,
                                                             seed))),
             "max_err": float(np.max(np.abs(x - exact))) if count else 0.0,
+            "rms_err": float(np.sqrt(np.mean((x - exact) ** 2)))
+            if count else 0.0,
+            "mean_err": float(np.mean(x - exact)) if count else 0.0,
             "max_abs": float(np.max(np.abs(exact))) if count else 0.0}
 
 

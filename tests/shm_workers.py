@@ -51,25 +51,34 @@ def exact_ops(address: str, world: int, rank: int, shm: Optional[bool],
         q.put((rank, seen, qx.tobytes()))
 
 
+def _input(rank: int, quant: Optional[str]) -> np.ndarray:
+    if quant is None:
+        return np.full(2 << 20, float(rank + 1), dtype=np.float32)
+    return np.random.default_rng(rank).standard_normal(2 << 20).astype(
+        np.float32)
+
+
 def kill_target(address: str, world: int, rank: int, peer_timeout: float,
-                q: Any) -> None:
-    """Streams 8 MiB all-reduces until one fails; the victim is killed by
-    the test.  Reports (rank, links before, outcome, seconds from the
-    first failure's op start, input intact, next op after
-    update_topology, links after)."""
+                q: Any, quant: Optional[str] = None,
+                algorithm: str = "auto") -> None:
+    """Streams 8 MiB all-reduces (quantized: quant, algorithm) until one
+    fails; the victim is killed by the test.  Reports (rank, links before,
+    outcome, seconds from the first failure's op start, input intact, next
+    op after update_topology, links after)."""
     c = pyccl.Communicator(address, world, rank, op_timeout=60,
                            peer_timeout=peer_timeout)
     before = links(c)
-    orig = np.full(2 << 20, float(rank + 1), dtype=np.float32)
+    orig = _input(rank, quant)
+    kw = {} if quant is None else {"quant": quant, "algorithm": algorithm}
     x = orig.copy()
-    c.all_reduce(x)
+    c.all_reduce(x, **kw)
     q.put(("ready", rank, os.getpid(), before))
     ops = 0
     while True:
         x = orig.copy()
         t0 = time.monotonic()
         try:
-            c.all_reduce(x)
+            c.all_reduce(x, **kw)
             ops += 1
         except pyccl.CclError as e:
             took = time.monotonic() - t0
@@ -89,17 +98,19 @@ def kill_target(address: str, world: int, rank: int, peer_timeout: float,
 
 
 def sleeper(address: str, world: int, rank: int, peer_timeout: float,
-            q: Any) -> None:
+            q: Any, quant: Optional[str] = None,
+            algorithm: str = "auto") -> None:
     """The victim: streams the same ops as the others until the test kills
     or stops it."""
     c = pyccl.Communicator(address, world, rank, op_timeout=60,
                            peer_timeout=peer_timeout)
-    x = np.full(2 << 20, float(rank + 1), dtype=np.float32)
-    c.all_reduce(x)
+    kw = {} if quant is None else {"quant": quant, "algorithm": algorithm}
+    x = _input(rank, quant)
+    c.all_reduce(x, **kw)
     q.put(("ready", rank, os.getpid(), links(c)))
     while True:
         try:
-            c.all_reduce(x)
+            c.all_reduce(x, **kw)
         except pyccl.CclError:
             time.sleep(0.05)
 

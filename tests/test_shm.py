@@ -37,9 +37,9 @@ pytestmark = [pytest.mark.timeout(240),
 CTX = multiprocessing.get_context("spawn")
 
 
-def _run(world, target, args_of, env_of=None, timeout=120):
+def _run(world, target, args_of, env_of=None, timeout=120, **kwargs):
     """Starts world processes target(address, world, rank, *args_of(rank),
-    q) and returns (master, procs, q); the caller reads q."""
+    q, **kwargs) and returns (master, procs, q); the caller reads q."""
     master = pyccl.Master()
     q = CTX.Queue()
     procs = []
@@ -50,7 +50,7 @@ def _run(world, target, args_of, env_of=None, timeout=120):
         try:
             p = CTX.Process(target=target(r),
                             args=(master.address, world, r, *args_of(r), q),
-                            daemon=True)
+                            kwargs=kwargs, daemon=True)
             p.start()
         finally:
             os.environ.clear()
@@ -112,12 +112,12 @@ def test_either_end_keeps_a_pair_on_tcp(how):
     assert got[0][2][1] == 1 and got[2][0][1] == 1
 
 
-def _stream_and_hit(sig, peer_timeout):
+def _stream_and_hit(sig, peer_timeout, quant=None, algorithm="auto"):
     world, victim = 3, 2
     master, procs, q = _run(
         world,
         lambda r: shm_workers.sleeper if r == victim else shm_workers.kill_target,
-        lambda r: (peer_timeout,))
+        lambda r: (peer_timeout,), quant=quant, algorithm=algorithm)
     try:
         ready = [q.get(timeout=120) for _ in range(world)]
         assert all(m[0] == "ready" for m in ready), ready
@@ -149,6 +149,20 @@ def test_killed_peer_fails_the_survivors_at_once_and_the_group_goes_on():
     # A SIGKILLed process removes nothing itself; its rings were unlinked
     # when the connections were made.
     assert _files_of([p.pid for p in procs]) == []
+
+
+@pytest.mark.parametrize("algorithm", ["ring", "direct"])
+def test_killed_peer_fails_quantized_ops_with_input_intact(algorithm):
+    # The quantized ring and direct all-reduce save each unit's input just
+    # before they first write it (not all of it up front): a failure in
+    # the middle of an op still gives every survivor its input back.
+    done, waited, _ = _stream_and_hit(signal.SIGKILL, peer_timeout=30.0,
+                                      quant="u8", algorithm=algorithm)
+    for _, rank, err, took, intact, ops, z, size, links in done:
+        assert err in ("PeerLost", "Aborted"), (rank, err)
+        assert took < 10.0, (rank, took)
+        assert intact, rank
+        assert ops > 0 and size == 2 and z == 2.0, (rank, ops, size, z)
 
 
 def test_stopped_peer_is_caught_by_the_silence_deadline():

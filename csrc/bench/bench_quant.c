@@ -20,6 +20,8 @@
  *
  * (all formats; `once u8` one format, `once u8 sr` the stochastic
  * encode alone; divide by N = 262144 for instructions per element).
+ * With PYCCL_QUANT_PORTABLE=1 in the environment the AVX2 kernels
+ * (src/quant_simd.c) are off: the portable code's speed and counts.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +30,7 @@
 #include <time.h>
 
 #include "ccl.h"
+#include "quant_simd.h"
 #include "quant.h"
 
 #define N (256 * 1024) /* elements: 1 MiB of f32 */
@@ -91,6 +94,10 @@ int main(int argc, char **argv)
         {CCL_QUANT_U8, "u8"},     {CCL_QUANT_U4, "u4"},     {CCL_QUANT_E3M0, "e3m0"},
         {CCL_QUANT_F16, "f16"},   {CCL_QUANT_BF16, "bf16"},
     };
+    const char *portable = getenv("PYCCL_QUANT_PORTABLE");
+    if (portable && strcmp(portable, "1") == 0)
+        ccl__quant_simd_force(0);
+    printf("codec path: %s\n", ccl__quant_simd_on() ? "AVX2" : "portable");
     uint64_t s = 88172645463325252ull;
     for (size_t i = 0; i < N; i++) {
         /* Sum of four uniforms: roughly Gaussian, mixed signs. */

@@ -52,7 +52,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 7
+#define CCL_PROTOCOL_VERSION 8
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {
@@ -469,9 +469,12 @@ int ccl_reduce_scatterv_async(ccl_comm *c, const void *send, void *recv,
  * (sign and 3-bit exponent) with per-block scales over `block` elements
  * (a power of two up to 65536), f16 and bf16 per element.  seed 0 rounds
  * to nearest; any other seed rounds stochastically, every rank drawing
- * the same numbers for the same element.  It runs as a star up to
- * star_max_bytes, as a ring above (like AUTO).  NaN or infinity in the input of
- * u8/u4/e3m0 fail the op with CCL_ERR_INVALID_ARG; f16/bf16 carry them.
+ * the same numbers for the same element (the direct algorithm mixes
+ * each rank's number into the seed for its own input's encoding).  It
+ * runs as a star up to star_max_bytes, as a ring above (AUTO;
+ * ccl_allreduce_quant_algo_async chooses, and offers the direct
+ * algorithm too: each input encoded once, less error).  NaN or infinity in the input
+ * of u8/u4/e3m0 fail the op with CCL_ERR_INVALID_ARG; f16/bf16 carry them.
  * Error bounds: docs/quantization.md. */
 typedef enum ccl_quant {
     CCL_QUANT_U8 = 1, CCL_QUANT_U4 = 2, CCL_QUANT_E3M0 = 3, CCL_QUANT_F16 = 4,
@@ -480,6 +483,11 @@ typedef enum ccl_quant {
 int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv,
                               uint64_t count, int redop, int format, uint32_t block,
                               uint64_t seed, ccl_op **out);
+/* The same with the algorithm chosen: CCL_ALGO_AUTO (as above),
+ * CCL_ALGO_STAR, CCL_ALGO_RING or CCL_ALGO_DIRECT; ranks must agree. */
+int ccl_allreduce_quant_algo_async(ccl_comm *c, const void *send, void *recv,
+                                   uint64_t count, int redop, int algorithm, int format,
+                                   uint32_t block, uint64_t seed, ccl_op **out);
 
 /* Point-to-point.  The k-th send from rank a to rank b with a tag meets
  * the k-th recv at b from a with that tag (a recv from CCL_ANY_SOURCE

@@ -238,6 +238,14 @@ int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_
                               int redop, int format, uint32_t block, uint64_t seed,
                               ccl_op **out)
 {
+    return ccl_allreduce_quant_algo_async(c, send, recv, count, redop, CCL_ALGO_AUTO,
+                                          format, block, seed, out);
+}
+
+int ccl_allreduce_quant_algo_async(ccl_comm *c, const void *send, void *recv,
+                                   uint64_t count, int redop, int algorithm, int format,
+                                   uint32_t block, uint64_t seed, ccl_op **out)
+{
     int log2b = 0;
     while (log2b < 17 && (1u << log2b) != block)
         log2b++;
@@ -247,16 +255,23 @@ int ccl_allreduce_quant_async(ccl_comm *c, const void *send, void *recv, uint64_
         return ccl__api_err(c, CCL_ERR_INVALID_ARG, "quantized all-reduce: format "
                             "u8, u4, e3m0, f16 or bf16; block a power of two up to "
                             "65536");
-    /* As AUTO chooses for plain all-reduce: a star for small ops, a ring
-     * for large ones (ranks must agree on star_max_bytes; without it the
-     * epoch's threshold decides at activation, ccl__algo_pick). */
+    if (algorithm < CCL_ALGO_AUTO || algorithm > CCL_ALGO_DIRECT)
+        return ccl__api_err(c, CCL_ERR_INVALID_ARG, "quantized all-reduce: algorithm "
+                            "AUTO, RING, STAR or DIRECT");
     if (!c)
         return CCL_ERR_INVALID_ARG;
-    int tuned = c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO;
+    /* AUTO as for plain all-reduce: a star for small ops, the direct or
+     * ring algorithm for large ones (ranks must agree on star_max_bytes;
+     * without it the epoch's threshold decides at activation,
+     * ccl__algo_pick). */
+    int tuned = algorithm == CCL_ALGO_AUTO && c->cfg.star_max_bytes == CCL_STAR_MAX_AUTO;
     uint64_t max = tuned ? CCL_TUNE_FLOOR_BYTES : c->cfg.star_max_bytes;
-    const ccl__algo *algo = count * 4 <= max || ccl_comm_size(c) <= 1
-                                ? &ccl__star_q_algo
-                                : &ccl__ring_q_algo;
+    int n = ccl_comm_size(c);
+    const ccl__algo *algo = algorithm == CCL_ALGO_STAR    ? &ccl__star_q_algo
+                            : algorithm == CCL_ALGO_RING   ? &ccl__ring_q_algo
+                            : algorithm == CCL_ALGO_DIRECT ? &ccl__direct_q_algo
+                            : count * 4 <= max || n <= 1   ? &ccl__star_q_algo
+                                                           : ccl__quant_large(n);
     int rc = ccl__op_build(c, algo, send, recv, count, 1, CCL_F32, redop, 0, out);
     if (rc)
         return rc;

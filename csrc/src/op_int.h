@@ -96,7 +96,6 @@ void ccl__rx_confirm(ccl__engine *e, int peer, const ccl__hdr *h);
 /* op_input.c */
 void *ccl__buf_get(ccl__engine *e, size_t len, size_t *got);
 void ccl__op_buffers_put(ccl_op *op);
-int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len);
 void ccl__op_restore_input(ccl_op *op);
 
 /* op_state.c */

@@ -123,6 +123,7 @@ enum { CCL__TUNED_ALLREDUCE = 1, CCL__TUNED_BCAST = 2 };
 enum { CCL__SEEN_DONE = 1, CCL__SEEN_CONFIRM = 2 };
 
 struct ccl__qunit {
+    int from;          /* the algorithm's tag of its sender (quant_op.c) */
     uint64_t first, n; /* elements */
     uint8_t *bytes;    /* owned: the unit as received, to forward */
 };
@@ -161,8 +162,12 @@ void ccl__op_fail(ccl_op *op, int code, const char *fmt, ...)
 /* Starts keeping the input of an in-place op (if configured).  Nonzero
  * when memory for it is missing: the op has failed then. */
 int ccl__op_keep_input(ccl_op *op);
-/* Saves the caller's bytes of a region the op is about to overwrite. */
+/* Saves the caller's bytes of a region the op is about to overwrite.
+ * Each region once: a second save would keep bytes already changed. */
 int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
+/* The same without failing the op (-1: no memory for the record), for a
+ * sink's consume, which must not fail it. */
+int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len);
 /* Working memory of len bytes in op->scratch (failed op on NULL). */
 uint8_t *ccl__op_scratch(ccl_op *op, size_t len);
 

@@ -15,11 +15,8 @@
  *
  * Ranks sit on the ring in the epoch's ring order, as in ring.c.
  *
- * A frame is one unit: `offset` its first element times 4, the payload a
- * u32 element count then the encoding; `root` carries the format and
- * block as in star_q.c.  A unit is decoded when its payload is in
- * (consume) and acted on (forwarded, finished) when its frame is whole
- * (on_data); op->qunits holds what happens in between.
+ * A frame is one unit (quant_op.c); `root` carries the format and block
+ * as in star_q.c.
  */
 #include "algos.h"
 #include "quant.h"
@@ -29,32 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A unit [first, first + n) encoded from the buffer: u32 n, encoding. */
-static uint8_t *encode_unit(ccl_op *op, uint64_t first, uint64_t n, uint32_t *len)
-{
-    size_t enc = ccl__quant_size(op->qfmt, n, op->qblock);
-    uint8_t *b = malloc(4 + enc);
-    if (!b) {
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for an encoded unit");
-        return NULL;
-    }
-    ccl__put_u32(b, (uint32_t)n);
-    if (ccl__quant_encode(op->qfmt, (const float *)op->buf + first, n, op->qblock,
-                          op->qseed, first, b + 4)) {
-        free(b);
-        ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
-                     "NaN or infinity (element %llu or after)",
-                     (unsigned long long)first);
-        return NULL;
-    }
-    *len = (uint32_t)(4 + enc);
-    return b;
-}
-
 static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 {
     uint32_t len;
-    uint8_t *b = encode_unit(op, first, n, &len);
+    uint8_t *b = ccl__quant_unit(op, first, n, op->qseed, &len);
     if (!b)
         return -1;
     return ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1), step, first * 4,
@@ -63,7 +38,7 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 
 static int rq_start(ccl_op *op)
 {
-    int n = op->size, r = op->ring_pos, rc = ccl__quant_begin(op);
+    int n = op->size, r = op->ring_pos, rc = ccl__quant_begin(op, 0);
     if (rc)
         return rc < 0 ? -1 : 0;
     uint64_t off, len, u = op->unit / 4 ? op->unit / 4 : 1;
@@ -108,34 +83,33 @@ static void rq_consume(const ccl__sink *s, const uint8_t *src, size_t off, size_
         op->qbad = 1;
         return;
     }
-    if (op->nqunits == op->capqunits) {
-        size_t cap = op->capqunits ? 2 * op->capqunits : 8;
-        struct ccl__qunit *q = realloc(op->qunits, cap * sizeof *q);
-        if (!q) {
-            op->qbad = 2;
-            return;
-        }
-        op->qunits = q;
-        op->capqunits = cap;
-    }
-    struct ccl__qunit *q = &op->qunits[op->nqunits];
-    q->first = first;
-    q->n = n;
-    q->bytes = NULL;
+    struct ccl__qunit *q = ccl__qunit_add(op, 0, first, n);
+    if (!q)
+        return;
     float *dst = (float *)op->buf + first;
+    /* A unit is first written here at a step of the reduce-scatter, or
+     * (the segment this rank only sent from) the all-gather's first:
+     * its input is saved then, while it is in cache anyway. */
+    if (s->from <= op->size - 1 && op->backup &&
+        ccl__op_save_region(op, first * 4, n * 4)) {
+        op->qbad = 2;
+        return;
+    }
     if (ag) {
-        /* The owner's bytes: kept to forward verbatim. */
-        q->bytes = malloc(len);
-        if (!q->bytes) {
-            op->qbad = 2;
-            return;
+        /* The owner's bytes: kept to forward verbatim, unless this is
+         * the last hop. */
+        if (s->from < 2 * op->size - 3) {
+            q->bytes = malloc(len);
+            if (!q->bytes) {
+                op->qbad = 2;
+                return;
+            }
+            memcpy(q->bytes, src, len);
         }
-        memcpy(q->bytes, src, len);
         ccl__quant_decode(op->qfmt, src + 4, n, op->qblock, dst);
     } else {
         ccl__quant_decode_add(op->qfmt, src + 4, n, op->qblock, dst);
     }
-    op->nqunits++;
 }
 
 static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink)
@@ -164,23 +138,11 @@ static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink
     return 0;
 }
 
-/* Takes the decoded unit that starts at first out of op->qunits. */
-static int take_unit(ccl_op *op, uint64_t first, struct ccl__qunit *out)
-{
-    for (size_t i = 0; i < op->nqunits; i++)
-        if (op->qunits[i].first == first) {
-            *out = op->qunits[i];
-            op->qunits[i] = op->qunits[--op->nqunits];
-            return 0;
-        }
-    return -1;
-}
-
 static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
     int n = op->size, step = h->step;
     struct ccl__qunit q;
-    if (op->qbad || take_unit(op, h->offset / 4, &q)) {
+    if (op->qbad || ccl__qunit_take(op, 0, h->offset / 4, &q)) {
         ccl__op_fail(op, op->qbad == 2 ? CCL_ERR_NOMEM : CCL_ERR_PROTOCOL,
                      op->qbad == 2 ? "out of memory for a quantized unit"
                                    : "a quantized unit from rank %d does not decode "
@@ -199,7 +161,7 @@ static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
         float *x = (float *)op->buf + q.first;
         ccl__reduce_finish(x, q.n, CCL_F32, op->redop, n);
         uint32_t len;
-        uint8_t *b = encode_unit(op, q.first, q.n, &len);
+        uint8_t *b = ccl__quant_unit(op, q.first, q.n, op->qseed, &len);
         if (!b)
             return -1;
         ccl__quant_decode(op->qfmt, b + 4, q.n, op->qblock, x);

@@ -27,15 +27,6 @@
 
 #define HUB 0
 
-/* What quantized frames carry as `total`: a bound that every unit's
- * offset (f32 bytes) plus encoded length stays under, the same on every
- * rank: at most 9 encoded bytes and 4 of count per element (u8 with
- * blocks of 1), so 13 per element. */
-uint64_t ccl__quant_total(const ccl_op *op, int peer, int sending)
-{
-    return 13 * op->count + 64;
-}
-
 /* Elements per unit: the chunk, in f32 elements. */
 static uint64_t unit_elems(const ccl_op *op)
 {
@@ -105,27 +96,9 @@ static void decode_all(ccl_op *op)
     }
 }
 
-int ccl__quant_begin(ccl_op *op)
-{
-    op->buf = op->out;
-    if (op->send != op->out && op->nbytes)
-        memcpy(op->buf, op->send, op->nbytes);
-    /* The result lands on the input: keep all of it up front (decoded
-     * units are not the bytes the op layer would save per frame). */
-    if (op->size > 1 && ccl__op_keep_input(op))
-        return -1;
-    if (op->backup && op->send == op->out && ccl__op_save(op, 0, op->nbytes))
-        return -1;
-    if (op->size == 1) {
-        ccl__reduce_finish(op->buf, op->count, CCL_F32, op->redop, 1);
-        return 1;
-    }
-    return 0;
-}
-
 static int q_start(ccl_op *op)
 {
-    int n = op->size, rc = ccl__quant_begin(op);
+    int n = op->size, rc = ccl__quant_begin(op, 1);
     if (rc)
         return rc < 0 ? -1 : 0;
     /* peer_rx[p]: elements decoded from p; peer_rx[n + p]: p is complete. */

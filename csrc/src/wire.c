@@ -329,7 +329,8 @@ const char *ccl__coll_name(int coll)
         "all_gather", "reduce_scatter", "barrier", "send/recv", "gather",
         "scatter", "all_to_all", "all_gather (sizes per rank)",
         "reduce_scatter (sizes per rank)", "reduce", "all_reduce (star, quantized)",
-        "all_reduce (ring, quantized)", "all_reduce (direct)"};
+        "all_reduce (ring, quantized)", "all_reduce (direct)",
+        "all_reduce (direct, quantized)"};
     return coll >= 1 && coll <= CCL_COLL_LAST ? names[coll] : names[0];
 }
 

@@ -141,9 +141,10 @@ enum ccl__coll {
     CCL_COLL_REDUCE = 13,
     CCL_COLL_ALLREDUCE_STAR_Q = 14, /* quantized star all-reduce: star_q.c */
     CCL_COLL_ALLREDUCE_RING_Q = 15, /* quantized ring all-reduce: ring_q.c */
-    CCL_COLL_ALLREDUCE_DIRECT = 16  /* direct all-reduce: direct_ar.c */
+    CCL_COLL_ALLREDUCE_DIRECT = 16, /* direct all-reduce: direct_ar.c */
+    CCL_COLL_ALLREDUCE_DIRECT_Q = 17 /* quantized direct all-reduce: direct_q.c */
 };
-#define CCL_COLL_LAST CCL_COLL_ALLREDUCE_DIRECT
+#define CCL_COLL_LAST CCL_COLL_ALLREDUCE_DIRECT_Q
 
 /* A frame header with only type, epoch, tag and length set (control
  * frames). */

@@ -1,9 +1,12 @@
 /* test_allreduce_quant.c - the quantized all-reduce across 1 to 4 ranks
- * (threads, a real master): every rank ends with the same bytes for every
- * format; the result is within the format's bound of the exact sum; small
- * chunks (many units) and an odd count; AVG; a rerun gives the same bits;
- * NaN fails the op on every rank with the input given back; ranks that
- * disagree on the format fail with MISMATCH; empty ops work. */
+ * (threads, a real master), as a star, a ring and the direct algorithm:
+ * every rank ends with the same bytes for every format; the result is
+ * within the format's bound of the exact sum; small chunks (many units)
+ * and an odd count; AVG; a rerun gives the same bits; NaN fails the op on
+ * every rank with the input given back; ranks that disagree on the format
+ * fail with MISMATCH; empty ops and ops with fewer elements than ranks
+ * work; ranks with different chunk_bytes still get the same, right result
+ * from the direct algorithm (its units do not depend on it). */
 #include "ccl.h"
 #include "harness.h"
 
@@ -15,7 +18,9 @@
 
 typedef struct {
     int port, world, rank, bad;
-    uint64_t star_max; /* 0: the ring for everything but empty ops */
+    uint64_t star_max; /* 0: the large algorithm for everything but empty ops */
+    int algo;          /* CCL_ALGO_AUTO, or one forced */
+    int ragged;        /* chunk_bytes differs by rank */
     float res[6][N];
     int nan_rc, mismatch_rc;
     int restored;
@@ -26,11 +31,14 @@ static float val(int r, int i)
     return (float)sin(0.37 * i + r) * (float)(1 + r);
 }
 
+static int g_algo; /* per run of main's loop: every rank's thread reads it */
+
 static int run(ccl_comm *c, float *x, int n, int redop, int fmt, uint32_t block,
                uint64_t seed)
 {
     ccl_op *op;
-    int rc = ccl_allreduce_quant_async(c, x, x, (uint64_t)n, redop, fmt, block, seed, &op);
+    int rc = ccl_allreduce_quant_algo_async(c, x, x, (uint64_t)n, redop, g_algo, fmt, block,
+                                            seed, &op);
     if (rc)
         return rc;
     rc = ccl_op_wait(op, -1);
@@ -46,6 +54,8 @@ static void *rank_main(void *p)
     rank_t *r = p;
     ccl_comm_config cfg = harness_comm_config(r->port, r->world, r->rank);
     cfg.chunk_bytes = 256; /* 64 elements a unit: many units */
+    if (r->ragged)
+        cfg.chunk_bytes = 256 + 96 * (uint32_t)r->rank;
     cfg.star_max_bytes = r->star_max;
     cfg.op_timeout_ms = 20000;
     ccl_comm *c = NULL;
@@ -81,8 +91,11 @@ static void *rank_main(void *p)
         r->bad += run(c, x, N, CCL_AVG, CCL_QUANT_E3M0, 16, 5) != 0;
     }
     r->bad += memcmp(a, b, sizeof a) != 0;
-    /* Empty. */
+    /* Empty, and fewer elements than ranks (empty segments). */
     r->bad += run(c, NULL, 0, CCL_SUM, CCL_QUANT_U8, 64, 0) != 0;
+    float two[2] = {1.0f, (float)r->rank};
+    r->bad += run(c, two, 2, CCL_SUM, CCL_QUANT_F16, 1, 0) != 0;
+    r->bad += two[0] != (float)r->world || two[1] != (float)(r->world * (r->world - 1) / 2);
     if (r->world > 1) {
         /* NaN on one rank: every rank fails, inputs come back. */
         float z[N];
@@ -110,9 +123,14 @@ static void *rank_main(void *p)
 int main(void)
 {
     static rank_t r[MAXW];
-    for (int w = 2; w <= 2 * MAXW + 1; w++) {
-        int world = w / 2;
-        uint64_t star_max = w % 2 ? 0 : 65536; /* the ring, then the star */
+    /* star: AUTO under a threshold the ops fit; auto-large: AUTO with no
+     * star (the ring); ring and direct forced; direct with chunk_bytes
+     * different on every rank. */
+    static const char *const mode_name[] = {"star", "auto-large", "ring", "direct",
+                                            "direct, ragged units"};
+    for (int world = 1; world <= MAXW; world++)
+        for (int mode = 0; mode < 5; mode++) {
+        g_algo = mode == 2 ? CCL_ALGO_RING : mode >= 3 ? CCL_ALGO_DIRECT : CCL_ALGO_AUTO;
         ccl_master *m = harness_master_on(0);
         PASS(m != NULL);
         if (!m)
@@ -123,7 +141,8 @@ int main(void)
             r[i].port = ccl_master_port(m);
             r[i].world = world;
             r[i].rank = i;
-            r[i].star_max = star_max;
+            r[i].star_max = mode == 0 ? 65536 : 0;
+            r[i].ragged = mode == 4;
             pthread_create(&th[i], NULL, rank_main, &r[i]);
         }
         for (int i = 0; i < world; i++)
@@ -140,7 +159,7 @@ int main(void)
             }
         }
         fprintf(stderr, "  world %d (%s): %d wrong, identical on every rank: %d\n", world,
-                star_max ? "star" : "ring", bad, same);
+                mode_name[mode], bad, same);
         PASS(bad == 0 && same);
         ccl_master_destroy(m);
     }

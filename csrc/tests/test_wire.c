@@ -97,7 +97,7 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x07, 0x00,                                 /* version 7 */
+        0x08, 0x00,                                 /* version 8 */
         0x02,                                       /* role PEER_TO_PEER */
         0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
@@ -112,7 +112,7 @@ static void test_hello_bytes(void)
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 7); /* the array above spells version 7 */
+    PASS(CCL_PROTOCOL_VERSION == 8); /* the array above spells version 8 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);

@@ -56,10 +56,17 @@ VARIANTS: Dict[str, tuple] = {
     "star": ("pyccl", None, None),
     "direct": ("pyccl", None, None),
     "tuned": ("pyccl", None, None),
+    # Quantized with the ring forced (the automatic choice takes the
+    # direct algorithm up to 16 peers).
+    "u8-ring": ("pyccl", None, "u8"),
+    "u4-ring": ("pyccl", None, "u4"),
+    "e3m0-ring": ("pyccl", None, "e3m0"),
 }
 
 #: The all-reduce algorithm of a variant ("auto" where not listed).
-ALGORITHM: Dict[str, str] = {"ring": "ring", "star": "star", "direct": "direct"}
+ALGORITHM: Dict[str, str] = {"ring": "ring", "star": "star", "direct": "direct",
+                             "u8-ring": "ring", "u4-ring": "ring",
+                             "e3m0-ring": "ring"}
 #: The variant whose communicator asks the master for the cost model's
 #: thresholds (optimize_topology) once it is made.
 TUNED = "tuned"
@@ -178,10 +185,11 @@ class Peer:
             tensor = torch.from_numpy(buf)  # shares the buffer
             return dist.barrier, lambda: dist.all_reduce(tensor)
         comm = self.comms[comm_key(variant)]
+        alg = ALGORITHM.get(variant, "auto")
         if quant is None:
-            alg = ALGORITHM.get(variant, "auto")
             return comm.barrier, lambda: comm.all_reduce(buf, "sum", algorithm=alg)
-        return comm.barrier, lambda: comm.all_reduce(buf, "sum", quant=quant)
+        return comm.barrier, lambda: comm.all_reduce(buf, "sum", quant=quant,
+                                                     algorithm=alg)
 
     def run(self, variant: str, size: int) -> dict:
         buf = self._buffer(size)

@@ -24,6 +24,8 @@ LABELS = {
     "ring": "pyccl ring (forced)", "star": "pyccl star (forced)",
     "direct": "pyccl direct (forced)",
     "tuned": "pyccl auto, tuned",
+    "u8-ring": "pyccl u8 ring (forced)", "u4-ring": "pyccl u4 ring (forced)",
+    "e3m0-ring": "pyccl e3m0 ring (forced)",
 }
 
 
