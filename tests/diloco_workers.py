@@ -109,7 +109,8 @@ def diloco_rounds(comm: pyccl.Communicator, H: int, rounds: int) -> dict:
 
 
 def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
-                    steps: int, quant: Optional[str], width: int = 64) -> dict:
+                    steps: int, quant: Optional[str], width: int = 64,
+                    algorithm: str = "auto") -> dict:
     """Records when each fragment is posted and waited for, the hash of
     the global state after every outer step and the bytes per sync."""
     import torch
@@ -119,7 +120,7 @@ def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
     model = make_model(width=width)
     inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
     dl = DiLoCo(model, inner, comm, sync_every=H, fragments=P, overlap=tau,
-                quant=quant)
+                quant=quant, algorithm=algorithm)
     events: List[tuple] = []
     post, wait = dl.exchange.post, ex.Pending.wait
 
@@ -153,8 +154,14 @@ def streaming_trace(comm: pyccl.Communicator, H: int, P: int, tau: int,
 
 def streaming_traces(comm: pyccl.Communicator, H: int, P: int, tau: int,
                      steps: int, quants: List[Optional[str]]) -> dict:
-    """streaming_trace for each format in turn, on the same group."""
-    return {q: streaming_trace(comm, H, P, tau, steps, q) for q in quants}
+    """streaming_trace for each format in turn, on the same group; a
+    format "<q>/direct" syncs with the direct algorithm."""
+    out = {}
+    for q in quants:
+        fmt, _, alg = (q or "").partition("/")
+        out[q] = streaming_trace(comm, H, P, tau, steps, fmt or None,
+                                 algorithm=alg or "auto")
+    return out
 
 
 def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,

@@ -198,12 +198,16 @@ static int mm_encode(const float *x, size_t m, int top, uint64_t seed, uint64_t 
 }
 
 /* The E3M0 magnitudes of a block with scale s: index e is s * 2^(e-7),
- * e = 0 is zero. */
+ * e = 0 is zero.  A product with a power of two is correctly rounded, as
+ * ldexpf is (also where it lands below the normal range), so this is
+ * ldexpf(s, e - 7) without a library call per level and block. */
 static void e3_levels(float s, float lvl[8])
 {
-    lvl[0] = 0.0f;
+    static const float pow2[8] = {0.0f,        1.0f / 64.0f, 1.0f / 32.0f, 1.0f / 16.0f,
+                                  1.0f / 8.0f, 1.0f / 4.0f,  1.0f / 2.0f,  1.0f};
+    lvl[0] = 0.0f; /* whatever s holds (decoding arbitrary bytes) */
     for (int e = 1; e < 8; e++)
-        lvl[e] = ldexpf(s, e - 7);
+        lvl[e] = s * pow2[e];
 }
 
 /* The E3M0 code of x in a block whose levels are L (L[7] = s, the

@@ -212,7 +212,7 @@ AVX2 static size_t mm_codes_avx2(const float *x, size_t m, float lo, float step,
 /* ---- E3M0 codes ---- */
 
 AVX2 static inline __m256i e3_code8(__m256 x, __m256 Lv, const __m256 L[8], __m256 u,
-                                    int stoch)
+                                    int stoch, int exact)
 {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     __m256 a = _mm256_andnot_ps(sign, x);
@@ -221,10 +221,26 @@ AVX2 static inline __m256i e3_code8(__m256 x, __m256 Lv, const __m256 L[8], __m2
      * The levels never decrease (ldexpf is monotonic), so those below a
      * are 1..cnt: the two selected are L[cnt] and L[cnt + 1], with L[0]
      * = 0 and L[7] = the scale, which is what the selects give. */
-    __m256i acc = _mm256_setzero_si256(); /* minus the count */
-    for (int k = 1; k <= 6; k++)
-        acc = _mm256_add_epi32(acc, _mm256_castps_si256(_mm256_cmp_ps(L[k], a, _CMP_LT_OQ)));
-    __m256i cnt = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+    __m256i cnt;
+    if (exact) {
+        /* Every level is the scale times an exact power of two (the
+         * caller checked that none is below the normal range): level k's
+         * bits are the scale's minus (7 - k) << 23, and non-negative
+         * floats order as their bits do, so "level k below a" is
+         * "(7 - k) << 23 > bits(s) - bits(a)", and the count of such k
+         * in 1..6 is 6 - ((bits(s) - bits(a)) >> 23), at least 0
+         * (a <= s: the difference is never negative). */
+        __m256i d = _mm256_sub_epi32(_mm256_castps_si256(L[7]), _mm256_castps_si256(a));
+        cnt = _mm256_max_epi32(_mm256_setzero_si256(),
+                               _mm256_sub_epi32(_mm256_set1_epi32(6),
+                                                _mm256_srli_epi32(d, 23)));
+    } else {
+        __m256i acc = _mm256_setzero_si256(); /* minus the count */
+        for (int k = 1; k <= 6; k++)
+            acc = _mm256_add_epi32(acc,
+                                   _mm256_castps_si256(_mm256_cmp_ps(L[k], a, _CMP_LT_OQ)));
+        cnt = _mm256_sub_epi32(_mm256_setzero_si256(), acc);
+    }
     __m256 l = _mm256_permutevar8x32_ps(Lv, cnt);
     __m256 h = _mm256_permutevar8x32_ps(Lv, _mm256_add_epi32(cnt, _mm256_set1_epi32(1)));
     __m256 up = _mm256_cmp_ps(a, h, _CMP_GE_OQ);
@@ -234,8 +250,7 @@ AVX2 static inline __m256i e3_code8(__m256 x, __m256 Lv, const __m256 L[8], __m2
                                             _CMP_GT_OQ));
     else
         up = _mm256_or_ps(up, _mm256_cmp_ps(al, _mm256_sub_ps(h, a), _CMP_GE_OQ));
-    __m256i e = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_add_epi32(acc, _mm256_castps_si256(up)));
+    __m256i e = _mm256_sub_epi32(cnt, _mm256_castps_si256(up)); /* up: -1 or 0 */
     __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
     __m256i nz = _mm256_cmpgt_epi32(e, _mm256_setzero_si256());
     return _mm256_or_si256(e, _mm256_and_si256(_mm256_and_si256(neg, nz),
@@ -249,6 +264,11 @@ AVX2 static size_t e3_codes_avx2(const float *x, size_t m, const float Ls[8], ui
     for (int k = 0; k < 8; k++)
         L[k] = _mm256_set1_ps(Ls[k]);
     const __m256 Lv = _mm256_loadu_ps(Ls);
+    /* The levels are exact powers of two times the scale when the
+     * smallest, scale / 64, is a normal float: biased exponent >= 7. */
+    uint32_t sbits;
+    memcpy(&sbits, &Ls[7], 4);
+    int exact = (sbits >> 23) >= 7;
     struct draws d = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     if (seed)
         draws_init(&d, seed, index0);
@@ -257,8 +277,12 @@ AVX2 static size_t e3_codes_avx2(const float *x, size_t m, const float Ls[8], ui
         __m256i c[4];
         for (int k = 0; k < 4; k++) {
             __m256 v = _mm256_loadu_ps(x + i + 8 * k);
-            c[k] = seed ? e3_code8(v, Lv, L, draws_next(&d), 1)
-                        : e3_code8(v, Lv, L, _mm256_setzero_ps(), 0);
+            if (seed)
+                c[k] = e3_code8(v, Lv, L, draws_next(&d), 1, exact);
+            else if (exact)
+                c[k] = e3_code8(v, Lv, L, _mm256_setzero_ps(), 0, 1);
+            else
+                c[k] = e3_code8(v, Lv, L, _mm256_setzero_ps(), 0, 0);
         }
         store_nibbles(codes + i / 2, c);
     }

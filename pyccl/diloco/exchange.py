@@ -92,9 +92,10 @@ class Exchange:
             ``Communicator.all_reduce`` (``"u8"``, ``"u4"``, ``"e3m0"``,
             ``"f16"``, ``"bf16"``).
         quant_block: elements per scale block (u8, u4, e3m0).
-        algorithm: for unquantized syncs, ``"auto"``, ``"ring"`` or
-            ``"star"`` (star sums in rank order, which tests use to
-            compare with a hand-made reference).
+        algorithm: ``"auto"``, ``"ring"``, ``"star"`` or ``"direct"``
+            (star sums in rank order, which tests use to compare with a
+            hand-made reference; quantized, direct encodes each input
+            once).
     """
 
     def __init__(self, comm: Any, quant: Optional[str] = None,
@@ -121,7 +122,8 @@ class Exchange:
             else:
                 w2 = comm.all_reduce(fragment.send, "sum", async_op=True,
                                      quant=self.quant,
-                                     quant_block=self.quant_block)
+                                     quant_block=self.quant_block,
+                                     algorithm=self.algorithm)
         except BaseException:
             # The head count is in flight: let it end before raising, so
             # that update_topology finds nothing pending.
