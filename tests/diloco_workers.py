@@ -337,7 +337,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
 
     def traced_wait(self: Any) -> Any:
         res = wait(self)
-        comm_ = cur["comm"]
+        comm_ = cur["dl"].comm if cur.get("dl") is not None else cur["comm"]
         syncs.append((cur["step"], self.fragment.index, res.contributors,
                       comm_.world_size, comm_.epoch))
         return res
@@ -354,15 +354,19 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         comm = open_comm(joining)
         cur["comm"] = comm
         cur["step"] = None
+        cur["dl"] = None
         model = make_model(seed=99 if joining else 0)
         inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
         dl = DiLoCo(model, inner, comm, sync_every=cfg["H"],
                     fragments=cfg.get("P", 1), overlap=cfg.get("tau", 0),
                     quant=cfg.get("quant"), joining=joining,
                     min_peers=cfg.get("min_peers", 2),
-                    update_timeout=cfg.get("update_timeout"))
-        q.put({"started": dl.step_count, "world": comm.world_size,
-               "epoch": comm.epoch, "joining": joining})
+                    update_timeout=cfg.get("update_timeout"),
+                    rejoin=(lambda: open_comm(True))
+                    if cfg.get("auto_rejoin") else None)
+        cur["dl"] = dl
+        q.put({"started": dl.step_count, "world": dl.comm.world_size,
+               "epoch": dl.comm.epoch, "joining": joining})
         if acting and act == "kill_after_update":
             update = dl._update
 
@@ -373,7 +377,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
 
             dl._update = update_then_die
         seen: List[tuple] = []
-        changes: List[tuple] = [(dl.step_count, comm.epoch, comm.world_size)]
+        changes: List[tuple] = [(dl.step_count, dl.comm.epoch, dl.comm.world_size)]
         last = dl.outer_steps
         steps, tail = cfg["steps"], cfg.get("tail", 0)
         final_world = cfg.get("final_world", world)
@@ -383,6 +387,8 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         stopped_s = None
         seen_at_stop = None  # len(seen) when this worker stopped itself
         woke = 0.0
+        rejoins = 0
+        dropped_seen: List[tuple] = []
         slow: List[tuple] = []  # (step, seconds) of dl.step() over 0.5 s
 
         def going() -> bool:
@@ -391,7 +397,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
                 return True
             if time.monotonic() > give_up:
                 return False
-            return (comm.world_size != final_world
+            return (dl.comm.world_size != final_world
                     or len(changes) - 1 < min_changes
                     or s < changes[-1][0] + tail)
 
@@ -417,10 +423,18 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
                 if took > 0.5:
                     slow.append((step, took))
                 progress[2 * idx] = dl.step_count
-                progress[2 * idx + 1] = comm.world_size
-                if comm.epoch != changes[-1][1]:
-                    changes.append((dl.step_count, comm.epoch,
-                                    comm.world_size))
+                progress[2 * idx + 1] = dl.comm.world_size
+                if dl.comm.epoch != changes[-1][1]:
+                    changes.append((dl.step_count, dl.comm.epoch,
+                                    dl.comm.world_size))
+                if dl.stats.rejoins != rejoins:
+                    # Came back by itself (auto_rejoin): what it merged
+                    # between waking and being Rejected was its own.
+                    rejoins = dl.stats.rejoins
+                    dropped_seen = seen[seen_at_stop:]
+                    del seen[seen_at_stop:]
+                    last = dl.outer_steps
+                    seen.append((dl.step_count, last, dl.global_hash()))
                 if dl.outer_steps != last:
                     last = dl.outer_steps
                     seen.append((dl.step_count, last, dl.global_hash()))
@@ -447,7 +461,7 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
                    "seen_after_wake": seen[seen_at_stop:],
                    "syncs": list(syncs),
                    "woke_to_error_s": time.monotonic() - woke})
-            comm.close()
+            dl.comm.close()
             return {}
         merged_at_finish = dl.outer_steps != last
         if merged_at_finish:
@@ -455,11 +469,12 @@ def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
         out = {"done": True, "merged_at_finish": merged_at_finish, "seen": seen, "syncs": list(syncs),
                "changes": changes, "final": dl.global_hash(),
                "step": dl.step_count, "outer": dl.outer_steps,
-               "world": comm.world_size, "epoch": comm.epoch,
+               "world": dl.comm.world_size, "epoch": dl.comm.epoch,
                "retries": dl.stats.retries, "resyncs": dl.stats.resyncs,
+               "rejoins": dl.stats.rejoins, "dropped_seen": dropped_seen,
                "caught_up": dl.caught_up, "joining": joining,
                "stopped_s": stopped_s, "slow": slow}
-        comm.close()
+        dl.comm.close()
         return out
 
     try:

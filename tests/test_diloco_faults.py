@@ -289,6 +289,58 @@ def test_stalled_worker_is_dropped_then_rejected_and_rejoins(when):
 
 
 @pytest.mark.timeout(240)
+def test_stalled_worker_comes_back_by_itself_with_rejoin():
+    """As above (Streaming, e3m0, stopped with a fragment in flight), but
+    the worker's DiLoCo has ``rejoin=`` (a factory of a joiner's
+    communicator): woken, its dl.step() does not raise; it closes the old
+    communicator, joins again, receives the global state and goes on in
+    the same loop.  Globals identical after every outer step once it is
+    back, and at the end."""
+    c = dict(STALL["during_sync"])
+    H, act_at = c["H"], c["act_at"]
+    base = dict(c, peer_timeout=2.0, op_timeout=30.0, final_world=4,
+                tail=H)
+    victim = 3
+    with pyccl.Master() as master:
+        run = Run(master.address, 4, 4)
+        try:
+            for i in range(4):
+                cfg = dict(base)
+                if i != victim:
+                    cfg.pop("act")
+                else:
+                    cfg["auto_rejoin"] = True
+                run.start(cfg)
+            pid = run.procs[victim].pid
+            _until("the victim stops", lambda: _state(pid) == "T", 90, run)
+            survivors = [i for i in range(4) if i != victim]
+            _until("the survivors go on without the stopped worker",
+                   lambda: all(run.step(i) >= act_at + 2 * H
+                               and run.size(i) == 3 for i in survivors),
+                   60, run)
+            assert _state(pid) == "T"
+            os.kill(pid, signal.SIGCONT)
+            done = [run.done(i) for i in range(4)]
+        finally:
+            run.close()
+    surv = [done[i] for i in survivors]
+    back = done[victim]
+    assert not [r for r in run.reports[victim] if "woke" in r], \
+        run.reports[victim]
+    assert back["rejoins"] == 1 and not back["joining"], back
+    assert back["stopped_s"] > 2.0, back
+    # Back in the group: the survivors saw it join (3, then 4 again), and
+    # its records before the stop and after its return agree with
+    # theirs (what it merged alone between waking and being dropped is
+    # its own: dropped_seen).
+    first = surv[0]
+    assert [n for _, _, n in first["changes"]][-2:] == [3, 4], first["changes"]
+    check_identical(surv + [back])
+    for r in surv + [back]:
+        assert r["world"] == 4 and r["step"] >= c["steps"], r
+
+
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("away", ["short", "past_update_timeout"])
 def test_master_killed_and_restarted_mid_run(away):
     """3 workers (Streaming, P = 2, tau = 1) under a `pyccl master`

@@ -43,8 +43,8 @@ from pyccl.diloco.fragments import Fragment, make_fragments
 from pyccl.diloco.group import GroupLink
 from pyccl.diloco.outer import default_outer_optimizer, make_outer, state_tensors
 from pyccl.diloco.schedule import Schedule
-from pyccl.errors import (Aborted, InvalidArgument, MasterUnreachable, PeerLost,
-                          Timeout, TooFewPeers)
+from pyccl.errors import (Aborted, CclError, InvalidArgument, MasterUnreachable,
+                          PeerLost, Rejected, Timeout, TooFewPeers)
 from pyccl.shared_state import SharedState, sync_shared_state, tensor_hash
 
 #: Failures that a membership change can cure.
@@ -105,6 +105,16 @@ class DiLoCo:
             model trains with DDP inside it (``pyccl.diloco.group``): its
             rank 0 is the leader and passes ``comm``; the others pass
             ``comm=None`` and receive each merged fragment from it.
+        rejoin: a function that makes a new communicator as a joiner's is
+            made (``world_size=1``, the same master).  With it, a peer that
+            the group dropped (it stalled past ``peer_timeout`` and the
+            master's grace, so its ``step()`` would raise
+            :class:`pyccl.Rejected`) comes back by itself: it closes the
+            old communicator, joins with the new one at the group's next
+            announcement, receives the global state and step counter, and
+            sets its model to the global parameters (what it learnt since
+            its last completed sync is lost); ``step()`` then returns.
+            ``stats.rejoins`` counts it.  Not with ``group``.
     """
 
     def __init__(self, model: Any, inner_optimizer: Any, comm: Any, *,
@@ -116,7 +126,8 @@ class DiLoCo:
                  algorithm: str = "auto", min_peers: int = 1,
                  joining: bool = False,
                  update_timeout: Optional[float] = None,
-                 max_retries: int = 50, group: Any = None) -> None:
+                 max_retries: int = 50, group: Any = None,
+                 rejoin: Optional[Callable[[], Any]] = None) -> None:
         import torch
         if overlap is None:
             overlap = sync_every // fragments if delayed else 0
@@ -158,6 +169,11 @@ class DiLoCo:
         tensors.update(state_tensors(self.outer_optimizer, params))
         tensors["header"] = self.header
         self.state = SharedState(tensors)
+        if rejoin is not None and group is not None:
+            raise InvalidArgument("rejoin is not supported with a worker group "
+                                  "(group=): its members would need the new "
+                                  "state too")
+        self._rejoin = rejoin
         self.link = GroupLink(group) if group is not None else None
         self.follower = self.link is not None and not self.link.leader
         if (comm is None) != self.follower:
@@ -205,8 +221,13 @@ class DiLoCo:
         self.header[_STEP] += 1
         if self.follower:
             self._follow(int(self.header[_STEP]))
-        else:
+            return
+        try:
             self._boundary(int(self.header[_STEP]))
+        except Rejected:
+            if self._rejoin is None:
+                raise
+            self._come_back()
 
     def finish(self) -> None:
         """Waits for and merges the fragment in flight, if any (call it
@@ -220,7 +241,12 @@ class DiLoCo:
         if self.link is not None:
             self._flag(p)
         if p >= 0:
-            self._finish(sends_due=False)
+            try:
+                self._finish(sends_due=False)
+            except Rejected:
+                if self._rejoin is None:
+                    raise
+                self._come_back()
 
     def global_hash(self) -> str:
         """A digest of the global copy, the outer optimizer state and the
@@ -364,6 +390,24 @@ class DiLoCo:
             self._receive(self.fragments[p])
 
     # -- membership ------------------------------------------------------
+
+    def _come_back(self) -> None:
+        """The group dropped this peer: join it again as a newcomer, with
+        a communicator from ``rejoin`` (see the constructor)."""
+        try:
+            self.comm.close()
+        except CclError:
+            pass  # it is being left behind; what it says does not matter
+        comm = self._rejoin()
+        self.comm = comm
+        self.exchange.comm = comm
+        self._inflight = None
+        self._admit = False
+        self.header[_PENDING] = -1
+        self.header[_SENDS_DUE] = 0
+        self._fresh = True
+        self.stats.rejoins += 1
+        self._start(joining=True)
 
     def _start(self, joining: bool) -> None:
         """Members agree on the initial state; a joiner receives the

@@ -37,6 +37,7 @@ class ExchangeStats:
     stall_s: float = 0.0        # time blocked waiting for a sync
     resyncs: int = 0            # shared-state syncs after a group change
     resync_bytes: int = 0       # their tx bytes
+    rejoins: int = 0            # times this peer was dropped and came back
 
 
 class Pending:
