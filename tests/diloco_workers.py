@@ -242,9 +242,11 @@ def churn_worker(address: str, world: int, joining: bool, steps: int, H: int,
 
 
 def ddp_group_worker(address: str, init_method: str, group: int, local: int,
-                     steps: int, q: Any) -> None:
-    """One of 2 processes of worker group ``group``: DDP (gloo) inside the
-    group, the group's leader (local 0) in the outer pyccl group."""
+                     steps: int, q: Any, groups: int = 2, die_at: int = 0) -> None:
+    """One of 2 processes of worker group ``group`` (of ``groups``): DDP
+    (gloo) inside the group, the group's leader (local 0) in the outer
+    pyccl group.  ``die_at`` > 0: SIGKILL itself just before that step
+    (both processes of the group do: the whole group is lost)."""
     try:
         import torch
         import torch.distributed as dist
@@ -257,11 +259,14 @@ def ddp_group_worker(address: str, init_method: str, group: int, local: int,
         inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
         comm = None
         if local == 0:
-            comm = pyccl.Communicator(address, world_size=2, peer_timeout=10.0)
+            comm = pyccl.Communicator(address, world_size=groups,
+                                      peer_timeout=10.0)
         dl = DiLoCo(model, inner, comm, sync_every=6, fragments=2, overlap=1,
                     group=dist.group.WORLD)
         hashes = []
         for step in range(1, steps + 1):
+            if step == die_at:
+                os.kill(os.getpid(), signal.SIGKILL)
             x, y = batch(10 * group + local, step)
             loss = torch.nn.functional.mse_loss(ddp(x), y)
             inner.zero_grad()
@@ -274,7 +279,9 @@ def ddp_group_worker(address: str, init_method: str, group: int, local: int,
                "final_local": pyccl.shared_state.tensor_hash(
                    torch.from_numpy(flat(list(model.parameters())))),
                "global": dl.global_hash() if local == 0 else None,
-               "outer": dl.outer_steps, "step": dl.step_count})
+               "outer": dl.outer_steps, "step": dl.step_count,
+               "world": comm.world_size if comm is not None else None,
+               "retries": dl.stats.retries if local == 0 else None})
         if comm is not None:
             comm.close()
         dist.destroy_process_group()

@@ -226,6 +226,47 @@ def test_ddp_inside_worker_groups_leaders_sync(tmp_path):
     assert by[(0, 0)]["final_local"] != by[(1, 0)]["final_local"]
 
 
+@pytest.mark.timeout(300)
+def test_whole_worker_group_lost_the_others_go_on(tmp_path):
+    # 3 worker groups of 2 processes (DDP inside each, Streaming DiLoCo
+    # among the leaders); both processes of group 2 are SIGKILLed at step
+    # 14, with a fragment in flight.  The other leaders' sync fails, they
+    # redo it between the 2 groups left, and the groups' members keep
+    # receiving the merged fragments: every replica of a group identical
+    # at every step, both leaders' globals identical, all steps done.
+    steps, die_at = 30, 14
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = []
+        for g in range(3):
+            store = "file://%s" % (tmp_path / ("store%d" % g))
+            for local in range(2):
+                procs.append(CTX.Process(
+                    target=w.ddp_group_worker, daemon=True,
+                    args=(master.address, store, g, local, steps, q, 3,
+                          die_at if g == 2 else 0)))
+        for p in procs:
+            p.start()
+        try:
+            reports = [q.get(timeout=240) for _ in range(4)]
+        finally:
+            for p in procs:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+    for r in reports:
+        assert "error" not in r, r["error"]
+    by = {(r["group"], r["local"]): r for r in reports}
+    assert sorted(by) == [(0, 0), (0, 1), (1, 0), (1, 1)], sorted(by)
+    for g in range(2):
+        assert by[(g, 0)]["local_hashes"] == by[(g, 1)]["local_hashes"]
+        assert by[(g, 1)]["step"] == steps
+        assert by[(g, 0)]["world"] == 2 and by[(g, 0)]["retries"] >= 1
+    assert by[(0, 0)]["global"] == by[(1, 0)]["global"]
+    assert by[(0, 0)]["outer"] == by[(1, 0)]["outer"] > 0
+    assert [p.exitcode for p in procs[4:]] == [-9, -9]
+
+
 def test_outer_state_is_primed_with_zeros_and_params_kept():
     import torch
     from pyccl.diloco.outer import make_outer, prime, state_tensors
