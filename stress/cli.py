@@ -165,6 +165,10 @@ def build_parser(prog: str = "pyccl stress") -> argparse.ArgumentParser:
                    help="update_topology every this many batches")
     w.add_argument("--algorithms", type=_algorithms, default=S,
                    help="all-reduce algorithms to use (default ring,star)")
+    w.add_argument("--quant-rate", type=_share, default=S,
+                   help="share of float32 sum all-reduces sent quantized "
+                        "(u8, u4, e3m0, f16 or bf16, over the star, ring "
+                        "or direct algorithm; default 0.2)")
     w.add_argument("--kinds", type=_kinds, default=S,
                    help="collectives to draw from (default all_reduce,"
                         "broadcast,all_gather,reduce_scatter,barrier)")

@@ -132,6 +132,7 @@ class Orchestrator(FaultInjector, Watchdog):
                          "max_concurrent": o.max_concurrent,
                          "safe_every": o.safe_every,
                          "algorithms": tuple(o.algorithms),
+                         "quant_rate": o.quant_rate,
                          "kinds": tuple(o.kinds)},
         }
 

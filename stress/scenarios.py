@@ -42,6 +42,7 @@ class Options:
     max_concurrent: int = 4
     safe_every: int = 8
     algorithms: List[str] = field(default_factory=lambda: ["ring", "star"])
+    quant_rate: float = 0.2
     kinds: List[str] = field(default_factory=lambda: [
         "all_reduce", "broadcast", "all_gather", "reduce_scatter", "barrier"])
     state_elems: int = 1 << 16

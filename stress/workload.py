@@ -42,6 +42,8 @@ _SMALL = (1, 3, 17, 257, 1025)
 _MEDIUM = (4099, 16411, 65537, 262147)
 
 
+QUANTS = ("u8", "u4", "e3m0", "f16", "bf16")
+QUANT_ALGORITHMS = ("auto", "ring", "direct", "star")
 _WEIGHTS = {"all_reduce": 45, "broadcast": 15, "all_gather": 15,
             "reduce_scatter": 15, "barrier": 10}
 
@@ -100,6 +102,7 @@ class OpSpec:
     algorithm: str = "auto"
     in_place: bool = True
     root: int = 0
+    quant: str = ""  # all_reduce only: the wire format, "" for none
 
     @property
     def code(self) -> int:
@@ -113,6 +116,8 @@ class OpSpec:
             extra = " %s %s %s" % (self.redop, self.algorithm,
                                    "in place" if self.in_place else
                                    "out of place")
+            if self.quant:
+                extra += " quantized %s" % self.quant
         elif self.kind == "broadcast":
             extra = " root %d" % self.root
         return "op %d %s of %d x %s%s" % (self.seq, self.kind, self.count,
@@ -128,6 +133,9 @@ class WorkloadConfig:
     safe_every: int = 8           # update_topology every that many batches
     algorithms: Tuple[str, ...] = ("ring", "star")
     kinds: Tuple[str, ...] = KINDS  # the collectives batches draw from
+    # Share of float32 sum all-reduces sent quantized, each in a format of
+    # QUANTS over an algorithm of QUANT_ALGORITHMS.
+    quant_rate: float = 0.2
 
 
 def _count(rng: random.Random, cfg: WorkloadConfig, itemsize: int,
@@ -169,9 +177,19 @@ def plan_batch(seed: int, epoch: int, batch: int, world: int,
             small = n * item <= (1 << 20)
             redop = rng.choice(("sum", "sum", "max", "min")) if small \
                 and dtype != "int64" else "sum"
-            ops.append(OpSpec(seq, kind, n, dtype, redop,
-                              rng.choice(cfg.algorithms),
-                              in_place=rng.random() < 0.75))
+            algo = rng.choice(cfg.algorithms)
+            in_place = rng.random() < 0.75
+            quant = ""
+            if dtype == "float32" and redop == "sum" and cfg.quant_rate > 0 \
+                    and rng.random() < cfg.quant_rate:
+                # f16 tops out at 65504: a sum of world inputs of up to
+                # 8139 each must stay below it.
+                fmts = QUANTS if world * 8139 < 65504 else \
+                    tuple(q for q in QUANTS if q != "f16")
+                quant = rng.choice(fmts)
+                algo = rng.choice(QUANT_ALGORITHMS)
+            ops.append(OpSpec(seq, kind, n, dtype, redop, algo,
+                              in_place=in_place, quant=quant))
         elif kind == "broadcast":
             ops.append(OpSpec(seq, kind, _count(rng, cfg, item, 1), dtype,
                               root=rng.randrange(world)))
@@ -239,6 +257,6 @@ def first_difference(got: np.ndarray, want: np.ndarray) -> str:
         bad.size, got.size, i, got[i].item(), want[i].item())
 
 
-__all__ = ["KINDS", "KIND_NAMES", "CTL", "MEMBERS", "SYNC", "OpSpec",
+__all__ = ["KINDS", "KIND_NAMES", "QUANTS", "QUANT_ALGORITHMS", "CTL", "MEMBERS", "SYNC", "OpSpec",
            "WorkloadConfig", "plan_batch", "make_input", "expected",
            "op_key", "coefficients", "pattern", "first_difference"]

@@ -126,6 +126,29 @@ def test_plans_are_the_same_for_every_member_and_cover_every_kind():
     assert min(sizes) == 4 and max(sizes) >= 16 << 20
 
 
+def test_quantized_all_reduces_are_float32_sums_in_every_format():
+    cfg = wl.WorkloadConfig(quant_rate=0.5)
+    seen = set()
+    for world in (3, 9):
+        for b in range(600):
+            for s in wl.plan_batch(5, 1, b, world, cfg)[:-1]:
+                if not s.quant:
+                    continue
+                assert s.kind == "all_reduce" and s.dtype == "float32"
+                assert s.redop == "sum"
+                assert s.algorithm in wl.QUANT_ALGORITHMS
+                assert "quantized " + s.quant in s.describe()
+                seen.add((world, s.quant, s.algorithm))
+    # Every format and algorithm at 3 peers; no f16 at 9 (a sum of 9
+    # inputs can pass 65504, f16's largest).
+    assert {(q, a) for w, q, a in seen if w == 3} == {
+        (q, a) for q in wl.QUANTS for a in wl.QUANT_ALGORITHMS}
+    assert {q for w, q, _ in seen if w == 9} == set(wl.QUANTS) - {"f16"}
+    off = wl.WorkloadConfig(quant_rate=0.0)
+    assert not any(s.quant for b in range(200)
+                   for s in wl.plan_batch(5, 1, b, 3, off))
+
+
 def test_first_difference_names_the_element():
     a = np.arange(5)
     b = a.copy()
