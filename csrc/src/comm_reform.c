@@ -132,6 +132,10 @@ static int send_reform(ccl_comm *c, int timeout_ms, uint64_t deadline, int bits)
     char err[200];
     if (c->optimize)
         bits |= CCL_REFORM_OPTIMIZE;
+    /* No op pending (reform_locked checked), so none can succeed after
+     * this report: "idle" stays true for the rest of the epoch. */
+    if (c->eng.succeeded == 0)
+        bits |= CCL_REFORM_IDLE;
     int rc = ccl__ctl_send_tagged(c, CCL_FT_REFORM, epoch, (uint64_t)bits, buf,
                                   (uint32_t)n,
                                   deadline, err, sizeof err);

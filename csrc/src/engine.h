@@ -47,6 +47,10 @@ struct ccl__engine {
     pthread_mutex_t group_mu;
     int rank, size;
     uint32_t epoch;
+    /* Ops that succeeded in this epoch (the progress thread's; read by
+     * update_topology, which runs with no op pending): a member with none
+     * tells the master so (CCL_REFORM_IDLE). */
+    uint64_t succeeded;
     uint8_t *lost; /* per rank: out of this epoch */
     /* The epoch's ring order (the rank at each position), NULL when it is
      * the rank order, and this rank's position on it. */

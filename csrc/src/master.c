@@ -239,6 +239,7 @@ static void on_frame(ccl_master *m, mconn *k)
             memset(msg->expel, 0, sizeof msg->expel);
             msg->update = (k->h.tag & CCL_REFORM_UPDATE) != 0;
             msg->optimize = (k->h.tag & CCL_REFORM_OPTIMIZE) != 0;
+            msg->idle = (k->h.tag & CCL_REFORM_IDLE) != 0;
             ccl__mpol_reform(m->policy, k, msg, now); /* NOMEM: as above */
         }
         free(msg);

@@ -64,6 +64,7 @@ int ccl__mp_form(ccl__mpol *mp, mp_peer **byrank, uint32_t n,
         p->reported = 0;
         p->nlost = 0;
         p->optimize = 0;
+        p->idle = 0;
     }
     if (mp->has_tune)
         ccl__mp_log(mp, CCL_LOG_INFO, "master: epoch %u tuning: star all-reduce up "
@@ -227,17 +228,19 @@ static uint64_t *broken_links(ccl__mpol *mp, size_t *n)
     return e;
 }
 
-/* Broken links between members that both reported.  Members go, most
- * broken links first (ties: the lower rank), until no broken link
+/* Broken links between members that both reported, but for those
+ * between two members that had no op succeed in the epoch.  Members go,
+ * most broken links first (ties: the lower rank), until no broken link
  * remains.  No link is forgiven: a member that lost a peer may have
  * completed ops without it (their DONE no longer awaited) that the peer
  * then failed, so keeping both would let one group hold two outcomes of
  * one op.  (Members waiting at the safe point keep their links alive, so
- * a late arrival no longer breaks links.)  Returns 1 if a link was
- * forgiven: never now. */
+ * a late arrival no longer breaks links.)  Returns 1 if a broken link
+ * stays (between idle members): the next epoch must rebuild the mesh. */
 static int settle_links(ccl__mpol *mp)
 {
     size_t n = 0, nf = 0;
+    int kept = 0; /* links between idle members: kept, the mesh rebuilt */
     uint64_t *e = broken_links(mp, &n);
     mp_pair *fresh = calloc(n ? n : 1, sizeof *fresh);
     int *degree = calloc(mp->world ? mp->world : 1, sizeof *degree);
@@ -251,6 +254,16 @@ static int settle_links(ccl__mpol *mp)
     for (size_t i = 0; i < n; i++) {
         uint32_t a = (uint32_t)(e[i] >> 32), b = (uint32_t)e[i];
         const uint8_t *ua = mp->slots[a].uuid, *ub = mp->slots[b].uuid;
+        if (mp->slots[a].peer->idle && mp->slots[b].peer->idle) {
+            /* Neither succeeded in any op of this epoch (CCL_REFORM_IDLE):
+             * whatever failed, failed on both, so there is no outcome for
+             * them to disagree on.  A link that never formed (a peer
+             * died while the epoch's mesh was being built, and every
+             * member's build failed) must not empty the group. */
+            e[i] = UINT64_MAX;
+            kept = 1;
+            continue;
+        }
         int again = 1; /* see above: every broken link counts */
         for (int k = 0; k < mp->nforgiven && !again; k++)
             again = pair_is(&mp->forgiven[k], ua, ub);
@@ -292,7 +305,7 @@ static int settle_links(ccl__mpol *mp)
     mp->nforgiven = (int)nf;
     free(e);
     free(degree);
-    return nf > 0;
+    return nf > 0 || kept;
 }
 
 /* Members that did not report by the end of the reform are dropped; an

@@ -200,6 +200,7 @@ int ccl__mpol_reform(ccl__mpol *mp, void *conn, const ccl__reform_msg *msg,
     p->lost_ms = lost_ms;
     p->nlost = keep;
     p->optimize |= msg->optimize;
+    p->idle = msg->idle;
     if (!msg->update) {
         p->reported = 1;
         p->report_ms = now;

@@ -25,6 +25,7 @@ typedef struct mp_peer {
     uint64_t *lost_ms;       /* when it first reported each */
     uint32_t nlost;
     int optimize;            /* members: its REFORM asked for a better ring */
+    int idle;                /* members: its last REFORM said no op succeeded */
     double tx_peak;          /* its last report's tx_peak (bytes/s), 0: none */
     /* Consecutive reports that flagged a link from it slow, and the last
      * such link's receiver (its uuid) and rate. */

@@ -130,6 +130,7 @@ int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
     e->epoch = epoch;
     pthread_mutex_unlock(&e->group_mu);
     e->activated_upto = 0;
+    e->succeeded = 0;
     e->broken = 0;
     e->broken_hard = 0;
     e->bye_from = UINT64_MAX;
@@ -397,6 +398,7 @@ void ccl__op_check_done(ccl_op *op)
         if (st == COMMIT_WAIT)
             return;
         if (st == COMMIT_READY) {
+            op->eng->succeeded++;
             op_finish(op, CCL_OK);
             return;
         }

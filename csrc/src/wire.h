@@ -232,10 +232,15 @@ int ccl__rejoin_decode(const uint8_t *in, size_t len, uint32_t *epoch,
  * for a better ring order now (ccl_comm_optimize_topology).  Other bits
  * must be 0. */
 #define CCL_REFORM_OPTIMIZE 2u
-#define CCL_REFORM_TAG_BITS (CCL_REFORM_UPDATE | CCL_REFORM_OPTIMIZE)
+/* Tag bit 2 (protocol 8): no op succeeded on this member in this epoch.
+ * Two such members may both stay though their link broke: neither can
+ * hold an outcome the other lacks (master_epoch.c, settle_links). */
+#define CCL_REFORM_IDLE 4u
+#define CCL_REFORM_TAG_BITS (CCL_REFORM_UPDATE | CCL_REFORM_OPTIMIZE | CCL_REFORM_IDLE)
 typedef struct ccl__reform_msg {
     int update;        /* not on the wire: from the header's tag */
     int optimize;      /* not on the wire: from the header's tag */
+    int idle;          /* not on the wire: from the header's tag */
     uint32_t epoch;
     uint32_t wait_ms;  /* how long the master may wait for the others */
     uint32_t nlost;

@@ -103,6 +103,19 @@ static void report(ccl__mpol *mp, int i, uint32_t epoch, uint32_t wait,
     free(m);
 }
 
+/* The same, saying that no op succeeded on it in the epoch (the REFORM
+ * tag's CCL_REFORM_IDLE). */
+static void report_idle(ccl__mpol *mp, int i, uint32_t epoch, uint32_t wait,
+                        const uint32_t *lost, int nlost, uint64_t now)
+{
+    ccl__reform_msg *m = reform_msg(epoch, wait);
+    m->idle = 1;
+    for (int k = 0; k < nlost; k++)
+        lose(m, lost[k], 0);
+    PASS_RC(ccl__mpol_reform(mp, CONN(i), m, now));
+    free(m);
+}
+
 /* A policy without grace whose peers 0..n-1 formed epoch 1, rank = i. */
 static ccl__mpol *formed(int n)
 {
@@ -336,6 +349,44 @@ static void test_all_lost_all_after_restart(void)
     ccl__mpol_destroy(mp);
 }
 
+/* A peer died while the members built a new epoch's mesh: every build
+ * failed, every member lost every other, and no op succeeded anywhere
+ * (all report idle).  Nobody goes: those links hold no outcome to
+ * disagree on (seen in a churn run, where the old rule dropped members
+ * down to one and the shared state with them). */
+static void test_idle_members_keep_their_broken_links(void)
+{
+    ccl__mpol *mp = formed(4);
+    for (int i = 0; i < 4; i++) {
+        uint32_t others[3], k = 0;
+        for (uint32_t r = 0; r < 4; r++)
+            if (r != (uint32_t)i)
+                others[k++] = r;
+        report_idle(mp, i, 1, 20000, others, 3, (uint64_t)i);
+    }
+    drain(mp);
+    PASS(count(CCL_MPOL_REJECT) == 0 && count(CCL_MPOL_GROUP) == 4);
+    PASS(ccl__mpol_epoch(mp) == 2);
+    ccl__mpol_destroy(mp);
+    /* One member had ops succeed (rank 3): its broken links count, the
+     * idle ones' links among themselves do not.  Rank 3 goes, the other
+     * three stay. */
+    mp = formed(4);
+    uint32_t all3[3] = {0, 1, 2};
+    for (int i = 0; i < 3; i++) {
+        uint32_t lost[3], k = 0;
+        for (uint32_t r = 0; r < 4; r++)
+            if (r != (uint32_t)i)
+                lost[k++] = r;
+        report_idle(mp, i, 1, 20000, lost, 3, (uint64_t)i);
+    }
+    report(mp, 3, 1, 20000, all3, 3, 3);
+    drain(mp);
+    PASS(count(CCL_MPOL_REJECT) == 1 && find(CCL_MPOL_REJECT, 3));
+    PASS(count(CCL_MPOL_GROUP) == 3 && !find(CCL_MPOL_GROUP, 3));
+    ccl__mpol_destroy(mp);
+}
+
 /* A member silent at the safe point is dropped at the deadline; one that
  * another member lost is waited for only the accused grace. */
 static void test_silent_and_accused(void)
@@ -482,6 +533,7 @@ int main(void)
     test_broken_links_drop_the_most_broken();
     test_mutual_loss();
     test_all_lost_all_after_restart();
+    test_idle_members_keep_their_broken_links();
     test_silent_and_accused();
     test_expel();
     test_lost_link();
