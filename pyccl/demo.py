@@ -116,9 +116,9 @@ def run(peers: int = 4, sizes: Sequence[int] = (4, 4 << 10, 1 << 20, 16 << 20),
                           algorithm, out)
     pairs = peers * (peers - 1) // 2
     shm_pairs = sum(v[1] for v in reports.values()) // 2
+    rest = "" if shm_pairs == pairs else ", the others over TCP"
     print("transport: %d of %d peer pairs through shared memory (same host; "
-          "PYCCL_SHM=0 for TCP), the others over TCP" % (shm_pairs, pairs),
-          file=out)
+          "PYCCL_SHM=0 for TCP)%s" % (shm_pairs, pairs, rest), file=out)
     return status
 
 
