@@ -183,6 +183,42 @@ STALL = {
 }
 
 
+def _stall_and_wake(c: dict, victim_flag: str):
+    """4 workers of STALL case c (peer_timeout 2 s); worker 3 stops itself
+    as c says and gets ``victim_flag`` set in its config.  Once the other
+    three went on among themselves for two rounds, it is woken (SIGCONT);
+    returns (run, every worker's final report, survivors, victim)."""
+    H, act_at = c["H"], c["act_at"]
+    base = dict(c, peer_timeout=2.0, op_timeout=30.0, final_world=4,
+                tail=H)
+    victim = 3
+    survivors = [i for i in range(4) if i != victim]
+    with pyccl.Master() as master:
+        run = Run(master.address, 4, 4)
+        try:
+            for i in range(4):
+                cfg = dict(base)
+                if i != victim:
+                    cfg.pop("act")
+                else:
+                    cfg[victim_flag] = True
+                run.start(cfg)
+            pid = run.procs[victim].pid
+            _until("the victim stops", lambda: _state(pid) == "T", 90, run)
+            # The survivors redo the sync without it and go on among 3
+            # for two more rounds.
+            _until("the survivors go on without the stopped worker",
+                   lambda: all(run.step(i) >= act_at + 2 * H
+                               and run.size(i) == 3 for i in survivors),
+                   60, run)
+            assert _state(pid) == "T"
+            os.kill(pid, signal.SIGCONT)
+            done = [run.done(i) for i in range(4)]
+        finally:
+            run.close()
+    return run, done, survivors, victim
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("when", sorted(STALL))
 def test_stalled_worker_is_dropped_then_rejected_and_rejoins(when):
@@ -198,33 +234,7 @@ def test_stalled_worker_is_dropped_then_rejected_and_rejoins(when):
     c = STALL[when]
     H, act_at = c["H"], c["act_at"]
     sched = Schedule(H, c["P"], c["tau"])
-    base = dict(c, peer_timeout=2.0, op_timeout=30.0, final_world=4,
-                tail=H)
-    victim = 3
-    with pyccl.Master() as master:
-        run = Run(master.address, 4, 4)
-        try:
-            for i in range(4):
-                cfg = dict(base)
-                if i != victim:
-                    cfg.pop("act")
-                else:
-                    cfg["rejoin"] = True
-                run.start(cfg)
-            pid = run.procs[victim].pid
-            _until("the victim stops", lambda: _state(pid) == "T", 90, run)
-            survivors = [i for i in range(4) if i != victim]
-            # The survivors redo the sync without it and go on among 3
-            # for two more rounds.
-            _until("the survivors go on without the stopped worker",
-                   lambda: all(run.step(i) >= act_at + 2 * H
-                               and run.size(i) == 3 for i in survivors),
-                   60, run)
-            assert _state(pid) == "T"
-            os.kill(pid, signal.SIGCONT)
-            done = [run.done(i) for i in range(4)]
-        finally:
-            run.close()
+    run, done, survivors, victim = _stall_and_wake(c, "rejoin")
     surv = [done[i] for i in survivors]
     back = done[victim]
     woke = [r for r in run.reports[victim] if "woke" in r]
@@ -296,33 +306,8 @@ def test_stalled_worker_comes_back_by_itself_with_rejoin():
     communicator, joins again, receives the global state and goes on in
     the same loop.  Globals identical after every outer step once it is
     back, and at the end."""
-    c = dict(STALL["during_sync"])
-    H, act_at = c["H"], c["act_at"]
-    base = dict(c, peer_timeout=2.0, op_timeout=30.0, final_world=4,
-                tail=H)
-    victim = 3
-    with pyccl.Master() as master:
-        run = Run(master.address, 4, 4)
-        try:
-            for i in range(4):
-                cfg = dict(base)
-                if i != victim:
-                    cfg.pop("act")
-                else:
-                    cfg["auto_rejoin"] = True
-                run.start(cfg)
-            pid = run.procs[victim].pid
-            _until("the victim stops", lambda: _state(pid) == "T", 90, run)
-            survivors = [i for i in range(4) if i != victim]
-            _until("the survivors go on without the stopped worker",
-                   lambda: all(run.step(i) >= act_at + 2 * H
-                               and run.size(i) == 3 for i in survivors),
-                   60, run)
-            assert _state(pid) == "T"
-            os.kill(pid, signal.SIGCONT)
-            done = [run.done(i) for i in range(4)]
-        finally:
-            run.close()
+    c = STALL["during_sync"]
+    run, done, survivors, victim = _stall_and_wake(c, "auto_rejoin")
     surv = [done[i] for i in survivors]
     back = done[victim]
     assert not [r for r in run.reports[victim] if "woke" in r], \

@@ -15,30 +15,13 @@
  * runs at memory speed in portable code.
  */
 #include "half_simd.h"
+#include "cpu_x86.h"
 
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_F16C_PATH 1
-#include <cpuid.h>
 #include <immintrin.h>
-
-/* CPUID says AVX and F16C, and the OS saves the YMM registers (XCR0 bits
- * 1 and 2); read directly, as not every compiler's
- * __builtin_cpu_supports knows "f16c". */
-static int cpu_has_f16c(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    int avx = (c >> 28) & 1, f16c = (c >> 29) & 1, osxsave = (c >> 27) & 1;
-    if (!avx || !f16c || !osxsave)
-        return 0;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    (void)hi;
-    return (lo & 6u) == 6u;
-}
 #endif
 
 /* Whether the CPU has the instructions: -1 until checked.  Tests turn
@@ -50,11 +33,7 @@ static int simd_available(void)
 {
     int s = __atomic_load_n(&simd_avail, __ATOMIC_RELAXED);
     if (s < 0) {
-#ifdef HAVE_F16C_PATH
-        s = cpu_has_f16c();
-#else
-        s = 0;
-#endif
+        s = ccl__cpu_has_f16c();
         __atomic_store_n(&simd_avail, s, __ATOMIC_RELAXED);
     }
     return s;

@@ -17,32 +17,13 @@
  *  - the stochastic draws are the same splitmix64 in 64-bit lanes.
  */
 #include "quant_simd.h"
+#include "cpu_x86.h"
 
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define HAVE_AVX2_PATH 1
-#include <cpuid.h>
 #include <immintrin.h>
-
-/* CPUID says AVX and AVX2 and the OS saves the YMM registers (XCR0 bits
- * 1 and 2). */
-static int cpu_has_avx2(void)
-{
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d))
-        return 0;
-    int avx = (c >> 28) & 1, osxsave = (c >> 27) & 1;
-    if (!avx || !osxsave || __get_cpuid_max(0, NULL) < 7)
-        return 0;
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    (void)hi;
-    if ((lo & 6u) != 6u)
-        return 0;
-    __cpuid_count(7, 0, a, b, c, d);
-    return (b >> 5) & 1;
-}
 #endif
 
 static int simd_avail = -1; /* -1 until checked */
@@ -52,11 +33,7 @@ static int simd_available(void)
 {
     int s = __atomic_load_n(&simd_avail, __ATOMIC_RELAXED);
     if (s < 0) {
-#ifdef HAVE_AVX2_PATH
-        s = cpu_has_avx2();
-#else
-        s = 0;
-#endif
+        s = ccl__cpu_has_avx2();
         __atomic_store_n(&simd_avail, s, __ATOMIC_RELAXED);
     }
     return s;

@@ -52,12 +52,30 @@ static void fill(int kind, float *x, size_t n, uint64_t *rng)
     }
 }
 
+/* Decodes `bytes` both ways, plain and added onto acc0: how many of the
+ * two differ. */
+static int decodes_differ(int fmt, const uint8_t *bytes, size_t n, uint32_t block,
+                          const float *acc0)
+{
+    static float da[MAXN], db[MAXN];
+    int bad = 0;
+    for (int add = 0; add < 2; add++) {
+        memcpy(da, acc0, n * sizeof *da);
+        memcpy(db, acc0, n * sizeof *db);
+        ccl__quant_simd_force(1);
+        (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, bytes, n, block, da);
+        ccl__quant_simd_force(0);
+        (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, bytes, n, block, db);
+        bad += memcmp(da, db, n * sizeof *da) != 0;
+    }
+    return bad;
+}
+
 /* Encodes x both ways and decodes the bytes both ways: 0 if all agree. */
 static int same(int fmt, const float *x, size_t n, uint32_t block, uint64_t seed,
                 const float *acc0)
 {
     static uint8_t a[5 * MAXN + 64], b[5 * MAXN + 64];
-    static float da[MAXN], db[MAXN];
     size_t sz = ccl__quant_size(fmt, n, block);
     memset(a, 0xa5, sz + 1);
     memset(b, 0xa5, sz + 1);
@@ -78,17 +96,7 @@ static int same(int fmt, const float *x, size_t n, uint32_t block, uint64_t seed
             }
         return 1;
     }
-    int bad = 0;
-    for (int add = 0; add < 2; add++) {
-        memcpy(da, acc0, n * sizeof *da);
-        memcpy(db, acc0, n * sizeof *db);
-        ccl__quant_simd_force(1);
-        (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, a, n, block, da);
-        ccl__quant_simd_force(0);
-        (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, a, n, block, db);
-        bad += memcmp(da, db, n * sizeof *da) != 0;
-    }
-    return bad;
+    return decodes_differ(fmt, a, n, block, acc0);
 }
 
 int main(void)
@@ -127,17 +135,8 @@ int main(void)
             uint32_t block = blocks[r % 6];
             size_t sz = ccl__quant_size(fmt, n, block);
             harness_rng_fill(&rng, raw, sz);
-            static float da[MAXN], db[MAXN];
-            for (int add = 0; add < 2; add++) {
-                memcpy(da, acc, n * sizeof *da);
-                memcpy(db, acc, n * sizeof *db);
-                ccl__quant_simd_force(1);
-                (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, raw, n, block, da);
-                ccl__quant_simd_force(0);
-                (add ? ccl__quant_decode_add : ccl__quant_decode)(fmt, raw, n, block, db);
-                bad += memcmp(da, db, n * sizeof *da) != 0;
-                runs++;
-            }
+            bad += decodes_differ(fmt, raw, n, block, acc);
+            runs += 2;
         }
         fprintf(stderr, "  %s: %d of %d runs differ between AVX2 and portable\n", NAME[fmt],
                 bad, runs);
