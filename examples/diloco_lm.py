@@ -342,7 +342,7 @@ def evaluate(name: str, hp: dict, outdir: str) -> List[tuple]:
         if f.startswith(name + "_") and f.endswith(".pt"):
             step = int(f[len(name) + 1:-3])
             model.load_state_dict(torch.load(os.path.join(outdir, f)))
-            out.append((step, tiny_lm.val_loss(model, val, hp["batch"],
+            out.append((step, tiny_lm.val_loss(model, val, hp["val_batch"],
                                                hp["ctx"], hp["val_batches"])))
     return out
 
@@ -456,6 +456,9 @@ def main() -> int:
                     "(default: the library's, 0.5)")
     ap.add_argument("--width", type=int, default=96,
                     help="model width (96: 0.5 M parameters, 128: 0.87 M)")
+    ap.add_argument("--batch", type=int, default=16,
+                    help="windows of 64 bytes per worker per inner step "
+                    "(DDP's step takes the 4 workers' batches together)")
     ap.add_argument("--out", default=None,
                     help="write diloco_results.md here and plots into "
                     "<out>/img (default: a temporary folder)")
@@ -463,7 +466,8 @@ def main() -> int:
     if a.runs is None:
         a.runs = ("streaming,churn" if a.smoke
                   else "ddp,diloco,streaming,churn,delayed")
-    hp = dict(d=a.width, layers=4, heads=4, ctx=64, batch=16,
+    hp = dict(d=a.width, layers=4, heads=4, ctx=64, batch=a.batch,
+              val_batch=16,
               lr=(a.lr[0], int(a.lr[1]), a.lr[2]),
               ddp_lr=(a.ddp_lr[0], int(a.ddp_lr[1]), a.ddp_lr[2]),
               outer_lr=a.outer_lr,
@@ -471,7 +475,8 @@ def main() -> int:
               corpus=8 << 20, val_batches=32, timeout=3600)
     if a.smoke:
         a.steps, a.sync_every, a.fragments, a.overlap = 30, 5, 2, 1
-        hp.update(d=32, layers=2, heads=2, ctx=32, batch=4, corpus=1 << 20,
+        hp.update(d=32, layers=2, heads=2, ctx=32, batch=4, val_batch=4,
+                  corpus=1 << 20,
                   val_batches=4, timeout=120)
     hp["steps"] = a.steps
     hp["eval_every"] = a.sync_every

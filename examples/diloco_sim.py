@@ -39,6 +39,7 @@ ap.add_argument("--width", type=int, default=96)
 ap.add_argument("--flush", action="store_true", help="stream: sync every fragment once more after the last step (prints the loss before as step -steps)")
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--tag", default="")
+ap.add_argument("--batch", type=int, default=16, help="windows per worker per step")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
 W = 4
@@ -79,7 +80,7 @@ t0 = time.time()
 if a.mode == "ddp":
     m = copy.deepcopy(m0)
     opt = torch.optim.AdamW(m.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    data = [tiny_lm.batches(train, 16, 64, seed=r) for r in range(W)]
+    data = [tiny_lm.batches(train, a.batch, 64, seed=r) for r in range(W)]
     for s in range(a.steps):
         xs, ys = zip(*[next(d) for d in data])
         m.loss(torch.cat(xs), torch.cat(ys)).backward()
@@ -89,7 +90,7 @@ if a.mode == "ddp":
 else:
     ms = [copy.deepcopy(m0) for _ in range(W)]
     opts = [torch.optim.AdamW(m.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.1) for m in ms]
-    data = [tiny_lm.batches(train, 16, 64, seed=r) for r in range(W)]
+    data = [tiny_lm.batches(train, a.batch, 64, seed=r) for r in range(W)]
     P = a.P if a.mode == "stream" else 1
     tau = a.tau if a.mode == "stream" else 0
     alpha = a.alpha if a.mode == "stream" else 0.0

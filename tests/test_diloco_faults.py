@@ -325,6 +325,90 @@ def test_stalled_worker_comes_back_by_itself_with_rejoin():
         assert r["world"] == 4 and r["step"] >= c["steps"], r
 
 
+#: How long the worker stays stopped, and the peer_timeout of the run:
+#: "short" wakes it well within peer_timeout (nobody gives up on it);
+#: "in_grace" wakes it 0.5 s after peer_timeout, when the survivors have
+#: failed their sync and are in update_topology, inside the master's 1 s
+#: of grace for an accused member (or just past it on a busy machine).
+WOKEN = {"short": (1.0, 5.0), "in_grace": (2.5, 2.0)}
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("how", sorted(WOKEN))
+def test_worker_woken_before_it_is_dropped(how):
+    """4 workers (DiLoCo, H = 6, ``rejoin=`` on every worker); one is
+    SIGSTOPped just before a sync and woken (SIGCONT) after ``stop_s``.
+    Short: its peers wait for it, the sync completes with all 4, nothing
+    is retried and the group never changes.  In the grace window: the
+    survivors' sync has failed (the worker was silent longer than
+    peer_timeout) and they are redoing it; whether the master keeps the
+    woken worker in the next epoch or drops it (it then comes back by
+    itself, ``rejoin=``), the run ends with all 4 in one group, globals
+    identical after every outer step, and no round lost."""
+    stop_s, peer_timeout = WOKEN[how]
+    H, act_at = 6, 18
+    sched = Schedule(H, 1, 0)
+    base = dict(H=H, P=1, tau=0, quant=None, steps=30, peer_timeout=peer_timeout,
+                op_timeout=30.0, final_world=4, tail=H, auto_rejoin=True)
+    victim = 3
+    survivors = [i for i in range(4) if i != victim]
+    with pyccl.Master() as master:
+        run = Run(master.address, 4, 4)
+        try:
+            for i in range(4):
+                cfg = dict(base)
+                if i == victim:
+                    cfg.update(act="stop_before", act_at=act_at)
+                run.start(cfg)
+            pid = run.procs[victim].pid
+            _until("the victim stops", lambda: _state(pid) == "T", 90, run)
+            time.sleep(stop_s)
+            assert _state(pid) == "T"
+            os.kill(pid, signal.SIGCONT)
+            done = [run.done(i) for i in range(4)]
+        finally:
+            run.close()
+    surv = [done[i] for i in survivors]
+    back = done[victim]
+    assert stop_s - 0.1 < back["stopped_s"] < stop_s + 5.0, back
+    for r in done:
+        assert r["world"] == 4 and r["step"] >= base["steps"], r
+    first = surv[0]
+    for r in surv:
+        check_no_round_lost(r, sched)
+        assert r["changes"] == first["changes"], (r["changes"], first["changes"])
+        # The survivors waited for the stopped worker at its sync.
+        at, took = max(r["slow"], key=lambda x: x[1])
+        assert at == act_at and took >= min(stop_s, peer_timeout) - 0.3, r["slow"]
+    if how == "short":
+        check_identical(done)
+        check_no_round_lost(back, sched)
+        for r in done:
+            assert r["retries"] == 0 and r["rejoins"] == 0, r
+            assert len(r["changes"]) == 1, r["changes"]
+            assert all(n == 4 for _, _, n, _, _ in r["syncs"]), r["syncs"]
+        return
+    # Silent for longer than peer_timeout: the survivors' sync failed and
+    # was redone, once.
+    for r in surv:
+        assert r["retries"] == 1, r
+    if back["rejoins"]:
+        # Dropped, then back by itself as a joiner: what it merged alone
+        # between waking and being told is its own (dropped_seen); the
+        # group went 4 -> 3 -> 4.
+        assert [n for _, _, n in first["changes"]][-2:] == [3, 4], first["changes"]
+    else:
+        # Kept: the redone sync ran in a new epoch of all 4, and the
+        # woken worker redid it with them.
+        assert all(n == 4 for _, _, n in first["changes"]), first["changes"]
+        assert back["retries"] >= 1, back
+        check_no_round_lost(back, sched)
+    check_identical(surv + [back])
+    print("woken in the grace window: %s; survivors' group changes %r"
+          % ("dropped and back by itself" if back["rejoins"] else "kept",
+             first["changes"]))
+
+
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("away", ["short", "past_update_timeout"])
 def test_master_killed_and_restarted_mid_run(away):

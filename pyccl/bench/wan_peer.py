@@ -56,8 +56,8 @@ VARIANTS: Dict[str, tuple] = {
     "star": ("pyccl", None, None),
     "direct": ("pyccl", None, None),
     "tuned": ("pyccl", None, None),
-    # Quantized with the ring forced (the automatic choice takes the
-    # direct algorithm up to 16 peers).
+    # Quantized with the ring forced (the automatic choice is the ring
+    # too, algo_pick.c: these name it).
     "u8-ring": ("pyccl", None, "u8"),
     "u4-ring": ("pyccl", None, "u4"),
     "e3m0-ring": ("pyccl", None, "e3m0"),
@@ -199,6 +199,11 @@ class Peer:
         t0 = time.monotonic()
         op()
         t1 = time.monotonic()
+        # The checks below hash and scan the whole buffer: CPU work that,
+        # on a small machine, would slow the ranks (and the delay line)
+        # still finishing the op.  Nobody starts them before everyone is
+        # out of the timed op.
+        barrier()
         quant = VARIANTS[variant][2]
         err = max_error(buf, self.pattern)
         want = self.pattern.want
