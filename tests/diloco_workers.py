@@ -290,6 +290,104 @@ def ddp_group_worker(address: str, init_method: str, group: int, local: int,
         q.put({"group": group, "local": local, "error": traceback.format_exc()})
 
 
+def ddp_group_stall_worker(address: str, init_method: str, group: int,
+                           local: int, cfg: Dict[str, Any], q: Any,
+                           progress: Any) -> None:
+    """One of 2 processes of worker group ``group`` of ``cfg["groups"]``:
+    DDP (gloo) inside the group, the group's leader (local 0) in the outer
+    pyccl group with ``rejoin=`` (peer_timeout ``cfg["peer_timeout"]``).
+    The test stops and wakes whole groups from outside.  Members go on
+    past ``cfg["steps"]`` until the outer group is whole again and
+    unchanged for ``cfg["tail"]`` steps (the leader decides and tells its
+    follower every step).  ``progress[2 * (2 * group + local)]``: its
+    step count; ``[... + 1]``: the leader's outer group size.
+
+    Reports ``{"done"}`` with ``local`` ((step, hash of the replica's
+    parameters) after every step), the leader's ``seen`` ((step, outer
+    steps, global hash) after every outer step, restarted when it came
+    back), ``changes`` ((step, epoch, size) at every group change),
+    ``rejoins`` and the final global hash; ``{"error"}``."""
+    try:
+        import datetime
+        import torch
+        import torch.distributed as dist
+        from pyccl.diloco import DiLoCo
+        torch.set_num_threads(1)
+        dist.init_process_group("gloo", init_method=init_method, world_size=2,
+                                rank=local,
+                                timeout=datetime.timedelta(seconds=150))
+        model = make_model()
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        inner = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        groups, steps, tail = cfg["groups"], cfg["steps"], cfg["tail"]
+        comm = rejoin = None
+        if local == 0:
+            def make(world: int) -> pyccl.Communicator:
+                return pyccl.Communicator(
+                    address, world_size=world, peer_timeout=cfg["peer_timeout"],
+                    op_timeout=30.0, connect_timeout=120.0)
+            comm = make(groups)
+            rejoin = lambda: make(1)  # noqa: E731
+        dl = DiLoCo(model, inner, comm, sync_every=cfg["H"], fragments=cfg["P"],
+                    overlap=cfg["tau"], group=dist.group.WORLD, rejoin=rejoin)
+        me = 2 * (2 * group + local)
+        local_hashes: List[tuple] = []
+        seen: List[tuple] = []
+        changes: List[tuple] = []
+        rejoins = 0
+        last = dl.outer_steps
+        if comm is not None:
+            changes.append((dl.step_count, comm.epoch, comm.world_size))
+        give_up = time.monotonic() + cfg.get("give_up_s", 150.0)
+        go = torch.ones(1, dtype=torch.int64)
+        while True:
+            if comm is not None:
+                s, c = dl.step_count, dl.comm
+                go[0] = int(s < steps or (time.monotonic() < give_up and (
+                    c.world_size != groups or s < changes[-1][0] + tail)))
+            dist.broadcast(go, src=0)
+            if not go[0]:
+                break
+            x, y = batch(10 * group + local, dl.step_count + 1)
+            loss = torch.nn.functional.mse_loss(ddp(x), y)
+            inner.zero_grad()
+            loss.backward()
+            dl.step()
+            local_hashes.append((dl.step_count, pyccl.shared_state.tensor_hash(
+                torch.from_numpy(flat(list(model.parameters()))))))
+            progress[me] = dl.step_count
+            if comm is not None:
+                c = dl.comm
+                progress[me + 1] = c.world_size
+                if c.epoch != changes[-1][1]:
+                    changes.append((dl.step_count, c.epoch, c.world_size))
+                if dl.stats.rejoins != rejoins:
+                    # Back in the group: its records start again there.
+                    rejoins = dl.stats.rejoins
+                    seen = []
+                    last = dl.outer_steps
+                    seen.append((dl.step_count, last, dl.global_hash()))
+                if dl.outer_steps != last:
+                    last = dl.outer_steps
+                    seen.append((dl.step_count, last, dl.global_hash()))
+        dl.finish()
+        if comm is not None and dl.outer_steps != last:
+            seen.append((dl.step_count, dl.outer_steps, dl.global_hash()))
+        q.put({"done": True, "group": group, "local": local,
+               "local_hashes": local_hashes, "step": dl.step_count,
+               "final_local": pyccl.shared_state.tensor_hash(
+                   torch.from_numpy(flat(list(model.parameters())))),
+               "seen": seen, "changes": changes, "rejoins": dl.stats.rejoins,
+               "final": dl.global_hash() if comm is not None else None,
+               "world": dl.comm.world_size if comm is not None else None})
+        if comm is not None:
+            dl.comm.close()
+        dist.destroy_process_group()
+    except BaseException:  # noqa: B902 - reported to the test
+        import traceback
+        q.put({"group": group, "local": local, "error": traceback.format_exc()})
+
+
 def fault_worker(address: str, world: int, idx: int, cfg: Dict[str, Any],
                  q: Any, progress: Any, flags: Any) -> None:
     """A member (or joiner) of a fault run (tests/test_diloco_faults.py).

@@ -622,3 +622,95 @@ def test_two_workers_lost_in_one_round(how):
         assert r["retries"] == 1, r  # the one sync redone, once
         check_no_round_lost(r, sched)
         assert r["world"] == 2 and r["step"] >= base["steps"], r
+
+
+@pytest.mark.timeout(300)
+def test_stalled_worker_group_comes_back_with_rejoin(tmp_path):
+    """3 worker groups of 2 processes (DDP over gloo inside each,
+    Streaming DiLoCo among the leaders, ``rejoin=`` on every leader,
+    peer_timeout 2 s).  Both processes of group 2 are SIGSTOPped at step
+    14 or later; the other leaders' sync fails, the master drops group 2's
+    leader, and the 2 groups left go on for two rounds.  Woken, group 2's
+    leader is Rejected inside dl.step(), joins again, receives the global
+    state and step counter, and hands them to its follower in the same
+    step: every replica of a group identical after every step, the three
+    leaders' globals identical after every outer step once group 2 is
+    back, all of them past the last step together."""
+    cfg = dict(groups=3, steps=36, tail=6, H=6, P=2, tau=1, peer_timeout=2.0)
+    stop_at, stalled = 14, 2
+    q = CTX.Queue()
+    progress = CTX.RawArray("i", 2 * 6)
+    procs = []
+    with pyccl.Master() as master:
+        try:
+            for g in range(3):
+                store = "file://%s" % (tmp_path / ("store%d" % g))
+                for local in range(2):
+                    p = CTX.Process(target=w.ddp_group_stall_worker, daemon=True,
+                                    args=(master.address, store, g, local, cfg,
+                                          q, progress))
+                    p.start()
+                    procs.append(p)
+            victims = [procs[2 * stalled].pid, procs[2 * stalled + 1].pid]
+            reports: List[dict] = []
+
+            def wait_for(what: str, cond: Callable[[], bool], timeout: float) -> None:
+                t0 = time.monotonic()
+                while not cond():
+                    while True:
+                        try:
+                            reports.append(q.get_nowait())
+                        except queue_mod.Empty:
+                            break
+                    errors = [r["error"] for r in reports if "error" in r]
+                    assert not errors, errors
+                    assert time.monotonic() - t0 < timeout, (
+                        "%s: not within %g s; progress %r" % (
+                            what, timeout, list(progress)))
+                    time.sleep(0.02)
+
+            wait_for("group 2 reaches step %d" % stop_at,
+                     lambda: progress[4 * stalled] >= stop_at, 120)
+            for pid in victims:
+                os.kill(pid, signal.SIGSTOP)
+            at = progress[4 * stalled]
+            others = [0, 1]
+            wait_for("the 2 groups left go on for two rounds",
+                     lambda: all(progress[4 * g] >= at + 2 * cfg["H"] and
+                                 progress[4 * g + 1] == 2 for g in others), 90)
+            assert all(_state(pid) == "T" for pid in victims)
+            for pid in victims:
+                os.kill(pid, signal.SIGCONT)
+            wait_for("every process reports",
+                     lambda: len([r for r in reports if "done" in r]) == 6, 150)
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    try:
+                        os.kill(p.pid, signal.SIGCONT)
+                    except OSError:
+                        pass
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+    by = {(r["group"], r["local"]): r for r in reports}
+    assert sorted(by) == [(g, l) for g in range(3) for l in range(2)]
+    for g in range(3):
+        lead, follow = by[(g, 0)], by[(g, 1)]
+        # Inside a group the replicas stay identical after every step,
+        # across the leader's return too (the follower jumped with it).
+        assert lead["local_hashes"] == follow["local_hashes"], g
+        assert lead["step"] == follow["step"] >= cfg["steps"]
+        assert lead["world"] == 3, lead
+    back = by[(stalled, 0)]
+    assert back["rejoins"] == 1, back
+    # Its step counter jumped to the group's when it came back.
+    steps_seen = [s for s, _ in back["local_hashes"]]
+    assert any(b - a > 1 for a, b in zip(steps_seen, steps_seen[1:])), steps_seen
+    first = by[(0, 0)]
+    assert [n for _, _, n in first["changes"]][-2:] == [2, 3], first["changes"]
+    assert by[(1, 0)]["changes"] == first["changes"]
+    leaders = [by[(g, 0)] for g in range(3)]
+    check_identical(leaders)
+    # Different data in each group: the replicas differ between groups.
+    assert len({by[(g, 0)]["final_local"] for g in range(3)}) > 1

@@ -114,7 +114,8 @@ class DiLoCo:
             announcement, receives the global state and step counter, and
             sets its model to the global parameters (what it learnt since
             its last completed sync is lost); ``step()`` then returns.
-            ``stats.rejoins`` counts it.  Not with ``group``.
+            ``stats.rejoins`` counts it.  With ``group``, pass it on the
+            leader: its worker group receives the new state from it.
     """
 
     def __init__(self, model: Any, inner_optimizer: Any, comm: Any, *,
@@ -169,18 +170,19 @@ class DiLoCo:
         tensors.update(state_tensors(self.outer_optimizer, params))
         tensors["header"] = self.header
         self.state = SharedState(tensors)
-        if rejoin is not None and group is not None:
-            raise InvalidArgument("rejoin is not supported with a worker group "
-                                  "(group=): its members would need the new "
-                                  "state too")
         self._rejoin = rejoin
         self.link = GroupLink(group) if group is not None else None
         self.follower = self.link is not None and not self.link.leader
+        if self.follower and rejoin is not None:
+            raise InvalidArgument("rejoin is the leader's (the peer with comm) "
+                                  "in a worker group")
+        #: A leader's fragments merged during this step, for its group.
+        self._merged: List[int] = []
+        self._reset = False  # the leader came back: its group takes all
         if (comm is None) != self.follower:
             raise InvalidArgument("comm must be given on every peer but the "
                                   "members of a worker group other than its "
                                   "leader")
-        self._starting = True
         self.exchange = Exchange(comm, quant, quant_block, algorithm)
         self._inflight: Optional[tuple] = None  # (p, Pending or None, contributes)
         self._admit = False
@@ -193,7 +195,6 @@ class DiLoCo:
         else:
             self._start(joining)
             self._share_all()
-        self._starting = False
 
     # -- public -----------------------------------------------------------
 
@@ -220,7 +221,7 @@ class DiLoCo:
         self._fresh = False
         self.header[_STEP] += 1
         if self.follower:
-            self._follow(int(self.header[_STEP]))
+            self._follow()
             return
         try:
             self._boundary(int(self.header[_STEP]))
@@ -228,25 +229,22 @@ class DiLoCo:
             if self._rejoin is None:
                 raise
             self._come_back()
+        self._lead()
 
     def finish(self) -> None:
         """Waits for and merges the fragment in flight, if any (call it
         on every peer at the same point, e.g. after the last step)."""
         if self.follower:
-            flag = self._flag()
-            if int(flag[0]) >= 0:
-                self._receive(self.fragments[int(flag[0])])
+            self._follow()
             return
-        p = -1 if self._inflight is None else self._inflight[0]
-        if self.link is not None:
-            self._flag(p)
-        if p >= 0:
+        if self._inflight is not None:
             try:
                 self._finish(sends_due=False)
             except Rejected:
                 if self._rejoin is None:
                     raise
                 self._come_back()
+        self._lead()
 
     def global_hash(self) -> str:
         """A digest of the global copy, the outer optimizer state and the
@@ -327,9 +325,8 @@ class DiLoCo:
         self._inflight = None
         self.header[_PENDING] = -1
         self._apply(f, res.contributors, contributes, catch_up)
-        if self.link is not None and not self._starting:
-            f.gather(f.send)
-            self.link.broadcast(f.send)
+        if self.link is not None:
+            self._merged.append(p)
         if res.joiners_waiting > 0:
             self._admit = True
 
@@ -354,6 +351,14 @@ class DiLoCo:
         f.scatter(f.send)
 
     # -- worker groups (DDP inside) ------------------------------------
+    #
+    # After every step (and in finish()) the leader broadcasts a control
+    # record to its worker group: whether it came back into the outer
+    # group (then the header and every fragment follow) or which
+    # fragments it merged (then each of them follows).  One small
+    # broadcast per step buys a protocol that does not depend on the
+    # followers predicting the leader's schedule: a leader that rejoins
+    # jumps to the outer group's step, at any step.
 
     def _share_all(self) -> None:
         """The leader hands its step counter and parameters to its worker
@@ -361,6 +366,7 @@ class DiLoCo:
         if self.link is None:
             return
         import torch
+        self._merged = []
         self.link.broadcast(torch.from_numpy(self.header))
         for f in self.fragments:
             f.gather(f.send)
@@ -376,17 +382,39 @@ class DiLoCo:
         self.link.broadcast(f.send)
         f.scatter(f.send)
 
-    def _flag(self, value: int = -1) -> Any:
+    def _lead(self) -> None:
+        """The leader's control record, then what it announces."""
+        if self.link is None:
+            return
         import torch
-        flag = torch.tensor([value], dtype=torch.int64)
-        self.link.broadcast(flag)
-        return flag
+        ctl = torch.full((2 + len(self.fragments),), -1, dtype=torch.int64)
+        reset, merged = self._reset, self._merged
+        self._reset, self._merged = False, []
+        ctl[0] = 1 if reset else 0
+        ctl[1] = len(merged)
+        for i, p in enumerate(merged):
+            ctl[2 + i] = p
+        self.link.broadcast(ctl)
+        if reset:
+            self.link.broadcast(torch.from_numpy(self.header))
+        for p in range(len(self.fragments)) if reset else merged:
+            f = self.fragments[p]
+            # The model holds the merged local parameters now (f.send may
+            # carry a pseudo-gradient sent since).
+            f.gather(f.send)
+            self.link.broadcast(f.send)
 
-    def _follow(self, s: int) -> None:
-        """A follower's step boundary: receive what the leader merges."""
-        sched = self.schedule
-        merged = sched.merges_at(s) if sched.overlap else sched.sends_at(s)
-        for p in merged:
+    def _follow(self) -> None:
+        """A follower's step boundary: receive what the leader says."""
+        import torch
+        ctl = torch.empty((2 + len(self.fragments),), dtype=torch.int64)
+        self.link.broadcast(ctl)
+        if int(ctl[0]):
+            self.link.broadcast(torch.from_numpy(self.header))
+            todo = range(len(self.fragments))
+        else:
+            todo = [int(ctl[2 + i]) for i in range(int(ctl[1]))]
+        for p in todo:
             self._receive(self.fragments[p])
 
     # -- membership ------------------------------------------------------
@@ -408,6 +436,8 @@ class DiLoCo:
         self._fresh = True
         self.stats.rejoins += 1
         self._start(joining=True)
+        self._reset = True
+        self._merged = []
 
     def _start(self, joining: bool) -> None:
         """Members agree on the initial state; a joiner receives the
