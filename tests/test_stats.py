@@ -102,10 +102,12 @@ def test_bus_factor():
 
 def test_link_rate_is_the_links_with_several_connections():
     """A link paced at 8 MB/s (CCL_TEST_TX_BYTES_PER_S on the sender, a
-    token bucket over all its connections) with 4 connections a pair: an
-    op's frames arrive 4 at a time, each at about a quarter of the link.
-    The link's rx_rate counts them all, so it reads the link's pace, not
-    a quarter of it (which it did before)."""
+    token bucket over all its connections) with 4 TCP connections a pair
+    (shared memory off: it would take one): an op's frames arrive side by
+    side, each at a share of the link, or one after another.  The link's
+    rx_rate counts the bytes of all of them, so it reads the link's pace,
+    not a share of it, nor a multiple (a frame that started early and
+    finished after another one's bytes)."""
     from tests.obs_group import Group
     rate = 8_000_000
     env = {r: {"CCL_TEST_TX_BYTES_PER_S": str(rate)} for r in range(2)}
@@ -113,7 +115,7 @@ def test_link_rate_is_the_links_with_several_connections():
         # 4 MiB all-reduces: 2 MiB per link and op, in frames of 256 KiB
         # striped over the 4 connections.
         g = Group(master, 2, "ring_ops", (3, 1 << 20, 0.0), env=env,
-                  conns_per_peer=4)
+                  conns_per_peer=4, shm=False)
         try:
             ranks = g.results(timeout=120)
         finally:

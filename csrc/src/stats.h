@@ -14,9 +14,12 @@
  * and the stats mutex, so a writer (under `mu`) and a reader (under the
  * stats mutex) never see it move.
  *
- * Rates.  A link's rate is what its receiver measures: the payload of a
- * DATA frame of at least CCL__STATS_MIN_FRAME bytes divided by the time
- * from the frame's header to its last byte.  That is the speed at which
+ * Rates.  A link's rate is what its receiver measures: the bytes the peer
+ * delivered, on all its connections, from the header of a DATA frame of
+ * at least CCL__STATS_MIN_FRAME bytes to that frame's last byte, divided
+ * by that time.  Counting every connection's bytes makes it the link's
+ * rate whether an op's frames arrive side by side (striped, each at a
+ * share of the link) or one after another.  That is the speed at which
  * the link delivers a frame once the sender has started it, and is
  * independent of how long the sender had to wait for its own input (in a
  * ring every link waits for the slowest one; only the slow link is slow

@@ -97,6 +97,7 @@ typedef struct xp_conn {
     int parked;
     xp_mac *mac;
     uint64_t rx_t0_ns; /* a large DATA frame's header arrived (stats) */
+    uint64_t rx_b0;    /* the peer's rx_bytes then */
     /* Same host (sock_shm.h): frames go through these rings, and the
      * socket carries only doorbells.  shm_eof: the socket ended (the
      * rings may still hold the peer's last frames, read before the
@@ -114,6 +115,7 @@ typedef struct xp_peer {
     int active;            /* connections [0, active) take data frames */
     xp_req *qhead, *qtail; /* frames not yet taken by a connection */
     uint64_t last_rx_ms;   /* any byte from this peer */
+    uint64_t rx_bytes;     /* bytes from it on all connections (rates) */
     uint64_t last_tx_ms;   /* any frame queued to it */
     int misbehaved;        /* never set: see ccl__xp_conn_failed (blame) */
 } xp_peer;

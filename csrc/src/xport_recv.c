@@ -123,6 +123,7 @@ static int read_tag(xp_conn *k)
     }
     __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
     ccl__stats_rx(&x->stats, k->peer, (uint64_t)n);
+    x->peers[k->peer].rx_bytes += (uint64_t)n;
     m->rx_tag_have += (size_t)n;
     if (m->rx_tag_have < CCL_FRAME_MAC_TAG_LEN)
         return 0;
@@ -162,6 +163,7 @@ static void on_header_bytes(xp_conn *k)
     /* A large DATA frame starts: its arrival rate is the link's (stats.h). */
     k->rx_t0_ns = k->h.type == CCL_FT_DATA && k->h.length >= CCL__STATS_MIN_FRAME
                       ? ccl__stats_now_ns() : 0;
+    k->rx_b0 = k->x->peers[k->peer].rx_bytes;
     if (k->h.epoch > k->x->epoch) {
         ccl__xp_conn_failed(k, CCL_ERR_PROTOCOL, "frame from a future epoch");
         return;
@@ -194,22 +196,6 @@ static void on_header_bytes(xp_conn *k)
         rx_complete(k);
 }
 
-/* How many of the peer's connections are receiving a large frame now,
- * k's included: a striped op's frames arrive on them side by side, each
- * at its share of the link, so a frame's own rate times this is the
- * link's (what the cost model and the slow-link verdicts need, whatever
- * the number of connections). */
-static int side_by_side(const xp_conn *k)
-{
-    const xp_peer *p = &k->x->peers[k->peer];
-    int n = 1;
-    for (int i = 0; i < p->nconns; i++) {
-        const xp_conn *o = &p->conns[i];
-        n += o != k && o->fd >= 0 && o->rx_t0_ns && !o->parked;
-    }
-    return n;
-}
-
 /* Payload bytes [rdone - n, rdone) have just arrived at dst (NULL: they
  * were checked, decrypted and consumed on the way: stage_from_ring). */
 static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
@@ -237,8 +223,12 @@ static void payload_arrived(xp_conn *k, uint8_t *dst, size_t n)
     }
     if (k->rdone == k->h.length) {
         if (k->rx_t0_ns) {
+            /* Every byte the peer delivered while this frame arrived, on
+             * all its connections: the link's rate, whether the op's
+             * frames came side by side (each at a share of the link) or
+             * one after another (stats.h). */
             ccl__stats_frame_in(&k->x->stats, k->peer,
-                                (uint64_t)k->h.length * (uint64_t)side_by_side(k),
+                                k->x->peers[k->peer].rx_bytes - k->rx_b0,
                                 ccl__stats_now_ns() - k->rx_t0_ns);
             k->rx_t0_ns = 0;
         }
@@ -289,6 +279,7 @@ static int stage_from_ring(xp_conn *k, size_t *budget)
     ccl__xport *x = k->x;
     __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
     ccl__stats_rx(&x->stats, k->peer, (uint64_t)n);
+    x->peers[k->peer].rx_bytes += (uint64_t)n;
     x->peers[k->peer].last_rx_ms = ccl__now_ms();
     *budget -= n;
     k->rdone += n;
@@ -340,6 +331,7 @@ void ccl__xp_read(xp_conn *k)
             return;
         __atomic_fetch_add(&x->rx_bytes, (uint64_t)n, __ATOMIC_RELAXED);
         ccl__stats_rx(&x->stats, k->peer, (uint64_t)n);
+        x->peers[k->peer].rx_bytes += (uint64_t)n;
         x->peers[k->peer].last_rx_ms = ccl__now_ms();
         budget -= (size_t)n;
         if (k->rstate == RX_HDR) {
@@ -363,8 +355,10 @@ void ccl__xp_read(xp_conn *k)
 void ccl__xp_unpark(xp_conn *k)
 {
     k->parked = 0;
-    if (k->rx_t0_ns) /* time parked is ours, not the link's */
+    if (k->rx_t0_ns) { /* time parked is ours, not the link's */
         k->rx_t0_ns = ccl__stats_now_ns();
+        k->rx_b0 = k->x->peers[k->peer].rx_bytes;
+    }
     k->hpos = 0;
     ccl__xp_conn_events(k);
     rx_dispatch(k);

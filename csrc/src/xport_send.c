@@ -155,8 +155,8 @@ static int frame_iov(const xp_conn *k, const xp_req *r, struct iovec *iov)
  * at most 4 KiB when a frame starts: every frame is paced at tx_rate
  * from its first byte, like a link of that bandwidth (a full bucket
  * would send the start of a frame at memory speed).  Trims the iovec to
- * the tokens there are; 0 when there are none (the loop resumes the
- * connection within ~1 ms). */
+ * the tokens there are; 0 when there are fewer than a quantum (the loop
+ * resumes the connection within ~1 ms). */
 static int throttle(xp_conn *k, struct iovec *iov, int *n)
 {
     ccl__xport *x = k->x;
@@ -169,7 +169,18 @@ static int throttle(xp_conn *k, struct iovec *iov, int *n)
         x->tx_tokens = cap;
     if (k->cur_off == 0 && x->tx_tokens > 4096.0)
         x->tx_tokens = 4096.0;
-    if (x->tx_tokens < 1.0) {
+    /* Waits for a quantum (4 KiB, or the rest of the frame) rather than
+     * writing what a few microseconds refilled: that kept this loop
+     * writing 32 bytes at a time for a whole frame, so neither this
+     * process nor a peer doing the same read anything meanwhile, and a
+     * frame arrived all at once (its measured rate many times the
+     * link's). */
+    size_t want = 0;
+    for (int i = 0; i < *n; i++)
+        want += iov[i].iov_len;
+    if (want > 4096)
+        want = 4096;
+    if (x->tx_tokens < (double)want || x->tx_tokens < 1.0) {
         x->tx_waiting = 1;
         return 0;
     }
