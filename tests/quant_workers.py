@@ -88,4 +88,24 @@ def quant_nan(comm: pyccl.Communicator) -> Dict[str, Any]:
             "intact": bool(np.array_equal(x, before, equal_nan=True))}
 
 
-__all__ = ["quant_results", "quant_bad_args", "quant_nan", "_RANGE_BOUND"]
+def quant_nan_ring(comm: pyccl.Communicator, bad_rank: int,
+                   count: int) -> Dict[str, Any]:
+    """A NaN in one rank's input of a ring all-reduce, in a segment that
+    rank sends on (raw where the ranks share memory): the op fails on
+    every rank, InvalidArgument on the rank that holds the NaN, and every
+    input comes back."""
+    x = _data(comm.rank, count, 5)
+    if comm.rank == bad_rank:
+        x[1] = np.nan  # segment 0, owned by rank 0
+    before = x.copy()
+    try:
+        comm.all_reduce(x, quant="u8", algorithm="ring")
+        outcome = "ok"
+    except pyccl.CclError as e:
+        outcome = type(e).__name__
+    return {"outcome": outcome,
+            "intact": bool(np.array_equal(x, before, equal_nan=True))}
+
+
+__all__ = ["quant_results", "quant_bad_args", "quant_nan", "quant_nan_ring",
+           "_RANGE_BOUND"]

@@ -52,10 +52,50 @@ def test_nan_fails_everywhere_input_intact():
     assert all(r["intact"] for r in res), res
 
 
+@pytest.mark.parametrize("bad_rank", [1, 2])
+def test_nan_in_a_raw_ring_segment_names_its_rank(bad_rank):
+    # Ranks on one host pass partial sums on raw (no encoding to catch the
+    # NaN where it enters): the rank that holds it checks before sending
+    # and is the one that reports InvalidArgument.  Segment 0 (rank 0's)
+    # starts at rank 1, which sends its input of it at the first step;
+    # rank 2 adds its own to that partial sum and sends it on.
+    res = run_group(3, qw.quant_nan_ring, bad_rank, 300_000, shm=True)
+    outcomes = [r["outcome"] for r in res]
+    assert outcomes[bad_rank] == "InvalidArgument", outcomes
+    assert all(o == "Aborted" for i, o in enumerate(outcomes)
+               if i != bad_rank), outcomes
+    assert all(r["intact"] for r in res), res
+
+
+@pytest.mark.parametrize("fmt", ["u8", "u4"])
+def test_same_host_ring_rounds_once(fmt):
+    # Through shared memory the ring's partial sums travel raw: the only
+    # rounding is the owner's, of the f32 sum, so the error is that of one
+    # encoding, below the direct algorithm's (every input and the result
+    # encoded) and the TCP ring's (N-1 partial sums and the result).  The
+    # result is still the same on every rank.
+    rms = {}
+    for shm in (True, False):
+        res = run_group(4, qw.quant_results, fmt, 200_000, 3, 256, False,
+                        "ring", 0, star_max_bytes=65536, shm=shm)
+        assert len({r["hash"] for r in res}) == 1, "ranks disagree"
+        assert len({r["hash_out"] for r in res}) == 1, "ranks disagree"
+        assert all(r["input_intact"] for r in res)
+        rms[shm] = res[0]["rms_err"]
+        if shm:
+            # One encoding over a block's range (at most 2 x top), plus
+            # the f32 sum's own rounding.
+            top = res[0]["max_abs"]
+            bound = qw._RANGE_BOUND[fmt] * 2 * top * 1.001 + 1e-5 * top
+            assert res[0]["max_err"] <= bound, (res[0]["max_err"], bound)
+    assert rms[True] * 1.3 < rms[False], rms
+
+
 @pytest.mark.parametrize("fmt", ["u8", "u4"])
 def test_direct_encodes_each_input_once(fmt):
     # The direct algorithm encodes every input once and the result once;
-    # the ring encodes a growing partial sum at each of N-1 hops.  Over
+    # the ring between hosts encodes a growing partial sum at each of N-1
+    # hops (shm=False: on one host its hops go raw, the test above).  Over
     # 200,000 normal values at 4 ranks the ring's RMS error is above the
     # direct one's: about 1.2x rounding to nearest, 1.8x stochastically
     # (the direct algorithm's ranks also draw independently:
@@ -65,7 +105,7 @@ def test_direct_encodes_each_input_once(fmt):
     for algorithm in ("ring", "direct"):
         for qseed in (0, 99):
             res = run_group(4, qw.quant_results, fmt, 200_000, 3, 256, False,
-                            algorithm, qseed, star_max_bytes=65536)
+                            algorithm, qseed, star_max_bytes=65536, shm=False)
             assert len({r["hash"] for r in res}) == 1, "ranks disagree"
             assert len({r["hash_out"] for r in res}) == 1, "ranks disagree"
             assert all(r["input_intact"] for r in res)

@@ -10,9 +10,14 @@ csrc/tests/test_shm_setup.c (run by tests/test_c_suite.py)."""
 from __future__ import annotations
 
 import glob
+import json
 import multiprocessing
 import os
+import shlex
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -28,13 +33,15 @@ def _shm_room() -> int:
     return st.f_bavail * st.f_frsize
 
 
-# Three ranks map 3 files of 4 MiB + 4 KiB; a container's 64 MiB /dev/shm
-# is plenty, a missing or full one makes pyccl fall back to TCP (and these
-# tests, which check that shared memory is used, skip).
+# Three ranks map 3 files of 16 MiB + 4 KiB (rings of 8 MiB each way); in a
+# container's 64 MiB /dev/shm they fit, a shorter one gets smaller rings
+# (the namespace test below), a missing or full one makes pyccl fall back
+# to TCP (and these tests, which check that shared memory is used, skip).
 pytestmark = [pytest.mark.timeout(240),
               pytest.mark.skipif(_shm_room() < (32 << 20),
                                  reason="no /dev/shm with 32 MiB free")]
 CTX = multiprocessing.get_context("spawn")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _run(world, target, args_of, env_of=None, timeout=120, **kwargs):
@@ -172,3 +179,29 @@ def test_stopped_peer_is_caught_by_the_silence_deadline():
         assert err in ("PeerLost", "Aborted"), (rank, err)
         assert took < peer_timeout + 5.0, (rank, took)
         assert intact and size == 2 and z == 2.0, (rank, intact, size, z)
+
+
+def _can_mount_tmpfs() -> bool:
+    return (os.geteuid() == 0 and shutil.which("unshare") is not None
+            and shutil.which("mount") is not None)
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root and unshare")
+def test_short_dev_shm_gets_smaller_rings():
+    # A /dev/shm of 20 MiB (in a mount namespace of its own) holds one
+    # file of the largest rings (16 MiB + 4 KiB) but not three: the
+    # connectors halve the rings until /dev/shm takes them, so every pair
+    # still goes through shared memory, and the ops stay exact.
+    script = ("mount -t tmpfs -o size=20m tmpfs /dev/shm && "
+              "exec %s -m tests.shm_small" % shlex.quote(sys.executable))
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private",
+                          "sh", "-c", script], cwd=ROOT, capture_output=True,
+                         text=True, timeout=180)
+    if res.returncode != 0 and "unshare failed" in res.stderr:
+        pytest.skip("no mount namespaces here: " + res.stderr.strip())
+    assert res.returncode == 0, res.stderr[-3000:]
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(seen) == 3, seen
+    for rank, links in seen.items():
+        assert len(links) == 2, (rank, links)
+        assert all(v[1] == 1 for v in links.values()), (rank, links)

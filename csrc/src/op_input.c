@@ -9,6 +9,7 @@
  * the engine's (dropped after completion, in ccl__engine_reap).  The last
  * one frees it.
  */
+#include "copy_nt.h"
 #include "engine.h"
 #include "op_int.h"
 
@@ -79,12 +80,9 @@ void ccl__engine_buffers_free(ccl__engine *e)
     }
 }
 
-/* Records a region and copies the caller's bytes of it.  -1 without
- * memory for the record. */
-int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len)
+/* Records a region as saved.  -1 without memory for the record. */
+static int save_record(ccl_op *op, uint64_t off, uint64_t len)
 {
-    if (!op->backup || len == 0)
-        return 0;
     if (op->nsaved == op->capsaved) {
         size_t cap = op->capsaved ? op->capsaved * 2 : 16;
         void *n = realloc(op->saved, cap * sizeof *op->saved);
@@ -96,7 +94,32 @@ int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len)
     op->saved[op->nsaved][0] = off;
     op->saved[op->nsaved][1] = len;
     op->nsaved++;
-    memcpy(op->backup + off, op->buf + off, len);
+    return 0;
+}
+
+/* Records a region and copies the caller's bytes of it.  -1 without
+ * memory for the record. */
+int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len)
+{
+    if (!op->backup || len == 0)
+        return 0;
+    if (save_record(op, off, len))
+        return -1;
+    /* Read back only if the op fails: past the cache, which keeps the
+     * caller's bytes for the reduction that comes next. */
+    ccl__copy_nt(op->backup + off, op->buf + off, len);
+    return 0;
+}
+
+int ccl__op_save_f32_checked(ccl_op *op, uint64_t first, uint64_t n, uint64_t *bad)
+{
+    *bad = n;
+    if (!op->backup || n == 0)
+        return 0;
+    if (save_record(op, first * 4, n * 4))
+        return -1;
+    *bad = ccl__copy_nt_f32_check((float *)(op->backup + first * 4),
+                                  (const float *)(op->buf + first * 4), n);
     return 0;
 }
 

@@ -62,6 +62,11 @@ int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
     return op->active ? CCL_OK : CCL_ERR_ABORTED;
 }
 
+int ccl__op_peer_shares_memory(const ccl_op *op, int peer)
+{
+    return ccl__xport_shm_conns(op->eng->xp, peer) > 0;
+}
+
 int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
                        uint64_t off, uint64_t len)
 {

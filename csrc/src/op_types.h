@@ -99,6 +99,11 @@ struct ccl_op {
     struct ccl__qunit *qunits;
     size_t nqunits, capqunits;
     uint64_t qleft;
+    /* ring_q.c: partial sums go raw (f32) to the next rank, which shares
+     * memory with this one (decided once, at the start); with qbad 3, the
+     * element of this rank's input that is NaN or infinite. */
+    int qraw;
+    uint64_t qbad_at;
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */
@@ -149,6 +154,9 @@ int ccl__op_send(ccl_op *op, int peer, uint16_t step, uint64_t offset,
  * written, or when the op fails; also when this fails). */
 int ccl__op_send_owned(ccl_op *op, int peer, uint16_t step, uint64_t offset,
                        uint8_t *owned, uint32_t len);
+/* 1 when peer runs on this host and frames to it go through shared
+ * memory (sock_shm.h): the link is as fast as a memory copy. */
+int ccl__op_peer_shares_memory(const ccl_op *op, int peer);
 /* Queues bytes [off, off + len) of base to peer in units (nothing if len
  * is 0). */
 int ccl__op_send_range(ccl_op *op, int peer, uint16_t step, const uint8_t *base,
@@ -168,6 +176,10 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
 /* The same without failing the op (-1: no memory for the record), for a
  * sink's consume, which must not fail it. */
 int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len);
+/* The same for n floats from element first, checked on the way: *bad is
+ * the index (from first) of the first NaN or infinity, n if none.  With
+ * nothing to save (restore_input off) it checks nothing: *bad is n. */
+int ccl__op_save_f32_checked(ccl_op *op, uint64_t first, uint64_t n, uint64_t *bad);
 /* Working memory of len bytes in op->scratch (failed op on NULL). */
 uint8_t *ccl__op_scratch(ccl_op *op, size_t len);
 

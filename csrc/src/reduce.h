@@ -24,6 +24,9 @@ int ccl__redop_valid(int dtype, int redop);
  * divides by nranks (integers: truncating division of the wrapped sum);
  * for every other op it does nothing. */
 int ccl__reduce_finish(void *buf, size_t n, int dtype, int redop, int nranks);
+/* The index of the first NaN or infinity in x[0..n), or n if there is
+ * none. */
+size_t ccl__f32_first_nonfinite(const float *x, size_t n);
 
 /* IEEE half and bfloat16 conversions (round to nearest even; NaN stays
  * NaN, overflow becomes infinity). */

@@ -13,6 +13,18 @@
  * results everywhere.  The error: one encoding per hop of a partial sum
  * (N-1 of them) and one of the result.
  *
+ * Same-host hops carry partial sums raw (protocol 9): a reduce-scatter
+ * hop to a rank this one shares memory with (ccl__op_peer_shares_memory)
+ * sends
+ * the unit's f32 bytes, flagged by RQ_RAW in the step, and its receiver
+ * adds them as the f32 ring does.  Through shared memory the codec costs
+ * more than the bytes it saves (encoding runs at about 11 GB/s a core,
+ * the copy at memory speed), and the sum is the more exact for it.  The
+ * owner still encodes the result once and the all-gather still forwards
+ * its bytes, so every rank ends with the same quantized result.  Which
+ * hops are raw depends on where the ranks run, not on timing: the same
+ * placement gives the same bits run after run.
+ *
  * Ranks sit on the ring in the epoch's ring order, as in ring.c.
  *
  * A frame is one unit (quant_op.c); `root` carries the format and block
@@ -26,14 +38,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The step flag of a raw (f32) partial sum.  Ring steps stay below
+ * 2 * CCL_MAX_WORLD = 8192, clear of it. */
+#define RQ_RAW 0x4000u
+
+/* A reduce-scatter unit (a partial sum) to the next rank: raw to a rank
+ * on this host, else encoded.  The raw bytes are read from the buffer
+ * when the transport writes them, before this rank's all-gather can land
+ * on them (ring.c's argument: the unit's result needs this send to have
+ * reached the next rank first). */
 static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 {
+    int next = ccl__ring_rank(op, op->ring_pos + 1);
+    if (op->qraw)
+        return ccl__op_send(op, next, (uint16_t)(step | RQ_RAW), first * 4,
+                            op->buf + first * 4, (uint32_t)(n * 4)) ? -1 : 0;
     uint32_t len;
     uint8_t *b = ccl__quant_unit(op, first, n, op->qseed, &len);
     if (!b)
         return -1;
-    return ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1), step, first * 4,
-                              b, len) ? -1 : 0;
+    return ccl__op_send_owned(op, next, step, first * 4, b, len) ? -1 : 0;
+}
+
+/* Where this rank's input leaves it raw, it is checked for NaN and
+ * infinity first, so that the rank holding one is the one that fails with
+ * INVALID_ARG (the others get ABORTED), as where it encodes them.  0, or
+ * 1 with op->qbad_at set. */
+static int raw_input_bad(ccl_op *op, uint64_t first, uint64_t n)
+{
+    size_t at = ccl__f32_first_nonfinite((const float *)op->buf + first, n);
+    if (at == n)
+        return 0;
+    op->qbad_at = first + at;
+    return 1;
+}
+
+static void fail_nonfinite(ccl_op *op)
+{
+    ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry NaN or "
+                 "infinity (element %llu of this rank's input)",
+                 (unsigned long long)op->qbad_at);
 }
 
 static int rq_start(ccl_op *op)
@@ -47,9 +91,26 @@ static int rq_start(ccl_op *op)
         op->qleft += (k != ccl__mod(r - 1, n) ? len / 4 : 0) + (k != r ? len / 4 : 0);
     }
     op->frames_left = op->qleft ? 1 : 0;
+    op->qraw = ccl__op_peer_shares_memory(op, ccl__ring_rank(op, r + 1));
     ccl__ring_segment(op, n, ccl__ring_rank(op, r - 1), &off, &len);
     for (uint64_t e = off / 4; e < (off + len) / 4; e += u) {
         uint64_t m = (off + len) / 4 - e < u ? (off + len) / 4 - e : u;
+        /* A unit that leaves raw is checked just before, and saved in the
+         * same pass where the input is kept (the all-gather writes it
+         * next): the transport's copy then reads it from the cache. */
+        if (op->qraw) {
+            uint64_t bad;
+            if (ccl__op_save_f32_checked(op, e, m, &bad)) {
+                ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
+                return -1;
+            }
+            if ((op->backup ? bad < m : raw_input_bad(op, e, m))) {
+                if (op->backup)
+                    op->qbad_at = e + bad;
+                fail_nonfinite(op);
+                return -1;
+            }
+        }
         if (send_unit(op, 0, e, m))
             return -1;
     }
@@ -83,14 +144,21 @@ static void rq_consume(const ccl__sink *s, const uint8_t *src, size_t off, size_
         op->qbad = 1;
         return;
     }
+    /* A sum that goes on raw: this rank's part of it is checked first
+     * (raw_input_bad). */
+    if (s->from < op->size - 2 && op->qraw && raw_input_bad(op, first, n)) {
+        op->qbad = 3;
+        return;
+    }
     struct ccl__qunit *q = ccl__qunit_add(op, 0, first, n);
     if (!q)
         return;
     float *dst = (float *)op->buf + first;
     /* A unit is first written here at a step of the reduce-scatter, or
      * (the segment this rank only sent from) the all-gather's first:
-     * its input is saved then, while it is in cache anyway. */
-    if (s->from <= op->size - 1 && op->backup &&
+     * its input is saved then, while it is in cache anyway (that one at
+     * the start instead where it left raw). */
+    if ((s->from < op->size - 1 || (s->from == op->size - 1 && !op->qraw)) && op->backup &&
         ccl__op_save_region(op, first * 4, n * 4)) {
         op->qbad = 2;
         return;
@@ -114,14 +182,38 @@ static void rq_consume(const ccl__sink *s, const uint8_t *src, size_t off, size_
 
 static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink)
 {
-    int k;
+    int k, raw = (h->step & RQ_RAW) != 0;
+    uint16_t step = (uint16_t)(h->step & ~RQ_RAW);
     uint64_t soff, slen;
-    if (peer != ccl__ring_rank(op, op->ring_pos - 1) || step_segment(op, h->step, &k)) {
-        snprintf(op->err, sizeof op->err, "quantized ring frame (step %u) from rank %d "
+    if (peer != ccl__ring_rank(op, op->ring_pos - 1) || step_segment(op, step, &k) ||
+        (raw && step >= op->size - 1)) {
+        snprintf(op->err, sizeof op->err, "quantized ring frame (step %#x) from rank %d "
                  "not valid at rank %d", h->step, peer, op->rank);
         return -1;
     }
     ccl__ring_segment(op, op->size, k, &soff, &slen);
+    if (raw) {
+        /* A partial sum in f32: added in place as the f32 ring does (the
+         * op layer saves the input under it first). */
+        if (h->offset % 4 || h->length % 4 || h->length == 0 || h->offset < soff ||
+            h->offset + h->length > soff + slen) {
+            snprintf(op->err, sizeof op->err, "raw quantized ring frame at bytes "
+                     "[%llu, +%u) is outside segment %d of step %u",
+                     (unsigned long long)h->offset, h->length, k, step);
+            return -1;
+        }
+        /* The sum goes on raw too: check this rank's part of it first.
+         * A bad one drops the frame (the sink stays DISCARD) and fails
+         * the op in rq_on_data: this rank's fault, not the sender's. */
+        if (step < op->size - 2 && op->qraw && !op->qbad &&
+            raw_input_bad(op, h->offset / 4, h->length / 4)) {
+            op->qbad = 3;
+            memset(sink, 0, sizeof *sink);
+            return 0;
+        }
+        ccl__sink_reduce(sink, op, op->buf + h->offset);
+        return 0;
+    }
     if (h->offset % 4 || h->offset < soff || h->offset >= soff + slen || h->length < 4) {
         snprintf(op->err, sizeof op->err, "quantized ring frame at byte %llu is outside "
                  "segment %d of step %u", (unsigned long long)h->offset, k, h->step);
@@ -140,9 +232,13 @@ static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink
 
 static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
-    int n = op->size, step = h->step;
-    struct ccl__qunit q;
-    if (op->qbad || ccl__qunit_take(op, 0, h->offset / 4, &q)) {
+    int n = op->size, step = h->step & ~RQ_RAW;
+    struct ccl__qunit q = {0, h->offset / 4, h->length / 4, NULL};
+    if (op->qbad == 3) {
+        fail_nonfinite(op);
+        return -1;
+    }
+    if (op->qbad || (!(h->step & RQ_RAW) && ccl__qunit_take(op, 0, h->offset / 4, &q))) {
         ccl__op_fail(op, op->qbad == 2 ? CCL_ERR_NOMEM : CCL_ERR_PROTOCOL,
                      op->qbad == 2 ? "out of memory for a quantized unit"
                                    : "a quantized unit from rank %d does not decode "

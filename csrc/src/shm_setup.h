@@ -26,8 +26,9 @@ int ccl__shm_setup_connect(int fd, const ccl__hs *hs, uint32_t ring_bytes,
                            uint64_t deadline, ccl__shm **out, char *why,
                            size_t whylen, char *err, size_t errlen);
 /* The ring size for a group of `world` members: CCL_SHM_RING_BYTES up to
- * 16 members, then halved as the group doubles (a host's /dev/shm holds
- * a file per pair), down to 256 KiB. */
+ * 4 members, then halved as the group doubles (a host's /dev/shm holds a
+ * file per pair), down to CCL_SHM_RING_MIN.  The connector halves it
+ * again while /dev/shm refuses the file. */
 uint32_t ccl__shm_ring_for(uint32_t world);
 /* The acceptor's side: reads the offer, checks the path from its end,
  * attaches, answers.  Results as for ccl__shm_setup_connect. */

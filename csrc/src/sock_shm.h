@@ -31,8 +31,10 @@
 /* The /dev/shm name of a connection's file ("/pyccl-<pid>-<hex>"), with
  * its NUL, fits this. */
 #define CCL_SHM_NAME_LEN 64
-/* Bytes per direction (a power of two). */
-#define CCL_SHM_RING_BYTES (2u << 20)
+/* Bytes per direction (a power of two) in a group of up to 4 members, and
+ * the least any group gets (shm_setup.h, ccl__shm_ring_for). */
+#define CCL_SHM_RING_BYTES (8u << 20)
+#define CCL_SHM_RING_MIN (256u << 10)
 #define CCL_SHM_NONCE_LEN 16
 
 typedef struct ccl__shm ccl__shm;

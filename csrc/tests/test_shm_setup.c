@@ -117,9 +117,11 @@ static void exchange(int keyed, int relay_flip, side *c, side *a)
     pthread_t at;
     pthread_create(&at, NULL, accept_side, a);
     PASS(ccl__shm_ring_for(2) == CCL_SHM_RING_BYTES &&
-         ccl__shm_ring_for(16) == CCL_SHM_RING_BYTES &&
-         ccl__shm_ring_for(17) == CCL_SHM_RING_BYTES / 2 &&
-         ccl__shm_ring_for(4096) == (256u << 10));
+         ccl__shm_ring_for(4) == CCL_SHM_RING_BYTES &&
+         ccl__shm_ring_for(5) == CCL_SHM_RING_BYTES / 2 &&
+         ccl__shm_ring_for(16) == CCL_SHM_RING_BYTES / 4 &&
+         ccl__shm_ring_for(17) == CCL_SHM_RING_BYTES / 8 &&
+         ccl__shm_ring_for(4096) == CCL_SHM_RING_MIN);
     c->rc = ccl__shm_setup_connect(c->fd, &c->hs, ccl__shm_ring_for(3),
                                    ccl__now_ms() + 3000, &c->rings,
                                    c->why, sizeof c->why, c->err, sizeof c->err);
