@@ -88,8 +88,8 @@ def quant_nan(comm: pyccl.Communicator) -> Dict[str, Any]:
             "intact": bool(np.array_equal(x, before, equal_nan=True))}
 
 
-def quant_nan_ring(comm: pyccl.Communicator, bad_rank: int,
-                   count: int) -> Dict[str, Any]:
+def quant_nan_ring(comm: pyccl.Communicator, bad_rank: int, count: int,
+                   fmt: str = "u8") -> Dict[str, Any]:
     """A NaN in one rank's input of a ring all-reduce, in a segment that
     rank sends on (raw where the ranks share memory): the op fails on
     every rank, InvalidArgument on the rank that holds the NaN, and every
@@ -99,12 +99,14 @@ def quant_nan_ring(comm: pyccl.Communicator, bad_rank: int,
         x[1] = np.nan  # segment 0, owned by rank 0
     before = x.copy()
     try:
-        comm.all_reduce(x, quant="u8", algorithm="ring")
+        comm.all_reduce(x, quant=fmt, algorithm="ring")
         outcome = "ok"
     except pyccl.CclError as e:
         outcome = type(e).__name__
     return {"outcome": outcome,
-            "intact": bool(np.array_equal(x, before, equal_nan=True))}
+            "intact": bool(np.array_equal(x, before, equal_nan=True)),
+            "nan_at_1": bool(np.isnan(x[1])),
+            "finite_elsewhere": bool(np.all(np.isfinite(np.delete(x, 1))))}
 
 
 __all__ = ["quant_results", "quant_bad_args", "quant_nan", "quant_nan_ring",

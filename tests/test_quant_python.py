@@ -67,6 +67,15 @@ def test_nan_in_a_raw_ring_segment_names_its_rank(bad_rank):
     assert all(r["intact"] for r in res), res
 
 
+@pytest.mark.parametrize("fmt", ["f16", "bf16"])
+def test_half_formats_carry_nan_through_raw_hops(fmt):
+    # F16 and BF16 have codes for NaN: the op succeeds and every rank has
+    # NaN where one input had it, the same bits everywhere otherwise.
+    res = run_group(3, qw.quant_nan_ring, 2, 300_000, fmt, shm=True)
+    assert all(r["outcome"] == "ok" for r in res), res
+    assert all(r["nan_at_1"] and r["finite_elsewhere"] for r in res), res
+
+
 @pytest.mark.parametrize("fmt", ["u8", "u4"])
 def test_same_host_ring_rounds_once(fmt):
     # Through shared memory the ring's partial sums travel raw: the only

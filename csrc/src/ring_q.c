@@ -62,10 +62,13 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 
 /* Where this rank's input leaves it raw, it is checked for NaN and
  * infinity first, so that the rank holding one is the one that fails with
- * INVALID_ARG (the others get ABORTED), as where it encodes them.  0, or
- * 1 with op->qbad_at set. */
+ * INVALID_ARG (the others get ABORTED), as where it encodes them; F16
+ * and BF16 carry both, so nothing is checked for them.  0, or 1 with
+ * op->qbad_at set. */
 static int raw_input_bad(ccl_op *op, uint64_t first, uint64_t n)
 {
+    if (op->qfmt == CCL_QUANT_F16 || op->qfmt == CCL_QUANT_BF16)
+        return 0; /* they carry NaN and infinity */
     size_t at = ccl__f32_first_nonfinite((const float *)op->buf + first, n);
     if (at == n)
         return 0;
@@ -104,7 +107,8 @@ static int rq_start(ccl_op *op)
                 ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
                 return -1;
             }
-            if ((op->backup ? bad < m : raw_input_bad(op, e, m))) {
+            int nocode = op->qfmt != CCL_QUANT_F16 && op->qfmt != CCL_QUANT_BF16;
+            if (op->backup ? nocode && bad < m : raw_input_bad(op, e, m)) {
                 if (op->backup)
                     op->qbad_at = e + bad;
                 fail_nonfinite(op);
