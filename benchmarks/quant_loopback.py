@@ -1,4 +1,4 @@
-"""Quantized all-reduce on loopback: seconds per op, f32 against each
+"""Quantized all-reduce on loopback: milliseconds per op, f32 against each
 quantized format, in the same run (docs/quantization.md, "Speed").
 
     PYTHONPATH=. python benchmarks/quant_loopback.py [--peers 4]
@@ -78,14 +78,15 @@ def main() -> None:
     master.close()
     print("%d peers, %d MiB f32, median of %d rounds (slowest rank)"
           % (a.peers, a.mib, a.rounds))
-    print("%-6s %-9s %9s %9s" % ("quant", "algorithm", "seconds", "vs f32"))
+    print("%-6s %-9s %9s %9s" % ("quant", "algorithm", "ms", "vs f32"))
     base = None
     for v, alg in _variants(algorithms):
         worst = [max(per_rank[r][str((v, alg))][i] for r in per_rank)
                  for i in range(a.rounds)]
         med = statistics.median(worst)
         base = base or med
-        print("%-6s %-9s %9.3f %8.2fx" % (v or "f32", alg, med, med / base))
+        print("%-6s %-9s %9.2f %8.2fx" % (v or "f32", alg, med * 1e3,
+                                           med / base))
 
 
 if __name__ == "__main__":

@@ -103,9 +103,13 @@ def _worker(name: str, cfg: dict, hp: dict, address: str, rank: int,
         # Everything imported and built: join when the parent says so.
         if not go.wait(timeout=hp["timeout"]):
             raise RuntimeError("the joiner was never released")
+    # Loopback TCP, as between machines: through shared memory the
+    # quantized ring would send its partial sums raw (same-host hops,
+    # docs/quantization.md), and neither the bytes counted nor the
+    # rounding would be those of workers on different hosts.
     comm = pyccl.Communicator(address, world_size=1 if joining else WORLD,
                               peer_timeout=10.0, op_timeout=120.0,
-                              connect_timeout=300.0)
+                              connect_timeout=300.0, shm=False)
     dl = None
     if cfg["kind"] == "diloco":
         from pyccl.diloco import DiLoCo
