@@ -27,6 +27,12 @@ int ccl__quant_begin(ccl_op *op, int save_all);
  * has failed (no memory, or NaN or infinity in the data). */
 uint8_t *ccl__quant_unit(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
                          uint32_t *len);
+/* The owner's step on elements [first, first + n) of op->buf, whose sum
+ * is complete: finish it (AVG divides once), encode it into w (the u32
+ * count, then the encoding: 4 + ccl__quant_size bytes) and replace it
+ * with the decoded result, the three a few blocks at a time.  0, or -1:
+ * the op has failed (the sum is NaN or infinite). */
+int ccl__quant_finish_keep(ccl_op *op, uint64_t first, uint64_t n, uint8_t *w);
 /* A decoded unit from `from` (an algorithm's tag: peer, step) waiting
  * for its frame's end; NULL (op->qbad = 2) without memory.  take: moves
  * it out (-1: none such). */

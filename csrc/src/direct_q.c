@@ -273,17 +273,9 @@ static int finish_unit(ccl_op *op, uint64_t k)
     uint64_t sf, sn, e, m;
     seg(op, me, &sf, &sn);
     unit_of(op, sf, sn, k, &e, &m);
-    float *x = (float *)op->buf + e;
-    ccl__reduce_finish(x, m, CCL_F32, op->redop, n);
     uint8_t *w = op->scratch + k * unit_wire(op);
-    ccl__put_u32(w, (uint32_t)m);
-    if (ccl__quant_encode(op->qfmt, x, m, op->qblock, op->qseed, e, w + 4)) {
-        ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
-                     "NaN or infinity: the sum of elements %llu to %llu overflowed",
-                     (unsigned long long)e, (unsigned long long)(e + m - 1));
+    if (ccl__quant_finish_keep(op, e, m, w))
         return -1;
-    }
-    ccl__quant_decode(op->qfmt, w + 4, m, op->qblock, x);
     ADDED(op, k) = FINISHED;
     uint32_t len = (uint32_t)(4 + ccl__quant_size(op->qfmt, m, op->qblock));
     for (int j = 1; j < n; j++)

@@ -67,6 +67,35 @@ uint8_t *ccl__quant_unit(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
     return b;
 }
 
+/* Pieces of this many elements (or one block, if larger) stay in the L1
+ * cache from the finish through the encoding to the decoding. */
+#define KEEP_PIECE 4096
+
+int ccl__quant_finish_keep(ccl_op *op, uint64_t first, uint64_t n, uint8_t *w)
+{
+    uint32_t b = op->qblock ? op->qblock : 1;
+    uint64_t piece = KEEP_PIECE >= b ? KEEP_PIECE / b * b : b;
+    float *x = (float *)op->buf + first;
+    uint8_t *out = w + 4;
+    ccl__put_u32(w, (uint32_t)n);
+    /* Every piece but the last is whole blocks, so the pieces' encodings
+     * laid end to end are the unit's (quant.h: block by block). */
+    for (uint64_t p = 0; p < n; p += piece) {
+        uint64_t m = n - p < piece ? n - p : piece;
+        ccl__reduce_finish(x + p, m, CCL_F32, op->redop, op->size);
+        if (ccl__quant_encode(op->qfmt, x + p, m, op->qblock, op->qseed, first + p, out)) {
+            ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
+                         "NaN or infinity: the sum of elements %llu to %llu is not "
+                         "finite", (unsigned long long)(first + p),
+                         (unsigned long long)(first + p + m - 1));
+            return -1;
+        }
+        ccl__quant_decode(op->qfmt, out, m, op->qblock, x + p);
+        out += ccl__quant_size(op->qfmt, m, op->qblock);
+    }
+    return 0;
+}
+
 struct ccl__qunit *ccl__qunit_add(ccl_op *op, int from, uint64_t first, uint64_t n)
 {
     if (op->nqunits == op->capqunits) {

@@ -258,13 +258,16 @@ static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
     } else if (step == n - 2) {
         /* The whole sum of this unit, here at its owner: finish, encode
          * once, keep the decoded result, start it round. */
-        float *x = (float *)op->buf + q.first;
-        ccl__reduce_finish(x, q.n, CCL_F32, op->redop, n);
-        uint32_t len;
-        uint8_t *b = ccl__quant_unit(op, q.first, q.n, op->qseed, &len);
-        if (!b)
+        uint32_t len = (uint32_t)(4 + ccl__quant_size(op->qfmt, q.n, op->qblock));
+        uint8_t *b = malloc(len);
+        if (!b) {
+            ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for an encoded unit");
             return -1;
-        ccl__quant_decode(op->qfmt, b + 4, q.n, op->qblock, x);
+        }
+        if (ccl__quant_finish_keep(op, q.first, q.n, b)) {
+            free(b);
+            return -1;
+        }
         rc = ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1),
                                 (uint16_t)(n - 1), q.first * 4, b, len) ? -1 : 0;
     } else if (step < 2 * n - 3) {

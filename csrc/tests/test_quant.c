@@ -9,6 +9,7 @@
 #include "quant.h"
 
 #include <math.h>
+#include <string.h>
 
 #define MAXN 3000
 
@@ -111,6 +112,38 @@ int main(void)
             }
         fprintf(stderr, "  %s: %d out of bounds\n", NAME[fmt], bad);
         PASS(bad == 0);
+    }
+    /* Pieces at block boundaries (the owner's step, quant_op.c's
+     * ccl__quant_finish_keep): encoding a unit piece by piece, each piece
+     * from its own first element's index (the stochastic draws), gives
+     * the whole unit's bytes, and decoding piece by piece its floats. */
+    {
+        static float y[MAXN], d1[MAXN], d2[MAXN];
+        static uint8_t w1[9 * MAXN], w2[9 * MAXN];
+        uint32_t pblocks[] = {1, 7, 64, 256};
+        int same = 1;
+        for (int fmt = CCL_QUANT_U8; fmt <= CCL_QUANT_BF16; fmt++)
+            for (size_t bi = 0; bi < sizeof pblocks / sizeof *pblocks; bi++)
+                for (uint64_t seed = 0; seed < 2; seed++) {
+                    uint32_t b = fmt >= CCL_QUANT_F16 ? 0 : pblocks[bi];
+                    size_t n = MAXN - 5, piece = b ? b * 3 : 100, base = 1000;
+                    for (size_t i = 0; i < n; i++)
+                        y[i] = (float)((double)(harness_rng_next(&rng) >> 11) /
+                                           9007199254740992.0 * 8 - 4);
+                    PASS(ccl__quant_encode(fmt, y, n, b, seed * 77, base, w1) == 0);
+                    ccl__quant_decode(fmt, w1, n, b, d1);
+                    size_t off = 0;
+                    for (size_t p = 0; p < n; p += piece) {
+                        size_t m = n - p < piece ? n - p : piece;
+                        same &= ccl__quant_encode(fmt, y + p, m, b, seed * 77, base + p,
+                                                  w2 + off) == 0;
+                        ccl__quant_decode(fmt, w2 + off, m, b, d2 + p);
+                        off += ccl__quant_size(fmt, m, b);
+                    }
+                    same &= off == ccl__quant_size(fmt, n, b);
+                    same &= memcmp(w1, w2, off) == 0 && memcmp(d1, d2, n * 4) == 0;
+                }
+        PASS(same);
     }
     /* Sizes. */
     PASS(ccl__quant_size(CCL_QUANT_U8, 256, 256) == 8 + 256);
