@@ -1,7 +1,8 @@
 /*
  * ring_q.c - quantized ring all-reduce of f32 data: the ring of ring.c
  * (segments, steps, units picked by a segment's first sender and kept by
- * every hop), with every unit encoded on the wire (quant.h).
+ * every hop), with units encoded on the wire (quant.h) wherever the next
+ * rank is on another host.
  *
  * Reduce-scatter: a rank decodes an arriving unit and adds it into its f32
  * buffer, then encodes that partial sum for the next hop.  At the last
@@ -10,14 +11,13 @@
  * and starts it round the all-gather.  All-gather: every rank decodes the
  * unit into place and forwards the very bytes it received.  So every rank
  * decodes the owner's bytes with the same f32 operations: bit-identical
- * results everywhere.  The error: one encoding per hop of a partial sum
- * (N-1 of them) and one of the result.
+ * results everywhere.  The error: one encoding per encoded hop of a
+ * partial sum (N-1 of them between hosts) and one of the result.
  *
  * Same-host hops carry partial sums raw (protocol 9): a reduce-scatter
  * hop to a rank this one shares memory with (ccl__op_peer_shares_memory)
- * sends
- * the unit's f32 bytes, flagged by RQ_RAW in the step, and its receiver
- * adds them as the f32 ring does.  Through shared memory the codec costs
+ * sends the unit's f32 bytes, flagged by RQ_RAW in the step, and its
+ * receiver adds them as the f32 ring does.  Through shared memory the codec costs
  * more than the bytes it saves (encoding runs at about 11 GB/s a core,
  * the copy at memory speed), and the sum is the more exact for it.  The
  * owner still encodes the result once and the all-gather still forwards
