@@ -27,6 +27,9 @@ int ccl__quant_begin(ccl_op *op, int save_all);
  * has failed (no memory, or NaN or infinity in the data). */
 uint8_t *ccl__quant_unit(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
                          uint32_t *len);
+/* The same into b (4 + ccl__quant_size bytes); 0, or -1: failed. */
+int ccl__quant_unit_into(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
+                         uint8_t *b);
 /* The owner's step on elements [first, first + n) of op->buf, whose sum
  * is complete: finish it (AVG divides once), encode it into w (the u32
  * count, then the encoding: 4 + ccl__quant_size bytes) and replace it

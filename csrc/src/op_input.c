@@ -24,7 +24,8 @@ void ccl__op_release(ccl_op *op)
         free(op->blocks);
         free(op->wire);
         for (size_t i = 0; i < op->nqunits; i++)
-            free(op->qunits[i].bytes);
+            if (!op->qunits[i].in_arena)
+                free(op->qunits[i].bytes);
         free(op->qunits);
         free(op->done_seen);
         free(op->qowed);

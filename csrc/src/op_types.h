@@ -104,6 +104,10 @@ struct ccl_op {
      * element of this rank's input that is NaN or infinite. */
     int qraw;
     uint64_t qbad_at;
+    /* ring_q.c: bytes of op->scratch handed out to encoded units so far,
+     * of the room planned for them (the units this rank encodes or keeps
+     * to forward are written there, not malloc'd). */
+    size_t qarena_used, qarena_cap;
     uint64_t last_progress_ms;
     int committing; /* complete here; waiting for DONE from the others */
     int probed;     /* described itself to the peers (op_rx.c) */
@@ -130,7 +134,8 @@ enum { CCL__SEEN_DONE = 1, CCL__SEEN_CONFIRM = 2 };
 struct ccl__qunit {
     int from;          /* the algorithm's tag of its sender (quant_op.c) */
     uint64_t first, n; /* elements */
-    uint8_t *bytes;    /* owned: the unit as received, to forward */
+    uint8_t *bytes;    /* the unit as received, to forward: owned, or */
+    int in_arena;      /* in op->scratch (ring_q.c's arena): not freed */
 };
 #define CCL__NO_BLOCK UINT64_MAX
 

@@ -45,6 +45,20 @@ int ccl__quant_begin(ccl_op *op, int save_all)
     return 0;
 }
 
+int ccl__quant_unit_into(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
+                         uint8_t *b)
+{
+    ccl__put_u32(b, (uint32_t)n);
+    if (ccl__quant_encode(op->qfmt, (const float *)op->buf + first, n, op->qblock, seed,
+                          first, b + 4)) {
+        ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
+                     "NaN or infinity (element %llu or after)",
+                     (unsigned long long)first);
+        return -1;
+    }
+    return 0;
+}
+
 uint8_t *ccl__quant_unit(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
                          uint32_t *len)
 {
@@ -54,13 +68,8 @@ uint8_t *ccl__quant_unit(ccl_op *op, uint64_t first, uint64_t n, uint64_t seed,
         ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for an encoded unit");
         return NULL;
     }
-    ccl__put_u32(b, (uint32_t)n);
-    if (ccl__quant_encode(op->qfmt, (const float *)op->buf + first, n, op->qblock, seed,
-                          first, b + 4)) {
+    if (ccl__quant_unit_into(op, first, n, seed, b)) {
         free(b);
-        ccl__op_fail(op, CCL_ERR_INVALID_ARG, "a quantized all-reduce cannot carry "
-                     "NaN or infinity (element %llu or after)",
-                     (unsigned long long)first);
         return NULL;
     }
     *len = (uint32_t)(4 + enc);
@@ -113,6 +122,7 @@ struct ccl__qunit *ccl__qunit_add(ccl_op *op, int from, uint64_t first, uint64_t
     q->first = first;
     q->n = n;
     q->bytes = NULL;
+    q->in_arena = 0;
     return q;
 }
 

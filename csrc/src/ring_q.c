@@ -47,6 +47,44 @@
  * when the transport writes them, before this rank's all-gather can land
  * on them (ring.c's argument: the unit's result needs this send to have
  * reached the next rank first). */
+/* Room for one encoded unit of n elements (4 + its encoding, *len bytes)
+ * in the op's arena: op->scratch, taken from the engine's spare buffers
+ * at the start and handed to the next op at the end, so that the pages
+ * are not faulted in afresh for every unit as a malloc'd buffer's are.
+ * NULL when the planned room is used up (units cut smaller than planned,
+ * by ranks with a smaller chunk_bytes): the caller mallocs that one. */
+static uint8_t *arena_take(ccl_op *op, uint64_t n, uint32_t *len)
+{
+    size_t need = 4 + ccl__quant_size(op->qfmt, n, op->qblock);
+    *len = (uint32_t)need;
+    if (!op->scratch || op->qarena_cap - op->qarena_used < need)
+        return NULL;
+    uint8_t *p = op->scratch + op->qarena_used;
+    op->qarena_used += need;
+    return p;
+}
+
+/* The arena's size: every unit this rank will encode (the partial sums
+ * it sends on unless they go raw, and its own segment's result), cut as
+ * its own chunk_bytes would cut them, with room for each unit's count
+ * and a block header more. */
+static size_t arena_size(const ccl_op *op)
+{
+    uint64_t off, len, elems = 0, units = 0, u = op->unit / 4 ? op->unit / 4 : 1;
+    int n = op->size, r = op->ring_pos;
+    for (int k = 0; k < n; k++) {
+        int p = ccl__mod(k - r, n); /* segment of ring position r + p */
+        /* Encoded here: its own segment's result, the partial sums of
+         * the others unless they go raw; kept to forward: the all-gather
+         * units of positions r-1 .. r-(n-2). */
+        int times = (p == 0 || !op->qraw) + (p >= 2);
+        ccl__ring_segment(op, n, ccl__ring_rank(op, k), &off, &len);
+        elems += times * (len / 4);
+        units += times * ((len / 4 + u - 1) / u);
+    }
+    return ccl__quant_size(op->qfmt, elems, op->qblock) + units * (4 + 9);
+}
+
 static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
 {
     int next = ccl__ring_rank(op, op->ring_pos + 1);
@@ -54,6 +92,12 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
         return ccl__op_send(op, next, (uint16_t)(step | RQ_RAW), first * 4,
                             op->buf + first * 4, (uint32_t)(n * 4)) ? -1 : 0;
     uint32_t len;
+    uint8_t *w = arena_take(op, n, &len);
+    if (w) {
+        if (ccl__quant_unit_into(op, first, n, op->qseed, w))
+            return -1;
+        return ccl__op_send(op, next, step, first * 4, w, len) ? -1 : 0;
+    }
     uint8_t *b = ccl__quant_unit(op, first, n, op->qseed, &len);
     if (!b)
         return -1;
@@ -95,6 +139,9 @@ static int rq_start(ccl_op *op)
     }
     op->frames_left = op->qleft ? 1 : 0;
     op->qraw = ccl__op_peer_shares_memory(op, ccl__ring_rank(op, r + 1));
+    op->qarena_cap = arena_size(op);
+    if (!ccl__op_scratch(op, op->qarena_cap))
+        return -1;
     ccl__ring_segment(op, n, ccl__ring_rank(op, r - 1), &off, &len);
     for (uint64_t e = off / 4; e < (off + len) / 4; e += u) {
         uint64_t m = (off + len) / 4 - e < u ? (off + len) / 4 - e : u;
@@ -171,7 +218,11 @@ static void rq_consume(const ccl__sink *s, const uint8_t *src, size_t off, size_
         /* The owner's bytes: kept to forward verbatim, unless this is
          * the last hop. */
         if (s->from < 2 * op->size - 3) {
-            q->bytes = malloc(len);
+            uint32_t l;
+            q->bytes = arena_take(op, n, &l);
+            q->in_arena = q->bytes != NULL;
+            if (!q->bytes)
+                q->bytes = malloc(len);
             if (!q->bytes) {
                 op->qbad = 2;
                 return;
@@ -237,7 +288,7 @@ static int rq_on_header(ccl_op *op, int peer, const ccl__hdr *h, ccl__sink *sink
 static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
 {
     int n = op->size, step = h->step & ~RQ_RAW;
-    struct ccl__qunit q = {0, h->offset / 4, h->length / 4, NULL};
+    struct ccl__qunit q = {0, h->offset / 4, h->length / 4, NULL, 0};
     if (op->qbad == 3) {
         fail_nonfinite(op);
         return -1;
@@ -258,25 +309,31 @@ static int rq_on_data(ccl_op *op, int peer, const ccl__hdr *h)
     } else if (step == n - 2) {
         /* The whole sum of this unit, here at its owner: finish, encode
          * once, keep the decoded result, start it round. */
-        uint32_t len = (uint32_t)(4 + ccl__quant_size(op->qfmt, q.n, op->qblock));
-        uint8_t *b = malloc(len);
-        if (!b) {
+        uint32_t len;
+        uint8_t *w = arena_take(op, q.n, &len), *b = w ? NULL : malloc(len);
+        if (!w && !b) {
             ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory for an encoded unit");
             return -1;
         }
-        if (ccl__quant_finish_keep(op, q.first, q.n, b)) {
+        if (ccl__quant_finish_keep(op, q.first, q.n, w ? w : b)) {
             free(b);
             return -1;
         }
-        rc = ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1),
-                                (uint16_t)(n - 1), q.first * 4, b, len) ? -1 : 0;
+        int next = ccl__ring_rank(op, op->ring_pos + 1);
+        rc = (w ? ccl__op_send(op, next, (uint16_t)(n - 1), q.first * 4, w, len)
+                : ccl__op_send_owned(op, next, (uint16_t)(n - 1), q.first * 4, b, len))
+                 ? -1 : 0;
     } else if (step < 2 * n - 3) {
-        rc = ccl__op_send_owned(op, ccl__ring_rank(op, op->ring_pos + 1),
-                                (uint16_t)(step + 1), q.first * 4, q.bytes,
-                                (uint32_t)h->length) ? -1 : 0;
-        q.bytes = NULL; /* the transport's now */
+        int next = ccl__ring_rank(op, op->ring_pos + 1);
+        rc = (q.in_arena ? ccl__op_send(op, next, (uint16_t)(step + 1), q.first * 4,
+                                        q.bytes, (uint32_t)h->length)
+                         : ccl__op_send_owned(op, next, (uint16_t)(step + 1),
+                                              q.first * 4, q.bytes, (uint32_t)h->length))
+                 ? -1 : 0;
+        q.bytes = NULL; /* the transport's now, or the arena's */
     }
-    free(q.bytes);
+    if (!q.in_arena)
+        free(q.bytes);
     return rc;
 }
 

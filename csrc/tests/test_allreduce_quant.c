@@ -21,6 +21,7 @@ typedef struct {
     uint64_t star_max; /* 0: the large algorithm for everything but empty ops */
     int algo;          /* CCL_ALGO_AUTO, or one forced */
     int ragged;        /* chunk_bytes differs by rank */
+    int noshm;         /* TCP between the ranks: every ring hop encoded */
     float res[6][N];
     int nan_rc, mismatch_rc;
     int restored;
@@ -54,8 +55,10 @@ static void *rank_main(void *p)
     rank_t *r = p;
     ccl_comm_config cfg = harness_comm_config(r->port, r->world, r->rank);
     cfg.chunk_bytes = 256; /* 64 elements a unit: many units */
-    if (r->ragged)
-        cfg.chunk_bytes = 256 + 96 * (uint32_t)r->rank;
+    if (r->ragged) /* rank 0: a unit per element, more than others plan */
+        cfg.chunk_bytes = r->rank == 0 ? 4 : 256 + 96 * (uint32_t)r->rank;
+    if (r->noshm)
+        cfg.shm = 0;
     cfg.star_max_bytes = r->star_max;
     cfg.op_timeout_ms = 20000;
     ccl_comm *c = NULL;
@@ -125,12 +128,17 @@ int main(void)
     static rank_t r[MAXW];
     /* star: AUTO under a threshold the ops fit; auto-large: AUTO with no
      * star (the ring); ring and direct forced; direct with chunk_bytes
-     * different on every rank. */
+     * different on every rank; the ring so, through shared memory (raw
+     * partial sums) and over TCP (every hop encoded): units cut smaller
+     * than a rank planned for overflow its arena (ring_q.c). */
     static const char *const mode_name[] = {"star", "auto-large", "ring", "direct",
-                                            "direct, ragged units"};
+                                            "direct, ragged units", "ring, ragged units",
+                                            "ring, ragged units, TCP"};
     for (int world = 1; world <= MAXW; world++)
-        for (int mode = 0; mode < 5; mode++) {
-        g_algo = mode == 2 ? CCL_ALGO_RING : mode >= 3 ? CCL_ALGO_DIRECT : CCL_ALGO_AUTO;
+        for (int mode = 0; mode < 7; mode++) {
+        g_algo = mode == 2 || mode >= 5 ? CCL_ALGO_RING
+                 : mode >= 3            ? CCL_ALGO_DIRECT
+                                        : CCL_ALGO_AUTO;
         ccl_master *m = harness_master_on(0);
         PASS(m != NULL);
         if (!m)
@@ -142,7 +150,8 @@ int main(void)
             r[i].world = world;
             r[i].rank = i;
             r[i].star_max = mode == 0 ? 65536 : 0;
-            r[i].ragged = mode == 4;
+            r[i].ragged = mode >= 4;
+            r[i].noshm = mode == 6;
             pthread_create(&th[i], NULL, rank_main, &r[i]);
         }
         for (int i = 0; i < world; i++)
