@@ -2,23 +2,14 @@
  * copy_nt.c - copy_nt.h: a copy with non-temporal stores.
  */
 #include "copy_nt.h"
+#include "reduce.h"
 
 #include <stdint.h>
 #include <string.h>
 
-/* An exponent of all ones: NaN or infinity. */
+/* An exponent of all ones: NaN or infinity (for the vector lanes; the
+ * scalar scan is reduce.c's ccl__f32_first_nonfinite). */
 #define EXP_MASK 0x7f800000u
-
-static size_t first_nonfinite(const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t b;
-        memcpy(&b, x + i, 4);
-        if ((b & EXP_MASK) == EXP_MASK)
-            return i;
-    }
-    return n;
-}
 
 /* Pieces of this many floats are copied, then looked into only if one of
  * their elements was flagged (the piece is still in the cache then). */
@@ -70,7 +61,7 @@ static int piece_nt_f32(float *dst, const float *src, size_t n)
     size_t h = ((16 - ((uintptr_t)dst & 15)) & 15) / 4;
     if (h > n)
         h = n;
-    int bad = first_nonfinite(src, h) < h;
+    int bad = ccl__f32_first_nonfinite(src, h) < h;
     memcpy(dst, src, h * 4);
     size_t i = h;
     for (; n - i >= 4; i += 4) {
@@ -79,7 +70,8 @@ static int piece_nt_f32(float *dst, const float *src, size_t n)
         _mm_stream_si128((__m128i *)(dst + i), v);
     }
     memcpy(dst + i, src + i, (n - i) * 4);
-    return bad || _mm_movemask_epi8(any) != 0 || first_nonfinite(src + i, n - i) < n - i;
+    return bad || _mm_movemask_epi8(any) != 0 ||
+           ccl__f32_first_nonfinite(src + i, n - i) < n - i;
 }
 
 size_t ccl__copy_nt_f32_check(float *dst, const float *src, size_t n)
@@ -88,7 +80,7 @@ size_t ccl__copy_nt_f32_check(float *dst, const float *src, size_t n)
     for (size_t i = 0; i < n; i += PIECE) {
         size_t m = n - i < PIECE ? n - i : PIECE;
         if (piece_nt_f32(dst + i, src + i, m) && bad == n)
-            bad = i + first_nonfinite(src + i, m);
+            bad = i + ccl__f32_first_nonfinite(src + i, m);
     }
     _mm_sfence();
     return bad;
@@ -104,7 +96,7 @@ void ccl__copy_nt(void *dst, const void *src, size_t n)
 size_t ccl__copy_nt_f32_check(float *dst, const float *src, size_t n)
 {
     memcpy(dst, src, n * 4);
-    return first_nonfinite(src, n);
+    return ccl__f32_first_nonfinite(src, n);
 }
 
 #endif

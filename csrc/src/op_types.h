@@ -182,8 +182,8 @@ int ccl__op_save(ccl_op *op, uint64_t off, uint64_t len);
  * sink's consume, which must not fail it. */
 int ccl__op_save_region(ccl_op *op, uint64_t off, uint64_t len);
 /* The same for n floats from element first, checked on the way: *bad is
- * the index (from first) of the first NaN or infinity, n if none.  With
- * nothing to save (restore_input off) it checks nothing: *bad is n. */
+ * the index (from first) of the first NaN or infinity, n if none (and
+ * when there is nothing to save: restore_input off). */
 int ccl__op_save_f32_checked(ccl_op *op, uint64_t first, uint64_t n, uint64_t *bad);
 /* Working memory of len bytes in op->scratch (failed op on NULL). */
 uint8_t *ccl__op_scratch(ccl_op *op, size_t len);

@@ -376,10 +376,12 @@ int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
         memcpy((b) + (k) * sizeof(T), &x_, sizeof(T));                     \
     } while (0)
 
-#define DEFINE_FINISH(name, T, D, DIV)                                     \
+/* BY: what each element is divided by (or multiplied with), computed
+ * from nranks once. */
+#define DEFINE_FINISH_BY(name, T, D, DIV, BY)                              \
     static void name(unsigned char *b, size_t n, int nranks)               \
     {                                                                      \
-        const D div = (D)nranks;                                           \
+        const D div = BY;                                                  \
         size_t i = 0;                                                      \
         for (; n - i >= BLOCK; i += BLOCK)                                 \
             for (size_t j = 0; j < BLOCK; j++)                             \
@@ -387,20 +389,12 @@ int ccl__reduce(void *dst, const void *src, size_t n, int dtype, int redop)
         for (; i < n; i++)                                                 \
             FINISH_ELEMENT(T, DIV, b, i, div);                             \
     }
+#define DEFINE_FINISH(name, T, D, DIV) DEFINE_FINISH_BY(name, T, D, DIV, (D)nranks)
 
-#define DEFINE_SCALE(name, T)                                              \
-    static void name(unsigned char *b, size_t n, T f)                      \
-    {                                                                      \
-        size_t i = 0;                                                      \
-        for (; n - i >= BLOCK; i += BLOCK)                                 \
-            for (size_t j = 0; j < BLOCK; j++)                             \
-                FINISH_ELEMENT(T, SCALE, b, i + j, f);                     \
-        for (; i < n; i++)                                                 \
-            FINISH_ELEMENT(T, SCALE, b, i, f);                             \
-    }
+/* A power of two ranks: times the reciprocal, which is exact. */
 #define SCALE(T, x, f) ((T)((x) * (f)))
-DEFINE_SCALE(scale_f32, float)
-DEFINE_SCALE(scale_f64, double)
+DEFINE_FINISH_BY(scale_f32, float, float, SCALE, 1.0f / (float)nranks)
+DEFINE_FINISH_BY(scale_f64, double, double, SCALE, 1.0 / (double)nranks)
 
 /* int8..int32 and uint8/uint16 are promoted to int, where the quotient
  * always fits; uint32 needs unsigned division, the 64-bit types 64-bit
@@ -446,10 +440,7 @@ int ccl__reduce_finish(void *buf, size_t n, int dtype, int redop, int nranks)
          * same correctly rounded x/n (one rounding of the same real
          * number, subnormal results included), at multiply speed where a
          * division takes several times as long. */
-        if (dtype == CCL_F32)
-            scale_f32((unsigned char *)buf, n, 1.0f / (float)nranks);
-        else
-            scale_f64((unsigned char *)buf, n, 1.0 / (double)nranks);
+        (dtype == CCL_F32 ? scale_f32 : scale_f64)((unsigned char *)buf, n, nranks);
         return 0;
     }
     avg_table[dtype]((unsigned char *)buf, n, nranks);

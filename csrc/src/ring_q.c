@@ -109,15 +109,27 @@ static int send_unit(ccl_op *op, uint16_t step, uint64_t first, uint64_t n)
  * INVALID_ARG (the others get ABORTED), as where it encodes them; F16
  * and BF16 carry both, so nothing is checked for them.  0, or 1 with
  * op->qbad_at set. */
-static int raw_input_bad(ccl_op *op, uint64_t first, uint64_t n)
+static int carries_nonfinite(const ccl_op *op)
 {
-    if (op->qfmt == CCL_QUANT_F16 || op->qfmt == CCL_QUANT_BF16)
-        return 0; /* they carry NaN and infinity */
-    size_t at = ccl__f32_first_nonfinite((const float *)op->buf + first, n);
-    if (at == n)
+    return op->qfmt == CCL_QUANT_F16 || op->qfmt == CCL_QUANT_BF16;
+}
+
+/* The same with the scan done (at: the first bad element of the unit,
+ * n if none). */
+static int nonfinite_at(ccl_op *op, uint64_t first, uint64_t n, uint64_t at)
+{
+    if (at >= n || carries_nonfinite(op))
         return 0;
     op->qbad_at = first + at;
     return 1;
+}
+
+static int raw_input_bad(ccl_op *op, uint64_t first, uint64_t n)
+{
+    if (carries_nonfinite(op))
+        return 0;
+    return nonfinite_at(op, first, n,
+                        ccl__f32_first_nonfinite((const float *)op->buf + first, n));
 }
 
 static void fail_nonfinite(ccl_op *op)
@@ -149,15 +161,18 @@ static int rq_start(ccl_op *op)
          * same pass where the input is kept (the all-gather writes it
          * next): the transport's copy then reads it from the cache. */
         if (op->qraw) {
-            uint64_t bad;
-            if (ccl__op_save_f32_checked(op, e, m, &bad)) {
-                ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
-                return -1;
+            int bad;
+            if (op->backup) {
+                uint64_t at;
+                if (ccl__op_save_f32_checked(op, e, m, &at)) {
+                    ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory saving the input");
+                    return -1;
+                }
+                bad = nonfinite_at(op, e, m, at);
+            } else {
+                bad = raw_input_bad(op, e, m);
             }
-            int nocode = op->qfmt != CCL_QUANT_F16 && op->qfmt != CCL_QUANT_BF16;
-            if (op->backup ? nocode && bad < m : raw_input_bad(op, e, m)) {
-                if (op->backup)
-                    op->qbad_at = e + bad;
+            if (bad) {
                 fail_nonfinite(op);
                 return -1;
             }
