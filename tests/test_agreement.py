@@ -89,10 +89,15 @@ def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
                     p.kill()
     r0, r1, r2 = results[0], results[1], results[2]
     assert r0["result"] == r1["result"], (r0, r1, r2)
-    # Both had every byte: the op succeeds at both; rank 2 could not
-    # complete it and failed it (its input intact).
+    # Both had every byte: the op succeeds at both.  Rank 2, cut by both
+    # and dropped at update_topology, fails it with its input intact; or,
+    # when it read every byte before it saw its links closed, it ends the
+    # op whole with no peer left to confirm it (docs/fault-tolerance.md:
+    # a cut peer may end the op differently, never with garbage).  The
+    # old build did so about once in 15 runs too.
     assert r0["result"] == "ok" and r0["right"] and r1["right"], (r0, r1)
-    assert r2["result"] != "ok" and r2["restored"], r2
+    assert (r2["result"] != "ok" and r2["restored"]) or \
+        (r2["result"] == "ok" and r2["right"]), r2
     # The next op works for the two that agreed.
     for rank in (0, 1):
         assert afters[rank].get("ok"), afters
