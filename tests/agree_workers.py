@@ -1,7 +1,7 @@
 """Worker bodies for tests/test_agreement.py (module level: picklable).
 
 Each member joins a group of three with its own ``peer_timeout``, runs
-one all-reduce so every link is up, then one broadcast from rank 0, and
+one all-reduce so every link is up, then one broadcast from ``src``, and
 reports how the broadcast ended.  The member told to stop itself does so
 before it posts the broadcast, so that when it is woken it cannot
 complete the op any more.
@@ -35,7 +35,7 @@ def _report_after(comm: pyccl.Communicator, rank: int, q: Any) -> None:
 
 
 def member(address: str, rank: int, peer_timeout: float, stop: bool,
-           q: Any) -> None:
+           q: Any, src: int = 0) -> None:
     out: dict = {"rank": rank}
     try:
         comm = pyccl.Communicator(address, world_size=3, rank=rank,
@@ -45,15 +45,15 @@ def member(address: str, rank: int, peer_timeout: float, stop: bool,
         q.put({"rank": rank, "ready": True})
         if stop:
             os.kill(os.getpid(), signal.SIGSTOP)
-        x = (np.arange(N, dtype=np.float32) if rank == 0
+        x = (np.arange(N, dtype=np.float32) if rank == src
              else np.full(N, -1.0, dtype=np.float32))
         try:
-            comm.broadcast(x, src=0)
+            comm.broadcast(x, src=src)
             out["result"] = "ok"
             out["right"] = bool(np.array_equal(x, np.arange(N, dtype=np.float32)))
         except pyccl.CclError as e:
             out["result"] = type(e).__name__
-            out["restored"] = bool(rank == 0 or (x == -1.0).all())
+            out["restored"] = bool(rank == src or (x == -1.0).all())
         q.put(out)
         _report_after(comm, rank, q)
     except BaseException as e:  # report, never hang the test
@@ -107,5 +107,29 @@ def partition_member(address: str, rank: int, q: Any, ops: Any) -> None:
                              if link.connections > 0)
         q.put(out)
         _report_after(comm, rank, q)
+    except BaseException as e:
+        q.put({"rank": rank, "exception": repr(e)})
+
+
+def count_member(address: str, world: int, rank: int, ops: int,
+                 q: Any) -> None:
+    """``ops`` one-float star all-reduces; reports the bytes this member
+    sent to each peer meanwhile (headers included: DONEs count)."""
+    try:
+        comm = pyccl.Communicator(address, world_size=world, rank=rank)
+        x = np.ones(1, dtype=np.float32)
+        comm.all_reduce(x, algorithm="star")  # every link up
+        comm.barrier()
+        before = {link.rank: link.tx_bytes for link in comm.stats().links}
+        wrong = 0
+        for _ in range(ops):
+            x[0] = rank + 1
+            comm.all_reduce(x, algorithm="star")
+            wrong += int(x[0] != world * (world + 1) // 2)
+        after = {link.rank: link.tx_bytes for link in comm.stats().links}
+        q.put({"rank": rank, "wrong": wrong,
+               "tx": {p: after[p] - before[p] for p in after}})
+        comm.barrier()
+        comm.close()
     except BaseException as e:
         q.put({"rank": rank, "exception": repr(e)})

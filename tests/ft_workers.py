@@ -124,6 +124,10 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
     progress counters (one per rank); ``flags``: for "restart", a shared
     array whose slot 0 the test sets once the new master is up."""
     progress = Progress(counters, rank)
+    kw = dict(kw)
+    # The member that stops ("stop") or closes ("close"); rank 0 is the
+    # coordinator of the group's agreement (docs/fault-tolerance.md).
+    victim = kw.pop("victim", world - 1)
     try:
         comm = pyccl.Communicator(address, world_size=world, rank=rank,
                                   op_timeout=30.0, **kw)
@@ -161,12 +165,12 @@ def member(address: str, world: int, rank: int, q: Any, mode: str,
                 out["is_runtime_error"] = isinstance(e, RuntimeError)
         elif mode == "stop":
             out["run"] = run_until_failure(comm, 100000,
-                                           stop_after=50 if rank == world - 1 else -1)
+                                           stop_after=50 if rank == victim else -1)
             t0 = time.monotonic()
             out["after"] = after_update(comm)
             out["update_s"] = time.monotonic() - t0
         elif mode == "close":
-            if rank == world - 1:
+            if rank == victim:
                 run_until_failure(comm, 30)
                 comm.close()
                 q.put(out)

@@ -39,12 +39,24 @@ def _get(q: Any, timeout: float) -> Dict[str, Any]:
 
 
 @pytest.mark.timeout(180)
-def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
-    timeouts = [1.0, 30.0, 30.0]
+@pytest.mark.parametrize("stopper,quick,src", [(2, 0, 0), (0, 1, 1)],
+                         ids=["member stopped", "coordinator stopped"])
+def test_member_lost_at_one_peer_only_does_not_split_the_outcome(
+        stopper: int, quick: int, src: int) -> None:
+    """``stopper`` stops before the broadcast from ``src``; ``quick`` has a
+    short peer_timeout and loses it first; the third member still has it
+    in its group.  With stopper 0 (the coordinator of the agreement,
+    which gathers DONEs and says COMMIT) the two others complete the
+    broadcast, wait for a COMMIT that cannot come, and must settle it
+    between themselves."""
+    timeouts = [30.0, 30.0, 30.0]
+    timeouts[quick] = 1.0
+    slow = ({0, 1, 2} - {stopper, quick}).pop()
     with pyccl.Master() as master:
         q = CTX.Queue()
         procs = [CTX.Process(target=agree_workers.member,
-                             args=(master.address, r, timeouts[r], r == 2, q))
+                             args=(master.address, r, timeouts[r], r == stopper,
+                                   q, src))
                  for r in range(3)]
         for p in procs:
             p.start()
@@ -56,7 +68,7 @@ def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
         def take(timeout: float) -> None:
             r = _get(q, timeout)
             if r.get("ready"):
-                # Rank 2 stops right after its put: its note may come late.
+                # The stopper stops right after its put: its note may come late.
                 ready.add(r["rank"])
             elif "after" in r:
                 afters[r["rank"]] = r["after"]
@@ -64,19 +76,20 @@ def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
                 results[r["rank"]] = r
 
         try:
-            while not {0, 1} <= ready:
+            while not {quick, slow} <= ready:
                 take(90)
             deadline = time.monotonic() + 30
-            while not _stopped(procs[2].pid):
-                assert time.monotonic() < deadline, "rank 2 never stopped"
+            while not _stopped(procs[stopper].pid):
+                assert time.monotonic() < deadline, "the stopper never stopped"
                 time.sleep(0.01)
-            # Rank 0 ends the op once it takes rank 2 for lost (1 s); rank
-            # 1 ends it by then too (it is asked to confirm), or only when
-            # rank 2 is woken (without the confirmation stage).
-            while 0 not in results:
+            # The quick member ends the op once it takes the stopper for
+            # lost (1 s); the slow one ends it by then too (it is asked to
+            # confirm), or only when the stopper is woken (without the
+            # confirmation stage).
+            while quick not in results:
                 take(30)
             time.sleep(0.5)
-            os.kill(procs[2].pid, signal.SIGCONT)
+            os.kill(procs[stopper].pid, signal.SIGCONT)
             deadline = time.monotonic() + 120
             while len(results) < 3 or len(afters) < 3:
                 take(max(1.0, deadline - time.monotonic()))
@@ -87,19 +100,19 @@ def test_member_lost_at_one_peer_only_does_not_split_the_outcome() -> None:
                 p.join(timeout=20)
                 if p.is_alive():
                     p.kill()
-    r0, r1, r2 = results[0], results[1], results[2]
-    assert r0["result"] == r1["result"], (r0, r1, r2)
-    # Both had every byte: the op succeeds at both.  Rank 2, cut by both
-    # and dropped at update_topology, fails it with its input intact; or,
-    # when it read every byte before it saw its links closed, it ends the
-    # op whole with no peer left to confirm it (docs/fault-tolerance.md:
+    rq, rs, rx = results[quick], results[slow], results[stopper]
+    assert rq["result"] == rs["result"], (rq, rs, rx)
+    # Both had every byte: the op succeeds at both.  The stopper, cut by
+    # both and dropped at update_topology, fails it with its input intact;
+    # or, when it read every byte before it saw its links closed, it ends
+    # the op whole with no peer left to confirm it (docs/fault-tolerance.md:
     # a cut peer may end the op differently, never with garbage).  The
     # old build did so about once in 15 runs too.
-    assert r0["result"] == "ok" and r0["right"] and r1["right"], (r0, r1)
-    assert (r2["result"] != "ok" and r2["restored"]) or \
-        (r2["result"] == "ok" and r2["right"]), r2
+    assert rq["result"] == "ok" and rq["right"] and rs["right"], (rq, rs)
+    assert (rx["result"] != "ok" and rx["restored"]) or \
+        (rx["result"] == "ok" and rx["right"]), rx
     # The next op works for the two that agreed.
-    for rank in (0, 1):
+    for rank in (quick, slow):
         assert afters[rank].get("ok"), afters
 
 
@@ -212,3 +225,43 @@ def test_link_cut_between_two_members_keeps_the_others_agreeing() -> None:
                 if (other["outcomes"][i] == "ok") != (mid["outcomes"][i] == "ok")]
         assert not diff, ("ranks 1 and %d ended ops %r differently" % (rank, diff),
                           reports)
+
+
+@pytest.mark.timeout(180)
+def test_gathered_agreement_sends_no_done_between_members() -> None:
+    """In a group of 4 the DONEs of a collective go to rank 0 alone, which
+    answers with one COMMIT each (docs/fault-tolerance.md, "Gathered
+    agreement"): star all-reduces (rank 0 is the hub) then send nothing
+    between ranks 1, 2 and 3, where all-to-all DONEs would send a 40-byte
+    header per op on each of those links."""
+    world, ops = 4, 300
+    with pyccl.Master() as master:
+        q = CTX.Queue()
+        procs = [CTX.Process(target=agree_workers.count_member,
+                             args=(master.address, world, r, ops, q))
+                 for r in range(world)]
+        for p in procs:
+            p.start()
+        try:
+            reports = {}
+            while len(reports) < world:
+                r = _get(q, 90)
+                reports[r["rank"]] = r
+        finally:
+            for p in procs:
+                p.join(timeout=20)
+                if p.is_alive():
+                    p.kill()
+    for r in reports.values():
+        assert r["wrong"] == 0, r
+    for a in range(1, world):
+        tx = reports[a]["tx"]
+        # Input and DONE to the hub and coordinator: two frames per op.
+        assert tx[0] >= ops * 2 * 40, reports[a]
+        for b in range(1, world):
+            if b != a:
+                # Heartbeats at most: far below a header per op.
+                assert tx[b] < ops * 40 // 10, reports[a]
+    # Rank 0: the result and the COMMIT to every member, per op.
+    for b in range(1, world):
+        assert reports[0]["tx"][b] >= ops * 2 * 40, reports[0]

@@ -117,11 +117,16 @@ def test_sigkill_mid_run_survivors_agree_and_continue(seed: int) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_sigstop_fails_within_deadline_then_group_continues() -> None:
+@pytest.mark.parametrize("victim", [2, 0])
+def test_sigstop_fails_within_deadline_then_group_continues(victim: int) -> None:
+    """Rank 0 is the coordinator of the agreement: when it stops, the
+    others are left waiting for its COMMIT and must settle among
+    themselves."""
     world = 3
     with pyccl.Master() as master:
         q = CTX.Queue()
-        group = _start(master, world, "stop", q, peer_timeout=1.0)
+        group = _start(master, world, "stop", q, peer_timeout=1.0,
+                       victim=victim)
         reports = _collect(q, world - 1, 120)
         for p in group.procs:
             if p.is_alive():
@@ -134,11 +139,12 @@ def test_sigstop_fails_within_deadline_then_group_continues() -> None:
 
 
 @pytest.mark.timeout(240)
-def test_graceful_close_then_smaller_group() -> None:
+@pytest.mark.parametrize("victim", [2, 0])
+def test_graceful_close_then_smaller_group(victim: int) -> None:
     world = 3
     with pyccl.Master() as master:
         q = CTX.Queue()
-        group = _start(master, world, "close", q)
+        group = _start(master, world, "close", q, victim=victim)
         reports = [r for r in _collect(q, world, 120) if "run" in r]
         _reap(group.procs)
     _agree(reports, world - 1)
@@ -203,13 +209,17 @@ def test_master_restart_run_continues() -> None:
 
 
 @pytest.mark.timeout(240)
-def test_sigkill_with_concurrent_async_ops_every_op_agrees() -> None:
+@pytest.mark.parametrize("victim,batches", [(2, 5), (0, 5), (0, 23)])
+def test_sigkill_with_concurrent_async_ops_every_op_agrees(
+        victim: int, batches: int) -> None:
+    """Rank 0 is the coordinator of the agreement: killed, it leaves ops
+    complete at the others waiting for its COMMIT."""
     world = 4
     with pyccl.Master() as master:
         q = CTX.Queue()
         group = _start(master, world, "async", q, peer_timeout=5.0)
-        group.wait_ops([2], 5)  # batches of async ops completed
-        group.kill(2)
+        group.wait_ops([victim], batches)  # batches of async ops completed
+        group.kill(victim)
         reports = _collect(q, world - 1, 120)
         _reap(group.procs)
     _agree(reports, world - 1)

@@ -52,7 +52,7 @@ extern "C" {
 #define CCL_VERSION_MINOR 1
 #define CCL_VERSION_PATCH 0
 /* The wire protocol version; both ends of every connection must match. */
-#define CCL_PROTOCOL_VERSION 9
+#define CCL_PROTOCOL_VERSION 10
 
 /* Result codes.  Values are part of the ABI: never renumber, only append. */
 typedef enum ccl_result {

@@ -52,6 +52,11 @@ struct ccl__engine {
      * tells the master so (CCL_REFORM_IDLE). */
     uint64_t succeeded;
     uint8_t *lost; /* per rank: out of this epoch */
+    /* Gathered agreement (op_state.c): the rank that collects the DONEs
+     * of the epoch's collectives and answers with the group's COMMIT, or
+     * -1 when every member tells every other (ccl__gather_coordinator,
+     * tune.h). */
+    int agree_coord;
     /* The epoch's ring order (the rank at each position), NULL when it is
      * the rank order, and this rank's position on it. */
     uint32_t *ring;

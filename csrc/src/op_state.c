@@ -121,6 +121,7 @@ int ccl__engine_new_epoch(ccl__engine *e, int rank, int size, uint32_t epoch,
         e->tune = *tune;
     else
         ccl__tune_default(&e->tune);
+    e->agree_coord = ccl__gather_coordinator(size, tune);
     pthread_mutex_lock(&e->post_mu);
     e->next_tag = 0; /* tags count from zero in every epoch */
     pthread_mutex_unlock(&e->post_mu);
@@ -313,10 +314,26 @@ void ccl__engine_reap(ccl__engine *e)
 
 enum { COMMIT_WAIT, COMMIT_READY, COMMIT_NEW_ROUND };
 
+/* The rank whose word this op waits for when the epoch gathers its
+ * agreement and this rank is not the coordinator (the coordinator's DONE
+ * is the group's COMMIT); -1 when it waits for every peer's DONE. */
+static int commit_from(const ccl_op *op)
+{
+    int c = op->eng->agree_coord;
+    return !op->p2p && c >= 0 && c != op->rank ? c : -1;
+}
+
+/* Whether this rank is the coordinator of a gathered agreement for op. */
+static int coordinates(const ccl_op *op)
+{
+    return !op->p2p && op->eng->agree_coord == op->rank;
+}
+
 /* Whether an op complete here may succeed: every peer still in the group
- * said DONE, and when a peer was lost before its DONE, every peer still
- * in confirmed the latest round (op_confirm.c); COMMIT_NEW_ROUND (and
- * *round) when that round must be asked first. */
+ * said DONE (or, gathered, the coordinator said COMMIT), and when a peer
+ * whose word it waited for was lost first, every peer still in confirmed
+ * the latest round (op_confirm.c); COMMIT_NEW_ROUND (and *round) when
+ * that round must be asked first. */
 static int commit_state(const ccl_op *op, uint32_t *round)
 {
     ccl__engine *e = op->eng;
@@ -324,7 +341,18 @@ static int commit_state(const ccl_op *op, uint32_t *round)
         return (op->done_seen[op->peer] & CCL__SEEN_DONE) || e->lost[op->peer]
                    ? COMMIT_READY : COMMIT_WAIT;
     int uncertain = 0;
-    for (int p = 0; p < op->size; p++) {
+    int c = commit_from(op);
+    if (c >= 0) {
+        /* The coordinator's COMMIT says every member was complete.  Peers
+         * lost here meanwhile change nothing: the coordinator either has
+         * their DONE or finds them lost and confirms without them. */
+        if (op->done_seen[c] & CCL__SEEN_DONE)
+            return COMMIT_READY;
+        if (!e->lost[c])
+            return COMMIT_WAIT;
+        uncertain = 1; /* who said DONE is unknown here: ask everyone */
+    }
+    for (int p = 0; c < 0 && p < op->size; p++) {
         if (p == op->rank || (op->done_seen[p] & CCL__SEEN_DONE))
             continue;
         if (!e->lost[p])
@@ -348,7 +376,7 @@ static int commit_ready(const ccl_op *op)
     return commit_state(op, &round) != COMMIT_WAIT;
 }
 
-static void send_done(ccl_op *op, int peer)
+static int send_done(ccl_op *op, int peer)
 {
     ccl__hdr h;
     memset(&h, 0, sizeof h);
@@ -356,21 +384,35 @@ static void send_done(ccl_op *op, int peer)
     h.tag = op->tag;
     h.coll = op->p2p ? CCL_COLL_P2P : 0; /* p2p tags are a space of their own */
     h.step = (uint16_t)op->p2p; /* ... where a send and a recv may share one */
-    if (ccl__xport_send(op->eng->xp, peer, &h, NULL, 0, NULL) != CCL_OK)
-        /* A peer that never hears our DONE cannot succeed, and fails the
-         * op at its deadline: not wrong, only slow.  Say so loudly. */
-        ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing DONE");
+    return ccl__xport_send(op->eng->xp, peer, &h, NULL, 0, NULL);
 }
 
-/* Completion has two stages.  When an op's own bytes are all in and out,
- * it is complete *here*: it tells every peer DONE and waits for theirs.
- * It succeeds once every peer still in the group said DONE.  A peer that
- * cannot complete (it lost data from a dead peer) aborts the op instead,
- * and since it never said DONE, nobody can have succeeded on the strength
- * of its DONE.  An op that is complete here is never failed by a lost
- * peer (its result is whole); but a peer lost before its DONE may have
- * aborted the op at others, so such an op asks the peers still in to
- * confirm before it succeeds (op_confirm.c). */
+/* Whether this rank tells peer DONE when the op is complete here: every
+ * peer, or in a gathered agreement the coordinator only (which says
+ * nothing until it can COMMIT). */
+static int says_done_to(const ccl_op *op, int peer)
+{
+    if (peer == op->rank || op->eng->lost[peer])
+        return 0;
+    if (op->p2p)
+        return peer == op->peer;
+    int c = op->eng->agree_coord;
+    return c < 0 || (c != op->rank && peer == c);
+}
+
+/* The coordinator's COMMIT (a DONE frame) to every peer still in the
+ * group.  The op succeeds here whatever happens to these sends, so a
+ * COMMIT that cannot be queued ends the link instead: that peer finds us
+ * lost and asks the others to confirm (op_confirm.c), which they do. */
+static void send_commit(ccl_op *op)
+{
+    op->hold++;
+    for (int p = 0; p < op->size; p++)
+        if (p != op->rank && !op->eng->lost[p] && send_done(op, p) != CCL_OK)
+            ccl__xport_break(op->eng->xp, p, CCL_ERR_NOMEM, "out of memory queueing COMMIT");
+    op->hold--;
+}
+
 void ccl__op_check_done(ccl_op *op)
 {
     if (!op->active || op->hold)
@@ -381,8 +423,10 @@ void ccl__op_check_done(ccl_op *op)
         op->committing = 1;
         op->hold++;
         for (int p = 0; p < op->size && op->active; p++)
-            if (p != op->rank && !op->eng->lost[p] && (!op->p2p || p == op->peer))
-                send_done(op, p);
+            if (says_done_to(op, p) && send_done(op, p) != CCL_OK)
+                /* A peer that never hears our DONE cannot succeed, and
+                 * fails the op at its deadline: not wrong, only slow. */
+                ccl__op_fail(op, CCL_ERR_NOMEM, "out of memory queueing DONE");
         /* Peers that asked us to confirm while we were not complete get
          * their answer now. */
         for (int p = 0; op->qowed && p < op->size && op->active; p++)
@@ -398,6 +442,10 @@ void ccl__op_check_done(ccl_op *op)
         if (st == COMMIT_WAIT)
             return;
         if (st == COMMIT_READY) {
+            if (coordinates(op))
+                send_commit(op);
+            if (!op->active)
+                return;
             op->eng->succeeded++;
             op_finish(op, CCL_OK);
             return;

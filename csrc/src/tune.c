@@ -201,3 +201,14 @@ int ccl__tune_differs(const ccl__tuning *a, const ccl__tuning *b)
            (a->allreduce_direct_max == 0) != (b->allreduce_direct_max == 0) ||
            off_by_4x(a->allreduce_direct_max, b->allreduce_direct_max);
 }
+
+int ccl__gather_coordinator(int size, const ccl__tuning *t)
+{
+    if (size < CCL__GATHER_MIN)
+        return -1;
+    /* A measured latency above the cost of the DONEs it saves: the extra
+     * hop costs more than it gains. */
+    if (t && t->latency_us > (uint64_t)CCL__GATHER_US_PER_PEER * (uint64_t)(size - 2))
+        return -1;
+    return 0;
+}

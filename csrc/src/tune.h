@@ -64,4 +64,20 @@ int ccl__tune_plan(int n, const double *rtt_us, const double *rate,
  * host jitter by more than 2x, and a new epoch rebuilds the mesh). */
 int ccl__tune_differs(const ccl__tuning *a, const ccl__tuning *b);
 
+/* Groups of at least this many members gather the DONEs of a collective
+ * at one rank (op_state.c): 2(N-1) agreement messages per op instead of
+ * N(N-1), for one more one-way latency.  Unless the epoch's cost model
+ * (the GROUP's tuning, the same at every member) measured a one-way
+ * latency above CCL__GATHER_US_PER_PEER per DONE saved at each member
+ * (N-2 of them): the software cost of receiving one, a wake-up on a busy
+ * host.  Part of the protocol: every member decides alike from the same
+ * GROUP. */
+#define CCL__GATHER_MIN 3
+#define CCL__GATHER_US_PER_PEER 25
+
+/* The coordinator of an epoch of size members (rank 0), or -1 when its
+ * members all tell each other; t: the GROUP's tuning, NULL if it had
+ * none. */
+int ccl__gather_coordinator(int size, const ccl__tuning *t);
+
 #endif

@@ -182,8 +182,31 @@ static void test_differs(void)
     PASS(ccl__tune_differs(&a, &b));
 }
 
+/* Gathered agreement: groups of 3 or more, unless the measured latency
+ * is above 25 us per DONE saved at each member (N-2). */
+static void test_gather(void)
+{
+    ccl__tuning t;
+    ccl__tune_default(&t);
+    PASS(ccl__gather_coordinator(1, NULL) == -1);
+    PASS(ccl__gather_coordinator(2, NULL) == -1);
+    PASS(ccl__gather_coordinator(3, NULL) == 0);
+    PASS(ccl__gather_coordinator(64, NULL) == 0);
+    PASS(ccl__gather_coordinator(3, &t) == 0); /* latency 0: unknown */
+    t.latency_us = 25;
+    PASS(ccl__gather_coordinator(3, &t) == 0);
+    PASS(ccl__gather_coordinator(2, &t) == -1);
+    t.latency_us = 26;
+    PASS(ccl__gather_coordinator(3, &t) == -1);
+    PASS(ccl__gather_coordinator(4, &t) == 0);
+    t.latency_us = 25000; /* a 50 ms round trip */
+    PASS(ccl__gather_coordinator(64, &t) == -1);
+    PASS(ccl__gather_coordinator(1002, &t) == 0);
+}
+
 int main(void)
 {
+    test_gather();
     test_wide_area();
     test_loopback_and_floor();
     test_caps();

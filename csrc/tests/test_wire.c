@@ -97,7 +97,7 @@ static void test_hello_bytes(void)
 {
     static const uint8_t want[CCL_HELLO_LEN] = {
         'P', 'Y', 'C', 'C', 'L', 0x00, '\r', '\n', /* magic */
-        0x09, 0x00,                                 /* version 9 */
+        0x0a, 0x00,                                 /* version 10 */
         0x02,                                       /* role PEER_TO_PEER */
         0x01,                                       /* flags: AUTH */
         0x07, 0x00, 0x00, 0x00,                     /* epoch 7 */
@@ -112,7 +112,7 @@ static void test_hello_bytes(void)
     uint8_t buf[CCL_HELLO_LEN];
     ccl__hello h = sample_hello();
 
-    PASS(CCL_PROTOCOL_VERSION == 9); /* the array above spells version 9 */
+    PASS(CCL_PROTOCOL_VERSION == 10); /* the array above spells version 10 */
     memset(buf, 0xee, sizeof buf); /* the encoder must write every byte */
     ccl__hello_encode(buf, &h);
     PASS(memcmp(buf, want, CCL_HELLO_LEN) == 0);
@@ -164,15 +164,15 @@ static void test_hello_rejects(void)
      * over everything after it (a later version may lay it out anew). */
     memcpy(buf, good, sizeof buf);
     buf[0] = 'X';
-    ccl__put_u16(buf + 8, 10);
+    ccl__put_u16(buf + 8, CCL_PROTOCOL_VERSION + 1);
     PASS(hello_decode_copy(buf, &d) == CCL_ERR_PROTOCOL);
     memcpy(buf, good, sizeof buf);
-    ccl__put_u16(buf + 8, 10);
+    ccl__put_u16(buf + 8, CCL_PROTOCOL_VERSION + 1); /* a later version */
     buf[10] = 0;
     buf[11] = 1;
     buf[47] = 1;
     PASS(hello_decode_copy(buf, &d) == CCL_ERR_VERSION);
-    PASS(d.version == 10);
+    PASS(d.version == CCL_PROTOCOL_VERSION + 1);
 
     /* Roles outside {1, 2, 3}. */
     {
