@@ -67,36 +67,46 @@ static int stopping(ccl_comm *c)
  * debt reaches SPIN_DEBT_MAX; then one wait in SPIN_RETRY_EVERY spins. */
 #define SPIN_DEBT_MAX 16
 #define SPIN_RETRY_EVERY 32
+/* A spin pays when its wait ends within this many times spin_us, even
+ * if after the spin: such a wait is as short as a wake-up, which is what
+ * spinning saves, and it is short because the peer is running.  Scoring
+ * only the waits that ended within the spin itself had a trap: once two
+ * peers had both stopped spinning, each waited for the other's wake-up
+ * (40-70 us on this virtual CPU), longer than a 50 us spin, so no retry
+ * ever paid: measured at N = 2, back-to-back 4-byte ops stayed at
+ * 120-170 us, where spinning gives 31 us, in about half of the runs. */
+#define SPIN_PAYS_WITHIN 4
 
 /* Spinning (polling with a zero timeout) comes first when it is enabled
  * and the op is small (`may_spin`), because waking an idle CPU costs tens
  * of microseconds, more than a small op takes.  Then the loop blocks in
  * slices of at most 100 ms.
  *
- * Spinning pays only when the op ends within the spin.  On a machine whose
+ * Spinning pays only when the op ends soon.  On a machine whose
  * cores are busy with other work the peer we wait for is often not
  * running, so the spin ends first, and its CPU was taken from that other
  * work (maybe from the peer itself): measured with two ranks on two
  * loaded cores, a 4-byte op took 1.6 to 1.9x as long with spinning as
- * without.  So spins are scored: one that ends before its op adds 2 to a
- * debt, one that sees its op end takes 1 off.  Waits spin while the debt
+ * without.  So spins are scored: one whose wait lasts longer than
+ * SPIN_PAYS_WITHIN spins adds 2 to a debt, one whose wait ends sooner
+ * takes 1 off.  Waits spin while the debt
  * is under SPIN_DEBT_MAX (about two spins in three must pay), and once it
  * is reached, one wait in SPIN_RETRY_EVERY spins anyway, to notice when
  * spinning pays again. */
 void ccl__loop_drive(ccl_comm *c, const int *done, uint64_t deadline_ms, int may_spin)
 {
     c->driving = 1;
+    int spun = 0;
+    uint64_t t0 = 0;
     if (c->spin_us > 0 && may_spin &&
         (c->spin_debt < SPIN_DEBT_MAX || ++c->spin_skips >= SPIN_RETRY_EVERY)) {
         c->spin_skips = 0;
-        uint64_t until = ccl__now_us() + (uint64_t)c->spin_us;
+        spun = 1;
+        t0 = ccl__now_us();
+        uint64_t until = t0 + (uint64_t)c->spin_us;
         while (!__atomic_load_n(done, __ATOMIC_ACQUIRE) && !stopping(c) &&
                ccl__now_us() < until)
             ccl__loop_once(c, 0);
-        if (__atomic_load_n(done, __ATOMIC_ACQUIRE))
-            c->spin_debt -= c->spin_debt > 0;
-        else
-            c->spin_debt = c->spin_debt + 2 < SPIN_DEBT_MAX ? c->spin_debt + 2 : SPIN_DEBT_MAX;
     }
     while (!__atomic_load_n(done, __ATOMIC_ACQUIRE) && !stopping(c)) {
         uint64_t now = ccl__now_ms();
@@ -104,6 +114,14 @@ void ccl__loop_drive(ccl_comm *c, const int *done, uint64_t deadline_ms, int may
             break;
         uint64_t left = deadline_ms - now;
         ccl__loop_once(c, left > 100 ? 100 : (int)left);
+    }
+    if (spun) {
+        int paid = __atomic_load_n(done, __ATOMIC_ACQUIRE) &&
+                   ccl__now_us() - t0 <= (uint64_t)c->spin_us * SPIN_PAYS_WITHIN;
+        if (paid)
+            c->spin_debt -= c->spin_debt > 0;
+        else
+            c->spin_debt = c->spin_debt + 2 < SPIN_DEBT_MAX ? c->spin_debt + 2 : SPIN_DEBT_MAX;
     }
     c->driving = 0;
     pthread_cond_signal(&c->idle_cv);
