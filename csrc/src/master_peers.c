@@ -144,6 +144,30 @@ void ccl__mp_vacate(ccl__mpol *mp, mp_peer *p, int state)
     }
 }
 
+static int in_epoch(const mp_slot *s)
+{
+    return s->state == SLOT_HERE || s->state == SLOT_AWAITED;
+}
+
+/* Whether member a's report names every other member still in the epoch
+ * lost, and at least two of them.  One member that lost everyone is far
+ * more likely cut off itself than the only healthy one, and the members
+ * it names may be blocked in an op waiting for it, so its word does not
+ * shorten their wait: they get until the deadline to report (and name
+ * it), and the broken links decide.  Seen in a partition run
+ * (docs/stress.md): a delayed rank 0 named its 4 peers, which were still
+ * waiting out their op, and the accused grace dropped all four. */
+static int names_everyone(const ccl__mpol *mp, uint32_t a, const mp_peer *p)
+{
+    uint32_t others = 0, named = 0;
+    for (uint32_t r = 0; r < mp->world; r++)
+        others += r != a && in_epoch(&mp->slots[r]);
+    for (uint32_t i = 0; i < p->nlost; i++)
+        named += p->lost[i] != a && p->lost[i] < mp->world &&
+                 in_epoch(&mp->slots[p->lost[i]]);
+    return named >= 2 && named >= others;
+}
+
 void ccl__mp_recount(ccl__mpol *mp)
 {
     for (uint32_t r = 0; r < mp->world; r++)
@@ -151,6 +175,8 @@ void ccl__mp_recount(ccl__mpol *mp)
     for (uint32_t a = 0; a < mp->world; a++) {
         const mp_peer *p = mp->slots[a].peer;
         if (mp->slots[a].state != SLOT_HERE || !p->reported)
+            continue;
+        if (names_everyone(mp, a, p))
             continue;
         for (uint32_t i = 0; i < p->nlost; i++) {
             mp_slot *s = &mp->slots[p->lost[i]];

@@ -41,6 +41,8 @@
  * another one that has not reported itself is waited for only
  * CCL_MPOL_ACCUSED_GRACE_MS (1 s) more: a stopped or cut-off peer,
  * already silent for peer_timeout, would hold everyone up for nothing.
+ * Except on the word of a member that names every other member (two or
+ * more): that one is more likely cut off itself (master_peers.c).
  * Then:
  *   - members that did not report are dropped, and told why (REJECT);
  *   - where links between members that both reported broke, members go,

@@ -417,6 +417,42 @@ static void test_silent_and_accused(void)
     ccl__mpol_destroy(mp);
 }
 
+/* One member names every other one lost (a member cut off, or delayed,
+ * while the others still wait out their op for it): its word does not
+ * shorten their wait.  They report it lost later, and it goes, with the
+ * most broken links.  A report naming only some of the others still
+ * gets the accused grace. */
+static void test_one_against_all(void)
+{
+    ccl__mpol *mp = formed(4);
+    uint32_t others[3] = {1, 2, 3}, r0 = 0;
+    report(mp, 0, 1, 10000, others, 3, 0);
+    PASS(ccl__mpol_timer_ms(mp, 0, 100000) == 8000); /* the deadline only */
+    ccl__mpol_tick(mp, 2 * CCL_MPOL_ACCUSED_GRACE_MS);
+    drain(mp);
+    PASS(quiet());
+    report(mp, 1, 1, 10000, &r0, 1, 2500);
+    report(mp, 2, 1, 10000, &r0, 1, 2600);
+    drain(mp);
+    PASS(quiet());
+    report(mp, 3, 1, 10000, &r0, 1, 2700);
+    drain(mp);
+    PASS(find(CCL_MPOL_REJECT, 0) && said(CCL_MPOL_REJECT, "broke"));
+    PASS(count(CCL_MPOL_GROUP) == 3 && ccl__mpol_epoch(mp) == 2);
+    PASS(find(CCL_MPOL_GROUP, 1) && find(CCL_MPOL_GROUP, 2) && find(CCL_MPOL_GROUP, 3));
+
+    /* Epoch 2, ranks 0..2 on connections 1..3: rank 0 names rank 1 only,
+     * and rank 2 reports nothing lost: rank 1 gets the accused grace and
+     * goes. */
+    report(mp, 1, 2, 10000, &others[0], 1, 5000);
+    report(mp, 3, 2, 10000, NULL, 0, 5000);
+    ccl__mpol_tick(mp, 5000 + CCL_MPOL_ACCUSED_GRACE_MS);
+    drain(mp);
+    PASS(find(CCL_MPOL_REJECT, 2) && said(CCL_MPOL_REJECT, "rank 0 lost it"));
+    PASS(count(CCL_MPOL_GROUP) == 2 && ccl__mpol_epoch(mp) == 3);
+    ccl__mpol_destroy(mp);
+}
+
 /* A member whose control link ended on its side comes back on a new
  * link while the master still holds the old one: the new link takes the
  * rank, the old one is closed, nobody is refused, and the epoch goes on
@@ -535,6 +571,7 @@ int main(void)
     test_all_lost_all_after_restart();
     test_idle_members_keep_their_broken_links();
     test_silent_and_accused();
+    test_one_against_all();
     test_expel();
     test_lost_link();
     test_misuse();
