@@ -86,6 +86,7 @@ struct ccl_comm {
     pthread_t thread;
     int thread_started;
     int driving;    /* a caller runs the loop: the thread stays off it */
+    uint64_t drive_end_ms; /* when the last caller's drive ended (progress.c) */
     int stop;       /* ask the thread to exit */
     pthread_cond_t idle_cv; /* the thread waits here while a caller drives */
     /* Run on every loop pass after the timers (membership fills it in:
