@@ -113,6 +113,9 @@ class PeerProc:
         self.last_ok_t = 0.0
         self.stopped = False
         self.woken_t: Optional[float] = None
+        # The group it was in when it was stopped (faults.py): until it is
+        # seen in a newer one, the master has not kept it.
+        self.stop_gid: Optional[int] = None
         self.link_fault = False
         self.injected: Optional[str] = None   # kill, stop-kill, leave, ...
         self.bye: Optional[str] = None

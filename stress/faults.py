@@ -107,6 +107,7 @@ class FaultInjector:
             dur, then_kill = ev.arg["duration"], bool(ev.arg["kill"])
             short = dur < self.opts.peer_timeout
             victim.stopped = True
+            victim.stop_gid = victim.gid
             self._record("stop", victim, "%.1f s then %s" % (
                 dur, "kill" if then_kill else "cont"), changes=not short)
             victim.signal(signal.SIGSTOP)
@@ -138,6 +139,9 @@ class FaultInjector:
         if not p.alive:
             return
         if then_kill:
+            # It never runs again: all it reported came before the others
+            # cut it, and is held to agreement (no excuse at its exit).
+            p.stop_gid = None
             p.injected = "stop-kill"
             self.injected["stop-kill"] += 1
             p.signal(signal.SIGKILL)

@@ -179,6 +179,14 @@ class Orchestrator(FaultInjector, Watchdog):
 
     async def _watch_exit(self, p: PeerProc) -> None:
         rc = await p.wait()
+        # A stopped member, woken, that ended (killed) before the master
+        # decided about it, still in the group it was stopped in, was never
+        # kept: not a survivor of that group, so excused as if its Rejected
+        # had come (ledger.fault).  Seen in a run: woken, it ended the ops the
+        # others had cut it from whole (no peer left to confirm them,
+        # docs/fault-tolerance.md), and a kill came before its Rejected.
+        if p.stop_gid is not None and p.gid == p.stop_gid:
+            self.ledger.excuse(p.id, p.gid)
         if self.netlab is not None:
             await self.netlab.remove_peer(p.id)
         expected = (p.injected in ("kill", "stop-kill", "cleanup", "hang",
