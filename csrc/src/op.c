@@ -12,7 +12,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int ccl__api_err(ccl_comm *c, int rc, const char *msg)
 {
@@ -182,18 +181,8 @@ static void sleep_for_completion(ccl__engine *e, ccl_op *op, uint64_t now,
                                  uint64_t until)
 {
     pthread_mutex_lock(&e->done_mu);
-    if (!op_is_done(op)) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t add = until - now;
-        ts.tv_sec += (time_t)(add / 1000);
-        ts.tv_nsec += (long)(add % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&e->done_cv, &e->done_mu, &ts);
-    }
+    if (!op_is_done(op))
+        ccl__cond_wait_ms(&e->done_cv, &e->done_mu, until - now);
     pthread_mutex_unlock(&e->done_mu);
 }
 

@@ -351,13 +351,14 @@ static int commit_state(const ccl_op *op, uint32_t *round)
         if (!e->lost[c])
             return COMMIT_WAIT;
         uncertain = 1; /* who said DONE is unknown here: ask everyone */
-    }
-    for (int p = 0; c < 0 && p < op->size; p++) {
-        if (p == op->rank || (op->done_seen[p] & CCL__SEEN_DONE))
-            continue;
-        if (!e->lost[p])
-            return COMMIT_WAIT;
-        uncertain = 1;
+    } else {
+        for (int p = 0; p < op->size; p++) {
+            if (p == op->rank || (op->done_seen[p] & CCL__SEEN_DONE))
+                continue;
+            if (!e->lost[p])
+                return COMMIT_WAIT;
+            uncertain = 1;
+        }
     }
     if (!uncertain)
         return COMMIT_READY;
@@ -403,7 +404,8 @@ static int says_done_to(const ccl_op *op, int peer)
 /* The coordinator's COMMIT (a DONE frame) to every peer still in the
  * group.  The op succeeds here whatever happens to these sends, so a
  * COMMIT that cannot be queued ends the link instead: that peer finds us
- * lost and asks the others to confirm (op_confirm.c), which they do. */
+ * lost and asks the others to confirm (op_confirm.c), which they do.  A
+ * lost link never fails an op that is complete here, so op stays active. */
 static void send_commit(ccl_op *op)
 {
     op->hold++;
@@ -444,8 +446,6 @@ void ccl__op_check_done(ccl_op *op)
         if (st == COMMIT_READY) {
             if (coordinates(op))
                 send_commit(op);
-            if (!op->active)
-                return;
             op->eng->succeeded++;
             op_finish(op, CCL_OK);
             return;

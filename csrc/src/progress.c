@@ -9,7 +9,6 @@
 #include "communicator.h"
 
 #include <stdlib.h>
-#include <time.h>
 
 #define MAX_EVENTS 64
 
@@ -145,19 +144,6 @@ void ccl__loop_kick(ccl_comm *c)
     }
 }
 
-/* Sleeps on idle_cv for at most ms (mu held). */
-static void idle_wait_ms(ccl_comm *c, int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += (long)ms * 1000000L;
-    while (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&c->idle_cv, &c->mu, &ts);
-}
-
 /* The progress thread stays off the loop while a caller drives it, and
  * for HANDOFF_MS after a drive ended with no op in flight: a caller that
  * runs ops back to back drives again within microseconds.  Had the thread
@@ -183,7 +169,7 @@ void *ccl__progress_main(void *arg)
             break;
         if (c->driving ||
             (ccl__now_ms() < c->drive_end_ms + HANDOFF_MS && !ccl__engine_pending(&c->eng))) {
-            idle_wait_ms(c, HANDOFF_MS);
+            ccl__cond_wait_ms(&c->idle_cv, &c->mu, HANDOFF_MS);
             continue;
         }
         int timeout = timer_ms(c);

@@ -35,6 +35,19 @@ uint64_t ccl__now_ms(void)
     return ccl__now_us() / 1000u;
 }
 
+void ccl__cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
 static int remaining_ms(uint64_t deadline_ms)
 {
     uint64_t now = ccl__now_ms();

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/uio.h>
 
 /* Milliseconds and microseconds on the monotonic clock. */
@@ -24,6 +25,9 @@ static inline uint64_t ccl__since(uint64_t now, uint64_t then)
     return now > then ? now - then : 0;
 }
 uint64_t ccl__now_us(void);
+/* pthread_cond_timedwait for at most ms milliseconds from now (the
+ * condition variable on the default, real-time clock). */
+void ccl__cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
 
 int ccl__sock_listen(const char *host, int port, int backlog, int *fd,
                      int *bound_port, char *err, size_t errlen);
