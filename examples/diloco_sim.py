@@ -40,9 +40,12 @@ ap.add_argument("--flush", action="store_true", help="stream: sync every fragmen
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--tag", default="")
 ap.add_argument("--batch", type=int, default=16, help="windows per worker per step")
+ap.add_argument("--workers", type=int, default=4)
+ap.add_argument("--mom-ramp", type=int, default=0, help="outer momentum rises linearly from 0 to --mom over this many outer steps")
+ap.add_argument("--olr-end", type=float, default=1.0, help="outer lr decays (cosine over the outer steps) to this fraction")
 a = ap.parse_args()
 torch.set_num_threads(a.threads)
-W = 4
+W = a.workers
 train, val = tiny_lm.load_corpus(8 << 20)
 torch.manual_seed(0)
 m0 = tiny_lm.TinyLM(a.width, 4, 4, 64)
@@ -106,8 +109,15 @@ else:
         avg = torch.stack(ds).sum(0)
         if a.quant == "e3m0" and a.mode == "stream": avg = quant(avg)
         inflight[p] = avg / W
+    rounds = max(1, a.steps // a.H)
     def merge(p):
+        k = outer[p].state[gp[p]].get("k", 0) if gp[p] in outer[p].state else 0
+        for g in outer[p].param_groups:
+            if a.mom_ramp: g["momentum"] = a.mom * min(1.0, k / a.mom_ramp); g["nesterov"] = g["momentum"] > 0
+            t = min(1.0, k / max(1, rounds - 1))
+            g["lr"] = a.olr * (a.olr_end + (1 - a.olr_end) * 0.5 * (1 + math.cos(math.pi * t)))
         gp[p].grad = inflight.pop(p); outer[p].step(); gp[p].grad = None
+        outer[p].state[gp[p]]["k"] = k + 1
         for w in range(W):
             f = fr[w][p]
             if alpha == 0: f.scatter(gp[p].data)

@@ -49,11 +49,13 @@ def flat(tensors: List[Any]) -> np.ndarray:
     return torch.cat([t.detach().reshape(-1) for t in tensors]).numpy().copy()
 
 
-def reference_rounds(n: int, H: int, rounds: int) -> Dict[str, Any]:
+def reference_rounds(n: int, H: int, rounds: int,
+                     warmup: int = 0) -> Dict[str, Any]:
     """DiLoCo by hand in one process: n simulated workers, pseudo-
     gradients summed in rank order (as the star all-reduce does), divided
-    by n, SGD-Nesterov outer step.  Returns the global parameters after
-    each round."""
+    by n, SGD-Nesterov outer step (its momentum rising from 0 to 0.9 over
+    ``warmup`` rounds).  Returns the global parameters after each
+    round."""
     import torch
     torch.set_num_threads(1)
     models = [make_model() for _ in range(n)]
@@ -65,7 +67,9 @@ def reference_rounds(n: int, H: int, rounds: int) -> Dict[str, Any]:
         outer.state[g]["momentum_buffer"] = torch.zeros_like(g)
     out = []
     step = 0
-    for _ in range(rounds):
+    for k in range(rounds):
+        if warmup:
+            outer.param_groups[0]["momentum"] = 0.9 * min(1.0, k / warmup)
         for _ in range(H):
             step += 1
             for w in range(n):
@@ -85,14 +89,16 @@ def reference_rounds(n: int, H: int, rounds: int) -> Dict[str, Any]:
     return {"globals": out}
 
 
-def diloco_rounds(comm: pyccl.Communicator, H: int, rounds: int) -> dict:
+def diloco_rounds(comm: pyccl.Communicator, H: int, rounds: int,
+                  warmup: int = 0) -> dict:
     """The same as reference_rounds, on a real group (star all-reduce)."""
     import torch
     from pyccl.diloco import DiLoCo
     torch.set_num_threads(1)
     model = make_model()
     inner = torch.optim.SGD(model.parameters(), lr=0.05)
-    dl = DiLoCo(model, inner, comm, sync_every=H, algorithm="star")
+    dl = DiLoCo(model, inner, comm, sync_every=H, algorithm="star",
+                outer_warmup=warmup)
     out = []
     w = comm.rank
     for step in range(1, H * rounds + 1):

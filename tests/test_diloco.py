@@ -21,16 +21,24 @@ CTX = multiprocessing.get_context("spawn")
 
 
 @pytest.mark.timeout(180)
-def test_outer_update_matches_a_hand_made_reference_bit_for_bit():
-    # 4 peers, 2 rounds of H=5 inner steps; the reference simulates the 4
+@pytest.mark.parametrize("warmup", [0, 2], ids=["momentum", "warmup"])
+def test_outer_update_matches_a_hand_made_reference_bit_for_bit(warmup):
+    # 4 peers, 3 rounds of H=5 inner steps; the reference simulates the 4
     # workers in one process and averages their pseudo-gradients by hand.
-    res = run_group(4, w.diloco_rounds, 5, 2)
+    # With warmup=2 the outer momentum is 0, 0.45, then 0.9.
+    res = run_group(4, w.diloco_rounds, 5, 3, warmup)
     with CTX.Pool(1) as pool:
-        ref = pool.apply(w.reference_rounds, (4, 5, 2))
-    assert len(ref["globals"]) == 2
+        ref = pool.apply(w.reference_rounds, (4, 5, 3, warmup))
+        # The warmup changes the outer steps (a reference without it
+        # differs from round 1 on: the first step has no momentum).
+        other = pool.apply(w.reference_rounds, (4, 5, 3, 2 - warmup))
+    assert len(ref["globals"]) == 3
     assert not np.array_equal(ref["globals"][0], ref["globals"][1])
+    for k in range(3):
+        assert ref["globals"][k].tobytes() != other["globals"][k].tobytes()
     for r in res:
         assert r["hash"] == res[0]["hash"]
+        assert len(r["globals"]) == 3
         for got, want in zip(r["globals"], ref["globals"]):
             assert got.tobytes() == want.tobytes()
 
@@ -285,3 +293,30 @@ def test_outer_state_is_primed_with_zeros_and_params_kept():
         assert all(p.grad is None for p in ps)
     with pytest.raises(ValueError):
         prime(torch.optim.Adagrad([torch.zeros(2)]), [])
+
+
+def test_outer_warmup_ramps_momentum_and_refuses_what_it_cannot_ramp():
+    import torch
+    from pyccl.diloco.outer import (make_outer, momentum_targets,
+                                    ramp_momentum)
+    ps = [torch.zeros(3)]
+    opt = make_outer(lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.9,
+                                               nesterov=True), ps)
+    targets = momentum_targets(opt, 4)
+    assert targets == [0.9]
+    seen = []
+    for k in range(6):
+        ramp_momentum(opt, targets, k / 4)
+        seen.append(opt.param_groups[0]["momentum"])
+        ps[0].grad = torch.ones(3)
+        opt.step()
+    assert seen == pytest.approx([0.0, 0.225, 0.45, 0.675, 0.9, 0.9])
+    # Momentum 0 left the zeroed buffer alone; the second step (0.225)
+    # started it from the gradient: steps 1, 1 + 0.225, ...
+    assert ps[0][0].item() < -2.2
+    assert momentum_targets(opt, 0) == []
+    with pytest.raises(pyccl.InvalidArgument):
+        momentum_targets(opt, -1)
+    adam = make_outer(lambda p: torch.optim.AdamW(p, lr=0.1), [torch.zeros(2)])
+    with pytest.raises(pyccl.InvalidArgument, match="no momentum setting"):
+        momentum_targets(adam, 3)

@@ -41,7 +41,8 @@ import numpy as np
 from pyccl.diloco.exchange import Exchange, ExchangeStats, Pending
 from pyccl.diloco.fragments import Fragment, make_fragments
 from pyccl.diloco.group import GroupLink
-from pyccl.diloco.outer import default_outer_optimizer, make_outer, state_tensors
+from pyccl.diloco.outer import (default_outer_optimizer, make_outer,
+                                momentum_targets, ramp_momentum, state_tensors)
 from pyccl.diloco.schedule import Schedule
 from pyccl.errors import (Aborted, CclError, InvalidArgument, MasterUnreachable,
                           PeerLost, Rejected, Timeout, TooFewPeers)
@@ -74,6 +75,15 @@ class DiLoCo:
         outer_optimizer: a factory ``params -> torch.optim.Optimizer``
             (elementwise: SGD, Adam, AdamW, NAdam, RAdam).  Default: SGD,
             lr 0.7, Nesterov momentum 0.9.
+        outer_warmup: rounds over which the outer momentum rises linearly
+            from 0 to the outer optimizer's own (0: from the first round).
+            The k-th outer step of a fragment (k = 0, 1, ...) uses
+            ``momentum * min(1, k / outer_warmup)``.  Early pseudo-
+            gradients are large and point where the fast-changing early
+            loss surface no longer does a few rounds later; momentum that
+            keeps them overshoots (docs/diloco.md, "Outer momentum
+            warmup").  Needs an outer optimizer with a ``momentum``
+            setting (SGD).
         fragments: P, fragments of the parameters (Streaming DiLoCo).
         overlap: tau, inner steps that run while a fragment's all-reduce
             is in flight (0: the inner loop waits).  P * tau <= H.
@@ -121,6 +131,7 @@ class DiLoCo:
     def __init__(self, model: Any, inner_optimizer: Any, comm: Any, *,
                  sync_every: int = 500,
                  outer_optimizer: Optional[Callable[[List[Any]], Any]] = None,
+                 outer_warmup: int = 0,
                  fragments: int = 1, overlap: Optional[int] = None,
                  alpha: Optional[float] = None, delayed: bool = False,
                  quant: Optional[str] = None, quant_block: int = 256,
@@ -164,6 +175,8 @@ class DiLoCo:
         self._backup = torch.zeros(max(f.numel for f in self.fragments))
         self.outer_optimizer = make_outer(
             outer_optimizer or default_outer_optimizer, params)
+        self._momentum = momentum_targets(self.outer_optimizer, outer_warmup)
+        self.outer_warmup = int(outer_warmup)
         self.header = np.zeros(4, dtype=np.int64)
         self.header[_PENDING] = -1
         tensors = {"global.%d" % f.index: f.global_ for f in self.fragments}
@@ -335,6 +348,12 @@ class DiLoCo:
         if contributors > 0:
             f.send.div_(contributors)
             f.global_.grad = f.send
+            if self.outer_warmup:
+                # The k-th outer step of this fragment: fragments take
+                # their outer steps in turn, P per round.
+                k = int(self.header[_OUTER]) // len(self.fragments)
+                ramp_momentum(self.outer_optimizer, self._momentum,
+                              k / self.outer_warmup)
             self.outer_optimizer.step()
             f.global_.grad = None
             self.header[_OUTER] += 1

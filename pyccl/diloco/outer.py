@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List
 
+from pyccl.errors import InvalidArgument
+
 #: Outer optimizers whose zeroed state equals their fresh state.
 PRIMABLE = ("SGD", "Adam", "AdamW", "NAdam", "RAdam")
 
@@ -57,6 +59,29 @@ def prime(opt: Any, params: List[Any]) -> None:
         for v in st.values():
             if torch.is_tensor(v):
                 v.zero_()
+
+
+def momentum_targets(opt: Any, warmup: int) -> List[float]:
+    """Each parameter group's momentum, which an outer warmup of
+    ``warmup`` rounds rises to (an empty list when ``warmup`` is 0)."""
+    if warmup < 0:
+        raise InvalidArgument("outer_warmup must be >= 0, not %r" % warmup)
+    if warmup == 0:
+        return []
+    if any("momentum" not in g for g in opt.param_groups):
+        raise InvalidArgument("outer_warmup ramps the outer momentum: %s has "
+                              "no momentum setting (use SGD)"
+                              % type(opt).__name__)
+    return [float(g["momentum"]) for g in opt.param_groups]
+
+
+def ramp_momentum(opt: Any, targets: List[float], fraction: float) -> None:
+    """Sets each group's momentum to ``min(1, fraction)`` of its target.
+    Momentum 0 leaves SGD's (zeroed) buffer alone, so the first step with
+    momentum starts it from the gradient, as a fresh optimizer would."""
+    f = min(1.0, fraction)
+    for g, m in zip(opt.param_groups, targets):
+        g["momentum"] = m * f
 
 
 def state_tensors(opt: Any, params: List[Any]) -> Dict[str, Any]:
