@@ -75,15 +75,21 @@ def mixed_ops(comm: pyccl.Communicator, count: int) -> Dict[str, Any]:
     return comm.stats().as_dict()
 
 
-def lose_peer(comm: pyccl.Communicator, log_dir: str) -> Any:
-    """Every rank logs JSON lines to log_dir/rank<r>.jsonl; rank 2 dies
-    (os._exit: its sockets close, no BYE) after the first all-reduce; the
-    others fail an op, call update_topology and run one more op."""
+def _log_json(comm: pyccl.Communicator, log_dir: str) -> None:
+    """This process's pyccl log, from INFO up, as JSON lines in
+    log_dir/rank<r>.jsonl."""
     import pyccl.log
     stream = open(os.path.join(log_dir, "rank%d.jsonl" % comm.rank), "w",
                   buffering=1)
     pyccl.log.use_json(stream)
     pyccl.log.logger.setLevel("INFO")
+
+
+def lose_peer(comm: pyccl.Communicator, log_dir: str) -> Any:
+    """Every rank logs JSON lines to log_dir/rank<r>.jsonl; rank 2 dies
+    (os._exit: its sockets close, no BYE) after the first all-reduce; the
+    others fail an op, call update_topology and run one more op."""
+    _log_json(comm, log_dir)
     x = np.ones(1 << 16, dtype=np.float32)
     comm.all_reduce(x)
     if comm.rank == 2:
@@ -112,11 +118,7 @@ def admit_joiner(comm: pyccl.Communicator, log_dir: str) -> Any:
     """Every rank logs JSON lines to log_dir/rank<r>.jsonl; one
     all-reduce, then wait (60 s at most) until the master announces a
     joiner, update_topology, and one all-reduce with it."""
-    import pyccl.log
-    stream = open(os.path.join(log_dir, "rank%d.jsonl" % comm.rank), "w",
-                  buffering=1)
-    pyccl.log.use_json(stream)
-    pyccl.log.logger.setLevel("INFO")
+    _log_json(comm, log_dir)
     x = np.ones(1 << 16, dtype=np.float32)
     comm.all_reduce(x)
     deadline = time.monotonic() + 60.0

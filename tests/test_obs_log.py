@@ -9,7 +9,10 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
+
+import numpy as np
 
 import pyccl
 import pyccl.log
@@ -63,8 +66,6 @@ def test_admitting_a_joiner_logs_no_lost_peer_warning(tmp_path):
     # epoch's connections while the others still wait for theirs.  That
     # is no loss worth a warning (it was one, seen in examples/diloco_lm.py
     # logs): inside update_topology it is logged as info.
-    import threading
-    import numpy as np
     with pyccl.Master() as master:
         g = Group(master, 3, "admit_joiner", (str(tmp_path),), op_timeout=20,
                   peer_timeout=5)
