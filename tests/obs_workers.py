@@ -113,21 +113,3 @@ def star_ops(comm: pyccl.Communicator, n_ops: int, count: int) -> Dict[str, Any]
     comm.barrier()
     return comm.stats().as_dict()
 
-
-def admit_joiner(comm: pyccl.Communicator, log_dir: str) -> Any:
-    """Every rank logs JSON lines to log_dir/rank<r>.jsonl; one
-    all-reduce, then wait (60 s at most) until the master announces a
-    joiner, update_topology, and one all-reduce with it."""
-    _log_json(comm, log_dir)
-    x = np.ones(1 << 16, dtype=np.float32)
-    comm.all_reduce(x)
-    deadline = time.monotonic() + 60.0
-    while comm.peers_pending() == 0:
-        if time.monotonic() > deadline:
-            raise AssertionError("no joiner announced within 60 s")
-        time.sleep(0.02)
-    comm.update_topology(timeout=30)
-    x.fill(1.0)
-    comm.all_reduce(x)
-    time.sleep(0.3)  # the log reader polls every 100 ms
-    return comm.epoch, comm.world_size, float(x[0])

@@ -243,7 +243,6 @@ int ccl__comm_reform(ccl_comm *c, int timeout_ms, int optimize)
      * keeps running, so heartbeats go on both ways; ops posted meanwhile
      * start in the next epoch. */
     c->awaiting = 1;
-    ccl__xport_expect_losses(c->xp);
     int rc = reform_locked(c, timeout_ms);
     c->awaiting = 0;
     c->optimize = 0;

@@ -84,9 +84,6 @@ int ccl__xport_create(ccl__xport **out, int poller, const ccl__xport_ops *ops,
                       void *ctx);
 void ccl__xport_destroy(ccl__xport *x);
 
-/* Losses of this epoch from now on are expected (update_topology): logged
- * as info. */
-void ccl__xport_expect_losses(ccl__xport *x);
 /* Starts an epoch: size members, this one at rank self, K connections per
  * other member (not yet connected), frames stamped with epoch. */
 int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,

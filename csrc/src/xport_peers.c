@@ -110,17 +110,6 @@ void ccl__xport_destroy(ccl__xport *x)
     free(x);
 }
 
-/* Inside update_topology the group moves to a new epoch, and the members
- * that get there first close this epoch's connections (without BYE: the
- * mesh is rebuilt, not left).  A loss seen now is most likely that, and a
- * real one reaches the master in the reform's report anyway, so every
- * loss of this epoch from here on is logged as info, not as a warning. */
-void ccl__xport_expect_losses(ccl__xport *x)
-{
-    if (x->lost_logged == 0)
-        x->lost_logged = 1;
-}
-
 int ccl__xport_reset(ccl__xport *x, int size, int self, int conns_per_peer,
                      uint32_t epoch, const ccl__xport_member *members)
 {
